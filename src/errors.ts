@@ -1,0 +1,34 @@
+/**
+ * Every error hetmm raises on purpose is a HetmmError with a stable `code`,
+ * so the CLI (and later the server) can print one clear line and pick an exit
+ * code without parsing messages. Anything else reaching the top is a bug.
+ */
+export type HetmmErrorCode =
+  | 'E_ARGUMENT' // a wrong value passed to a public function or CLI option
+  | 'E_IMAGE_READ' // file missing or unreadable
+  | 'E_IMAGE_DECODE' // not an image, corrupt, or unsupported
+  | 'E_IMAGE_TOO_LARGE' // over the decoder's pixel limit
+  | 'E_IMAGE_TOO_SMALL'
+  | 'E_NO_IMAGES' // a directory or list with no images
+  | 'E_MODEL_NOT_FOUND'
+  | 'E_MODEL_INVALID' // model loads but does not fit the backbone description
+  | 'E_STORE_READ'
+  | 'E_STORE_FORMAT' // bad magic/version/header, truncated, checksum mismatch
+  | 'E_STORE_MISMATCH' // another backbone / input size / layers than expected
+  | 'E_STORE_WRITE' // could not write (e.g. disk full); the old file is intact
+  | 'E_DATASET' // data-set layout problems (missing mask, empty split)
+  | 'E_BACKEND' // a kernel backend could not load or failed
+  | 'E_INTERNAL';
+
+export class HetmmError extends Error {
+  readonly code: HetmmErrorCode;
+  constructor(code: HetmmErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HetmmError';
+    this.code = code;
+  }
+}
+
+export function isHetmmError(e: unknown): e is HetmmError {
+  return e instanceof HetmmError;
+}
