@@ -1,0 +1,6 @@
+/** Parity: forward template matching, per template and max over templates. */
+import { checkMatchCase } from '../match-common.js';
+import type { ParityChecker } from '../types.js';
+
+const check: ParityChecker = (c) => checkMatchCase(c, 'forward');
+export default check;
