@@ -1,0 +1,267 @@
+/**
+ * The feature extractor: the only module that imports onnxruntime-node.
+ * Image [3, H, W] in [0, 1] -> ImageNet-normalised [1, 3, H, W] -> three
+ * feature maps, each pixel vector L2-normalised over channels (HETMM matches
+ * by cosine similarity, so normalising once here makes every later
+ * similarity a plain dot product).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { HetmmError } from '../errors.js';
+import type { LoadedImage } from '../image/types.js';
+import {
+  DEFAULT_BACKBONE,
+  DEFAULT_MODEL_FILE,
+  loadBackboneDescription,
+  type BackboneDescription,
+  type BackboneIdentity,
+  type BackboneLayerIdentity,
+} from './description.js';
+import { resolveModelPath } from './model-path.js';
+
+/** Pixel vectors with a smaller norm are divided by this instead (as F.normalize's eps). */
+const NORM_EPSILON = 1e-12;
+
+export interface BackboneLoadOptions {
+  /** path to the .onnx file; default: see resolveModelPath (HETMM_MODEL, then the shipped model) */
+  readonly model?: string;
+  /** default: `<model>.json` next to the model if it exists, else DEFAULT_BACKBONE */
+  readonly description?: BackboneDescription;
+  /** onnxruntime intra-op threads; default: all cores (os.availableParallelism()) */
+  readonly threads?: number;
+  /** environment for HETMM_MODEL lookup; default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+interface SharedSession {
+  readonly session: ort.InferenceSession;
+  readonly sha256: string;
+  users: number;
+}
+
+/** One InferenceSession per model file per process: sessions hold the weights (~100 MB) and thread pools. */
+const sessions = new Map<string, Promise<SharedSession>>();
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function openSession(modelPath: string, threads: number): Promise<SharedSession> {
+  const [sha256, session] = await Promise.all([
+    sha256File(modelPath),
+    ort.InferenceSession.create(modelPath, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    }).catch((e: unknown) => {
+      throw new HetmmError(
+        'E_MODEL_INVALID',
+        `cannot load ONNX model '${modelPath}': ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
+    }),
+  ]);
+  return { session, sha256, users: 0 };
+}
+
+function shapeText(dims: readonly number[]): string {
+  return `[${dims.join(',')}]`;
+}
+
+/** L2-normalise each pixel vector of a [C, H, W] map over C, into a new array. */
+export function l2NormalisePixels(src: ArrayLike<number>, channels: number, height: number, width: number, offset = 0): Float32Array {
+  const plane = height * width;
+  const out = new Float32Array(channels * plane);
+  const sumSq = new Float64Array(plane);
+  for (let c = 0; c < channels; c++) {
+    const base = offset + c * plane;
+    for (let p = 0; p < plane; p++) {
+      const v = src[base + p];
+      sumSq[p] += v * v;
+    }
+  }
+  const inv = new Float64Array(plane);
+  for (let p = 0; p < plane; p++) inv[p] = 1 / Math.max(Math.sqrt(sumSq[p]), NORM_EPSILON);
+  for (let c = 0; c < channels; c++) {
+    const base = offset + c * plane;
+    const ob = c * plane;
+    for (let p = 0; p < plane; p++) out[ob + p] = src[base + p] * inv[p];
+  }
+  return out;
+}
+
+export class Backbone {
+  readonly identity: BackboneIdentity;
+  readonly description: BackboneDescription;
+  readonly modelPath: string;
+  /** true when the model's batch dimension is symbolic, so extractBatch runs one batch */
+  readonly dynamicBatch: boolean;
+  #shared: SharedSession | undefined;
+
+  private constructor(
+    shared: SharedSession,
+    modelPath: string,
+    description: BackboneDescription,
+    identity: BackboneIdentity,
+    dynamicBatch: boolean,
+  ) {
+    this.#shared = shared;
+    this.modelPath = modelPath;
+    this.description = description;
+    this.identity = identity;
+    this.dynamicBatch = dynamicBatch;
+  }
+
+  static async load(options: BackboneLoadOptions = {}): Promise<Backbone> {
+    const threads = options.threads ?? os.availableParallelism();
+    if (!Number.isInteger(threads) || threads <= 0) {
+      throw new HetmmError('E_ARGUMENT', `Expected positive integer for threads but received ${String(threads)}`);
+    }
+    const { path: modelPath } = resolveModelPath({ model: options.model, env: options.env });
+    let description = options.description;
+    if (description === undefined) {
+      const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;
+      if (existsSync(sidecar)) description = await loadBackboneDescription(sidecar);
+      else if (path.basename(modelPath) === DEFAULT_MODEL_FILE) description = DEFAULT_BACKBONE;
+      else description = { ...DEFAULT_BACKBONE, name: path.basename(modelPath).replace(/\.onnx$/i, '') };
+    }
+
+    let pending = sessions.get(modelPath);
+    if (pending === undefined) {
+      pending = openSession(modelPath, threads);
+      sessions.set(modelPath, pending);
+      // A failed load must not poison the cache.
+      pending.catch(() => sessions.delete(modelPath));
+    }
+    const shared = await pending;
+    const { identity, dynamicBatch } = await Backbone.#validate(shared, modelPath, description);
+    shared.users++;
+    return new Backbone(shared, modelPath, description, identity, dynamicBatch);
+  }
+
+  /** Check names, then run zeros and check each output's shape against the strides. */
+  static async #validate(
+    shared: SharedSession,
+    modelPath: string,
+    d: BackboneDescription,
+  ): Promise<{ identity: BackboneIdentity; dynamicBatch: boolean }> {
+    const s = shared.session;
+    const invalid = (why: string): never => {
+      throw new HetmmError('E_MODEL_INVALID', `model '${modelPath}' does not fit backbone '${d.name}': ${why}`);
+    };
+    if (!s.inputNames.includes(d.inputName)) {
+      invalid(`expected input '${d.inputName}', found inputs [${s.inputNames.join(', ')}]`);
+    }
+    const missing = d.outputNames.filter((n) => !s.outputNames.includes(n));
+    if (missing.length > 0) {
+      invalid(`expected outputs [${d.outputNames.join(', ')}], found [${s.outputNames.join(', ')}] (missing ${missing.join(', ')})`);
+    }
+    // Batch dimension: a number (1) is fixed; a symbolic name or -1 is dynamic.
+    const inputMeta = s.inputMetadata.find((m) => m.name === d.inputName);
+    const batchDim = inputMeta && inputMeta.isTensor ? inputMeta.shape[0] : 1;
+    const dynamicBatch = typeof batchDim === 'string' || (typeof batchDim === 'number' && batchDim < 0);
+
+    const [H, W] = d.inputSize;
+    const zeros = new ort.Tensor('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
+    let results: ort.InferenceSession.OnnxValueMapType;
+    try {
+      results = await s.run({ [d.inputName]: zeros }, [...d.outputNames]);
+    } catch (e) {
+      return invalid(`a test run on a [1,3,${H},${W}] zero image failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const layers: BackboneLayerIdentity[] = [];
+    d.outputNames.forEach((name, i) => {
+      const t = results[name] as ort.Tensor | undefined;
+      if (t === undefined) return invalid(`output '${name}' missing from the test run`);
+      const dims = t.dims;
+      const stride = d.strides[i];
+      const eh = Math.ceil(H / stride);
+      const ew = Math.ceil(W / stride);
+      if (t.type !== 'float32') invalid(`output '${name}' has type ${t.type}, expected float32`);
+      if (dims.length !== 4 || dims[0] !== 1 || dims[2] !== eh || dims[3] !== ew) {
+        invalid(`output '${name}' has shape ${shapeText(dims)}, expected [1,C,${eh},${ew}] (stride ${stride} on ${H}x${W})`);
+      }
+      layers.push({ name, channels: dims[1], height: dims[2], width: dims[3], stride });
+    });
+    return {
+      identity: Object.freeze({ name: d.name, modelSha256: shared.sha256, inputSize: [H, W] as const, layers: Object.freeze(layers) }),
+      dynamicBatch,
+    };
+  }
+
+  #session(): ort.InferenceSession {
+    if (this.#shared === undefined) throw new HetmmError('E_ARGUMENT', 'this Backbone was disposed');
+    return this.#shared.session;
+  }
+
+  /** ImageNet-normalise images into one [n, 3, H, W] input tensor. */
+  #input(images: readonly LoadedImage[]): ort.Tensor {
+    const [H, W] = this.description.inputSize;
+    const plane = H * W;
+    const data = new Float32Array(images.length * 3 * plane);
+    images.forEach((img, n) => {
+      if (img.height !== H || img.width !== W || img.data.length !== 3 * plane) {
+        throw new HetmmError(
+          'E_ARGUMENT',
+          `image '${img.source}' is ${img.height}x${img.width}, expected ${H}x${W} (load it with size [${H}, ${W}])`,
+        );
+      }
+      for (let c = 0; c < 3; c++) {
+        const mean = this.description.mean[c];
+        const invStd = 1 / this.description.std[c];
+        const src = c * plane;
+        const dst = (n * 3 + c) * plane;
+        for (let p = 0; p < plane; p++) data[dst + p] = (img.data[src + p] - mean) * invStd;
+      }
+    });
+    return new ort.Tensor('float32', data, [images.length, 3, H, W]);
+  }
+
+  async #run(images: readonly LoadedImage[]): Promise<Float32Array[][]> {
+    const session = this.#session();
+    const input = this.#input(images);
+    const results = await session.run({ [this.description.inputName]: input }, [...this.description.outputNames]);
+    const perImage: Float32Array[][] = images.map(() => []);
+    this.identity.layers.forEach((layer) => {
+      const t = results[layer.name] as ort.Tensor;
+      const data = t.data as Float32Array;
+      const size = layer.channels * layer.height * layer.width;
+      for (let n = 0; n < images.length; n++) {
+        perImage[n].push(l2NormalisePixels(data, layer.channels, layer.height, layer.width, n * size));
+      }
+    });
+    return perImage;
+  }
+
+  /** Per layer, the [C, H, W] features, each pixel vector of unit L2 norm. */
+  async extract(image: LoadedImage): Promise<Float32Array[]> {
+    return (await this.#run([image]))[0];
+  }
+
+  /** extract() for several images: one batched run when the model allows it, else one run per image. */
+  async extractBatch(images: readonly LoadedImage[]): Promise<Float32Array[][]> {
+    if (images.length === 0) return [];
+    if (this.dynamicBatch) return this.#run(images);
+    const out: Float32Array[][] = [];
+    for (const img of images) out.push(await this.extract(img));
+    return out;
+  }
+
+  /** Release this handle; the shared session is released when its last user disposes. */
+  async dispose(): Promise<void> {
+    const shared = this.#shared;
+    if (shared === undefined) return;
+    this.#shared = undefined;
+    shared.users--;
+    if (shared.users === 0) {
+      sessions.delete(this.modelPath);
+      await shared.session.release();
+    }
+  }
+}

@@ -1,0 +1,14 @@
+export {
+  DEFAULT_BACKBONE,
+  DEFAULT_MODEL_FILE,
+  DEFAULT_MODEL_RELATIVE_PATH,
+  loadBackboneDescription,
+  validateBackboneDescription,
+  sameIdentity,
+  identityDifference,
+} from './description.js';
+export type { BackboneDescription, BackboneIdentity, BackboneLayerIdentity } from './description.js';
+export { resolveModelPath, packageRoot } from './model-path.js';
+export type { ResolveModelOptions } from './model-path.js';
+export { Backbone, l2NormalisePixels } from './backbone.js';
+export type { BackboneLoadOptions } from './backbone.js';
