@@ -1,0 +1,466 @@
+/**
+ * OPTICS clustering, bit-for-bit the labels of scikit-learn's
+ * `OPTICS(min_samples=m, metric=<distance>)` with its defaults:
+ * max_eps = inf, cluster_method = 'xi', xi = 0.05, predecessor_correction =
+ * true, min_cluster_size = min_samples.
+ *
+ * Steps (scikit-learn `sklearn/cluster/_optics.py`, Ankerst et al. 1999,
+ * Schubert & Gertz 2018):
+ *  1. core distance of i = the min_samples-th smallest distance in row i,
+ *     the point itself included; rounded to 15 decimals.
+ *  2. ordering: repeatedly take the unprocessed point with the smallest
+ *     reachability (lowest index on ties, inf included); if it is a core
+ *     point (always, with max_eps = inf) lower the reachability of every
+ *     unprocessed j to round15(max(d(p, j), core(p))) when strictly smaller,
+ *     recording p as j's predecessor.
+ *  3. xi extraction on the reachability plot (reachability in OPTICS order,
+ *     followed by an inf): steep down / steep up areas, clusters between them,
+ *     predecessor correction, min_cluster_size.
+ *  4. labels: clusters are visited smallest-first (nested ones before the
+ *     ones containing them); a cluster gets the next label only when none of
+ *     its points is labelled yet, so leaves win; the rest is noise (-1).
+ *
+ * Why the rounding matters: scikit-learn rounds core and reachability
+ * distances with `np.around(x, 15)`; that creates exact ties (and the sign of
+ * a rounded zero, -0 vs +0, decides whether a ratio is -inf or +inf in the xi
+ * step). Everything here is float64 and follows numpy's IEEE semantics.
+ *
+ * Cost: O(N^2) time per call; with a reused {@link OpticsScratch} there is no
+ * allocation per call apart from small result views (the PTS loop runs this at
+ * every pixel).
+ */
+import { HetmmError } from '../errors.js';
+
+export interface OpticsResult {
+  /** cluster label per point (input order), -1 = noise */
+  readonly labels: Int32Array;
+  /** point indices in OPTICS order */
+  readonly ordering: Int32Array;
+  /** reachability per point (input order); inf for the first point of each seed */
+  readonly reachability: Float64Array;
+  /** core distance per point (input order) */
+  readonly coreDistances: Float64Array;
+  /** the point each point was reached from (input order), -1 for seeds */
+  readonly predecessor: Int32Array;
+}
+
+/** scikit-learn's defaults for cluster_method='xi' */
+const XI = 0.05;
+
+/**
+ * Reusable working memory for {@link optics}. Results returned with a scratch
+ * are views into it and are overwritten by the next call with the same scratch.
+ */
+export class OpticsScratch {
+  private capacity = 0;
+  labels = new Int32Array(0);
+  ordering = new Int32Array(0);
+  reachability = new Float64Array(0);
+  coreDistances = new Float64Array(0);
+  predecessor = new Int32Array(0);
+  /** 0 = unprocessed */
+  processed = new Uint8Array(0);
+  /** a row copy for the k-th smallest selection */
+  row = new Float64Array(0);
+  /** reachability in OPTICS order plus a trailing inf: length n + 1 */
+  plot = new Float64Array(0);
+  /** predecessor in OPTICS order */
+  predecessorPlot = new Int32Array(0);
+  /** per plot position: bit flags STEEP_UP | STEEP_DOWN | UP | DOWN */
+  slope = new Uint8Array(0);
+  /** labels in plot order */
+  plotLabels = new Int32Array(0);
+  /** steep down areas: start, end (Int32) and mib (Float64), `sdaCount` live */
+  sdaStart = new Int32Array(0);
+  sdaEnd = new Int32Array(0);
+  sdaMib = new Float64Array(0);
+  /** clusters as (start, end) pairs in plot positions, grown on demand */
+  clusters = new Int32Array(64);
+
+  constructor(capacity = 0) {
+    this.ensure(capacity);
+  }
+
+  /** Grows the buffers to hold `n` points (never shrinks). */
+  ensure(n: number): void {
+    if (n <= this.capacity) return;
+    this.capacity = n;
+    this.labels = new Int32Array(n);
+    this.ordering = new Int32Array(n);
+    this.reachability = new Float64Array(n);
+    this.coreDistances = new Float64Array(n);
+    this.predecessor = new Int32Array(n);
+    this.processed = new Uint8Array(n);
+    this.row = new Float64Array(n);
+    this.plot = new Float64Array(n + 1);
+    this.predecessorPlot = new Int32Array(n);
+    this.slope = new Uint8Array(n);
+    this.plotLabels = new Int32Array(n);
+    this.sdaStart = new Int32Array(n);
+    this.sdaEnd = new Int32Array(n);
+    this.sdaMib = new Float64Array(n);
+  }
+}
+
+const STEEP_UP = 1;
+const STEEP_DOWN = 2;
+const UP = 4;
+const DOWN = 8;
+
+/**
+ * numpy's `np.around(x, 15)`: multiply by 1e15, round half to even (rint),
+ * divide by 1e15. Keeps the sign of zero like numpy (round(-1e-16) = -0).
+ */
+export function round15(x: number): number {
+  const y = x * 1e15;
+  let r = Math.round(y); // half up; fixed to half-even below
+  if (r - y === 0.5 && r % 2 !== 0) r -= 1;
+  return r / 1e15;
+}
+
+/**
+ * numpy's maximum on the contiguous SIMD path (x86 `maxpd` returns the second
+ * operand when both are zero of either sign): `b` unless `a > b`. NaN is not
+ * expected here (distances are finite).
+ */
+function npMaximum(a: number, b: number): number {
+  return a > b ? a : b;
+}
+
+/** k-th smallest (1-based) of row[0..n) by quickselect; reorders `row`. */
+function kthSmallest(row: Float64Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  const target = k - 1;
+  while (lo < hi) {
+    // median-of-three pivot keeps sorted / duplicate-heavy rows O(n)
+    const mid = (lo + hi) >>> 1;
+    const a = row[lo]!, b = row[mid]!, c = row[hi]!;
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (row[i]! < pivot) i++;
+      while (row[j]! > pivot) j--;
+      if (i <= j) {
+        const t = row[i]!;
+        row[i] = row[j]!;
+        row[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return row[target]!;
+  }
+  return row[target]!;
+}
+
+function checkArguments(distance: Float64Array, n: number, minSamples: number): void {
+  if (!Number.isInteger(n) || n < 1) {
+    throw new HetmmError('E_ARGUMENT', `optics: expected a positive integer point count n, got ${n}`);
+  }
+  if (distance.length < n * n) {
+    throw new HetmmError(
+      'E_ARGUMENT',
+      `optics: expected an n*n = ${n * n} distance matrix, got length ${distance.length}`,
+    );
+  }
+  // scikit-learn reads min_samples <= 1 as a fraction of n; hetmm only takes counts
+  if (!Number.isInteger(minSamples) || minSamples < 2 || minSamples > n) {
+    throw new HetmmError(
+      'E_ARGUMENT',
+      `optics: expected an integer minSamples in [2, n = ${n}], got ${minSamples}`,
+    );
+  }
+}
+
+/**
+ * OPTICS over a precomputed N x N distance matrix (row-major, symmetric; the
+ * diagonal is read as given, like scikit-learn's own self-distance). Without
+ * `scratch` the result owns fresh arrays; with it the result is views into it.
+ */
+export function optics(
+  distance: Float64Array,
+  n: number,
+  minSamples: number,
+  scratch?: OpticsScratch,
+): OpticsResult {
+  checkArguments(distance, n, minSamples);
+  const own = scratch === undefined;
+  const s = scratch ?? new OpticsScratch(n);
+  s.ensure(n);
+  computeGraph(distance, n, minSamples, s);
+  extractXiLabels(n, minSamples, minSamples, s);
+  const view = <T extends Int32Array | Float64Array>(a: T): T =>
+    (own ? a.slice(0, n) : a.subarray(0, n)) as T;
+  return {
+    labels: view(s.labels),
+    ordering: view(s.ordering),
+    reachability: view(s.reachability),
+    coreDistances: view(s.coreDistances),
+    predecessor: view(s.predecessor),
+  };
+}
+
+/** Steps 1 and 2: core distances, ordering, reachability, predecessors. */
+function computeGraph(distance: Float64Array, n: number, minSamples: number, s: OpticsScratch): void {
+  const { coreDistances: core, reachability: reach, predecessor: pred, processed, ordering, row } = s;
+  for (let i = 0; i < n; i++) {
+    row.set(distance.subarray(i * n, i * n + n));
+    core[i] = round15(kthSmallest(row, n, minSamples));
+    reach[i] = Infinity;
+    pred[i] = -1;
+    processed[i] = 0;
+  }
+  for (let step = 0; step < n; step++) {
+    // the unprocessed point with the smallest reachability, lowest index first
+    let point = -1;
+    let best = Infinity;
+    for (let j = 0; j < n; j++) {
+      if (processed[j] === 0 && (point < 0 || reach[j]! < best)) {
+        point = j;
+        best = reach[j]!;
+      }
+    }
+    processed[point] = 1;
+    ordering[step] = point;
+    // every point is core with max_eps = inf (core distance finite)
+    const corePoint = core[point]!;
+    if (corePoint === Infinity) continue;
+    const base = point * n;
+    for (let j = 0; j < n; j++) {
+      if (processed[j] !== 0) continue;
+      const r = round15(npMaximum(distance[base + j]!, corePoint));
+      if (r < reach[j]!) {
+        reach[j] = r;
+        pred[j] = point;
+      }
+    }
+  }
+}
+
+/**
+ * Extends a steep area from `start` as far as it goes (scikit-learn
+ * `_extend_region`): steep points extend it, at most `minSamples` consecutive
+ * non-steep points that do not go the other way are tolerated, a point going
+ * the other way ends it. Returns the last steep position.
+ */
+function extendRegion(slope: Uint8Array, n: number, steepBit: number, againstBit: number, start: number, minSamples: number): number {
+  let nonSteep = 0;
+  let end = start;
+  for (let index = start; index < n; index++) {
+    const f = slope[index]!;
+    if ((f & steepBit) !== 0) {
+      nonSteep = 0;
+      end = index;
+    } else if ((f & againstBit) === 0) {
+      nonSteep++;
+      if (nonSteep > minSamples) break;
+    } else {
+      return end;
+    }
+  }
+  return end;
+}
+
+/**
+ * Schubert & Gertz's predecessor correction (scikit-learn
+ * `_correct_predecessor`): shrink the cluster end while its predecessor is not
+ * inside the cluster. Replicates scikit-learn's indexing exactly: the
+ * predecessor id is used as an index into `ordering` (a seed's -1 reads the
+ * last entry, as Python's negative indexing does). Returns end, or -1 if the
+ * cluster vanishes.
+ */
+function correctPredecessor(s: OpticsScratch, n: number, start: number, end: number): number {
+  const { plot, predecessorPlot, ordering } = s;
+  let e = end;
+  while (start < e) {
+    if (plot[start]! > plot[e]!) return e;
+    const p = predecessorPlot[e]!;
+    const pe = ordering[p < 0 ? n + p : p]!;
+    for (let i = start; i < e; i++) {
+      if (ordering[i] === pe) return e;
+    }
+    e--;
+  }
+  return -1;
+}
+
+/** Steps 3 and 4: xi steep areas, clusters, leaf-first labels. */
+function extractXiLabels(n: number, minSamples: number, minClusterSize: number, s: OpticsScratch): void {
+  const { plot, predecessorPlot, ordering, reachability, predecessor, slope, sdaStart, sdaEnd, sdaMib } = s;
+  for (let i = 0; i < n; i++) {
+    plot[i] = reachability[ordering[i]!]!;
+    predecessorPlot[i] = predecessor[ordering[i]!]!;
+  }
+  // the trailing inf lets a cluster end at the last point
+  plot[n] = Infinity;
+  const xiComplement = 1 - XI;
+  const steepDownRatio = 1 / xiComplement;
+  for (let i = 0; i < n; i++) {
+    // IEEE division like numpy: inf/inf and 0/0 give NaN (all tests false)
+    const ratio = plot[i]! / plot[i + 1]!;
+    slope[i] =
+      (ratio <= xiComplement ? STEEP_UP : 0) |
+      (ratio >= steepDownRatio ? STEEP_DOWN : 0) |
+      (ratio < 1 ? UP : 0) |
+      (ratio > 1 ? DOWN : 0);
+  }
+
+  let sdaCount = 0;
+  let clusterCount = 0;
+  let index = 0;
+  let mib = 0; // maximum in between (paper section 4.3.2)
+
+  // drop the steep down areas whose start is not xi-higher than mib; raise the mib of the rest
+  const filterSdas = (): void => {
+    if (mib === Infinity) {
+      sdaCount = 0;
+      return;
+    }
+    let kept = 0;
+    for (let k = 0; k < sdaCount; k++) {
+      if (mib <= plot[sdaStart[k]!]! * xiComplement) {
+        sdaStart[kept] = sdaStart[k]!;
+        sdaEnd[kept] = sdaEnd[k]!;
+        sdaMib[kept] = Math.max(sdaMib[k]!, mib);
+        kept++;
+      }
+    }
+    sdaCount = kept;
+  };
+
+  for (let steepIndex = 0; steepIndex < n; steepIndex++) {
+    const f = slope[steepIndex]!;
+    if ((f & (STEEP_UP | STEEP_DOWN)) === 0) continue;
+    // already inside a discovered area
+    if (steepIndex < index) continue;
+    for (let i = index; i <= steepIndex; i++) if (plot[i]! > mib) mib = plot[i]!;
+
+    if ((f & STEEP_DOWN) !== 0) {
+      filterSdas();
+      const end = extendRegion(slope, n, STEEP_DOWN, UP, steepIndex, minSamples);
+      sdaStart[sdaCount] = steepIndex;
+      sdaEnd[sdaCount] = end;
+      sdaMib[sdaCount] = 0;
+      sdaCount++;
+      index = end + 1;
+      mib = plot[index]!;
+      continue;
+    }
+
+    // steep upward area: try to close a cluster with every remaining steep down area
+    filterSdas();
+    const upStart = steepIndex;
+    const upEnd = extendRegion(slope, n, STEEP_UP, DOWN, upStart, minSamples);
+    index = upEnd + 1;
+    mib = plot[index]!;
+    const firstNew = clusterCount;
+    for (let k = 0; k < sdaCount; k++) {
+      let cStart = sdaStart[k]!;
+      let cEnd = upEnd;
+      const after = plot[cEnd + 1]!;
+      // the end must be xi-higher than the maximum inside
+      if (after * xiComplement < sdaMib[k]!) continue;
+      // Definition 11, criterion 4: cut the higher side to the lower one's level
+      const downMax = plot[sdaStart[k]!]!;
+      if (downMax * xiComplement >= after) {
+        while (plot[cStart + 1]! > after && cStart < sdaEnd[k]!) cStart++;
+      } else if (after * xiComplement >= downMax) {
+        while (plot[cEnd - 1]! > downMax && cEnd > upStart) cEnd--;
+      }
+      // predecessor correction (always on with scikit-learn's defaults)
+      cEnd = correctPredecessor(s, n, cStart, cEnd);
+      if (cEnd < 0) continue;
+      if (cEnd - cStart + 1 < minClusterSize) continue; // criterion 3.a
+      if (cStart > sdaEnd[k]!) continue; // criterion 1
+      if (cEnd < upStart) continue; // criterion 2
+      if (2 * clusterCount + 2 > s.clusters.length) {
+        const grown = new Int32Array(s.clusters.length * 2);
+        grown.set(s.clusters);
+        s.clusters = grown;
+      }
+      s.clusters[2 * clusterCount] = cStart;
+      s.clusters[2 * clusterCount + 1] = cEnd;
+      clusterCount++;
+    }
+    // smaller (later found, nested) clusters first: reverse this area's batch
+    reversePairs(s.clusters, firstNew, clusterCount);
+  }
+
+  // leaf-first labels in plot order, then back to input order
+  const plotLabels = s.plotLabels;
+  plotLabels.fill(-1, 0, n);
+  let label = 0;
+  const clusters = s.clusters;
+  for (let c = 0; c < clusterCount; c++) {
+    const start = clusters[2 * c]!;
+    const end = clusters[2 * c + 1]!;
+    let free = true;
+    for (let i = start; i <= end; i++) {
+      if (plotLabels[i] !== -1) {
+        free = false;
+        break;
+      }
+    }
+    if (!free) continue;
+    plotLabels.fill(label, start, end + 1);
+    label++;
+  }
+  for (let i = 0; i < n; i++) s.labels[ordering[i]!] = plotLabels[i]!;
+}
+
+function reversePairs(pairs: Int32Array, from: number, to: number): void {
+  for (let a = from, b = to - 1; a < b; a++, b--) {
+    const s0 = pairs[2 * a]!, e0 = pairs[2 * a + 1]!;
+    pairs[2 * a] = pairs[2 * b]!;
+    pairs[2 * a + 1] = pairs[2 * b + 1]!;
+    pairs[2 * b] = s0;
+    pairs[2 * b + 1] = e0;
+  }
+}
+
+/**
+ * Cosine distance matrix `1 - x_i . x_j` of n unit vectors (row-major
+ * [n, dim]), the dot summed sequentially over the dimension in float64 (the
+ * rounding of the reference fixtures: a Python callable `1 - x.y`; numpy's
+ * BLAS dot differs in the last bit, which flips rounded zeros' signs).
+ */
+export function cosineDistanceMatrix(
+  points: Float64Array | Float32Array,
+  n: number,
+  dim: number,
+  out: Float64Array = new Float64Array(n * n),
+): Float64Array {
+  if (points.length < n * dim) {
+    throw new HetmmError('E_ARGUMENT', `cosineDistanceMatrix: expected ${n}x${dim} = ${n * dim} values, got ${points.length}`);
+  }
+  for (let i = 0; i < n; i++) {
+    const bi = i * dim;
+    for (let j = i; j < n; j++) {
+      const bj = j * dim;
+      let dot = 0;
+      for (let c = 0; c < dim; c++) dot += points[bi + c]! * points[bj + c]!;
+      const d = 1 - dot;
+      out[i * n + j] = d;
+      out[j * n + i] = d;
+    }
+  }
+  return out;
+}
+
+/** OPTICS with the cosine distance `1 - x.y` of n unit vectors [n, dim]. */
+export function opticsCosine(
+  points: Float64Array | Float32Array,
+  n: number,
+  dim: number,
+  minSamples: number,
+  scratch?: OpticsScratch,
+): OpticsResult {
+  if (!Number.isInteger(dim) || dim < 1) {
+    throw new HetmmError('E_ARGUMENT', `opticsCosine: expected a positive integer dim, got ${dim}`);
+  }
+  return optics(cosineDistanceMatrix(points, n, dim), n, minSamples, scratch);
+}

@@ -1,0 +1,400 @@
+/**
+ * PTS, pixel-level template selection (HETMM, Chen et al., IJCV 2024): from N
+ * normal template feature maps keep K "sheets" per layer, chosen independently
+ * at every pixel from the N vectors there:
+ *  1. OPTICS (scikit-learn semantics, ./optics.ts) over the N unit vectors with
+ *     distance 1 - <x_i, x_j> and min_samples = N // K.
+ *  2. For each cluster, in order of first appearance over n (noise skipped),
+ *     while fewer than K are chosen: the member maximising its summed
+ *     similarity to the cluster (first index wins ties).
+ *  3. If no cluster gave a sheet: the global centre argmax_i sum_j G_ij.
+ *  4. While fewer than K: the hard normal, argmin over the not-chosen of the
+ *     similarity summed over the chosen (first index wins ties).
+ * Slot k at pixel p copies image sel[k][p]'s vector, so a sheet mixes images.
+ *
+ * Memory: pixels are processed in blocks whose Gram (block * N * N) stays
+ * within GRAM_BLOCK_BYTES, plus one N x N distance matrix and OPTICS scratch.
+ */
+import type { FeatureStack } from '../kernels/contract.js';
+import { HetmmError } from '../errors.js';
+import { optics, OpticsScratch } from './optics.js';
+import { pixelGramReference, refineNearDuplicates, type Float32GramFunction, type Float64GramFunction } from './gram.js';
+import { Worker } from 'node:worker_threads';
+import type { PtsWorkerMessage, PtsWorkerTask } from './pts-worker.js';
+
+export type { Float32GramFunction, Float64GramFunction } from './gram.js';
+
+/** Upper bound for one block of per-pixel Gram matrices. */
+const GRAM_BLOCK_BYTES = 64 * 1024 * 1024;
+
+interface SelectCommonOptions {
+  /** called after each pixel block: pixels done and total, over all layers */
+  readonly onProgress?: (done: number, total: number) => void;
+  /** also return the per-pixel OPTICS labels and chosen image indices */
+  readonly returnIndices?: boolean;
+  /**
+   * worker threads splitting each layer's pixels (reference Gram in float64);
+   * default 1 = this thread. Not combined with a custom `gram` (a function
+   * cannot cross threads): then the work stays on this thread, with a note.
+   */
+  readonly workers?: number;
+}
+
+/**
+ * The Gram kernel (layout in ./gram.ts) and its output precision. Default:
+ * the plain TypeScript reference in float64, the precision the OPTICS labels
+ * are pinned in. With a float32 kernel (gramPrecision 'float32'), near-zero
+ * distances (duplicates) and self-similarities are recomputed in float64 so
+ * their rounding matches; other entries keep float32 error (~1e-7), which
+ * can flip genuine near-ties.
+ */
+export type SelectOptions = SelectCommonOptions &
+  (
+    | { readonly gramPrecision?: 'float64'; readonly gram?: Float64GramFunction }
+    | { readonly gramPrecision: 'float32'; readonly gram: Float32GramFunction }
+  );
+
+/** Per-layer selection detail, pixel index p = y * W + x. */
+export interface LayerSelection {
+  /** [N, H*W] OPTICS label of image n at pixel p (-1 noise); null when all N were kept */
+  readonly labels: Int32Array | null;
+  /** [K', H*W] image index copied into slot k at pixel p (K' = min(K, N)) */
+  readonly selected: Int32Array;
+}
+
+export interface SelectResult {
+  /** per input layer, the [K', C, H, W] selected sheets (same dtype) */
+  readonly layers: FeatureStack[];
+  /** conditions a user should know about (clamped min_samples, kept-all) */
+  readonly notes: string[];
+  readonly indices?: LayerSelection[];
+}
+
+/** Reusable working memory for {@link selectAtPixel}. */
+export class PtsPixelScratch {
+  /** this pixel's Gram in float64 (refined when it came from a float32 kernel) */
+  similarity: Float64Array;
+  distance: Float64Array;
+  readonly optics: OpticsScratch;
+  score: Float64Array;
+  chosenFlag: Uint8Array;
+  seenCluster: Uint8Array;
+  constructor(n: number) {
+    this.similarity = new Float64Array(n * n);
+    this.distance = new Float64Array(n * n);
+    this.optics = new OpticsScratch(n);
+    this.score = new Float64Array(n);
+    this.chosenFlag = new Uint8Array(n);
+    this.seenCluster = new Uint8Array(n);
+  }
+}
+
+/**
+ * PTS at one pixel. `gram` holds G at `offset` (N*N, row-major); writes the
+ * N OPTICS labels to `labelsOut` and the K chosen image indices, in the order
+ * chosen, to `chosenOut`. Requires K < N and 2 <= minSamples <= N.
+ * With `source` (the stack the Gram came from, pixel `pixel`) and a float32
+ * Gram, near-zero distances and the diagonal are recomputed in float64
+ * first (see refineNearDuplicates: exact duplicates otherwise change the
+ * labels, and self-similarities pick two-member cluster centres).
+ */
+export function selectAtPixel(
+  gram: Float32Array | Float64Array,
+  offset: number,
+  n: number,
+  k: number,
+  minSamples: number,
+  scratch: PtsPixelScratch,
+  labelsOut: Int32Array,
+  chosenOut: Int32Array,
+  source?: FeatureStack,
+  pixel = 0,
+): void {
+  const { similarity: sim, distance, score, chosenFlag, seenCluster } = scratch;
+  const nn = n * n;
+  for (let e = 0; e < nn; e++) {
+    const g = gram[offset + e]!;
+    sim[e] = g;
+    distance[e] = 1 - g;
+  }
+  if (source && gram instanceof Float32Array) refineNearDuplicates(sim, distance, source, pixel);
+  const labels = optics(distance, n, minSamples, scratch.optics).labels;
+  labelsOut.set(labels);
+
+  chosenFlag.fill(0, 0, n);
+  seenCluster.fill(0, 0, n);
+  let chosen = 0;
+  // 2. one centre per cluster, clusters in order of first appearance
+  for (let first = 0; first < n && chosen < k; first++) {
+    const id = labels[first]!;
+    if (id < 0 || seenCluster[id] !== 0) continue;
+    seenCluster[id] = 1;
+    let best = -1;
+    let bestScore = -Infinity;
+    for (let j = first; j < n; j++) {
+      if (labels[j] !== id) continue;
+      const row = j * n;
+      let s = 0;
+      for (let m = first; m < n; m++) if (labels[m] === id) s += sim[row + m]!;
+      if (best < 0 || s > bestScore) {
+        best = j;
+        bestScore = s;
+      }
+    }
+    chosenOut[chosen++] = best;
+    chosenFlag[best] = 1;
+  }
+  // 3. all noise: the global centre
+  if (chosen === 0) {
+    let best = 0;
+    let bestScore = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const row = i * n;
+      let s = 0;
+      for (let j = 0; j < n; j++) s += sim[row + j]!;
+      if (i === 0 || s > bestScore) {
+        best = i;
+        bestScore = s;
+      }
+    }
+    chosenOut[chosen++] = best;
+    chosenFlag[best] = 1;
+  }
+  // 4. hard normals: least similar (summed over the chosen, in chosen order) first
+  score.fill(0, 0, n);
+  let added = 0;
+  while (chosen < k) {
+    for (; added < chosen; added++) {
+      const s = chosenOut[added]!;
+      for (let i = 0; i < n; i++) score[i] += sim[i * n + s]!;
+    }
+    let best = -1;
+    let bestScore = Infinity;
+    for (let i = 0; i < n; i++) {
+      if (chosenFlag[i] !== 0) continue;
+      if (best < 0 || score[i]! < bestScore) {
+        best = i;
+        bestScore = score[i]!;
+      }
+    }
+    chosenOut[chosen++] = best;
+    chosenFlag[best] = 1;
+  }
+}
+
+/** min_samples = N // K, clamped to 2 (scikit-learn would read 1 as a fraction of N). */
+export function ptsMinSamples(n: number, k: number): { minSamples: number; clamped: boolean } {
+  const raw = Math.floor(n / k);
+  return raw < 2 ? { minSamples: 2, clamped: true } : { minSamples: raw, clamped: false };
+}
+
+function checkStack(stack: FeatureStack, index: number, n: number): void {
+  const [sn, c, h, w] = stack.shape;
+  const dims = [sn, c, h, w];
+  if (!dims.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new HetmmError('E_ARGUMENT', `selectTemplates: layer ${index} shape must be 4 positive integers [N, C, H, W], got [${dims.join(', ')}]`);
+  }
+  if (sn !== n) {
+    throw new HetmmError('E_ARGUMENT', `selectTemplates: layer ${index} has N = ${sn} images, expected ${n} like layer 0`);
+  }
+  if (stack.data.length < sn * c * h * w) {
+    throw new HetmmError('E_ARGUMENT', `selectTemplates: layer ${index} data has ${stack.data.length} elements, expected >= ${sn * c * h * w}`);
+  }
+  const wantHalf = stack.dtype === 'float16';
+  if (wantHalf !== stack.data instanceof Uint16Array) {
+    throw new HetmmError('E_ARGUMENT', `selectTemplates: layer ${index} dtype ${stack.dtype} does not match its ${stack.data.constructor.name} data`);
+  }
+}
+
+/**
+ * Copies, for every pixel of [p0, p1), image `selected[k * hw + p]`'s vector
+ * into slot k of `out` ([K, C, H, W]).
+ */
+function gatherSheets(
+  stack: FeatureStack,
+  selected: Int32Array,
+  k: number,
+  p0: number,
+  p1: number,
+  out: Float32Array | Uint16Array,
+): void {
+  const [, c, h, w] = stack.shape;
+  const hw = h * w;
+  const data = stack.data;
+  for (let slot = 0; slot < k; slot++) {
+    for (let p = p0; p < p1; p++) {
+      const src = selected[slot * hw + p]!;
+      for (let ch = 0; ch < c; ch++) out[(slot * c + ch) * hw + p] = data[(src * c + ch) * hw + p]!;
+    }
+  }
+}
+
+/**
+ * PTS over all layers of a template store. Each layer is [N, C, H, W] with the
+ * same N; K is the number of sheets to keep. When N <= K all N images are kept
+ * unchanged (noted in `notes`).
+ */
+export async function selectTemplates(
+  layers: readonly FeatureStack[],
+  k: number,
+  options: SelectOptions = {},
+): Promise<SelectResult> {
+  if (layers.length === 0) throw new HetmmError('E_ARGUMENT', 'selectTemplates: expected at least one layer, got 0');
+  if (!Number.isInteger(k) || k < 1) throw new HetmmError('E_ARGUMENT', `selectTemplates: expected a positive integer K, got ${k}`);
+  const n = layers[0]!.shape[0];
+  layers.forEach((l, i) => checkStack(l, i, n));
+  const notes: string[] = [];
+  const indices: LayerSelection[] = [];
+  const outLayers: FeatureStack[] = [];
+
+  if (n <= k) {
+    notes.push(`PTS: N = ${n} templates <= K = ${k}: all ${n} are kept, no selection`);
+    for (const l of layers) {
+      const [, c, h, w] = l.shape;
+      const hw = h * w;
+      outLayers.push({ dtype: l.dtype, shape: [n, c, h, w], data: l.data.slice(0, n * c * hw) });
+      if (options.returnIndices) {
+        const selected = new Int32Array(n * hw);
+        for (let s = 0; s < n; s++) selected.fill(s, s * hw, (s + 1) * hw);
+        indices.push({ labels: null, selected });
+      }
+    }
+    return options.returnIndices ? { layers: outLayers, notes, indices } : { layers: outLayers, notes };
+  }
+
+  const { minSamples, clamped } = ptsMinSamples(n, k);
+  if (clamped) {
+    notes.push(`PTS: min_samples = N // K = ${Math.floor(n / k)} is below 2 (N = ${n}, K = ${k}); OPTICS runs with min_samples = 2`);
+  }
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new HetmmError('E_ARGUMENT', `selectTemplates: expected a positive integer workers count, got ${workers}`);
+  }
+  if (workers > 1 && options.gram) {
+    notes.push(`PTS: workers = ${workers} ignored with a custom gram kernel; selection ran on one thread`);
+  } else if (workers > 1) {
+    const selectedLayers = await selectWithWorkers(layers, k, minSamples, workers, options);
+    return options.returnIndices
+      ? { layers: selectedLayers.map((l) => l.stack), notes, indices: selectedLayers.map((l) => l.indices) }
+      : { layers: selectedLayers.map((l) => l.stack), notes };
+  }
+  const bytes = options.gramPrecision === 'float32' ? 4 : 8;
+  const nn = n * n;
+  const totalPixels = layers.reduce((s, l) => s + l.shape[2] * l.shape[3], 0);
+  const blockPixels = Math.max(1, Math.floor(GRAM_BLOCK_BYTES / (nn * bytes)));
+  const blockLength = Math.min(blockPixels, totalPixels) * nn;
+  let gramBuffer: Float32Array | Float64Array;
+  let gram: (stack: FeatureStack, p0: number, p1: number) => Promise<void> | void;
+  if (options.gramPrecision === 'float32') {
+    const buffer = new Float32Array(blockLength);
+    const kernel = options.gram;
+    gramBuffer = buffer;
+    gram = (stack, p0, p1) => kernel(stack, p0, p1, buffer);
+  } else {
+    const buffer = new Float64Array(blockLength);
+    const kernel = options.gram ?? pixelGramReference;
+    gramBuffer = buffer;
+    gram = (stack, p0, p1) => kernel(stack, p0, p1, buffer);
+  }
+  const scratch = new PtsPixelScratch(n);
+  const pixelLabels = new Int32Array(n);
+  const pixelChosen = new Int32Array(k);
+  let done = 0;
+
+  for (const stack of layers) {
+    const [, c, h, w] = stack.shape;
+    const hw = h * w;
+    const labels = options.returnIndices ? new Int32Array(n * hw) : null;
+    const selected = new Int32Array(k * hw);
+    const out = stack.dtype === 'float16' ? new Uint16Array(k * c * hw) : new Float32Array(k * c * hw);
+    for (let p0 = 0; p0 < hw; p0 += blockPixels) {
+      const p1 = Math.min(hw, p0 + blockPixels);
+      await gram(stack, p0, p1);
+      for (let p = p0; p < p1; p++) {
+        selectAtPixel(gramBuffer, (p - p0) * nn, n, k, minSamples, scratch, pixelLabels, pixelChosen, stack, p);
+        for (let s = 0; s < k; s++) selected[s * hw + p] = pixelChosen[s]!;
+        if (labels) for (let i = 0; i < n; i++) labels[i * hw + p] = pixelLabels[i]!;
+      }
+      gatherSheets(stack, selected, k, p0, p1, out);
+      done += p1 - p0;
+      options.onProgress?.(done, totalPixels);
+    }
+    outLayers.push({ dtype: stack.dtype, shape: [k, c, h, w], data: out });
+    if (labels) indices.push({ labels, selected });
+  }
+  return options.returnIndices ? { layers: outLayers, notes, indices } : { layers: outLayers, notes };
+}
+
+/** SharedArrayBuffer holding the stack's first N*C*H*W elements (the store's own if already shared). */
+function sharedData(stack: FeatureStack): SharedArrayBuffer {
+  const [n, c, h, w] = stack.shape;
+  const count = n * c * h * w;
+  const src = stack.data;
+  if (src.buffer instanceof SharedArrayBuffer && src.byteOffset === 0) return src.buffer;
+  const sab = new SharedArrayBuffer(count * src.BYTES_PER_ELEMENT);
+  (src instanceof Uint16Array ? new Uint16Array(sab) : new Float32Array(sab)).set(src.subarray(0, count));
+  return sab;
+}
+
+/** The worker_threads path: each layer's pixels split into one contiguous range per worker. */
+async function selectWithWorkers(
+  layers: readonly FeatureStack[],
+  k: number,
+  minSamples: number,
+  workerCount: number,
+  options: SelectOptions,
+): Promise<{ stack: FeatureStack; indices: LayerSelection }[]> {
+  const n = layers[0]!.shape[0];
+  const nn = n * n;
+  const blockPixels = Math.max(1, Math.floor(GRAM_BLOCK_BYTES / workerCount / (nn * 8)));
+  const totalPixels = layers.reduce((s, l) => s + l.shape[2] * l.shape[3], 0);
+  const pool = Array.from({ length: workerCount }, () => new Worker(new URL('./pts-worker.js', import.meta.url)));
+  let done = 0;
+  const runTask = (worker: Worker, task: PtsWorkerTask): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onMessage = (m: PtsWorkerMessage): void => {
+        if (m.type === 'progress') {
+          done += m.pixels;
+          options.onProgress?.(done, totalPixels);
+          return;
+        }
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        if (m.type === 'done') resolve();
+        else reject(new HetmmError('E_INTERNAL', `PTS worker failed: ${m.message}`));
+      };
+      const onError = (e: Error): void => {
+        worker.off('message', onMessage);
+        reject(new HetmmError('E_INTERNAL', `PTS worker crashed: ${e.message}`, { cause: e }));
+      };
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+      worker.postMessage(task);
+    });
+  try {
+    const results: { stack: FeatureStack; indices: LayerSelection }[] = [];
+    for (const stack of layers) {
+      const [, c, h, w] = stack.shape;
+      const hw = h * w;
+      const half = stack.dtype === 'float16';
+      const data = sharedData(stack);
+      const selected = new SharedArrayBuffer(k * hw * 4);
+      const labels = options.returnIndices ? new SharedArrayBuffer(n * hw * 4) : null;
+      const out = new SharedArrayBuffer(k * c * hw * (half ? 2 : 4));
+      const per = Math.ceil(hw / workerCount);
+      const tasks: Promise<void>[] = [];
+      for (let t = 0; t < workerCount && t * per < hw; t++) {
+        const task: PtsWorkerTask = { dtype: stack.dtype, shape: stack.shape, data, k, minSamples, p0: t * per, p1: Math.min(hw, (t + 1) * per), blockPixels, selected, labels, out };
+        tasks.push(runTask(pool[t]!, task));
+      }
+      await Promise.all(tasks);
+      results.push({
+        stack: { dtype: stack.dtype, shape: [k, c, h, w], data: half ? new Uint16Array(out) : new Float32Array(out) },
+        indices: { labels: labels ? new Int32Array(labels) : null, selected: new Int32Array(selected) },
+      });
+    }
+    return results;
+  } finally {
+    await Promise.all(pool.map((wk) => wk.terminate()));
+  }
+}
