@@ -1,0 +1,77 @@
+import path from 'node:path';
+import { Detector } from '../../detector/detector.js';
+import { calibrateStore } from '../../detector/threshold.js';
+import { HetmmError } from '../../errors.js';
+import { loadImagesFrom } from '../../image/index.js';
+import type { CliContext } from '../context.js';
+import { Reporter } from '../context.js';
+import { backendOption, COMMON_OPTIONS, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+
+export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
+                 [--calibrate N | --no-calibrate] [--model PATH] [--backend auto|reference|fast] [--quiet] [--json]
+
+Builds a template store from normal (defect-free) images. With calibration
+(default: 16 leave-one-out samples) it also stores a deployment threshold so
+that predict can say OK / DEFECT.`;
+
+export async function fitCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      ...COMMON_OPTIONS,
+      ...PRESET_OPTIONS,
+      output: { type: 'string', short: 'o' },
+      dtype: { type: 'string' },
+      calibrate: { type: 'string' },
+      'no-calibrate': { type: 'boolean', default: false },
+    },
+    FIT_USAGE,
+  );
+  if (values.help) {
+    ctx.stdout.write(`${FIT_USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length === 0) throw new HetmmError('E_ARGUMENT', `fit needs a directory or images of normal parts\n${FIT_USAGE}`);
+  if (values.output === undefined) throw new HetmmError('E_ARGUMENT', `fit needs -o STORE (the template store file to write)\n${FIT_USAGE}`);
+  const dtype = values.dtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') {
+    throw new HetmmError('E_ARGUMENT', `Expected --dtype float32 or float16 but received "${dtype}"`);
+  }
+  const samples = values['no-calibrate'] ? 0 : intOption(values.calibrate, 'calibrate', 0) ?? 16;
+  const report = new Reporter(ctx, values);
+  const files = await loadImagesFrom(positionals);
+  const preset = presetFromOptions(values, 'default');
+  const detector = await Detector.open({
+    model: values.model,
+    backend: backendOption(values.backend),
+    threads: intOption(values.threads, 'threads'),
+    preset,
+    dtype,
+  });
+  try {
+    const t0 = performance.now();
+    const bar = report.progress('features', files.length);
+    await detector.add(files, (e) => bar.tick(e.done));
+    bar.end();
+    detector.store.meta.preset = detector.preset;
+    if (samples > 0 && detector.store.count >= 2) {
+      const cal = report.progress('calibrate', Math.min(samples, detector.store.count));
+      const threshold = await calibrateStore(detector, { samples, onProgress: (e) => cal.tick(e.done) });
+      cal.end();
+      report.note(`threshold ${threshold.value.toFixed(4)} (${threshold.method})`);
+    } else if (samples > 0) {
+      report.note('not calibrated: leave-one-out calibration needs at least 2 images (predict will print scores without OK/DEFECT)');
+    }
+    await detector.store.save(values.output);
+    const seconds = (performance.now() - t0) / 1000;
+    const d = detector.store.describe();
+    report.out(
+      `wrote ${values.output}: ${d.count} templates, ${(d.bytesOnDisk / 2 ** 20).toFixed(1)} MiB, ${d.dtype}, ` +
+        `backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,
+    );
+    report.record({ store: path.resolve(values.output), templates: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, seconds, meta: d.meta });
+    return 0;
+  } finally {
+    detector.dispose();
+  }
+}

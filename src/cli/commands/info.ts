@@ -1,0 +1,38 @@
+import { HetmmError } from '../../errors.js';
+import { TemplateStore } from '../../store/index.js';
+import type { CliContext } from '../context.js';
+import { Reporter } from '../context.js';
+import { parse } from '../options.js';
+
+export const INFO_USAGE = `usage: hetmm info STORE [--json]
+
+Describes a template store: backbone, data type, images, layer shapes, sizes,
+preset, threshold and PTS provenance. Validates the whole file (checksum).`;
+
+export async function infoCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+    INFO_USAGE,
+  );
+  if (values.help) {
+    ctx.stdout.write(`${INFO_USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new HetmmError('E_ARGUMENT', `info needs exactly one STORE file\n${INFO_USAGE}`);
+  const report = new Reporter(ctx, values);
+  const store = await TemplateStore.load(positionals[0]!);
+  const d = store.describe();
+  report.record({ file: positionals[0], ...d, files: store.files });
+  const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  report.out(`${positionals[0]}`);
+  report.out(`  backbone   ${d.backbone.name} (sha256 ${d.backbone.modelSha256.slice(0, 16)}…), input ${d.backbone.inputSize.join('x')}`);
+  report.out(`  templates  ${d.count} (${d.dtype})`);
+  for (const l of d.layers) report.out(`  ${l.name.padEnd(10)} [${l.shape.join(', ')}] stride ${l.stride}`);
+  report.out(`  size       ${mib(d.bytesOnDisk)} on disk, ${mib(d.bytesInMemory)} in memory`);
+  const meta = d.meta as { preset?: { name?: string } | string; threshold?: { value: number; method: string }; pts?: unknown };
+  if (meta.preset !== undefined) report.out(`  preset     ${typeof meta.preset === 'string' ? meta.preset : meta.preset.name}`);
+  if (meta.threshold !== undefined) report.out(`  threshold  ${meta.threshold.value.toFixed(4)} (${meta.threshold.method})`);
+  if (meta.pts !== undefined) report.out(`  pts        ${JSON.stringify(meta.pts)}`);
+  return 0;
+}

@@ -1,0 +1,92 @@
+import path from 'node:path';
+import { Detector } from '../../detector/detector.js';
+import { HetmmError } from '../../errors.js';
+import { loadImagesFrom } from '../../image/index.js';
+import type { CliContext } from '../context.js';
+import { Reporter } from '../context.js';
+import { backendOption, COMMON_OPTIONS, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
+
+export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
+                     [--model PATH] [--backend auto|reference|fast] [--concurrency N]
+
+Scores each image against the template store. Prints one line per image
+(score, OK/DEFECT when the store is calibrated); with -o writes
+<name>.heatmap.png (colour map over the image), <name>.map.npy (raw float32
+anomaly map, 256x256) and <name>.mask.png (pixels over the threshold).
+With --json prints one JSON object per image instead.`;
+
+export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      ...COMMON_OPTIONS,
+      ...PRESET_OPTIONS,
+      templates: { type: 'string', short: 't' },
+      output: { type: 'string', short: 'o' },
+      concurrency: { type: 'string' },
+    },
+    PREDICT_USAGE,
+  );
+  if (values.help) {
+    ctx.stdout.write(`${PREDICT_USAGE}\n`);
+    return 0;
+  }
+  if (values.templates === undefined) throw new HetmmError('E_ARGUMENT', `predict needs -t STORE\n${PREDICT_USAGE}`);
+  if (positionals.length === 0) throw new HetmmError('E_ARGUMENT', `predict needs images or directories\n${PREDICT_USAGE}`);
+  const report = new Reporter(ctx, values);
+  const files = await loadImagesFrom(positionals);
+  const detector = await Detector.open({
+    store: values.templates,
+    model: values.model,
+    backend: backendOption(values.backend),
+    threads: intOption(values.threads, 'threads'),
+    preset: presetFromOptions(values, ''),
+  });
+  try {
+    const stems = outputStems(files);
+    const bar = report.progress('predict', files.length);
+    let failures = 0;
+    let i = 0;
+    const t0 = performance.now();
+    if (detector.threshold === undefined) {
+      report.note('note: the store has no threshold for this preset, so no OK/DEFECT (refit with calibration, the default)');
+    }
+    for await (const r of detector.predictMany(files, { concurrency: intOption(values.concurrency, 'concurrency') })) {
+      const stem = stems[i++]!;
+      if (r.error !== undefined) {
+        failures++;
+        const where = r.error.message.includes(r.source) ? '' : `${r.source}: `;
+        report.error(`hetmm predict: error: ${where}${r.error.message}`);
+        report.record({ file: r.source, error: r.error.message, code: (r.error as { code?: string }).code ?? 'E_INTERNAL' });
+        continue;
+      }
+      const p = r.prediction!;
+      const written =
+        values.output === undefined
+          ? undefined
+          : await writePredictionFiles(p, values.output, stem, heatmapRange(p, detector.store.meta, detector.preset.name));
+      const label = p.label === undefined ? '' : p.label === 'defect' ? '  DEFECT' : '  OK';
+      report.out(`${p.file}  score ${p.score.toFixed(4)}${label}${written ? `  -> ${written.heatmap}` : ''}`);
+      report.record({
+        file: p.file,
+        score: p.score,
+        ...(p.label === undefined ? {} : { label: p.label, threshold: p.threshold }),
+        ...(written === undefined
+          ? {}
+          : { heatmap: path.resolve(written.heatmap), map: path.resolve(written.map), ...(written.mask ? { mask: path.resolve(written.mask) } : {}) }),
+        templates: p.templates,
+        ms: { decode: round(p.timings.decode), backbone: round(p.timings.backbone), match: round(p.timings.match) },
+      });
+      bar.tick(i);
+    }
+    bar.end();
+    const seconds = (performance.now() - t0) / 1000;
+    report.note(`${files.length - failures} images in ${seconds.toFixed(2)} s (${((files.length - failures) / seconds).toFixed(1)} images/s, backend ${detector.backend.name})`);
+    return failures > 0 ? 1 : 0;
+  } finally {
+    detector.dispose();
+  }
+}
+
+const round = (x: number): number => Math.round(x * 10) / 10;

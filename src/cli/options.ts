@@ -1,0 +1,100 @@
+/** Options shared by several commands, defined once (library defaults live in the library). */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { HetmmError } from '../errors.js';
+import type { BackendPreference } from '../kernels/index.js';
+import {
+  applyOverrides,
+  overridesFromConfig,
+  parseLayerSpec,
+  parsePostProcess,
+  resolvePreset,
+  type Preset,
+  type PresetOverrides,
+} from '../matching/index.js';
+import { readFileSync } from 'node:fs';
+
+export const COMMON_OPTIONS = {
+  model: { type: 'string' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q', default: false },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+export const PRESET_OPTIONS = {
+  preset: { type: 'string' },
+  config: { type: 'string' },
+  layer1: { type: 'string' },
+  layer2: { type: 'string' },
+  layer3: { type: 'string' },
+  'image-post': { type: 'string' },
+  'pixel-post': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+export function parse<O extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: O,
+  usage: string,
+): { values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true; args: string[] }>>['values']; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return { values, positionals };
+  } catch (e) {
+    throw new HetmmError('E_ARGUMENT', `${e instanceof Error ? e.message : String(e)}\n${usage}`);
+  }
+}
+
+export function backendOption(value: string | undefined): BackendPreference | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'auto' || value === 'reference' || value === 'fast') return value;
+  throw new HetmmError('E_ARGUMENT', `Expected --backend auto, reference or fast but received "${value}"`);
+}
+
+export function intOption(value: string | undefined, name: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new HetmmError('E_ARGUMENT', `Expected an integer >= ${min} for --${name} but received "${value}"`);
+  }
+  return n;
+}
+
+export function numberOption(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new HetmmError('E_ARGUMENT', `Expected a number for --${name} but received "${value}"`);
+  return n;
+}
+
+/**
+ * The preset for a run: --preset (name or 'auto' with a category), then a
+ * JSON --config, then per-layer/per-metric CLI overrides, in that order.
+ */
+export function presetFromOptions(
+  values: { preset?: string; config?: string; layer1?: string; layer2?: string; layer3?: string; 'image-post'?: string; 'pixel-post'?: string },
+  fallback: string,
+  category?: string,
+): Preset | undefined {
+  const any =
+    values.preset ?? values.config ?? values.layer1 ?? values.layer2 ?? values.layer3 ?? values['image-post'] ?? values['pixel-post'];
+  if (any === undefined && fallback === '') return undefined;
+  let preset = resolvePreset(values.preset ?? (fallback || 'default'), category);
+  if (values.config !== undefined) {
+    let config: unknown;
+    try {
+      config = JSON.parse(readFileSync(values.config, 'utf8'));
+    } catch (e) {
+      throw new HetmmError('E_ARGUMENT', `cannot read --config ${values.config}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    preset = applyOverrides(preset, overridesFromConfig(config));
+  }
+  const cli: { -readonly [K in keyof PresetOverrides]: PresetOverrides[K] } = {};
+  const layers = [values.layer1, values.layer2, values.layer3];
+  if (layers.some((l) => l !== undefined)) {
+    cli.layers = layers.map((l, i) => (l === undefined ? undefined : parseLayerSpec(l, `--layer${i + 1}`))) as PresetOverrides['layers'];
+  }
+  if (values['image-post'] !== undefined) cli.image = parsePostProcess(values['image-post'], '--image-post', true);
+  if (values['pixel-post'] !== undefined) cli.pixel = parsePostProcess(values['pixel-post'], '--pixel-post', false);
+  return Object.keys(cli).length > 0 ? applyOverrides(preset, cli) : preset;
+}

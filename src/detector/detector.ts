@@ -1,0 +1,284 @@
+/**
+ * The detector: backbone + template store + matching backend + preset, the
+ * one object the CLI (and later the HTTP server and queue workers) drive.
+ *
+ * Concurrency model: one loaded store serves any number of concurrent
+ * `predict` calls while `add` appends images. A prediction reads a snapshot
+ * of the store taken when its matching starts (the store grows in place past
+ * the snapshot's end and never rewrites images a snapshot can see), so an
+ * image added mid-prediction takes effect from the next prediction on.
+ */
+import { Backbone, type BackboneDescription, type BackboneIdentity } from '../backbone/index.js';
+import { HetmmError } from '../errors.js';
+import { loadImage, type LoadedImage } from '../image/index.js';
+import type { FeatureDType, KernelBackend, MatchResult } from '../kernels/contract.js';
+import { getBackend, type BackendPreference } from '../kernels/index.js';
+import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
+import { TemplateStore } from '../store/index.js';
+import { storedThreshold } from './threshold.js';
+
+export interface DetectorOptions {
+  /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
+  readonly model?: string;
+  readonly backboneDescription?: BackboneDescription;
+  /** a Preset or a preset name ('default', an MVTec category); default 'default' */
+  readonly preset?: Preset | string;
+  /** kernel backend; default 'auto' (fast when it loads, else reference with a warning) */
+  readonly backend?: BackendPreference;
+  /** onnxruntime threads */
+  readonly threads?: number;
+}
+
+/** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
+export interface Prediction {
+  /** file path as given, or '<buffer>' */
+  readonly file: string;
+  /** image-level anomaly score (higher = more anomalous) */
+  readonly score: number;
+  /** 'defect' | 'ok' when the store holds a deployment threshold, else undefined */
+  readonly label?: 'ok' | 'defect';
+  /** the threshold the label was decided with */
+  readonly threshold?: number;
+  /** raw ATMM anomaly map, [height*width] row-major, before post-processing */
+  readonly anomalyMap: Float32Array;
+  /** the map after the preset's pixel post-processing (what heatmaps show) */
+  readonly pixelMap: Float32Array;
+  readonly height: number;
+  readonly width: number;
+  /** the resized input image, for overlays */
+  readonly image: LoadedImage;
+  /** number of templates (images or PTS sheets) matched against */
+  readonly templates: number;
+  /** milliseconds spent in each stage */
+  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number };
+}
+
+export interface ProgressEvent {
+  readonly done: number;
+  readonly total: number;
+  readonly file: string;
+}
+
+export type ProgressCallback = (event: ProgressEvent) => void;
+
+const now = (): number => performance.now();
+
+export class Detector {
+  readonly backbone: Backbone;
+  readonly backend: KernelBackend;
+  preset: Preset;
+  #store: TemplateStore;
+
+  private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset) {
+    this.backbone = backbone;
+    this.backend = backend;
+    this.#store = store;
+    this.preset = preset;
+  }
+
+  /**
+   * Opens a detector. `store` is a template store file, a loaded store, or
+   * undefined for a new empty store (fill it with `add`).
+   */
+  static async open(
+    options: DetectorOptions & { store?: string | TemplateStore; dtype?: FeatureDType } = {},
+  ): Promise<Detector> {
+    const backbone = await Backbone.load({
+      model: options.model,
+      description: options.backboneDescription,
+      threads: options.threads,
+    });
+    const backend = await getBackend(options.backend ?? 'auto');
+    let store: TemplateStore;
+    if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
+    else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
+    else {
+      store = options.store;
+      assertSameBackbone(store.identity, backbone.identity);
+    }
+    // A store remembers the preset it was fitted (and calibrated) with.
+    const presetOption = options.preset ?? presetFromMeta(store.meta.preset) ?? 'default';
+    const preset = typeof presetOption === 'string' ? resolvePreset(presetOption) : presetOption;
+    return new Detector(backbone, backend, store, preset);
+  }
+
+  get store(): TemplateStore {
+    return this.#store;
+  }
+
+  /** Replaces the store (e.g. with a PTS-compressed one); in-flight predictions keep their snapshot. */
+  setStore(store: TemplateStore): void {
+    assertSameBackbone(store.identity, this.backbone.identity);
+    this.#store = store;
+  }
+
+  /** Decodes and resizes an image to the backbone's input size. */
+  async loadImage(source: string | Buffer): Promise<LoadedImage> {
+    const [h, w] = this.backbone.identity.inputSize;
+    return loadImage(source, { size: [h, w] });
+  }
+
+  /** Per-layer L2-normalised features [C,H,W] of one image. */
+  async features(source: string | Buffer | LoadedImage): Promise<{ image: LoadedImage; features: Float32Array[] }> {
+    const image = isLoadedImage(source) ? source : await this.loadImage(source);
+    return { image, features: await this.backbone.extract(image) };
+  }
+
+  /**
+   * Hot update: appends normal images to the template store. They take effect
+   * for every prediction that starts matching after this resolves.
+   */
+  async add(sources: readonly string[], onProgress?: ProgressCallback): Promise<number> {
+    // On a PTS store a new image becomes one more sheet (docs/PTS.md).
+    let done = 0;
+    // Decoding of image i+1 overlaps the backbone on image i.
+    let next: Promise<LoadedImage> | undefined = sources.length > 0 ? this.loadImage(sources[0]!) : undefined;
+    for (let i = 0; i < sources.length; i++) {
+      const image = await next!;
+      next = i + 1 < sources.length ? this.loadImage(sources[i + 1]!) : undefined;
+      next?.catch(() => undefined); // surfaced when awaited
+      const features = await this.backbone.extract(image);
+      this.#store.append(features, sources[i]!);
+      done++;
+      onProgress?.({ done, total: sources.length, file: sources[i]! });
+    }
+    return done;
+  }
+
+  /** Matches already-extracted features against the current store snapshot. */
+  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number } = {}): Promise<{
+    results: MatchResult[];
+    templates: number;
+  }> {
+    const snapshot = this.#store.snapshot();
+    if (snapshot.count === 0) {
+      throw new HetmmError('E_ARGUMENT', 'the template store is empty: add normal images first (hetmm fit / hetmm add)');
+    }
+    const layers = this.backbone.identity.layers;
+    const results: MatchResult[] = [];
+    for (let l = 0; l < layers.length; l++) {
+      const layer = layers[l]!;
+      const params = this.preset.layers[l]!;
+      let stack = snapshot.layers[l]!;
+      if (options.exclude !== undefined) stack = withoutImage(stack, options.exclude);
+      results.push(
+        await this.backend.matchLayer(
+          { shape: [layer.channels, layer.height, layer.width], data: features[l]! },
+          stack,
+          { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch },
+        ),
+      );
+    }
+    return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };
+  }
+
+  /** Scores one image: anomaly score, maps and, when the store has a threshold, a label. */
+  async predict(source: string | Buffer | LoadedImage): Promise<Prediction> {
+    const t0 = now();
+    const image = isLoadedImage(source) ? source : await this.loadImage(source);
+    const t1 = now();
+    const features = await this.backbone.extract(image);
+    const t2 = now();
+    const { results, templates } = await this.matchFeatures(features);
+    const scored = this.scoreResults(results);
+    const t3 = now();
+    const threshold = this.threshold;
+    return {
+      file: image.source,
+      score: scored.score,
+      ...(threshold === undefined ? {} : { label: scored.score > threshold ? 'defect' : 'ok', threshold }),
+      anomalyMap: scored.anomalyMap,
+      pixelMap: scored.pixelMap,
+      height: image.height,
+      width: image.width,
+      image,
+      templates,
+      timings: { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2 },
+    } satisfies Prediction;
+  }
+
+  /** Combines per-layer match results into maps and a score with the current preset. */
+  scoreResults(results: readonly MatchResult[]): ReturnType<typeof scoreMap> {
+    const layers = this.backbone.identity.layers;
+    return scoreMap(
+      results,
+      layers.map((l) => [l.height, l.width] as const),
+      this.preset,
+      this.backbone.identity.inputSize,
+    );
+  }
+
+  /**
+   * Predicts many images, overlapping decoding, the backbone and matching of
+   * consecutive images (`concurrency` images in flight), and yields results
+   * in input order. A failing image yields an Error in its place and the run
+   * goes on.
+   */
+  async *predictMany(
+    sources: readonly string[],
+    options: { concurrency?: number } = {},
+  ): AsyncGenerator<{ source: string; prediction?: Prediction; error?: Error }> {
+    const concurrency = Math.max(1, options.concurrency ?? 2);
+    const inFlight: Promise<{ source: string; prediction?: Prediction; error?: Error }>[] = [];
+    let next = 0;
+    const start = (i: number): Promise<{ source: string; prediction?: Prediction; error?: Error }> =>
+      this.predict(sources[i]!).then(
+        (prediction) => ({ source: sources[i]!, prediction }),
+        (error: unknown) => ({ source: sources[i]!, error: error instanceof Error ? error : new Error(String(error)) }),
+      );
+    while (next < sources.length && inFlight.length < concurrency) inFlight.push(start(next++));
+    while (inFlight.length > 0) {
+      const result = await inFlight.shift()!;
+      if (next < sources.length) inFlight.push(start(next++));
+      yield result;
+    }
+  }
+
+  /** The deployment threshold stored with the templates, if it was calibrated with the current preset. */
+  get threshold(): number | undefined {
+    return storedThreshold(this.#store.meta, this.preset.name)?.value;
+  }
+
+  dispose(): void {
+    this.backbone.dispose();
+  }
+}
+
+function presetFromMeta(value: unknown): Preset | string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value !== 'object' || value === null) return undefined;
+  try {
+    validatePreset(value as Preset);
+    return value as Preset;
+  } catch (e) {
+    throw new HetmmError('E_STORE_FORMAT', `the store's preset is invalid: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+function isLoadedImage(x: unknown): x is LoadedImage {
+  return typeof x === 'object' && x !== null && !Buffer.isBuffer(x) && (x as LoadedImage).data instanceof Float32Array;
+}
+
+function assertSameBackbone(store: BackboneIdentity, backbone: BackboneIdentity): void {
+  if (store.modelSha256 !== backbone.modelSha256) {
+    throw new HetmmError(
+      'E_STORE_MISMATCH',
+      `the template store was built with backbone ${store.name} (sha256 ${store.modelSha256.slice(0, 12)}…), ` +
+        `but the loaded model is ${backbone.name} (sha256 ${backbone.modelSha256.slice(0, 12)}…); refit the store with this model`,
+    );
+  }
+}
+
+/** A copy of a stack without image `index` (for leave-one-out calibration). */
+function withoutImage(
+  stack: ReturnType<TemplateStore['snapshot']>['layers'][number],
+  index: number,
+): ReturnType<TemplateStore['snapshot']>['layers'][number] {
+  const [n, c, h, w] = stack.shape;
+  const per = c * h * w;
+  const data = stack.data;
+  const out = new (data.constructor as { new (len: number): typeof data })((n - 1) * per);
+  out.set(data.subarray(0, index * per), 0);
+  out.set(data.subarray((index + 1) * per, n * per), index * per);
+  return { dtype: stack.dtype, shape: [n - 1, c, h, w], data: out };
+}

@@ -1,0 +1,48 @@
+/**
+ * The deployment threshold kept in the template store (meta.threshold), and
+ * the heat-map colour range derived from the same calibration.
+ */
+import { leaveOneOutScores } from './calibrate.js';
+import type { Detector, ProgressCallback } from './detector.js';
+
+export interface StoredThreshold {
+  /** image score above which a part is a defect */
+  readonly value: number;
+  /** how it was chosen, in words */
+  readonly method: string;
+  /** the preset the scores were computed with: the threshold only holds for it */
+  readonly preset: string;
+  /** median normal pixel value: the colour scale's low end */
+  readonly pixelMedian: number;
+  /** the calibration scores it came from */
+  readonly scores: number[];
+}
+
+/** Provisional rule until src/eval/thresholds.ts lands: the highest leave-one-out score. */
+function thresholdFromNormalScores(scores: readonly number[]): { threshold: number; method: string } {
+  return { threshold: Math.max(...scores), method: 'maximum' };
+}
+
+export async function calibrateStore(
+  detector: Detector,
+  options: { samples?: number; onProgress?: ProgressCallback } = {},
+): Promise<StoredThreshold> {
+  const cal = await leaveOneOutScores(detector, options);
+  const chosen = thresholdFromNormalScores(cal.scores);
+  const threshold: StoredThreshold = {
+    value: chosen.threshold,
+    method: `${chosen.method} of ${cal.scores.length} leave-one-out template scores`,
+    preset: detector.preset.name,
+    pixelMedian: cal.pixelMedian,
+    scores: cal.scores,
+  };
+  detector.store.meta.threshold = threshold;
+  return threshold;
+}
+
+/** The stored threshold, if it was computed with `presetName`. */
+export function storedThreshold(meta: Record<string, unknown>, presetName: string): StoredThreshold | undefined {
+  const t = meta.threshold as Partial<StoredThreshold> | undefined;
+  if (t === undefined || typeof t.value !== 'number' || !Number.isFinite(t.value) || t.preset !== presetName) return undefined;
+  return t as StoredThreshold;
+}

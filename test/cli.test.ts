@@ -1,0 +1,192 @@
+/**
+ * The CLI end to end, in-process (main() with captured streams): the real
+ * model, the real MVTec bottle images, real files. Also the promise that bad
+ * input gives one clear error line and a non-zero exit, never a stack trace.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { deflateSync } from 'node:zlib';
+import { before, test } from 'node:test';
+import { main } from '../src/cli/main.js';
+import { TemplateStore } from '../src/store/index.js';
+import { datasetsDir, tempDir } from './helpers/io-paths.js';
+
+const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
+const trainDir = path.join(bottle, 'train/good');
+const goodDir = path.join(bottle, 'test/good');
+const brokenDir = path.join(bottle, 'test/broken_large');
+const tmp = tempDir('cli');
+const store = path.join(tmp, 'bottle.hetmm');
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await main(argv, { stdout, stderr });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** One error line, naming the problem, no stack trace. */
+function assertCleanError(r: { code: number; stdout: string; stderr: string }, ...fragments: string[]): void {
+  assert.notEqual(r.code, 0, 'exit code must be non-zero');
+  assert.ok(!/\n\s+at /.test(r.stderr), `stack trace printed:\n${r.stderr}`);
+  assert.match(r.stderr, /error: /);
+  for (const f of fragments) assert.ok(r.stderr.includes(f), `stderr ${JSON.stringify(r.stderr)} lacks ${JSON.stringify(f)}`);
+}
+
+before(async () => {
+  const r = await run('fit', trainDir, '-o', store, '--quiet', '--preset', 'bottle');
+  assert.equal(r.code, 0, r.stderr);
+});
+
+test('fit writes a store that info describes', async () => {
+  const r = await run('info', store, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout) as { count: number; dtype: string; layers: { shape: number[] }[]; meta: { threshold?: { value: number } } };
+  assert.equal(info.count, 5);
+  assert.equal(info.dtype, 'float32');
+  assert.deepEqual(info.layers.map((l) => l.shape), [[5, 256, 64, 64], [5, 512, 32, 32], [5, 1024, 16, 16]]);
+  assert.ok(typeof info.meta.threshold?.value === 'number');
+});
+
+test('predict: every broken bottle scores above every good one, files and JSON lines are written', async () => {
+  const out = path.join(tmp, 'pred');
+  const r = await run('predict', '-t', store, goodDir, brokenDir, '-o', out, '--json', '--quiet');
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; score: number; label?: string; heatmap: string; map: string });
+  assert.equal(lines.length, 10);
+  const good = lines.filter((l) => l.file.includes('/good/')).map((l) => l.score);
+  const broken = lines.filter((l) => l.file.includes('/broken_large/')).map((l) => l.score);
+  assert.equal(good.length, 5);
+  assert.ok(Math.min(...broken) > Math.max(...good), `good ${good} vs broken ${broken}`);
+  for (const l of lines) {
+    assert.ok(existsSync(l.heatmap) && existsSync(l.map), l.file);
+    assert.equal(readFileSync(l.map).length, 128 + 256 * 256 * 4); // .npy: header + float32 map
+  }
+  // Same stems in two folders must not overwrite each other.
+  assert.equal(new Set(lines.map((l) => l.heatmap)).size, 10);
+  // The calibrated threshold flags most broken bottles.
+  assert.ok(lines.filter((l) => l.file.includes('/broken_large/') && l.label === 'defect').length >= 4);
+});
+
+test('add appends images (hot update) without recomputing the others', async () => {
+  const copy = path.join(tmp, 'add.hetmm');
+  copyFileSync(store, copy);
+  const r = await run('add', '-t', copy, path.join(goodDir, '000.png'), '--quiet');
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse((await run('info', copy, '--json')).stdout) as { count: number; files: string[] };
+  assert.equal(info.count, 6);
+  assert.ok(info.files[5]!.endsWith('000.png'));
+  // The added image now matches itself: its score drops to ~0.
+  const p = JSON.parse((await run('predict', '-t', copy, path.join(goodDir, '000.png'), '--json', '--quiet')).stdout) as { score: number };
+  assert.ok(p.score < 1e-3, String(p.score));
+});
+
+test('a truncated store is refused with one clear line', async () => {
+  const bad = path.join(tmp, 'truncated.hetmm');
+  const bytes = readFileSync(store);
+  writeFileSync(bad, bytes.subarray(0, bytes.length - 1000));
+  assertCleanError(await run('predict', '-t', bad, path.join(goodDir, '000.png')), 'truncated');
+  assertCleanError(await run('info', bad), 'truncated');
+});
+
+test('an edited store is refused (checksum)', async () => {
+  const bad = path.join(tmp, 'edited.hetmm');
+  const bytes = Buffer.from(readFileSync(store));
+  bytes[Math.floor(bytes.length / 2)] ^= 0x40;
+  writeFileSync(bad, bytes);
+  assertCleanError(await run('predict', '-t', bad, path.join(goodDir, '000.png')), 'checksum');
+});
+
+test('a store from another backbone is refused', async () => {
+  // A store whose recorded backbone is another model (another sha256), built
+  // through the library as a user with a different ONNX file would.
+  const own = await TemplateStore.load(store);
+  const identity = { ...own.identity, name: 'wide_resnet101_2', modelSha256: 'ab'.repeat(32) };
+  const foreign = TemplateStore.create(identity);
+  const snap = own.snapshot();
+  foreign.append(snap.layers.map((l) => (l.data as Float32Array).slice(0, l.shape[1] * l.shape[2] * l.shape[3])), 'x.png');
+  const other = path.join(tmp, 'other.hetmm');
+  await foreign.save(other);
+  const r = await run('predict', '-t', other, path.join(goodDir, '000.png'));
+  assertCleanError(r, 'wide_resnet101_2');
+});
+
+test('unreadable, non-image and missing inputs, and an empty directory, give clear errors', async () => {
+  const text = path.join(tmp, 'notes.png');
+  writeFileSync(text, 'this is not an image');
+  const r1 = await run('predict', '-t', store, text, '--quiet');
+  assertCleanError(r1, 'notes.png');
+  const r2 = await run('predict', '-t', store, path.join(tmp, 'missing.png'));
+  assertCleanError(r2, 'missing.png');
+  const empty = path.join(tmp, 'empty');
+  mkdirSync(empty, { recursive: true });
+  assertCleanError(await run('fit', empty, '-o', path.join(tmp, 'x.hetmm')), 'empty');
+});
+
+test('an image over the decoder pixel limit is refused before decoding', async () => {
+  // A PNG header claiming 20000 x 20000 pixels (400 M > the 268 M default limit).
+  const png = hugePng(20000, 20000);
+  const huge = path.join(tmp, 'huge.png');
+  writeFileSync(huge, png);
+  const r = await run('predict', '-t', store, huge, '--quiet');
+  assertCleanError(r, 'huge.png');
+  assert.match(r.stderr, /pixel/i);
+});
+
+test('a tiny 8x8 image is processed', async () => {
+  const { default: sharp } = await import('sharp');
+  const tiny = path.join(tmp, 'tiny.png');
+  await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 120, g: 90, b: 60 } } }).png().toFile(tiny);
+  const r = await run('predict', '-t', store, tiny, '--json', '--quiet');
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(Number.isFinite((JSON.parse(r.stdout) as { score: number }).score));
+});
+
+test('unknown commands and options are usage errors', async () => {
+  const r = await run('prdict');
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /did you mean "predict"/);
+  assertCleanError(await run('predict', '--bogus'), 'bogus');
+});
+
+/** A valid 1-bit grey PNG of width x height (all black), small on disk (deflate of zeros). */
+function hugePng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])) >>> 0);
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 1; // bit depth
+  ihdr[9] = 0; // grey
+  const rows = Buffer.alloc((1 + Math.ceil(width / 8)) * height);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function crc32(buf: Buffer): number {
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
+  }
+  return ~c;
+}
