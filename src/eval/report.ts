@@ -1,0 +1,304 @@
+/**
+ * Evaluation reports: one JSON shape (what `hetmm eval --json` writes and
+ * what benchmark tables are built from), a terminal table, and an HTML page
+ * with the worst false positives and false negatives of each category.
+ *
+ * All metrics are stored as fractions in [0, 1], including `pro_hetmm`
+ * (HETMM's PRO divided by 100, so every column has the same unit); null
+ * means undefined for that category (e.g. no masks) and prints as "n/a".
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { HetmmError } from '../errors.js';
+
+export const METRIC_KEYS = ['image_auroc', 'pixel_auroc', 'aupro', 'pro_hetmm', 'f1_image'] as const;
+export type MetricKey = (typeof METRIC_KEYS)[number];
+
+export type MetricValues = { readonly [K in MetricKey]: number | null };
+
+export interface CategoryReport extends MetricValues {
+  readonly name: string;
+  /** test images evaluated */
+  readonly images: number;
+  /** templates in the store (after PTS selection, if any) */
+  readonly templates: number;
+  /** wall time per test image, seconds */
+  readonly seconds_per_image: number;
+}
+
+export interface EvalReport {
+  readonly dataset: string;
+  readonly categories: readonly CategoryReport[];
+  /** per metric, the mean over the categories where it is defined; null if none */
+  readonly mean: MetricValues;
+}
+
+/** Mean of each metric over the categories where it is defined (not null). */
+export function meanOfCategories(categories: readonly CategoryReport[]): MetricValues {
+  const mean = {} as { [K in MetricKey]: number | null };
+  for (const key of METRIC_KEYS) {
+    let sum = 0;
+    let count = 0;
+    for (const c of categories) {
+      const v = c[key];
+      if (v !== null) {
+        sum += v;
+        count++;
+      }
+    }
+    mean[key] = count > 0 ? sum / count : null;
+  }
+  return mean;
+}
+
+/** A report with its `mean` computed; validates every field (see validateReport). */
+export function buildReport(dataset: string, categories: readonly CategoryReport[]): EvalReport {
+  const report: EvalReport = { dataset, categories: [...categories], mean: meanOfCategories(categories) };
+  validateReport(report);
+  return report;
+}
+
+function checkMetric(where: string, key: string, v: unknown): void {
+  if (v !== null && (typeof v !== 'number' || !(v >= 0 && v <= 1))) {
+    throw new HetmmError(
+      'E_ARGUMENT',
+      `report: expected ${where}.${key} to be a fraction in [0, 1] or null, but received ${String(v)}` +
+        (typeof v === 'number' && v > 1 && v <= 100 ? ' (a percentage? divide by 100)' : ''),
+    );
+  }
+}
+
+/** Throws HetmmError('E_ARGUMENT') naming the first field that does not fit the report shape. */
+export function validateReport(report: EvalReport): void {
+  if (typeof report.dataset !== 'string') throw new HetmmError('E_ARGUMENT', 'report: expected dataset to be a string');
+  report.categories.forEach((c, i) => {
+    const where = `categories[${i}] (${c.name})`;
+    if (typeof c.name !== 'string' || c.name === '') {
+      throw new HetmmError('E_ARGUMENT', `report: expected categories[${i}].name to be a non-empty string`);
+    }
+    for (const key of METRIC_KEYS) checkMetric(where, key, c[key]);
+    for (const key of ['images', 'templates'] as const) {
+      if (!Number.isInteger(c[key]) || c[key] < 0) {
+        throw new HetmmError('E_ARGUMENT', `report: expected ${where}.${key} to be an integer >= 0, but received ${String(c[key])}`);
+      }
+    }
+    if (!(Number.isFinite(c.seconds_per_image) && c.seconds_per_image >= 0)) {
+      throw new HetmmError('E_ARGUMENT', `report: expected ${where}.seconds_per_image >= 0, but received ${String(c.seconds_per_image)}`);
+    }
+  });
+  for (const key of METRIC_KEYS) checkMetric('mean', key, report.mean[key]);
+}
+
+/** The JSON document, keys in a fixed order. */
+export function reportToJson(report: EvalReport): string {
+  validateReport(report);
+  const metrics = (m: MetricValues) => Object.fromEntries(METRIC_KEYS.map((k) => [k, m[k]]));
+  const doc = {
+    dataset: report.dataset,
+    categories: report.categories.map((c) => ({
+      name: c.name,
+      ...metrics(c),
+      images: c.images,
+      templates: c.templates,
+      seconds_per_image: c.seconds_per_image,
+    })),
+    mean: metrics(report.mean),
+  };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
+
+/**
+ * Writes the report as JSON. Written to a temporary file next to the target
+ * and renamed, so an interrupted run never leaves a half-written report.
+ * Throws HetmmError('E_ARGUMENT') for an invalid report.
+ */
+export async function writeJsonReport(file: string, report: EvalReport): Promise<void> {
+  const text = reportToJson(report);
+  await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text, 'utf8');
+  await rename(tmp, file);
+}
+
+const COLUMN_TITLES: Readonly<Record<MetricKey, string>> = {
+  image_auroc: 'image AUROC',
+  pixel_auroc: 'pixel AUROC',
+  aupro: 'AUPRO',
+  pro_hetmm: 'PRO (HETMM)',
+  f1_image: 'F1 image',
+};
+
+/** A fraction as a percentage with one decimal ("99.5"), or "n/a". */
+export function formatPercent(v: number | null): string {
+  return v === null ? 'n/a' : (v * 100).toFixed(1);
+}
+
+function tableRows(report: EvalReport): string[][] {
+  const header = ['category', ...METRIC_KEYS.map((k) => COLUMN_TITLES[k]), 'images', 'templates', 's/image'];
+  const rows = report.categories.map((c) => [
+    c.name,
+    ...METRIC_KEYS.map((k) => formatPercent(c[k])),
+    String(c.images),
+    String(c.templates),
+    c.seconds_per_image.toFixed(3),
+  ]);
+  const mean = ['mean', ...METRIC_KEYS.map((k) => formatPercent(report.mean[k])), '', '', ''];
+  return [header, ...rows, mean];
+}
+
+/**
+ * The report as a plain-text table: metrics in percent with one decimal,
+ * "n/a" for undefined ones, a mean row last. Numbers are right-aligned.
+ */
+export function formatTable(report: EvalReport): string {
+  const rows = tableRows(report);
+  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => r[col]!.length)));
+  const line = (r: string[]) => r.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!))).join('  ').trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  const [header, ...body] = rows;
+  const meanRow = body.pop()!;
+  return [`${report.dataset}`, line(header!), rule, ...body.map(line), rule, line(meanRow)].join('\n') + '\n';
+}
+
+/** One test image for the HTML report; the pipeline renders the PNGs. */
+export interface ExampleImage {
+  readonly file: string;
+  readonly score: number;
+  readonly label: 0 | 1;
+  /** the image with its anomaly heat map overlaid */
+  readonly overlayPng: Buffer;
+  /** the ground-truth mask, when there is one */
+  readonly maskPng?: Buffer;
+}
+
+/**
+ * The worst cases of a category: normal images with the highest scores
+ * (false positives first) and defective images with the lowest scores
+ * (false negatives first), `count` of each. Works on any {score, label}, so
+ * the pipeline can pick the images before rendering their overlays.
+ */
+export function selectWorstExamples<T extends { readonly score: number; readonly label: 0 | 1 }>(
+  samples: readonly T[],
+  count = 8,
+): { falsePositives: T[]; falseNegatives: T[] } {
+  if (!Number.isInteger(count) || count < 0) {
+    throw new HetmmError('E_ARGUMENT', `selectWorstExamples: expected an integer count >= 0, but received ${String(count)}`);
+  }
+  const falsePositives = samples.filter((s) => s.label === 0).sort((a, b) => b.score - a.score).slice(0, count);
+  const falseNegatives = samples.filter((s) => s.label === 1).sort((a, b) => a.score - b.score).slice(0, count);
+  return { falsePositives, falseNegatives };
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}
+
+export interface HtmlReportOptions {
+  /** examples per grid; default 8 */
+  readonly examples?: number;
+  /** page title; default "hetmm evaluation: <dataset>" */
+  readonly title?: string;
+}
+
+const STYLE = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 2em; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.mean td { font-weight: bold; border-top: 2px solid #888; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 1.5em; }
+.card { border: 1px solid #ccc; border-radius: 4px; padding: 6px; max-width: 420px; }
+.card img { width: 200px; height: auto; image-rendering: pixelated; }
+.card .caption { font-size: 12px; word-break: break-all; }
+.none { color: #888; }
+`;
+
+/**
+ * Writes `<dir>/index.html` and the example images under `<dir>/images/`:
+ * the metric table, then per category the worst false positives and false
+ * negatives (see selectWorstExamples) with overlay and mask side by side.
+ * Categories without examples get only their table row. Returns the path of
+ * index.html. The page references only files it wrote (no network).
+ */
+export async function writeHtmlReport(
+  dir: string,
+  report: EvalReport,
+  perCategoryExamples: Readonly<Record<string, readonly ExampleImage[]>>,
+  options: HtmlReportOptions = {},
+): Promise<string> {
+  validateReport(report);
+  const count = options.examples ?? 8;
+  const title = options.title ?? `hetmm evaluation: ${report.dataset}`;
+  await mkdir(path.join(dir, 'images'), { recursive: true });
+
+  const rows = tableRows(report);
+  const cellClass = (col: number) => (col === 0 ? '' : ' class="num"');
+  const table = [
+    '<table>',
+    `<tr>${rows[0]!.map((h, col) => `<th${cellClass(col)}>${escapeHtml(h)}</th>`).join('')}</tr>`,
+    ...rows.slice(1).map((r, i) => {
+      const mean = i === rows.length - 2 ? ' class="mean"' : '';
+      return `<tr${mean}>${r.map((v, col) => `<td${cellClass(col)}>${escapeHtml(v)}</td>`).join('')}</tr>`;
+    }),
+    '</table>',
+  ].join('\n');
+
+  const sections: string[] = [];
+  let categoryIndex = 0;
+  for (const [category, examples] of Object.entries(perCategoryExamples)) {
+    // an index keeps folders distinct even when two names sanitise alike
+    const folder = `${categoryIndex++}-${category.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    await mkdir(path.join(dir, 'images', folder), { recursive: true });
+    const { falsePositives, falseNegatives } = selectWorstExamples(examples, count);
+    const grid = async (kind: 'fp' | 'fn', list: readonly ExampleImage[]): Promise<string> => {
+      if (list.length === 0) return '<p class="none">none</p>';
+      const cards: string[] = [];
+      for (let rank = 0; rank < list.length; rank++) {
+        const ex = list[rank]!;
+        const overlay = `images/${folder}/${kind}-${rank + 1}-overlay.png`;
+        await writeFile(path.join(dir, overlay), ex.overlayPng);
+        let maskImg = '';
+        if (ex.maskPng !== undefined) {
+          const mask = `images/${folder}/${kind}-${rank + 1}-mask.png`;
+          await writeFile(path.join(dir, mask), ex.maskPng);
+          maskImg = `<img src="${mask}" alt="ground-truth mask">`;
+        }
+        cards.push(
+          `<div class="card"><img src="${overlay}" alt="anomaly map overlay">${maskImg}` +
+            `<div class="caption">#${rank + 1} score ${ex.score.toPrecision(4)}<br><span title="${escapeHtml(ex.file)}">${escapeHtml(path.basename(ex.file))}</span></div></div>`,
+        );
+      }
+      return `<div class="grid">\n${cards.join('\n')}\n</div>`;
+    };
+    sections.push(
+      [
+        `<h2>${escapeHtml(category)}</h2>`,
+        '<h3>Worst false positives: normal images with the highest scores</h3>',
+        await grid('fp', falsePositives),
+        '<h3>Worst false negatives: defective images with the lowest scores</h3>',
+        await grid('fn', falseNegatives),
+      ].join('\n'),
+    );
+  }
+
+  const html = [
+    '<!DOCTYPE html>',
+    '<html lang="en">',
+    '<head>',
+    '<meta charset="utf-8">',
+    `<title>${escapeHtml(title)}</title>`,
+    `<style>${STYLE}</style>`,
+    '</head>',
+    '<body>',
+    `<h1>${escapeHtml(title)}</h1>`,
+    '<p>Metrics in percent; n/a where a metric is undefined (e.g. no ground-truth masks). PRO (HETMM) is the paper\'s own PRO score; AUPRO follows MVTec AD (FPR limit 0.3).</p>',
+    table,
+    ...sections,
+    '</body>',
+    '</html>',
+    '',
+  ].join('\n');
+  const index = path.join(dir, 'index.html');
+  await writeFile(index, html, 'utf8');
+  return index;
+}
