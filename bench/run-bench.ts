@@ -1,0 +1,377 @@
+/**
+ * Kernel benchmark (`npm run bench`; not part of `npm test`).
+ *
+ * For each kernel and shape, prints:
+ *   - effective multiply-adds/s, counting K*H*W*C*(f^2 + b^2) as the "Fast
+ *     kernels" issue defines it (forward and backward counted separately),
+ *   - real multiply-adds/s: the dot products the fast kernel actually
+ *     computes (each (pixel, offset) pair with |d| <= max(f, b) >> 1 inside
+ *     the map, once, shared by both directions),
+ *   - the ratio of the effective rate to onnxruntime-node's own float32
+ *     MatMul throughput measured in the same run (a 2048x2048x2048 MatMul
+ *     model encoded by hand below: the machine's practical peak),
+ *   - the speed-up over the TypeScript reference backend on the same inputs.
+ *
+ * Options: --reps N (fast-kernel repetitions, median reported, default 5),
+ *          --reference-templates K (run the reference on the first K
+ *          templates and scale its time by 60/K; default: all 60),
+ *          --only NAME (substring filter on the case name),
+ *          --variant avx512|avx2|generic (force a native variant), --json.
+ */
+import os from 'node:os';
+import { readFileSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import type { FeatureStack, QueryMap } from '../src/kernels/contract.js';
+import { NATIVE_VARIANTS, loadFastBackend, type FastBackend, type NativeVariant } from '../src/kernels/fast/index.js';
+import { pixelGramReference } from '../src/kernels/reference-gram.js';
+import { referenceBackend } from '../src/kernels/reference/index.js';
+
+interface Args {
+  variant: NativeVariant | undefined;
+  reps: number;
+  referenceTemplates: number;
+  only: string;
+  json: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { variant: undefined, reps: 5, referenceTemplates: 60, only: '', json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`missing value after ${a}`);
+      return v;
+    };
+    if (a === '--reps') args.reps = Number(value());
+    else if (a === '--reference-templates') args.referenceTemplates = Number(value());
+    else if (a === '--only') args.only = value();
+    else if (a === '--json') args.json = true;
+    else if (a === '--variant') {
+      const v = value();
+      if (!(NATIVE_VARIANTS as readonly string[]).includes(v)) throw new Error(`--variant must be one of ${NATIVE_VARIANTS.join(', ')}, got ${v}`);
+      args.variant = v as NativeVariant;
+    }
+    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json)`);
+  }
+  if (!Number.isInteger(args.reps) || args.reps < 1) throw new Error(`--reps must be a positive integer, got ${args.reps}`);
+  if (!Number.isInteger(args.referenceTemplates) || args.referenceTemplates < 1 || args.referenceTemplates > 60) {
+    throw new Error(`--reference-templates must be an integer in 1..60, got ${args.referenceTemplates}`);
+  }
+  return args;
+}
+
+// ---- machine ------------------------------------------------------------------
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    // not Linux
+  }
+  return os.cpus()[0]?.model ?? 'unknown';
+}
+
+// ---- onnxruntime MatMul peak -----------------------------------------------------
+// A minimal ONNX ModelProto, protobuf-encoded by hand: one MatMul node
+// Y = A x B with A, B float32 [M, M]. Field numbers from onnx.proto.
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  let v = BigInt(n);
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return out;
+}
+const fieldKey = (field: number, wire: number): number[] => varint((field << 3) | wire);
+const intField = (field: number, n: number): number[] => [...fieldKey(field, 0), ...varint(n)];
+const bytesField = (field: number, b: number[]): number[] => [...fieldKey(field, 2), ...varint(b.length), ...b];
+const stringField = (field: number, s: string): number[] => bytesField(field, [...Buffer.from(s, 'utf8')]);
+
+function valueInfo(name: string, dims: number[]): number[] {
+  const shape = dims.flatMap((d) => bytesField(1, intField(1, d))); // TensorShapeProto.dim{dim_value}
+  const tensorType = [...intField(1, 1 /* FLOAT */), ...bytesField(2, shape)]; // TypeProto.Tensor
+  return [...stringField(1, name), ...bytesField(2, bytesField(1, tensorType))]; // ValueInfoProto
+}
+
+function matMulModel(m: number): Uint8Array {
+  const node = [...stringField(1, 'A'), ...stringField(1, 'B'), ...stringField(2, 'Y'), ...stringField(4, 'MatMul')];
+  const graph = [
+    ...bytesField(1, node),
+    ...stringField(2, 'matmul'),
+    ...bytesField(11, valueInfo('A', [m, m])),
+    ...bytesField(11, valueInfo('B', [m, m])),
+    ...bytesField(12, valueInfo('Y', [m, m])),
+  ];
+  const opset = [...stringField(1, ''), ...intField(2, 13)];
+  return Uint8Array.from([...intField(1, 7 /* ir_version */), ...bytesField(7, graph), ...bytesField(8, opset)]);
+}
+
+/**
+ * MatMul multiply-adds per second: `wall` from the best wall-clock run;
+ * `perCpu` from process CPU time (x threads), which is what the rate would be
+ * with the cores to itself (useful on a shared machine). Spinning of idle
+ * intra-op threads is disabled so CPU time counts work only.
+ */
+async function ortMatMulMacsPerSecond(threads: number, reps: number): Promise<{ wall: number; perCpu: number }> {
+  const m = 2048;
+  const session = await ort.InferenceSession.create(matMulModel(m), {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+  const a = new ort.Tensor('float32', new Float32Array(m * m).fill(0.5), [m, m]);
+  const b = new ort.Tensor('float32', new Float32Array(m * m).fill(0.25), [m, m]);
+  const first = await session.run({ A: a, B: b });
+  const y = first['Y'];
+  if (y === undefined || (y.data as Float32Array)[0] !== m * 0.125) throw new Error('onnxruntime MatMul returned a wrong value');
+  const times: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await session.run({ A: a, B: b });
+    times.push(performance.now() - t0);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  await session.release();
+  const cpuSecondsPerRun = (cpu.user + cpu.system) / 1e6 / reps;
+  return { wall: m ** 3 / (Math.min(...times) / 1000), perCpu: (m ** 3 * threads) / cpuSecondsPerRun };
+}
+
+// ---- inputs -------------------------------------------------------------------------
+
+function randomUnitMaps(m: number, c: number, h: number, w: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const next = (): number => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+  const data = new Float32Array(m * c * h * w);
+  for (let i = 0; i < data.length; i++) data[i] = next();
+  const hw = h * w;
+  for (let k = 0; k < m; k++) {
+    for (let p = 0; p < hw; p++) {
+      let sum = 0;
+      for (let ch = 0; ch < c; ch++) sum += data[(k * c + ch) * hw + p] ** 2;
+      const inv = 1 / Math.sqrt(sum);
+      for (let ch = 0; ch < c; ch++) data[(k * c + ch) * hw + p] *= inv;
+    }
+  }
+  return data;
+}
+
+/** float32 -> half bits (round to nearest even; inputs are in [0, 1]). */
+function toHalf(data: Float32Array): Uint16Array {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    f[0] = data[i];
+    const bits = u[0];
+    const exp = ((bits >>> 23) & 0xff) - 112;
+    if (exp <= 0) {
+      out[i] = 0; // below half's normal range: negligible for the benchmark
+      continue;
+    }
+    let half = (exp << 10) | ((bits >>> 13) & 0x3ff);
+    const rem = bits & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
+    out[i] = half | ((bits >>> 16) & 0x8000);
+  }
+  return out;
+}
+
+/** Median wall time and mean process CPU time per call, in ms. */
+async function timeFast(reps: number, run: () => Promise<unknown>): Promise<{ fastMs: number; cpuMs: number }> {
+  const times: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await run();
+    times.push(performance.now() - t0);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return { fastMs: median(times), cpuMs: (cpu.user + cpu.system) / 1000 / reps };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Dot products really computed: K * C * #{(p, d): |d|_inf <= R, p and p + d inside}. */
+function realMacs(k: number, c: number, h: number, w: number, radius: number): number {
+  const along = (n: number): number => {
+    let pairs = 0;
+    for (let d = -radius; d <= radius; d++) pairs += Math.max(0, n - Math.abs(d));
+    return pairs;
+  };
+  return k * c * along(h) * along(w);
+}
+
+// ---- cases --------------------------------------------------------------------------------
+
+interface MatchCase {
+  name: string;
+  c: number;
+  h: number;
+  w: number;
+  f: number;
+  b: number;
+}
+
+const TEMPLATES = 60;
+const MATCH_CASES: MatchCase[] = [
+  { name: 'layer1', c: 256, h: 64, w: 64, f: 5, b: 3 },
+  { name: 'layer2', c: 512, h: 32, w: 32, f: 5, b: 3 },
+  { name: 'layer3', c: 1024, h: 16, w: 16, f: 7, b: 3 },
+  { name: 'window13x7', c: 256, h: 64, w: 64, f: 13, b: 7 },
+];
+
+interface OrtPeak {
+  wall: number;
+  perCpu: number;
+}
+
+interface Row {
+  kernel: string;
+  case: string;
+  dtype: string;
+  variant: string;
+  fastMs: number;
+  effectiveGmacs: number;
+  realGmacs: number;
+  ofOrtPeak: number;
+  /** effective rate from CPU time (x threads) over ORT's rate from CPU time */
+  ofOrtPeakCpu: number;
+  referenceMs: number;
+  speedup: number;
+}
+
+async function benchMatch(fast: FastBackend, k: MatchCase, dtype: 'float32' | 'float16', args: Args, ortPeak: OrtPeak): Promise<Row> {
+  const query: QueryMap = { shape: [k.c, k.h, k.w], data: randomUnitMaps(1, k.c, k.h, k.w, 1) };
+  const t32 = randomUnitMaps(TEMPLATES, k.c, k.h, k.w, 2);
+  const shape = [TEMPLATES, k.c, k.h, k.w] as const;
+  const templates: FeatureStack =
+    dtype === 'float16' ? { dtype, shape, data: toHalf(t32) } : { dtype, shape, data: t32 };
+  const options = { forwardPatch: k.f, backwardPatch: k.b };
+
+  await fast.matchLayer(query, templates, options); // warm-up: scratch allocation, page faults
+  const { fastMs, cpuMs } = await timeFast(args.reps, () => fast.matchLayer(query, templates, options));
+
+  const kRef = args.referenceTemplates;
+  const refTemplates: FeatureStack = {
+    dtype,
+    shape: [kRef, k.c, k.h, k.w],
+    data: templates.data.subarray(0, kRef * k.c * k.h * k.w) as Float32Array | Uint16Array,
+  } as FeatureStack;
+  const r0 = performance.now();
+  await referenceBackend.matchLayer(query, refTemplates, options);
+  const referenceMs = ((performance.now() - r0) * TEMPLATES) / kRef;
+
+  const effective = TEMPLATES * k.h * k.w * k.c * (k.f * k.f + k.b * k.b);
+  const real = realMacs(TEMPLATES, k.c, k.h, k.w, Math.max(k.f, k.b) >> 1);
+  const effectiveRate = effective / (fastMs / 1000);
+  return {
+    kernel: 'matchLayer',
+    case: `${k.name} K${TEMPLATES} C${k.c} ${k.h}x${k.w} f${k.f} b${k.b}`,
+    dtype,
+    variant: fast.variant,
+    fastMs,
+    effectiveGmacs: effectiveRate / 1e9,
+    realGmacs: real / (fastMs / 1000) / 1e9,
+    ofOrtPeak: effectiveRate / ortPeak.wall,
+    ofOrtPeakCpu: (effective / (cpuMs / 1000)) * fast.threads / ortPeak.perCpu,
+    referenceMs,
+    speedup: referenceMs / fastMs,
+  };
+}
+
+async function benchGram(fast: FastBackend, n: number, c: number, h: number, w: number, dtype: 'float32' | 'float16', args: Args, ortPeak: OrtPeak): Promise<Row> {
+  const t32 = randomUnitMaps(n, c, h, w, 3);
+  const shape = [n, c, h, w] as const;
+  const stack: FeatureStack = dtype === 'float16' ? { dtype, shape, data: toHalf(t32) } : { dtype, shape, data: t32 };
+  const hw = h * w;
+  const out = new Float32Array(hw * n * n);
+  await fast.pixelGram(stack, 0, hw, out);
+  const { fastMs, cpuMs } = await timeFast(args.reps, () => fast.pixelGram(stack, 0, hw, out));
+  const r0 = performance.now();
+  pixelGramReference(stack, 0, hw, out);
+  const referenceMs = performance.now() - r0;
+  // Distinct products: the upper triangle with the diagonal, per pixel and channel.
+  const effective = hw * c * ((n * (n + 1)) / 2);
+  // Computed: 4x4 blocks on and above the diagonal (16-pixel lanes; partial lanes not counted).
+  const blocks = Math.ceil(n / 4);
+  const real = hw * c * 16 * ((blocks * (blocks + 1)) / 2);
+  const effectiveRate = effective / (fastMs / 1000);
+  return {
+    kernel: 'pixelGram',
+    case: `N${n} C${c} ${h}x${w} all pixels`,
+    dtype,
+    variant: fast.variant,
+    fastMs,
+    effectiveGmacs: effectiveRate / 1e9,
+    realGmacs: real / (fastMs / 1000) / 1e9,
+    ofOrtPeak: effectiveRate / ortPeak.wall,
+    ofOrtPeakCpu: (effective / (cpuMs / 1000)) * fast.threads / ortPeak.perCpu,
+    referenceMs,
+    speedup: referenceMs / fastMs,
+  };
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const fast = await loadFastBackend(args.variant !== undefined ? { variant: args.variant } : {});
+  const ortPeak = await ortMatMulMacsPerSecond(fast.threads, 5);
+  const header = {
+    cpu: cpuModel(),
+    logicalCpus: os.availableParallelism(),
+    node: process.version,
+    fastVariant: fast.variant,
+    fastThreads: fast.threads,
+    ortMatMulGmacs: ortPeak.wall / 1e9,
+    ortMatMulGmacsPerCpu: ortPeak.perCpu / 1e9,
+    loadAverage: os.loadavg()[0],
+  };
+  if (!args.json) {
+    console.log(`# hetmm kernel benchmark`);
+    console.log(`CPU: ${header.cpu}, ${header.logicalCpus} logical CPUs; Node ${header.node}`);
+    console.log(`fast backend: variant ${header.fastVariant}, ${header.fastThreads} threads`);
+    console.log(`onnxruntime-node MatMul 2048^3 float32 (${fast.threads} threads): ${header.ortMatMulGmacs.toFixed(1)} GMAC/s (best of 5); ${header.ortMatMulGmacsPerCpu.toFixed(1)} GMAC/s from CPU time`);
+    console.log(`1-min load average at start: ${header.loadAverage.toFixed(2)} (other processes skew the figures)\n`);
+    console.log('| kernel | case | dtype | fast ms | effective GMAC/s | real GMAC/s | of ORT MatMul | same, CPU-time basis | reference ms | speed-up |');
+    console.log('|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  }
+  const rows: Row[] = [];
+  const emit = (r: Row): void => {
+    rows.push(r);
+    if (!args.json) {
+      console.log(
+        `| ${r.kernel} | ${r.case} | ${r.dtype} | ${r.fastMs.toFixed(1)} | ${r.effectiveGmacs.toFixed(1)} | ${r.realGmacs.toFixed(1)} | ` +
+          `${(r.ofOrtPeak * 100).toFixed(0)}% | ${(r.ofOrtPeakCpu * 100).toFixed(0)}% | ${r.referenceMs.toFixed(0)} | ${r.speedup.toFixed(0)}x |`,
+      );
+    }
+  };
+  for (const k of MATCH_CASES) {
+    for (const dtype of ['float32', 'float16'] as const) {
+      if (args.only && !`${k.name} ${dtype}`.includes(args.only)) continue;
+      emit(await benchMatch(fast, k, dtype, args, ortPeak));
+    }
+  }
+  for (const dtype of ['float32', 'float16'] as const) {
+    if (args.only && !`gram ${dtype}`.includes(args.only)) continue;
+    emit(await benchGram(fast, 60, 256, 64, 64, dtype, args, ortPeak));
+  }
+  if (args.json) console.log(JSON.stringify({ header, rows }, null, 2));
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exitCode = 1;
+});

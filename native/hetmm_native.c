@@ -1,0 +1,681 @@
+/*
+ * hetmm_native: the fast CPU backend's hot kernels, as a plain N-API addon
+ * (node_api.h only).
+ *
+ *   matchLayer  forward + backward window matching of one query map against
+ *               N templates (float32 or float16 bits), one layer.
+ *   pixelGram   per-pixel Gram matrices of a feature stack (for PTS).
+ *
+ * Both run asynchronously (napi_create_async_work) and return a Promise, so
+ * the event loop is never blocked. The work itself is spread over a
+ * persistent pthread pool (one thread per CPU, or HETMM_THREADS) created once
+ * per process; per-thread scratch grows when needed and is otherwise reused,
+ * so the hot path does not allocate. One job runs on the pool at a time;
+ * concurrent calls queue on a mutex.
+ *
+ * The kernels are compiled three times from kernels_body.h (AVX-512,
+ * AVX2+FMA+F16C, baseline SSE2); the best variant the CPU supports is the
+ * default, and a caller may force a weaker one by name (for conformance
+ * tests and benchmarks).
+ *
+ * The JS side (src/kernels/fast/binding.ts) validates every argument before
+ * calling; the checks here only guard memory safety.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+typedef float v8sf __attribute__((vector_size(32)));
+typedef float v4sf __attribute__((vector_size(16)));
+
+/* Pixels per pixelGram work item (a multiple of 16). */
+#define GRAM_ITEM_PIXELS 64
+
+/* Lane-wise max of two v16sf by compare-and-select (C has no vector `?:`). */
+#define HETMM_VMAX(a, b) \
+  ((v16sf)((((v16si)(a)) & ((a) > (b))) | (((v16si)(b)) & ~((a) > (b)))))
+
+/* ---- jobs and scratch ---------------------------------------------------- */
+
+typedef struct Scratch {
+  float *tpad;
+  size_t tpadCap; /* in floats */
+  float *fwd;
+  size_t fwdCap;
+  float *bwd;
+  size_t bwdCap;
+  float *gram;
+  size_t gramCap;
+  int used;   /* took at least one item of the current job */
+  int failed; /* an allocation failed during the current job */
+} Scratch;
+
+struct MatchJob;
+typedef void (*MatchItemFn)(const struct MatchJob *, Scratch *, int t, int y0, int y1);
+
+typedef struct MatchJob {
+  int n, c, h, w;
+  int rf, rb, r; /* forward / backward radius, r = max of both */
+  int f16;
+  int f16Scratch; /* convert float16 templates into scratch once per item (see match_item) */
+  const float *t32;
+  const uint16_t *t16;
+  const float *query; /* [C][H][W] */
+  float *qpad;        /* [H][C][wq] */
+  int wq, padL, wt, wb, padB;
+  int bands, bandRows;
+  long nItems;
+  atomic_long next;
+  MatchItemFn item;
+  float *fwdOut, *bwdOut;
+} MatchJob;
+
+struct GramJob;
+typedef void (*GramItemFn)(const struct GramJob *, Scratch *, long pc);
+
+typedef struct GramJob {
+  int n, c, h, w;
+  long p0, p1;
+  int f16;
+  const float *t32;
+  const uint16_t *t16;
+  float *out;
+  long nItems;
+  atomic_long next;
+  GramItemFn item;
+} GramJob;
+
+/* Grow a 64-byte aligned float buffer to at least `want` floats (contents lost). */
+static int ensure_floats(float **buf, size_t *cap, size_t want) {
+  if (*cap >= want) return 1;
+  free(*buf);
+  size_t bytes = ((want * sizeof(float)) + 63) & ~(size_t)63;
+  *buf = aligned_alloc(64, bytes);
+  *cap = *buf ? want : 0;
+  return *buf != NULL;
+}
+
+static inline float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else { /* subnormal: normalise */
+      int e = -1;
+      do {
+        e++;
+        mant <<= 1;
+      } while (!(mant & 0x400u));
+      mant &= 0x3ffu;
+      bits = sign | ((uint32_t)(112 - e) << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (mant << 13);
+  }
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+/* ---- the three compiled variants ----------------------------------------- */
+
+#define VARIANT(name) name##_avx512
+#define MAX_ACC 28
+#define MAX_NDX 8
+#define VPART_T v16sf
+#define VPARTS 1
+#define GRAM_BLOCK 4
+#define HETMM_VALIGN 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx2,fma,f16c")
+static inline void f16_row_avx512(float *dst, const uint16_t *src, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+  for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+#define F16_ROW f16_row_avx512
+#include "kernels_body.h"
+#pragma GCC pop_options
+#undef VARIANT
+#undef MAX_ACC
+#undef MAX_NDX
+#undef VPART_T
+#undef VPARTS
+#undef GRAM_BLOCK
+#undef F16_ROW
+#undef HETMM_VALIGN
+
+#define VARIANT(name) name##_avx2
+#define MAX_ACC 6
+#define MAX_NDX 6
+#define VPART_T v8sf
+#define VPARTS 2
+#define GRAM_BLOCK 2
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+static inline void f16_row_avx2(float *dst, const uint16_t *src, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+  for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+#define F16_ROW f16_row_avx2
+#include "kernels_body.h"
+#pragma GCC pop_options
+#undef VARIANT
+#undef MAX_ACC
+#undef MAX_NDX
+#undef VPART_T
+#undef VPARTS
+#undef GRAM_BLOCK
+#undef F16_ROW
+
+#define VARIANT(name) name##_generic
+#define MAX_ACC 2
+#define MAX_NDX 2
+#define VPART_T v4sf
+#define VPARTS 4
+#define GRAM_BLOCK 1
+static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
+  for (int i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
+}
+#define F16_ROW f16_row_generic
+#include "kernels_body.h"
+#undef VARIANT
+#undef MAX_ACC
+#undef MAX_NDX
+#undef VPART_T
+#undef VPARTS
+#undef GRAM_BLOCK
+#undef F16_ROW
+
+typedef struct Variant {
+  const char *name;
+  MatchItemFn match;
+  GramItemFn gram;
+  int supported;
+} Variant;
+
+/* Best first. */
+static Variant g_variants[] = {
+    {"avx512", match_item_avx512, gram_item_avx512, 0},
+    {"avx2", match_item_avx2, gram_item_avx2, 0},
+    {"generic", match_item_generic, gram_item_generic, 1},
+};
+#define N_VARIANTS ((int)(sizeof g_variants / sizeof g_variants[0]))
+
+static void detect_variants(void) {
+  __builtin_cpu_init();
+  g_variants[0].supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  g_variants[1].supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  /* F16C is not in __builtin_cpu_supports's list on every GCC; every AVX2 CPU has it. */
+}
+
+/* ---- thread pool --------------------------------------------------------- */
+
+typedef void (*PoolRunFn)(void *job, Scratch *s);
+
+typedef struct Pool {
+  pthread_mutex_t jobLock; /* one job on the pool at a time */
+  pthread_mutex_t m;
+  pthread_cond_t start, done;
+  int nthreads;
+  Scratch *scratch;
+  unsigned long generation;
+  int running;
+  PoolRunFn run;
+  void *job;
+  float *qpad; /* shared per-job query buffer, guarded by jobLock */
+  size_t qpadCap;
+} Pool;
+
+static Pool g_pool;
+static pthread_once_t g_poolOnce = PTHREAD_ONCE_INIT;
+static int g_poolOk = 0;
+
+typedef struct WorkerArg {
+  int id;
+} WorkerArg;
+
+static void *worker_main(void *arg) {
+  int id = ((WorkerArg *)arg)->id;
+  free(arg);
+  unsigned long seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&g_pool.m);
+    while (g_pool.generation == seen) pthread_cond_wait(&g_pool.start, &g_pool.m);
+    seen = g_pool.generation;
+    PoolRunFn run = g_pool.run;
+    void *job = g_pool.job;
+    pthread_mutex_unlock(&g_pool.m);
+
+    run(job, &g_pool.scratch[id]);
+
+    pthread_mutex_lock(&g_pool.m);
+    if (--g_pool.running == 0) pthread_cond_signal(&g_pool.done);
+    pthread_mutex_unlock(&g_pool.m);
+  }
+  return NULL;
+}
+
+static int threads_from_env(void) {
+  const char *env = getenv("HETMM_THREADS");
+  if (env && *env) {
+    char *end = NULL;
+    long v = strtol(env, &end, 10);
+    if (end && *end == '\0' && v >= 1 && v <= 1024) return (int)v;
+    fprintf(stderr, "hetmm: ignoring HETMM_THREADS=%s (expected an integer 1..1024)\n", env);
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 1 ? (int)n : 1;
+}
+
+static void pool_init(void) {
+  detect_variants();
+  pthread_mutex_init(&g_pool.jobLock, NULL);
+  pthread_mutex_init(&g_pool.m, NULL);
+  pthread_cond_init(&g_pool.start, NULL);
+  pthread_cond_init(&g_pool.done, NULL);
+  g_pool.nthreads = threads_from_env();
+  g_pool.scratch = calloc((size_t)g_pool.nthreads, sizeof(Scratch));
+  if (!g_pool.scratch) return;
+  int started = 0;
+  for (int i = 0; i < g_pool.nthreads; i++) {
+    WorkerArg *a = malloc(sizeof *a);
+    if (!a) break;
+    a->id = i;
+    pthread_t tid;
+    if (pthread_create(&tid, NULL, worker_main, a) != 0) {
+      free(a);
+      break;
+    }
+    pthread_detach(tid);
+    started++;
+  }
+  g_pool.nthreads = started;
+  g_poolOk = started > 0;
+}
+
+/* Run `run(job, scratch)` on every pool thread and wait for all of them.
+ * Caller holds jobLock. */
+static void pool_run(PoolRunFn run, void *job) {
+  pthread_mutex_lock(&g_pool.m);
+  g_pool.run = run;
+  g_pool.job = job;
+  g_pool.running = g_pool.nthreads;
+  g_pool.generation++;
+  pthread_cond_broadcast(&g_pool.start);
+  while (g_pool.running > 0) pthread_cond_wait(&g_pool.done, &g_pool.m);
+  pthread_mutex_unlock(&g_pool.m);
+}
+
+/* ---- match job ----------------------------------------------------------- */
+
+static inline int round16(int v) { return (v + 15) & ~15; }
+
+static void match_worker(void *jp, Scratch *s) {
+  MatchJob *job = jp;
+  for (;;) {
+    long i = atomic_fetch_add(&job->next, 1);
+    if (i >= job->nItems) break;
+    if (!s->used) {
+      size_t tRows = (size_t)job->bandRows + 2 * (size_t)job->r;
+      if (tRows > (size_t)job->h) tRows = (size_t)job->h;
+      size_t fwdN = (size_t)job->h * job->wq, bwdN = (size_t)job->h * job->wb;
+      if (!ensure_floats(&s->tpad, &s->tpadCap, tRows * job->c * job->wt) ||
+          !ensure_floats(&s->fwd, &s->fwdCap, fwdN) || !ensure_floats(&s->bwd, &s->bwdCap, bwdN)) {
+        s->failed = 1;
+        atomic_store(&job->next, job->nItems); /* stop everyone */
+        return;
+      }
+      for (size_t k = 0; k < fwdN; k++) s->fwd[k] = -INFINITY;
+      for (size_t k = 0; k < bwdN; k++) s->bwd[k] = -INFINITY;
+      s->used = 1;
+    }
+    int t = (int)(i / job->bands), b = (int)(i % job->bands);
+    int y0 = b * job->bandRows;
+    int y1 = y0 + job->bandRows < job->h ? y0 + job->bandRows : job->h;
+    job->item(job, s, t, y0, y1);
+  }
+}
+
+/* Returns 0 on success, -1 when scratch memory could not be allocated. */
+static int run_match(MatchJob *job) {
+  const int C = job->c, H = job->h, W = job->w;
+  job->r = job->rf > job->rb ? job->rf : job->rb;
+  job->wq = round16(W);
+  /* >= 16 on both sides: the aligned-load path reads x0 - 16 and x0 + 16 */
+  job->padL = round16(job->r > 0 ? job->r : 1);
+  job->wt = job->padL + job->wq + job->padL;
+  job->padB = round16(job->r);
+  /* Measured on Zen 4: converting float16 on every load is as fast for 5x5
+   * windows and slower from 7x7 on, where each value is re-read 7+ times. */
+  job->f16Scratch = 2 * job->r + 1 >= 7;
+  job->wb = job->padB + job->wq + round16(job->r);
+  /* Work items: whole templates when there are enough of them to keep every
+   * thread busy; otherwise row bands, at the price of converting R extra
+   * template rows per band. */
+  int nthreads = g_pool.nthreads;
+  int bands = (2 * nthreads + job->n - 1) / job->n;
+  if (bands < 1) bands = 1;
+  if (bands > H) bands = H;
+  job->bandRows = (H + bands - 1) / bands;
+  job->bands = (H + job->bandRows - 1) / job->bandRows;
+  job->nItems = (long)job->n * job->bands;
+  atomic_store(&job->next, 0);
+
+  pthread_mutex_lock(&g_pool.jobLock);
+  int rc = 0;
+  size_t qN = (size_t)H * C * job->wq;
+  if (!ensure_floats(&g_pool.qpad, &g_pool.qpadCap, qN)) {
+    rc = -1;
+    goto out;
+  }
+  job->qpad = g_pool.qpad;
+  for (int y = 0; y < H; y++) {
+    for (int c = 0; c < C; c++) {
+      float *dst = job->qpad + ((size_t)y * C + c) * job->wq;
+      memcpy(dst, job->query + ((size_t)c * H + y) * W, sizeof(float) * W);
+      memset(dst + W, 0, sizeof(float) * (size_t)(job->wq - W));
+    }
+  }
+  for (int i = 0; i < g_pool.nthreads; i++) g_pool.scratch[i].used = g_pool.scratch[i].failed = 0;
+  pool_run(match_worker, job);
+  for (int i = 0; i < g_pool.nthreads; i++)
+    if (g_pool.scratch[i].failed) rc = -1;
+  if (rc == 0) {
+    for (size_t k = 0; k < (size_t)H * W; k++) job->fwdOut[k] = job->bwdOut[k] = -INFINITY;
+    for (int i = 0; i < g_pool.nthreads; i++) {
+      Scratch *s = &g_pool.scratch[i];
+      if (!s->used) continue;
+      for (int y = 0; y < H; y++) {
+        const float *f = s->fwd + (size_t)y * job->wq;
+        const float *b = s->bwd + (size_t)y * job->wb + job->padB;
+        float *fo = job->fwdOut + (size_t)y * W, *bo = job->bwdOut + (size_t)y * W;
+        for (int x = 0; x < W; x++) {
+          if (f[x] > fo[x]) fo[x] = f[x];
+          if (b[x] > bo[x]) bo[x] = b[x];
+        }
+      }
+    }
+  }
+out:
+  pthread_mutex_unlock(&g_pool.jobLock);
+  return rc;
+}
+
+/* ---- gram job ------------------------------------------------------------ */
+
+static void gram_worker(void *jp, Scratch *s) {
+  GramJob *job = jp;
+  for (;;) {
+    long i = atomic_fetch_add(&job->next, 1);
+    if (i >= job->nItems) break;
+    if (!s->used) {
+      if (!ensure_floats(&s->gram, &s->gramCap, (size_t)job->n * job->c * GRAM_ITEM_PIXELS)) {
+        s->failed = 1;
+        atomic_store(&job->next, job->nItems);
+        return;
+      }
+      s->used = 1;
+    }
+    job->item(job, s, job->p0 + GRAM_ITEM_PIXELS * i);
+  }
+}
+
+static int run_gram(GramJob *job) {
+  job->nItems = (job->p1 - job->p0 + GRAM_ITEM_PIXELS - 1) / GRAM_ITEM_PIXELS;
+  atomic_store(&job->next, 0);
+  pthread_mutex_lock(&g_pool.jobLock);
+  for (int i = 0; i < g_pool.nthreads; i++) g_pool.scratch[i].used = g_pool.scratch[i].failed = 0;
+  int rc = 0;
+  if (job->nItems > 0) pool_run(gram_worker, job);
+  for (int i = 0; i < g_pool.nthreads; i++)
+    if (g_pool.scratch[i].failed) rc = -1;
+  pthread_mutex_unlock(&g_pool.jobLock);
+  return rc;
+}
+
+/* ---- N-API glue ---------------------------------------------------------- */
+
+#define NAPI_CALL(env, call)                                                                        \
+  do {                                                                                              \
+    if ((call) != napi_ok) {                                                                        \
+      napi_throw_error((env), "E_BACKEND", "hetmm native: N-API call failed: " #call);              \
+      return NULL;                                                                                  \
+    }                                                                                               \
+  } while (0)
+
+static napi_value throw_range(napi_env env, const char *msg) {
+  napi_throw_range_error(env, "E_ARGUMENT", msg);
+  return NULL;
+}
+
+/* A typed array argument: its data pointer, element count and type. */
+typedef struct TypedArg {
+  void *data;
+  size_t length;
+  napi_typedarray_type type;
+} TypedArg;
+
+static int get_typed(napi_env env, napi_value v, TypedArg *out) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  napi_value ab;
+  size_t off;
+  return napi_get_typedarray_info(env, v, &out->type, &out->length, &out->data, &ab, &off) == napi_ok;
+}
+
+static int get_int(napi_env env, napi_value v, int64_t *out) {
+  return napi_get_value_int64(env, v, out) == napi_ok;
+}
+
+/* Resolve a variant name ("" = best supported). Returns NULL if unknown/unsupported. */
+static const Variant *find_variant(napi_env env, napi_value v) {
+  char name[32];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) return NULL;
+  for (int i = 0; i < N_VARIANTS; i++) {
+    if (!g_variants[i].supported) continue;
+    if (len == 0 || strcmp(name, g_variants[i].name) == 0) return &g_variants[i];
+  }
+  return NULL;
+}
+
+#define MAX_REFS 4
+typedef struct AsyncCall {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref refs[MAX_REFS]; /* keep the typed arrays alive until completion */
+  int nrefs;
+  int kind; /* 0 match, 1 gram */
+  int rc;
+  MatchJob match;
+  GramJob gram;
+} AsyncCall;
+
+static void async_execute(napi_env env, void *data) {
+  (void)env;
+  AsyncCall *call = data;
+  call->rc = call->kind == 0 ? run_match(&call->match) : run_gram(&call->gram);
+}
+
+static void async_complete(napi_env env, napi_status status, void *data) {
+  AsyncCall *call = data;
+  for (int i = 0; i < call->nrefs; i++) napi_delete_reference(env, call->refs[i]);
+  napi_value result;
+  if (status == napi_ok && call->rc == 0) {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, call->deferred, result);
+  } else {
+    napi_value msg, code;
+    const char *text = status != napi_ok ? "hetmm native: the async work was cancelled or failed"
+                                         : "hetmm native: out of memory allocating kernel scratch";
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, "E_BACKEND", NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &result);
+    napi_reject_deferred(env, call->deferred, result);
+  }
+  napi_delete_async_work(env, call->work);
+  free(call);
+}
+
+static napi_value start_async(napi_env env, AsyncCall *call, napi_value *keep, int nkeep, const char *name) {
+  napi_value promise, resource;
+  for (int i = 0; i < nkeep; i++) {
+    if (napi_create_reference(env, keep[i], 1, &call->refs[i]) != napi_ok) {
+      for (int k = 0; k < i; k++) napi_delete_reference(env, call->refs[k]);
+      free(call);
+      napi_throw_error(env, "E_BACKEND", "hetmm native: napi_create_reference failed");
+      return NULL;
+    }
+    call->nrefs = i + 1;
+  }
+  if (napi_create_promise(env, &call->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource) != napi_ok ||
+      napi_create_async_work(env, NULL, resource, async_execute, async_complete, call, &call->work) != napi_ok ||
+      napi_queue_async_work(env, call->work) != napi_ok) {
+    for (int k = 0; k < call->nrefs; k++) napi_delete_reference(env, call->refs[k]);
+    free(call);
+    napi_throw_error(env, "E_BACKEND", "hetmm native: could not start async work");
+    return NULL;
+  }
+  return promise;
+}
+
+/* matchLayer(variant, query, templates, n, c, h, w, rf, rb, fwdOut, bwdOut): Promise<void> */
+static napi_value js_match_layer(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 11) return throw_range(env, "matchLayer expects 11 arguments");
+  if (!g_poolOk) return throw_range(env, "hetmm native: thread pool failed to start");
+  const Variant *variant = find_variant(env, argv[0]);
+  if (!variant) return throw_range(env, "matchLayer: unknown or unsupported variant");
+  TypedArg q, t, fo, bo;
+  if (!get_typed(env, argv[1], &q) || q.type != napi_float32_array)
+    return throw_range(env, "matchLayer: query must be a Float32Array");
+  if (!get_typed(env, argv[2], &t) || (t.type != napi_float32_array && t.type != napi_uint16_array))
+    return throw_range(env, "matchLayer: templates must be a Float32Array or Uint16Array");
+  if (!get_typed(env, argv[9], &fo) || fo.type != napi_float32_array || !get_typed(env, argv[10], &bo) ||
+      bo.type != napi_float32_array)
+    return throw_range(env, "matchLayer: outputs must be Float32Arrays");
+  int64_t n, c, h, w, rf, rb;
+  if (!get_int(env, argv[3], &n) || !get_int(env, argv[4], &c) || !get_int(env, argv[5], &h) ||
+      !get_int(env, argv[6], &w) || !get_int(env, argv[7], &rf) || !get_int(env, argv[8], &rb))
+    return throw_range(env, "matchLayer: n, c, h, w, rf, rb must be integers");
+  if (n < 1 || c < 1 || h < 1 || w < 1 || rf < 0 || rb < 0 || n > INT32_MAX || c > INT32_MAX ||
+      h > 65536 || w > 65536 || rf > 4096 || rb > 4096)
+    return throw_range(env, "matchLayer: dimensions out of range");
+  uint64_t hw = (uint64_t)h * (uint64_t)w;
+  if (q.length < (uint64_t)c * hw || t.length < (uint64_t)n * c * hw || fo.length < hw || bo.length < hw)
+    return throw_range(env, "matchLayer: an array is shorter than its shape");
+  AsyncCall *call = calloc(1, sizeof *call);
+  if (!call) return throw_range(env, "matchLayer: out of memory");
+  call->kind = 0;
+  MatchJob *j = &call->match;
+  j->n = (int)n, j->c = (int)c, j->h = (int)h, j->w = (int)w, j->rf = (int)rf, j->rb = (int)rb;
+  j->f16 = t.type == napi_uint16_array;
+  j->t32 = j->f16 ? NULL : t.data;
+  j->t16 = j->f16 ? t.data : NULL;
+  j->query = q.data;
+  j->fwdOut = fo.data;
+  j->bwdOut = bo.data;
+  j->item = variant->match;
+  napi_value keep[4] = {argv[1], argv[2], argv[9], argv[10]};
+  return start_async(env, call, keep, 4, "hetmm.matchLayer");
+}
+
+/* pixelGram(variant, stack, n, c, h, w, p0, p1, out): Promise<void> */
+static napi_value js_pixel_gram(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 9) return throw_range(env, "pixelGram expects 9 arguments");
+  if (!g_poolOk) return throw_range(env, "hetmm native: thread pool failed to start");
+  const Variant *variant = find_variant(env, argv[0]);
+  if (!variant) return throw_range(env, "pixelGram: unknown or unsupported variant");
+  TypedArg t, o;
+  if (!get_typed(env, argv[1], &t) || (t.type != napi_float32_array && t.type != napi_uint16_array))
+    return throw_range(env, "pixelGram: stack must be a Float32Array or Uint16Array");
+  if (!get_typed(env, argv[8], &o) || o.type != napi_float32_array)
+    return throw_range(env, "pixelGram: out must be a Float32Array");
+  int64_t n, c, h, w, p0, p1;
+  if (!get_int(env, argv[2], &n) || !get_int(env, argv[3], &c) || !get_int(env, argv[4], &h) ||
+      !get_int(env, argv[5], &w) || !get_int(env, argv[6], &p0) || !get_int(env, argv[7], &p1))
+    return throw_range(env, "pixelGram: n, c, h, w, p0, p1 must be integers");
+  if (n < 1 || c < 1 || h < 1 || w < 1 || n > 65536 || c > INT32_MAX || h > 65536 || w > 65536)
+    return throw_range(env, "pixelGram: dimensions out of range");
+  int64_t hw = h * w;
+  if (p0 < 0 || p1 < p0 || p1 > hw) return throw_range(env, "pixelGram: pixel range out of bounds");
+  if (t.length < (uint64_t)n * c * hw || o.length < (uint64_t)(p1 - p0) * n * n)
+    return throw_range(env, "pixelGram: an array is shorter than its shape");
+  AsyncCall *call = calloc(1, sizeof *call);
+  if (!call) return throw_range(env, "pixelGram: out of memory");
+  call->kind = 1;
+  GramJob *j = &call->gram;
+  j->n = (int)n, j->c = (int)c, j->h = (int)h, j->w = (int)w, j->p0 = p0, j->p1 = p1;
+  j->f16 = t.type == napi_uint16_array;
+  j->t32 = j->f16 ? NULL : t.data;
+  j->t16 = j->f16 ? t.data : NULL;
+  j->out = o.data;
+  j->item = variant->gram;
+  napi_value keep[2] = {argv[1], argv[8]};
+  return start_async(env, call, keep, 2, "hetmm.pixelGram");
+}
+
+/* info(): { variant, variants, threads } */
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, arr, s, num;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  NAPI_CALL(env, napi_create_array(env, &arr));
+  uint32_t k = 0;
+  const char *best = NULL;
+  for (int i = 0; i < N_VARIANTS; i++) {
+    if (!g_variants[i].supported) continue;
+    if (!best) best = g_variants[i].name;
+    NAPI_CALL(env, napi_create_string_utf8(env, g_variants[i].name, NAPI_AUTO_LENGTH, &s));
+    NAPI_CALL(env, napi_set_element(env, arr, k++, s));
+  }
+  NAPI_CALL(env, napi_create_string_utf8(env, best, NAPI_AUTO_LENGTH, &s));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "variant", s));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "variants", arr));
+  NAPI_CALL(env, napi_create_int32(env, g_pool.nthreads, &num));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "threads", num));
+  return obj;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  pthread_once(&g_poolOnce, pool_init);
+  if (!g_poolOk) {
+    napi_throw_error(env, "E_BACKEND", "hetmm native: could not start the kernel thread pool");
+    return NULL;
+  }
+  napi_property_descriptor props[] = {
+      {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"matchLayer", NULL, js_match_layer, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

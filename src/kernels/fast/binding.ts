@@ -1,0 +1,120 @@
+/**
+ * The native addon's exact surface (native/hetmm_native.c), and the only
+ * module in hetmm that loads native code. Everything else talks to the fast
+ * backend through ./index.ts, which validates arguments before any call lands
+ * here: the addon only re-checks what memory safety needs.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HetmmError } from '../../errors.js';
+
+/** Compiled instruction-set variants, best first. */
+export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
+export type NativeVariant = (typeof NATIVE_VARIANTS)[number];
+
+export interface NativeInfo {
+  /** the best variant this CPU supports (the default) */
+  readonly variant: NativeVariant;
+  /** every variant this CPU supports, best first */
+  readonly variants: readonly NativeVariant[];
+  /** size of the persistent kernel thread pool (CPUs, or HETMM_THREADS) */
+  readonly threads: number;
+}
+
+export interface NativeBinding {
+  info(): NativeInfo;
+  /**
+   * Forward and backward window matching of one layer (see contract.ts).
+   * `variant` '' means the best supported one. Radii are patch >> 1.
+   * Writes forwardOut/backwardOut [H*W]; resolves when done.
+   */
+  matchLayer(
+    variant: NativeVariant | '',
+    query: Float32Array,
+    templates: Float32Array | Uint16Array,
+    n: number,
+    c: number,
+    h: number,
+    w: number,
+    forwardRadius: number,
+    backwardRadius: number,
+    forwardOut: Float32Array,
+    backwardOut: Float32Array,
+  ): Promise<void>;
+  /** Per-pixel Gram matrices: out[(p - p0)*N*N + i*N + j] for flat pixels p in [p0, p1), both halves. */
+  pixelGram(
+    variant: NativeVariant | '',
+    stack: Float32Array | Uint16Array,
+    n: number,
+    c: number,
+    h: number,
+    w: number,
+    p0: number,
+    p1: number,
+    out: Float32Array,
+  ): Promise<void>;
+}
+
+const ADDON_RELATIVE_PATH = path.join('build', 'Release', 'hetmm_native.node');
+const FIX =
+  'Build it with `npm rebuild hetmm` in your project (in a hetmm checkout: `npm run install`); ' +
+  'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
+  '(e.g. add "hetmm": true to allowScripts) and rebuild.';
+
+/** The directory holding hetmm's package.json, found by walking up from this file. */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        const parsed: unknown = JSON.parse(readFileSync(manifest, 'utf8'));
+        if (typeof parsed === 'object' && parsed !== null && (parsed as { name?: unknown }).name === 'hetmm') {
+          return dir;
+        }
+      } catch {
+        // not ours (or unreadable): keep walking up
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) {
+      throw new HetmmError('E_BACKEND', `Cannot locate the hetmm package root above ${fileURLToPath(import.meta.url)}`);
+    }
+    dir = parent;
+  }
+}
+
+function isNativeBinding(v: unknown): v is NativeBinding {
+  if (typeof v !== 'object' || v === null) return false;
+  const b = v as Record<string, unknown>;
+  return typeof b['info'] === 'function' && typeof b['matchLayer'] === 'function' && typeof b['pixelGram'] === 'function';
+}
+
+let cached: NativeBinding | undefined;
+
+/**
+ * Loads build/Release/hetmm_native.node from the package root once per
+ * process. Throws HetmmError('E_BACKEND') with the reason and the fix.
+ */
+export function loadBinding(): NativeBinding {
+  if (cached !== undefined) return cached;
+  const root = packageRoot();
+  const addonPath = path.join(root, ADDON_RELATIVE_PATH);
+  if (!existsSync(addonPath)) {
+    throw new HetmmError('E_BACKEND', `the native addon was not built (${addonPath} is missing). ${FIX}`);
+  }
+  let loaded: unknown;
+  try {
+    loaded = createRequire(import.meta.url)(addonPath);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new HetmmError('E_BACKEND', `the native addon ${addonPath} failed to load (${reason}). ${FIX}`, { cause: e });
+  }
+  if (!isNativeBinding(loaded)) {
+    throw new HetmmError('E_BACKEND', `the native addon ${addonPath} does not export info/matchLayer/pixelGram (stale build?). ${FIX}`);
+  }
+  cached = loaded;
+  return loaded;
+}

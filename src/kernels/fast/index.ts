@@ -1,0 +1,148 @@
+/**
+ * The fast CPU backend: the native addon's SIMD + multi-threaded kernels
+ * behind the KernelBackend contract. Arguments are validated here, in
+ * TypeScript, before the native call (the addon trusts its caller for
+ * semantics and only guards memory safety).
+ *
+ *   const fast = await loadFastBackend();          // best variant for this CPU
+ *   const { forward, backward } = await fast.matchLayer(query, templates, { forwardPatch: 5, backwardPatch: 3 });
+ *
+ * Variant choice: options.variant, else HETMM_FAST_VARIANT, else the best the
+ * CPU supports ('avx512' > 'avx2' > 'generic'). Threads: HETMM_THREADS, read
+ * once when the addon loads (default: number of CPUs).
+ */
+import { HetmmError } from '../../errors.js';
+import type { FeatureStack, KernelBackend, MatchOptions, MatchResult, QueryMap } from '../contract.js';
+import { validateGramInputs } from '../reference-gram.js';
+import { validateMatchInputs } from '../reference/match.js';
+import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
+
+export { NATIVE_VARIANTS, type NativeVariant } from './binding.js';
+
+export interface FastBackend extends KernelBackend {
+  readonly name: 'fast';
+  /** the instruction-set variant this backend instance runs */
+  readonly variant: NativeVariant;
+  /** every variant this CPU supports, best first */
+  readonly supportedVariants: readonly NativeVariant[];
+  /** kernel thread-pool size */
+  readonly threads: number;
+  /** Per-pixel Gram matrices for PTS; see pixelGram below. */
+  pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
+}
+
+export interface FastBackendOptions {
+  /** force an instruction-set variant (tests, benchmarks); must be supported by this CPU */
+  readonly variant?: NativeVariant;
+}
+
+function checkPatch(name: string, patch: unknown): number {
+  if (typeof patch !== 'number' || !Number.isInteger(patch) || patch < 1 || patch % 2 === 0) {
+    throw new HetmmError('E_ARGUMENT', `Expected an odd positive integer for ${name} but received ${String(patch)}`);
+  }
+  return patch;
+}
+
+function isVariant(v: string): v is NativeVariant {
+  return (NATIVE_VARIANTS as readonly string[]).includes(v);
+}
+
+function chooseVariant(binding: NativeBinding, requested: string | undefined, source: string): NativeVariant {
+  const info = binding.info();
+  if (requested === undefined || requested === '') return info.variant;
+  if (!isVariant(requested)) {
+    throw new HetmmError('E_ARGUMENT', `Expected one of ${NATIVE_VARIANTS.join(', ')} for ${source} but received "${requested}"`);
+  }
+  if (!info.variants.includes(requested)) {
+    throw new HetmmError(
+      'E_BACKEND',
+      `The "${requested}" kernel variant (${source}) is not supported by this CPU (supported: ${info.variants.join(', ')})`,
+    );
+  }
+  return requested;
+}
+
+/** Native rejections become HetmmError('E_BACKEND'); the caller's stack is kept for context. */
+async function callNative(what: string, run: () => Promise<void>): Promise<void> {
+  const callerStack = new Error().stack;
+  try {
+    await run();
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    const err = new HetmmError('E_BACKEND', `fast backend ${what} failed: ${reason}`, { cause: e });
+    if (callerStack !== undefined) err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
+    throw err;
+  }
+}
+
+function makeBackend(binding: NativeBinding, variant: NativeVariant): FastBackend {
+  const info = binding.info();
+  return {
+    name: 'fast',
+    variant,
+    supportedVariants: info.variants,
+    threads: info.threads,
+
+    async matchLayer(query: QueryMap, templates: FeatureStack, options: MatchOptions): Promise<MatchResult> {
+      const forwardPatch = checkPatch('forwardPatch', options.forwardPatch);
+      const backwardPatch = checkPatch('backwardPatch', options.backwardPatch);
+      validateMatchInputs(query, templates);
+      const [n, c, h, w] = templates.shape;
+      const forward = new Float32Array(h * w);
+      const backward = new Float32Array(h * w);
+      await callNative('matchLayer', () =>
+        binding.matchLayer(
+          variant,
+          query.data,
+          templates.data,
+          n,
+          c,
+          h,
+          w,
+          forwardPatch >> 1,
+          backwardPatch >> 1,
+          forward,
+          backward,
+        ),
+      );
+      return { forward, backward };
+    },
+
+    async pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void> {
+      validateGramInputs(stack, p0, p1, out);
+      if (p1 === p0) return;
+      const [n, c, h, w] = stack.shape;
+      await callNative('pixelGram', () => binding.pixelGram(variant, stack.data, n, c, h, w, p0, p1, out));
+    },
+  };
+}
+
+/**
+ * Loads the native addon and returns the fast backend. Throws
+ * HetmmError('E_BACKEND') with the reason and the command that fixes it when
+ * the addon is missing or broken (the registry then falls back to the
+ * reference backend with a warning).
+ */
+export async function loadFastBackend(options: FastBackendOptions = {}): Promise<FastBackend> {
+  const binding = loadBinding();
+  const variant =
+    options.variant !== undefined
+      ? chooseVariant(binding, options.variant, 'options.variant')
+      : chooseVariant(binding, process.env['HETMM_FAST_VARIANT'], 'HETMM_FAST_VARIANT');
+  return makeBackend(binding, variant);
+}
+
+let defaultBackend: Promise<FastBackend> | undefined;
+
+/**
+ * Per-pixel Gram matrices of a feature stack on the fast backend:
+ * out[(p - p0)*N*N + i*N + j] = sum_c T_i[c][p] T_j[c][p] for flat pixels
+ * p in [p0, p1); both halves of each symmetric N x N matrix are written.
+ * Same result as pixelGramReference (../reference-gram.ts) within float32
+ * rounding.
+ */
+export async function pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void> {
+  defaultBackend ??= loadFastBackend();
+  const backend = await defaultBackend;
+  return backend.pixelGram(stack, p0, p1, out);
+}
