@@ -96,3 +96,64 @@ test('bad arguments are HetmmError E_ARGUMENT naming the value', () => {
   assert.throws(() => optics(d, 4, 2), (e: unknown) => e instanceof HetmmError && /length 9/.test(e.message));
   assert.throws(() => optics(d, 3, 2.5), HetmmError);
 });
+
+/**
+ * Steps 1-2 written plainly (sorted rows, argmin over the unprocessed in index
+ * order, round15 on every candidate): the optimised code (row pre-filter,
+ * compact unprocessed list, skipped rounding) must agree bit for bit at the
+ * sizes PTS runs (N >= 128 takes the pre-filter path, which the 21
+ * scikit-learn cases, N <= 100, do not reach).
+ */
+function plainGraph(d: Float64Array, n: number, m: number): { core: number[]; reach: number[]; pred: number[]; ordering: number[] } {
+  const core = Array.from({ length: n }, (_, i) => round15(Array.from(d.subarray(i * n, i * n + n)).sort((a, b) => a - b)[m - 1]!));
+  const reach = new Array<number>(n).fill(Infinity);
+  const pred = new Array<number>(n).fill(-1);
+  const done = new Array<boolean>(n).fill(false);
+  const ordering: number[] = [];
+  for (let step = 0; step < n; step++) {
+    let p = -1;
+    for (let j = 0; j < n; j++) if (!done[j] && (p < 0 || reach[j]! < reach[p]!)) p = j;
+    done[p] = true;
+    ordering.push(p);
+    for (let j = 0; j < n; j++) {
+      if (done[j]) continue;
+      const dj = d[p * n + j]!;
+      const r = round15(dj > core[p]! ? dj : core[p]!);
+      if (r < reach[j]!) {
+        reach[j] = r;
+        pred[j] = p;
+      }
+    }
+  }
+  return { core, reach, pred, ordering };
+}
+
+test('large N (pre-filter path): core distances, ordering, reachability and predecessors equal the plain algorithm', () => {
+  let seed = 7;
+  const rand = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  for (const [n, dim, m, dupShare] of [[300, 8, 30, 0], [500, 16, 50, 0.2], [200, 4, 2, 0.3], [761, 32, 76, 0.05]] as const) {
+    const points = new Float64Array(n * dim);
+    const centres = Array.from({ length: 5 }, () => Array.from({ length: dim }, () => rand() - 0.5));
+    for (let i = 0; i < n; i++) {
+      const src = i > 0 && rand() < dupShare ? Math.floor(rand() * i) : -1;
+      let norm = 0;
+      for (let q = 0; q < dim; q++) {
+        const v = src >= 0 ? points[src * dim + q]! : centres[i % 5]![q]! + (0.05 + 0.1 * (i % 3)) * (rand() - 0.5);
+        points[i * dim + q] = v;
+        norm += v * v;
+      }
+      if (src < 0) for (let q = 0; q < dim; q++) points[i * dim + q]! /= Math.sqrt(norm);
+    }
+    const d = cosineDistanceMatrix(points, n, dim);
+    const fast = optics(d, n, m);
+    const plain = plainGraph(d, n, m);
+    const label = `n=${n} m=${m} duplicates=${dupShare}`;
+    assert.deepEqual(Array.from(fast.coreDistances), plain.core, `core distances, ${label}`);
+    assert.deepEqual(Array.from(fast.ordering), plain.ordering, `ordering, ${label}`);
+    assert.deepEqual(Array.from(fast.reachability), plain.reach, `reachability, ${label}`);
+    assert.deepEqual(Array.from(fast.predecessor), plain.pred, `predecessors, ${label}`);
+  }
+});

@@ -222,8 +222,20 @@ test('worker_threads path gives the same sheets, labels and indices as one threa
     assert.deepEqual(Array.from(two.indices![l]!.labels!), Array.from(one.indices![l]!.labels!));
     assert.deepEqual(Array.from(two.indices![l]!.selected), Array.from(one.indices![l]!.selected));
   }
-  const withGram = await selectTemplates(layers, 4, { workers: 2, gram: pixelGramReference });
-  assert.match(withGram.notes.join(' '), /workers = 2 ignored with a custom gram/);
+  // a custom Gram kernel with workers: Gram on this thread, selection on the workers (float32 and float64 buffers)
+  for (const variant of [
+    { gram: pixelGramReference },
+    { gram: gramFloat32Lanes, gramPrecision: 'float32' as const },
+  ]) {
+    // blocks of 3 pixels: many blocks, both buffers reused, a short last block
+    const piped = await selectTemplates(layers, 4, { returnIndices: true, workers: 2, gramBlockBytes: 3 * 14 * 14 * 8, ...variant });
+    assert.deepEqual(piped.notes, []);
+    for (let l = 0; l < layers.length; l++) {
+      assert.deepEqual(Array.from(piped.layers[l]!.data), Array.from(one.layers[l]!.data));
+      assert.deepEqual(Array.from(piped.indices![l]!.labels!), Array.from(one.indices![l]!.labels!));
+      assert.deepEqual(Array.from(piped.indices![l]!.selected), Array.from(one.indices![l]!.selected));
+    }
+  }
 });
 
 test('N <= K keeps all N images and says so', async () => {

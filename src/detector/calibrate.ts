@@ -7,6 +7,7 @@
  */
 import { HetmmError } from '../errors.js';
 import { float16ArrayToFloat32 } from '../store/index.js';
+import type { StoreSnapshot } from '../store/index.js';
 import type { Detector, ProgressCallback } from './detector.js';
 
 export interface Calibration {
@@ -47,6 +48,39 @@ export async function leaveOneOutScores(
     scores.push(scored.score);
     medians.push(median(scored.pixelMap));
     options.onProgress?.({ done: k + 1, total: indices.length, file: snapshot.files[i] ?? String(i) });
+  }
+  return { scores, indices, pixelMedian: median(Float32Array.from(medians)) };
+}
+
+/**
+ * Calibration of a compressed (PTS) store: its sheets are not images, so
+ * leave-one-out over them means nothing. Instead a sample of the original
+ * store's templates (normal images) is scored against the detector's store
+ * as it is. Caveat: a sampled template's own vectors may have been kept as
+ * sheets at some pixels, where it then matches perfectly, so these scores
+ * are somewhat optimistic (docs/PTS.md).
+ */
+export async function heldOutTemplateScores(
+  detector: Detector,
+  source: StoreSnapshot,
+  options: { samples?: number; onProgress?: ProgressCallback } = {},
+): Promise<Calibration> {
+  if (source.count < 1) throw new HetmmError('E_ARGUMENT', 'calibration needs at least 1 original template, the source store is empty');
+  const indices = evenSample(source.count, options.samples ?? 16);
+  const scores: number[] = [];
+  const medians: number[] = [];
+  for (const [k, i] of indices.entries()) {
+    const features = source.layers.map((stack) => {
+      const [, c, h, w] = stack.shape;
+      const per = c * h * w;
+      const slice = stack.data.subarray(i * per, (i + 1) * per);
+      return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
+    });
+    const { results } = await detector.matchFeatures(features);
+    const scored = detector.scoreResults(results);
+    scores.push(scored.score);
+    medians.push(median(scored.pixelMap));
+    options.onProgress?.({ done: k + 1, total: indices.length, file: source.files[i] ?? String(i) });
   }
   return { scores, indices, pixelMedian: median(Float32Array.from(medians)) };
 }

@@ -3,7 +3,8 @@
  * the heat-map colour range derived from the same calibration.
  */
 import { normalOnlyThreshold } from '../eval/thresholds.js';
-import { leaveOneOutScores } from './calibrate.js';
+import type { StoreSnapshot } from '../store/index.js';
+import { heldOutTemplateScores, leaveOneOutScores, type Calibration } from './calibrate.js';
 import type { Detector, ProgressCallback } from './detector.js';
 
 export interface StoredThreshold {
@@ -24,12 +25,29 @@ export async function calibrateStore(
   options: { samples?: number; onProgress?: ProgressCallback } = {},
 ): Promise<StoredThreshold> {
   const cal = await leaveOneOutScores(detector, options);
+  return storeThreshold(detector, cal, 'leave-one-out template scores');
+}
+
+/**
+ * Calibrates a PTS store (same rule as calibrateStore) from a sample of the
+ * original templates it was compressed from, scored against it.
+ */
+export async function calibrateStoreFromTemplates(
+  detector: Detector,
+  source: StoreSnapshot,
+  options: { samples?: number; onProgress?: ProgressCallback } = {},
+): Promise<StoredThreshold> {
+  const cal = await heldOutTemplateScores(detector, source, options);
+  return storeThreshold(detector, cal, 'original template scores against the PTS sheets');
+}
+
+function storeThreshold(detector: Detector, cal: Calibration, what: string): StoredThreshold {
   // The 0.99 quantile of normal scores: about 1 false alarm in 100 good parts
   // (with few samples it sits at or near the highest one; docs/THRESHOLDS.md).
   const chosen = normalOnlyThreshold(cal.scores, { quantile: 0.99 });
   const threshold: StoredThreshold = {
     value: chosen.threshold,
-    method: `0.99 quantile of ${cal.scores.length} leave-one-out template scores`,
+    method: `0.99 quantile of ${cal.scores.length} ${what}`,
     preset: detector.preset.name,
     pixelMedian: cal.pixelMedian,
     scores: cal.scores,

@@ -27,7 +27,8 @@
  *
  * Cost: O(N^2) time per call; with a reused {@link OpticsScratch} there is no
  * allocation per call apart from small result views (the PTS loop runs this at
- * every pixel).
+ * every pixel). The two O(N^2) parts are the core distances (one k-th
+ * smallest per row, see rowKthSmallest) and the ordering (see computeGraph).
  */
 import { HetmmError } from '../errors.js';
 
@@ -47,6 +48,9 @@ export interface OpticsResult {
 /** scikit-learn's defaults for cluster_method='xi' */
 const XI = 0.05;
 
+/** Sample size of {@link rowKthSmallest}'s pre-filter. */
+const FILTER_SAMPLE = 32;
+
 /**
  * Reusable working memory for {@link optics}. Results returned with a scratch
  * are views into it and are overwritten by the next call with the same scratch.
@@ -58,10 +62,12 @@ export class OpticsScratch {
   reachability = new Float64Array(0);
   coreDistances = new Float64Array(0);
   predecessor = new Int32Array(0);
-  /** 0 = unprocessed */
-  processed = new Uint8Array(0);
+  /** the unprocessed point indices (first `openCount`, any order) during the ordering */
+  open = new Int32Array(0);
   /** a row copy for the k-th smallest selection */
   row = new Float64Array(0);
+  /** the k-th smallest selection's sorted sample */
+  readonly sample = new Float64Array(FILTER_SAMPLE);
   /** reachability in OPTICS order plus a trailing inf: length n + 1 */
   plot = new Float64Array(0);
   /** predecessor in OPTICS order */
@@ -90,7 +96,7 @@ export class OpticsScratch {
     this.reachability = new Float64Array(n);
     this.coreDistances = new Float64Array(n);
     this.predecessor = new Int32Array(n);
-    this.processed = new Uint8Array(n);
+    this.open = new Int32Array(n);
     this.row = new Float64Array(n);
     this.plot = new Float64Array(n + 1);
     this.predecessorPlot = new Int32Array(n);
@@ -107,12 +113,24 @@ const STEEP_DOWN = 2;
 const UP = 4;
 const DOWN = 8;
 
+/** 1.5 * 2^52: adding and subtracting it rounds |y| < 2^51 to an integer, ties to even. */
+const RINT_MAGIC = 6755399441055744;
+const RINT_LIMIT = 2 ** 51;
+
 /**
  * numpy's `np.around(x, 15)`: multiply by 1e15, round half to even (rint),
  * divide by 1e15. Keeps the sign of zero like numpy (round(-1e-16) = -0).
+ * Hot path (distances are within [-2, 2], so |x * 1e15| < 2^51): the magic
+ * number trick, IEEE round-to-nearest-even itself, several times faster than
+ * Math.round on such large values; it loses the sign of a zero result, which
+ * is put back from y.
  */
 export function round15(x: number): number {
   const y = x * 1e15;
+  if (y < RINT_LIMIT && y > -RINT_LIMIT) {
+    const r = y + RINT_MAGIC - RINT_MAGIC;
+    return r === 0 ? 0 * Math.sign(y) : r / 1e15;
+  }
   let r = Math.round(y); // half up; fixed to half-even below
   if (r - y === 0.5 && r % 2 !== 0) r -= 1;
   return r / 1e15;
@@ -125,6 +143,41 @@ export function round15(x: number): number {
  */
 function npMaximum(a: number, b: number): number {
   return a > b ? a : b;
+}
+
+/**
+ * k-th smallest (1-based) of src[offset .. offset + n), src unchanged; `buffer`
+ * (length >= n) is scratch. A pre-filter keeps the quickselect small: a
+ * threshold t from a sorted sample of the row a little above the k/n
+ * quantile, one branch-free pass copying the values <= t, and when at least
+ * k were copied, the k-th smallest of those is the answer (the k smallest are
+ * all <= t). Otherwise (rare) the whole row is selected.
+ */
+function rowKthSmallest(src: Float64Array, offset: number, n: number, k: number, buffer: Float64Array, sample: Float64Array): number {
+  if (n >= 4 * FILTER_SAMPLE) {
+    const stride = Math.floor(n / FILTER_SAMPLE);
+    for (let s = 0; s < FILTER_SAMPLE; s++) {
+      // insertion sort as the sample is drawn
+      const v = src[offset + s * stride]!;
+      let at = s;
+      while (at > 0 && sample[at - 1]! > v) {
+        sample[at] = sample[at - 1]!;
+        at--;
+      }
+      sample[at] = v;
+    }
+    const rank = Math.min(FILTER_SAMPLE - 1, Math.ceil((k * FILTER_SAMPLE) / n) + 3);
+    const threshold = sample[rank]!;
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      const v = src[offset + i]!;
+      buffer[count] = v;
+      count += v <= threshold ? 1 : 0;
+    }
+    if (count >= k) return kthSmallest(buffer, count, k);
+  }
+  buffer.set(src.subarray(offset, offset + n));
+  return kthSmallest(buffer, n, k);
 }
 
 /** k-th smallest (1-based) of row[0..n) by quickselect; reorders `row`. */
@@ -204,40 +257,62 @@ export function optics(
   };
 }
 
-/** Steps 1 and 2: core distances, ordering, reachability, predecessors. */
+/**
+ * Steps 1 and 2: core distances, ordering, reachability, predecessors.
+ *
+ * One pass per step over the still-unprocessed points (kept compact in
+ * `open`, so the whole ordering costs n^2 / 2 visits, not 2 n^2): it lowers
+ * their reachability through the point just processed and finds the next
+ * point at the same time. Ties go to the lowest index, as numpy's argmin over
+ * the unprocessed indices in ascending order does. round15 is only evaluated
+ * when the candidate can win: rounding is monotonic and a stored
+ * reachability is already rounded, so max(d, core) >= reach[j] implies
+ * round15(max(d, core)) >= reach[j] (no update).
+ */
 function computeGraph(distance: Float64Array, n: number, minSamples: number, s: OpticsScratch): void {
-  const { coreDistances: core, reachability: reach, predecessor: pred, processed, ordering, row } = s;
+  const { coreDistances: core, reachability: reach, predecessor: pred, ordering, row, open } = s;
   for (let i = 0; i < n; i++) {
-    row.set(distance.subarray(i * n, i * n + n));
-    core[i] = round15(kthSmallest(row, n, minSamples));
+    core[i] = round15(rowKthSmallest(distance, i * n, n, minSamples, row, s.sample));
     reach[i] = Infinity;
     pred[i] = -1;
-    processed[i] = 0;
+    open[i] = i;
   }
+  // all reachabilities are inf at first: the lowest index starts
+  let point = 0;
+  let openCount = n;
+  open[0] = open[--openCount]!;
   for (let step = 0; step < n; step++) {
-    // the unprocessed point with the smallest reachability, lowest index first
-    let point = -1;
-    let best = Infinity;
-    for (let j = 0; j < n; j++) {
-      if (processed[j] === 0 && (point < 0 || reach[j]! < best)) {
-        point = j;
-        best = reach[j]!;
-      }
-    }
-    processed[point] = 1;
     ordering[step] = point;
+    if (openCount === 0) break;
     // every point is core with max_eps = inf (core distance finite)
     const corePoint = core[point]!;
-    if (corePoint === Infinity) continue;
     const base = point * n;
-    for (let j = 0; j < n; j++) {
-      if (processed[j] !== 0) continue;
-      const r = round15(npMaximum(distance[base + j]!, corePoint));
-      if (r < reach[j]!) {
-        reach[j] = r;
-        pred[j] = point;
+    let next = -1;
+    let nextAt = -1;
+    let best = Infinity;
+    for (let t = 0; t < openCount; t++) {
+      const j = open[t]!;
+      let rj = reach[j]!;
+      if (corePoint !== Infinity) {
+        const m = npMaximum(distance[base + j]!, corePoint);
+        if (m < rj) {
+          const r = round15(m);
+          if (r < rj) {
+            reach[j] = r;
+            pred[j] = point;
+            rj = r;
+          }
+        }
+      }
+      // -0 === 0 here, like numpy's comparisons: the lower index wins the tie
+      if (next < 0 || rj < best || (rj === best && j < next)) {
+        next = j;
+        nextAt = t;
+        best = rj;
       }
     }
+    open[nextAt] = open[--openCount]!;
+    point = next;
   }
 }
 

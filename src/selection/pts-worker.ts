@@ -1,47 +1,97 @@
 /**
- * worker_threads entry for PTS: runs the reference Gram and the per-pixel
- * selection over one pixel range of one layer, reading the templates and
- * writing the results through SharedArrayBuffer views (no copies).
- * Protocol: the parent posts PtsWorkerTask; the worker answers
- * {type: 'progress', pixels} per block and {type: 'done'} or {type: 'error', message}.
+ * worker_threads entry for PTS. Two kinds of task, both reading inputs and
+ * writing results through SharedArrayBuffer views (no copies):
+ *  - 'gram-and-select': the worker computes the reference Gram (float64) of
+ *    its pixel range of a shared layer and selects there (reference path);
+ *  - 'select': the parent already computed the Gram of a pixel block (e.g.
+ *    with the native multi-threaded kernel) and copied the block's vectors;
+ *    the worker runs OPTICS and the selection on its share of the block.
+ * Protocol: the parent posts PtsWorkerTask (with an id); the worker answers
+ * {type: 'progress', pixels} per block and {type: 'done', id} or
+ * {type: 'error', id, message}. Tasks run in the order posted.
  */
 import { parentPort } from 'node:worker_threads';
 import type { FeatureStack } from '../kernels/contract.js';
 import { pixelGramReference } from './gram.js';
 import { selectAtPixel, PtsPixelScratch } from './pts.js';
 
-export interface PtsWorkerTask {
-  readonly dtype: FeatureStack['dtype'];
-  readonly shape: readonly [number, number, number, number];
-  /** template data (Float32 or Uint16 elements per dtype) */
-  readonly data: SharedArrayBuffer;
+interface TaskOutputs {
+  readonly id: number;
   readonly k: number;
   readonly minSamples: number;
-  readonly p0: number;
-  readonly p1: number;
-  readonly blockPixels: number;
+  /** H*W of the layer */
+  readonly hw: number;
   /** [K, H*W] Int32 */
   readonly selected: SharedArrayBuffer;
   /** [N, H*W] Int32, or null */
   readonly labels: SharedArrayBuffer | null;
-  /** [K, C, H, W] output sheets, same element type as data */
+  /** [K, C, H, W] output sheets, same element type as the input */
   readonly out: SharedArrayBuffer;
 }
 
-export type PtsWorkerMessage = { type: 'progress'; pixels: number } | { type: 'done' } | { type: 'error'; message: string };
+/** A layer (shared) and one pixel range of it; the worker computes the Gram. */
+export interface GramAndSelectTask extends TaskOutputs {
+  readonly kind: 'gram-and-select';
+  readonly dtype: FeatureStack['dtype'];
+  readonly shape: readonly [number, number, number, number];
+  /** template data (Float32 or Uint16 elements per dtype) */
+  readonly data: SharedArrayBuffer;
+  readonly p0: number;
+  readonly p1: number;
+  readonly blockPixels: number;
+}
 
-function run(task: PtsWorkerTask): void {
+/** Pixels [b0 + q0, b0 + q1) of a block [b0, b0 + count) whose Gram is given. */
+export interface SelectTask extends TaskOutputs {
+  readonly kind: 'select';
+  readonly dtype: FeatureStack['dtype'];
+  readonly n: number;
+  readonly c: number;
+  /** the block's vectors as a stack [N, C, 1, count] (Float32 or Uint16 elements) */
+  readonly vectors: SharedArrayBuffer;
+  /** [count, N, N] Gram of the block */
+  readonly gram: SharedArrayBuffer;
+  readonly gramPrecision: 'float32' | 'float64';
+  readonly b0: number;
+  readonly count: number;
+  readonly q0: number;
+  readonly q1: number;
+}
+
+export type PtsWorkerTask = GramAndSelectTask | SelectTask;
+
+export type PtsWorkerMessage =
+  | { type: 'progress'; pixels: number }
+  | { type: 'done'; id: number }
+  | { type: 'error'; id: number; message: string };
+
+const scratches = new Map<number, PtsPixelScratch>();
+function scratchFor(n: number): PtsPixelScratch {
+  let s = scratches.get(n);
+  if (s === undefined) {
+    scratches.clear();
+    s = new PtsPixelScratch(n);
+    scratches.set(n, s);
+  }
+  return s;
+}
+
+function elements(dtype: FeatureStack['dtype'], buffer: SharedArrayBuffer): Float32Array | Uint16Array {
+  return dtype === 'float16' ? new Uint16Array(buffer) : new Float32Array(buffer);
+}
+
+function runGramAndSelect(task: GramAndSelectTask): void {
   const [n, c, h, w] = task.shape;
   const hw = h * w;
   const k = task.k;
-  const data = task.dtype === 'float16' ? new Uint16Array(task.data) : new Float32Array(task.data);
+  const data = elements(task.dtype, task.data);
   const stack: FeatureStack = { dtype: task.dtype, shape: task.shape, data };
-  const out = task.dtype === 'float16' ? new Uint16Array(task.out) : new Float32Array(task.out);
+  const out = elements(task.dtype, task.out);
   const selected = new Int32Array(task.selected);
   const labels = task.labels ? new Int32Array(task.labels) : null;
   const nn = n * n;
   const gram = new Float64Array(Math.min(task.blockPixels, task.p1 - task.p0) * nn);
-  const scratch = new PtsPixelScratch(n);
+  const scratch = scratchFor(n);
   const pixelLabels = new Int32Array(n);
   const pixelChosen = new Int32Array(k);
   for (let b0 = task.p0; b0 < task.p1; b0 += task.blockPixels) {
@@ -60,11 +110,38 @@ function run(task: PtsWorkerTask): void {
   }
 }
 
+function runSelect(task: SelectTask): void {
+  const { n, c, k, hw, count, b0 } = task;
+  const vectors = elements(task.dtype, task.vectors);
+  // the block's own stack: pixel q of the block is pixel b0 + q of the layer
+  const block: FeatureStack = { dtype: task.dtype, shape: [n, c, 1, count], data: vectors };
+  const gram = task.gramPrecision === 'float32' ? new Float32Array(task.gram) : new Float64Array(task.gram);
+  const out = elements(task.dtype, task.out);
+  const selected = new Int32Array(task.selected);
+  const labels = task.labels ? new Int32Array(task.labels) : null;
+  const nn = n * n;
+  const scratch = scratchFor(n);
+  const pixelLabels = new Int32Array(n);
+  const pixelChosen = new Int32Array(k);
+  for (let q = task.q0; q < task.q1; q++) {
+    const p = b0 + q;
+    selectAtPixel(gram, q * nn, n, k, task.minSamples, scratch, pixelLabels, pixelChosen, block, q);
+    for (let s = 0; s < k; s++) {
+      const src = pixelChosen[s]!;
+      selected[s * hw + p] = src;
+      for (let ch = 0; ch < c; ch++) out[(s * c + ch) * hw + p] = vectors[(src * c + ch) * count + q]!;
+    }
+    if (labels) for (let i = 0; i < n; i++) labels[i * hw + p] = pixelLabels[i]!;
+  }
+  parentPort!.postMessage({ type: 'progress', pixels: task.q1 - task.q0 } satisfies PtsWorkerMessage);
+}
+
 parentPort?.on('message', (task: PtsWorkerTask) => {
   try {
-    run(task);
-    parentPort!.postMessage({ type: 'done' } satisfies PtsWorkerMessage);
+    if (task.kind === 'select') runSelect(task);
+    else runGramAndSelect(task);
+    parentPort!.postMessage({ type: 'done', id: task.id } satisfies PtsWorkerMessage);
   } catch (e) {
-    parentPort!.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies PtsWorkerMessage);
+    parentPort!.postMessage({ type: 'error', id: task.id, message: e instanceof Error ? e.message : String(e) } satisfies PtsWorkerMessage);
   }
 });

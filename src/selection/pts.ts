@@ -26,6 +26,10 @@ export type { Float32GramFunction, Float64GramFunction } from './gram.js';
 
 /** Upper bound for one block of per-pixel Gram matrices. */
 const GRAM_BLOCK_BYTES = 64 * 1024 * 1024;
+/** Per buffer of the pipelined path (two buffers: one computed, one selected on). */
+const PIPELINE_GRAM_BYTES = 128 * 1024 * 1024;
+/** The native Gram kernel splits a block into items of this many pixels, one per thread. */
+const GRAM_ITEM_PIXELS = 16;
 
 interface SelectCommonOptions {
   /** called after each pixel block: pixels done and total, over all layers */
@@ -33,11 +37,20 @@ interface SelectCommonOptions {
   /** also return the per-pixel OPTICS labels and chosen image indices */
   readonly returnIndices?: boolean;
   /**
-   * worker threads splitting each layer's pixels (reference Gram in float64);
-   * default 1 = this thread. Not combined with a custom `gram` (a function
-   * cannot cross threads): then the work stays on this thread, with a note.
+   * worker threads; default 1 = everything on this thread. Without a custom
+   * `gram` each worker computes the reference Gram (float64) of its share of
+   * the pixels and selects there. With a custom `gram` (e.g. the native
+   * multi-threaded kernel) the Gram of each pixel block is computed on this
+   * thread and the workers run OPTICS and the selection on it, while this
+   * thread computes the next block's Gram (double buffering).
    */
   readonly workers?: number;
+  /**
+   * bytes of one buffer of per-pixel Gram matrices (how many pixels are
+   * handled per block); default 64 MiB (128 MiB per buffer, two buffers, on
+   * the pipelined path). At least one pixel per block.
+   */
+  readonly gramBlockBytes?: number;
 }
 
 /**
@@ -267,21 +280,30 @@ export async function selectTemplates(
     notes.push(`PTS: min_samples = N // K = ${Math.floor(n / k)} is below 2 (N = ${n}, K = ${k}); OPTICS runs with min_samples = 2`);
   }
   const workers = options.workers ?? 1;
+  const blockBytes = options.gramBlockBytes;
+  if (blockBytes !== undefined && !(Number.isFinite(blockBytes) && blockBytes > 0)) {
+    throw new HetmmError('E_ARGUMENT', `selectTemplates: expected a positive gramBlockBytes, got ${blockBytes}`);
+  }
   if (!Number.isInteger(workers) || workers < 1) {
     throw new HetmmError('E_ARGUMENT', `selectTemplates: expected a positive integer workers count, got ${workers}`);
   }
-  if (workers > 1 && options.gram) {
-    notes.push(`PTS: workers = ${workers} ignored with a custom gram kernel; selection ran on one thread`);
-  } else if (workers > 1) {
-    const selectedLayers = await selectWithWorkers(layers, k, minSamples, workers, options);
-    return options.returnIndices
-      ? { layers: selectedLayers.map((l) => l.stack), notes, indices: selectedLayers.map((l) => l.indices) }
-      : { layers: selectedLayers.map((l) => l.stack), notes };
+  if (workers > 1) {
+    const pool = new PtsWorkerPool(workers);
+    try {
+      const selectedLayers = options.gram
+        ? await selectPipelined(layers, k, minSamples, pool, options)
+        : await selectWithWorkers(layers, k, minSamples, pool, options);
+      return options.returnIndices
+        ? { layers: selectedLayers.map((l) => l.stack), notes, indices: selectedLayers.map((l) => l.indices) }
+        : { layers: selectedLayers.map((l) => l.stack), notes };
+    } finally {
+      await pool.close();
+    }
   }
   const bytes = options.gramPrecision === 'float32' ? 4 : 8;
   const nn = n * n;
   const totalPixels = layers.reduce((s, l) => s + l.shape[2] * l.shape[3], 0);
-  const blockPixels = Math.max(1, Math.floor(GRAM_BLOCK_BYTES / (nn * bytes)));
+  const blockPixels = Math.max(1, Math.floor((options.gramBlockBytes ?? GRAM_BLOCK_BYTES) / (nn * bytes)));
   const blockLength = Math.min(blockPixels, totalPixels) * nn;
   let gramBuffer: Float32Array | Float64Array;
   let gram: (stack: FeatureStack, p0: number, p1: number) => Promise<void> | void;
@@ -336,65 +358,233 @@ function sharedData(stack: FeatureStack): SharedArrayBuffer {
   return sab;
 }
 
-/** The worker_threads path: each layer's pixels split into one contiguous range per worker. */
+type TaskWithoutId = DistributiveOmit<PtsWorkerTask, 'id'>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** A fixed set of PTS workers; tasks are queued per worker and settle by id. */
+class PtsWorkerPool {
+  readonly size: number;
+  /** called with the pixels each worker reports done */
+  onPixels: (pixels: number) => void = () => undefined;
+  readonly #workers: Worker[];
+  readonly #pending = new Map<number, { worker: number; resolve: () => void; reject: (e: Error) => void }>();
+  #nextId = 0;
+
+  constructor(size: number) {
+    this.size = size;
+    this.#workers = Array.from({ length: size }, (_, index) => {
+      const worker = new Worker(new URL('./pts-worker.js', import.meta.url));
+      worker.on('message', (m: PtsWorkerMessage) => {
+        if (m.type === 'progress') {
+          this.onPixels(m.pixels);
+          return;
+        }
+        const task = this.#pending.get(m.id);
+        if (task === undefined) return;
+        this.#pending.delete(m.id);
+        if (m.type === 'done') task.resolve();
+        else task.reject(new HetmmError('E_INTERNAL', `PTS worker failed: ${m.message}`));
+      });
+      worker.on('error', (e: Error) => {
+        for (const [id, task] of this.#pending) {
+          if (task.worker !== index) continue;
+          this.#pending.delete(id);
+          task.reject(new HetmmError('E_INTERNAL', `PTS worker crashed: ${e.message}`, { cause: e }));
+        }
+      });
+      return worker;
+    });
+  }
+
+  run(worker: number, task: TaskWithoutId): Promise<void> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { worker, resolve, reject });
+      this.#workers[worker]!.postMessage({ ...task, id });
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
+
+interface LayerOutput {
+  stack: FeatureStack;
+  indices: LayerSelection;
+}
+
+/** Shared output buffers of one layer: sheets, chosen indices, optional labels. */
+function layerOutputs(stack: FeatureStack, k: number, withLabels: boolean): { selected: SharedArrayBuffer; labels: SharedArrayBuffer | null; out: SharedArrayBuffer } {
+  const [n, c, h, w] = stack.shape;
+  const hw = h * w;
+  return {
+    selected: new SharedArrayBuffer(k * hw * 4),
+    labels: withLabels ? new SharedArrayBuffer(n * hw * 4) : null,
+    out: new SharedArrayBuffer(k * c * hw * (stack.dtype === 'float16' ? 2 : 4)),
+  };
+}
+
+function finishLayer(stack: FeatureStack, k: number, buffers: ReturnType<typeof layerOutputs>): LayerOutput {
+  const [, c, h, w] = stack.shape;
+  const half = stack.dtype === 'float16';
+  return {
+    stack: { dtype: stack.dtype, shape: [k, c, h, w], data: half ? new Uint16Array(buffers.out) : new Float32Array(buffers.out) },
+    indices: { labels: buffers.labels ? new Int32Array(buffers.labels) : null, selected: new Int32Array(buffers.selected) },
+  };
+}
+
+/** The reference worker path: each layer's pixels split into one contiguous range per worker. */
 async function selectWithWorkers(
   layers: readonly FeatureStack[],
   k: number,
   minSamples: number,
-  workerCount: number,
+  pool: PtsWorkerPool,
   options: SelectOptions,
-): Promise<{ stack: FeatureStack; indices: LayerSelection }[]> {
+): Promise<LayerOutput[]> {
   const n = layers[0]!.shape[0];
   const nn = n * n;
-  const blockPixels = Math.max(1, Math.floor(GRAM_BLOCK_BYTES / workerCount / (nn * 8)));
+  const blockPixels = Math.max(1, Math.floor((options.gramBlockBytes ?? GRAM_BLOCK_BYTES) / pool.size / (nn * 8)));
   const totalPixels = layers.reduce((s, l) => s + l.shape[2] * l.shape[3], 0);
-  const pool = Array.from({ length: workerCount }, () => new Worker(new URL('./pts-worker.js', import.meta.url)));
   let done = 0;
-  const runTask = (worker: Worker, task: PtsWorkerTask): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onMessage = (m: PtsWorkerMessage): void => {
-        if (m.type === 'progress') {
-          done += m.pixels;
-          options.onProgress?.(done, totalPixels);
-          return;
-        }
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        if (m.type === 'done') resolve();
-        else reject(new HetmmError('E_INTERNAL', `PTS worker failed: ${m.message}`));
-      };
-      const onError = (e: Error): void => {
-        worker.off('message', onMessage);
-        reject(new HetmmError('E_INTERNAL', `PTS worker crashed: ${e.message}`, { cause: e }));
-      };
-      worker.on('message', onMessage);
-      worker.once('error', onError);
-      worker.postMessage(task);
-    });
-  try {
-    const results: { stack: FeatureStack; indices: LayerSelection }[] = [];
-    for (const stack of layers) {
-      const [, c, h, w] = stack.shape;
-      const hw = h * w;
-      const half = stack.dtype === 'float16';
-      const data = sharedData(stack);
-      const selected = new SharedArrayBuffer(k * hw * 4);
-      const labels = options.returnIndices ? new SharedArrayBuffer(n * hw * 4) : null;
-      const out = new SharedArrayBuffer(k * c * hw * (half ? 2 : 4));
-      const per = Math.ceil(hw / workerCount);
-      const tasks: Promise<void>[] = [];
-      for (let t = 0; t < workerCount && t * per < hw; t++) {
-        const task: PtsWorkerTask = { dtype: stack.dtype, shape: stack.shape, data, k, minSamples, p0: t * per, p1: Math.min(hw, (t + 1) * per), blockPixels, selected, labels, out };
-        tasks.push(runTask(pool[t]!, task));
-      }
-      await Promise.all(tasks);
-      results.push({
-        stack: { dtype: stack.dtype, shape: [k, c, h, w], data: half ? new Uint16Array(out) : new Float32Array(out) },
-        indices: { labels: labels ? new Int32Array(labels) : null, selected: new Int32Array(selected) },
-      });
+  pool.onPixels = (pixels) => {
+    done += pixels;
+    options.onProgress?.(done, totalPixels);
+  };
+  const results: LayerOutput[] = [];
+  for (const stack of layers) {
+    const [, , h, w] = stack.shape;
+    const hw = h * w;
+    const data = sharedData(stack);
+    const buffers = layerOutputs(stack, k, options.returnIndices === true);
+    const per = Math.ceil(hw / pool.size);
+    const tasks: Promise<void>[] = [];
+    for (let t = 0; t < pool.size && t * per < hw; t++) {
+      tasks.push(
+        pool.run(t, {
+          kind: 'gram-and-select',
+          dtype: stack.dtype,
+          shape: stack.shape,
+          data,
+          k,
+          minSamples,
+          hw,
+          p0: t * per,
+          p1: Math.min(hw, (t + 1) * per),
+          blockPixels,
+          ...buffers,
+        }),
+      );
     }
-    return results;
-  } finally {
-    await Promise.all(pool.map((wk) => wk.terminate()));
+    await Promise.all(tasks);
+    results.push(finishLayer(stack, k, buffers));
   }
+  return results;
+}
+
+/** Copies pixels [p0, p1) of every (image, channel) row into `out` as a [N, C, 1, p1 - p0] stack. */
+function copyBlockVectors(stack: FeatureStack, p0: number, p1: number, out: Float32Array | Uint16Array): void {
+  const [n, c, h, w] = stack.shape;
+  const hw = h * w;
+  const count = p1 - p0;
+  const data = stack.data;
+  for (let row = 0; row < n * c; row++) out.set(data.subarray(row * hw + p0, row * hw + p1), row * count);
+}
+
+interface PipelineSlot {
+  readonly gramBuffer: SharedArrayBuffer;
+  readonly gram: Float32Array | Float64Array;
+  readonly vectorBuffer: SharedArrayBuffer;
+  /** the selection tasks still reading this slot's buffers */
+  busy: Promise<void>;
+}
+
+/**
+ * The pipelined path for a custom Gram kernel: this thread computes the Gram
+ * of a pixel block (the native kernel uses all cores itself) and copies the
+ * block's vectors; the workers select on it while this thread moves on to the
+ * next block in the other slot.
+ */
+async function selectPipelined(
+  layers: readonly FeatureStack[],
+  k: number,
+  minSamples: number,
+  pool: PtsWorkerPool,
+  options: SelectOptions,
+): Promise<LayerOutput[]> {
+  const n = layers[0]!.shape[0];
+  const nn = n * n;
+  const precision = options.gramPrecision === 'float32' ? 'float32' : 'float64';
+  const gramBytes = precision === 'float32' ? 4 : 8;
+  let blockPixels = Math.max(1, Math.floor((options.gramBlockBytes ?? PIPELINE_GRAM_BYTES) / (nn * gramBytes)));
+  // whole kernel items, so every kernel thread gets full work
+  if (blockPixels >= GRAM_ITEM_PIXELS) blockPixels -= blockPixels % GRAM_ITEM_PIXELS;
+  const totalPixels = layers.reduce((s, l) => s + l.shape[2] * l.shape[3], 0);
+  blockPixels = Math.min(blockPixels, Math.max(...layers.map((l) => l.shape[2] * l.shape[3])));
+  const vectorElements = blockPixels * n * Math.max(...layers.map((l) => l.shape[1]));
+  const slots: PipelineSlot[] = Array.from({ length: 2 }, () => {
+    const gramBuffer = new SharedArrayBuffer(blockPixels * nn * gramBytes);
+    return {
+      gramBuffer,
+      gram: precision === 'float32' ? new Float32Array(gramBuffer) : new Float64Array(gramBuffer),
+      vectorBuffer: new SharedArrayBuffer(vectorElements * (layers[0]!.dtype === 'float16' ? 2 : 4)),
+      busy: Promise.resolve(),
+    };
+  });
+  let done = 0;
+  pool.onPixels = (pixels) => {
+    done += pixels;
+    options.onProgress?.(done, totalPixels);
+  };
+  const gramKernel = options.gram!;
+  const results: LayerOutput[] = [];
+  let blockIndex = 0;
+  for (const stack of layers) {
+    const [, c, h, w] = stack.shape;
+    const hw = h * w;
+    const buffers = layerOutputs(stack, k, options.returnIndices === true);
+    for (let p0 = 0; p0 < hw; p0 += blockPixels) {
+      const p1 = Math.min(hw, p0 + blockPixels);
+      const count = p1 - p0;
+      const slot = slots[blockIndex++ % slots.length]!;
+      await slot.busy;
+      const vectors = stack.dtype === 'float16' ? new Uint16Array(slot.vectorBuffer, 0, n * c * count) : new Float32Array(slot.vectorBuffer, 0, n * c * count);
+      copyBlockVectors(stack, p0, p1, vectors);
+      // The Gram of the compact copy, not of the layer: the kernel then reads
+      // contiguous rows instead of one scattered piece per (image, channel).
+      const block: FeatureStack = { dtype: stack.dtype, shape: [n, c, 1, count], data: vectors };
+      // The union type of (kernel, buffer) pairs is fixed by options.gramPrecision.
+      if (slot.gram instanceof Float32Array) await (gramKernel as Float32GramFunction)(block, 0, count, slot.gram);
+      else await (gramKernel as Float64GramFunction)(block, 0, count, slot.gram);
+      const per = Math.ceil(count / pool.size);
+      const tasks: Promise<void>[] = [];
+      for (let t = 0; t < pool.size && t * per < count; t++) {
+        tasks.push(
+          pool.run(t, {
+            kind: 'select',
+            dtype: stack.dtype,
+            n,
+            c,
+            k,
+            minSamples,
+            hw,
+            vectors: slot.vectorBuffer,
+            gram: slot.gramBuffer,
+            gramPrecision: precision,
+            b0: p0,
+            count,
+            q0: t * per,
+            q1: Math.min(count, (t + 1) * per),
+            ...buffers,
+          }),
+        );
+      }
+      slot.busy = Promise.all(tasks).then(() => undefined);
+      // a failed task must not stay unobserved while this thread computes the next Gram
+      slot.busy.catch(() => undefined);
+    }
+    await Promise.all(slots.map((s) => s.busy));
+    results.push(finishLayer(stack, k, buffers));
+  }
+  return results;
 }

@@ -8,11 +8,12 @@ import { Reporter } from '../context.js';
 import { backendOption, COMMON_OPTIONS, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
-                 [--calibrate N | --no-calibrate] [--model PATH] [--backend auto|reference|fast] [--quiet] [--json]
+                 [--calibrate N | --no-calibrate] [--pts K] [--model PATH] [--backend auto|reference|fast] [--quiet] [--json]
 
 Builds a template store from normal (defect-free) images. With calibration
 (default: 16 leave-one-out samples) it also stores a deployment threshold so
-that predict can say OK / DEFECT.`;
+that predict can say OK / DEFECT. --pts K then compresses the store to K PTS
+sheets (as hetmm compress; calibration scores the images against the sheets).`;
 
 export async function fitCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -24,6 +25,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
       dtype: { type: 'string' },
       calibrate: { type: 'string' },
       'no-calibrate': { type: 'boolean', default: false },
+      pts: { type: 'string' },
     },
     FIT_USAGE,
   );
@@ -38,6 +40,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     throw new HetmmError('E_ARGUMENT', `Expected --dtype float32 or float16 but received "${dtype}"`);
   }
   const samples = values['no-calibrate'] ? 0 : intOption(values.calibrate, 'calibrate', 0) ?? 16;
+  const ptsSize = intOption(values.pts, 'pts', 1);
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
   const preset = presetFromOptions(values, 'default');
@@ -54,7 +57,13 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     await detector.add(files, (e) => bar.tick(e.done));
     bar.end();
     detector.store.meta.preset = detector.preset;
-    if (samples > 0 && detector.store.count >= 2) {
+    if (ptsSize !== undefined) {
+      // PTS before calibration: the threshold must hold for the sheets that get saved
+      const full = detector.store;
+      const { compressWithProgress, recalibratePts } = await import('./compress.js');
+      detector.setStore((await compressWithProgress(full, ptsSize, report, { gram: backendOption(values.backend) })).store);
+      if (samples > 0) await recalibratePts(detector, full, samples, report);
+    } else if (samples > 0 && detector.store.count >= 2) {
       const cal = report.progress('calibrate', Math.min(samples, detector.store.count));
       const threshold = await calibrateStore(detector, { samples, onProgress: (e) => cal.tick(e.done) });
       cal.end();

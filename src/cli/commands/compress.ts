@@ -1,0 +1,99 @@
+import path from 'node:path';
+import { Detector } from '../../detector/detector.js';
+import { calibrateStoreFromTemplates } from '../../detector/threshold.js';
+import { HetmmError } from '../../errors.js';
+import { compressStore, type CompressResult, type PtsGramChoice } from '../../selection/compress-store.js';
+import { TemplateStore } from '../../store/index.js';
+import type { CliContext } from '../context.js';
+import { Reporter } from '../context.js';
+import { COMMON_OPTIONS, intOption, parse } from '../options.js';
+
+export const COMPRESS_USAGE = `usage: hetmm compress -t STORE --size K -o OUT [--workers N] [--backend auto|reference|fast]
+                      [--recalibrate [--calibrate N]] [--model PATH] [--quiet] [--json]
+
+PTS (pixel-level template selection): keeps K template "sheets" per layer,
+chosen at every pixel among the N stored images (OPTICS clusters, their
+centres, then hard normals; docs/PTS.md). Matching cost drops by N / K.
+--backend picks the Gram kernel (auto: native when built). The threshold is
+copied from STORE, where it was calibrated on all N images; --recalibrate
+scores N (default 16) of the original templates against the sheets instead
+(needs the model).`;
+
+function gramChoice(value: string | undefined): PtsGramChoice {
+  if (value === undefined || value === 'auto' || value === 'fast' || value === 'reference') return value ?? 'auto';
+  throw new HetmmError('E_ARGUMENT', `Expected --backend auto, reference or fast but received "${value}"`);
+}
+
+/** Runs PTS on `source` with a progress bar and prints the notes; shared by compress and fit --pts. */
+export async function compressWithProgress(
+  source: TemplateStore,
+  k: number,
+  report: Reporter,
+  options: { gram?: PtsGramChoice; workers?: number } = {},
+): Promise<CompressResult> {
+  const total = source.identity.layers.reduce((s, l) => s + l.height * l.width, 0);
+  const bar = report.progress(`pts ${source.count} -> ${k}`, total);
+  const result = await compressStore(source, k, { ...options, onProgress: (done) => bar.tick(done) });
+  bar.end();
+  for (const note of result.notes) report.note(note);
+  return result;
+}
+
+/** Calibrates a PTS store from a sample of the templates it came from; shared by compress and fit --pts. */
+export async function recalibratePts(detector: Detector, source: TemplateStore, samples: number, report: Reporter): Promise<void> {
+  const cal = report.progress('calibrate', Math.min(samples, source.count));
+  const threshold = await calibrateStoreFromTemplates(detector, source.snapshot(), { samples, onProgress: (e) => cal.tick(e.done) });
+  cal.end();
+  report.note(`threshold ${threshold.value.toFixed(4)} (${threshold.method})`);
+}
+
+export async function compressCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      ...COMMON_OPTIONS,
+      templates: { type: 'string', short: 't' },
+      size: { type: 'string', short: 'k' },
+      output: { type: 'string', short: 'o' },
+      workers: { type: 'string' },
+      recalibrate: { type: 'boolean', default: false },
+      calibrate: { type: 'string' },
+    },
+    COMPRESS_USAGE,
+  );
+  if (values.help) {
+    ctx.stdout.write(`${COMPRESS_USAGE}\n`);
+    return 0;
+  }
+  if (values.templates === undefined) throw new HetmmError('E_ARGUMENT', `compress needs -t STORE (the template store to compress)\n${COMPRESS_USAGE}`);
+  if (values.size === undefined) throw new HetmmError('E_ARGUMENT', `compress needs --size K (the number of PTS sheets to keep)\n${COMPRESS_USAGE}`);
+  if (values.output === undefined) throw new HetmmError('E_ARGUMENT', `compress needs -o OUT (the compressed store file to write)\n${COMPRESS_USAGE}`);
+  const k = intOption(values.size, 'size', 1)!;
+  const workers = intOption(values.workers, 'workers', 1);
+  const samples = intOption(values.calibrate, 'calibrate', 1) ?? 16;
+  const gram = gramChoice(values.backend);
+  const report = new Reporter(ctx, values);
+
+  const source = await TemplateStore.load(values.templates);
+  const result = await compressWithProgress(source, k, report, { gram, workers });
+  const store = result.store;
+  if (values.recalibrate) {
+    // the model is only needed to score: same backbone check as every other command
+    const detector = await Detector.open({ store, model: values.model, threads: intOption(values.threads, 'threads') });
+    try {
+      await recalibratePts(detector, source, samples, report);
+    } finally {
+      detector.dispose();
+    }
+  } else if (store.meta.threshold !== undefined && result.pts.minSamples !== null) {
+    report.note('the threshold was calibrated on all templates; --recalibrate computes one for the sheets');
+  }
+  await store.save(values.output);
+  const d = store.describe();
+  report.out(
+    `wrote ${values.output}: ${d.count} sheets from ${source.count} templates, ${(d.bytesOnDisk / 2 ** 20).toFixed(1)} MiB, ` +
+      `${d.dtype}, gram ${result.pts.gram}, ${result.pts.seconds.toFixed(1)} s`,
+  );
+  report.record({ store: path.resolve(values.output), sheets: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, pts: result.pts, meta: d.meta });
+  return 0;
+}

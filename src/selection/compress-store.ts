@@ -1,0 +1,121 @@
+/**
+ * PTS over a whole template store: the library call behind `hetmm compress`
+ * and `hetmm fit --pts`. Produces a new store with the same backbone identity
+ * and dtype whose K "images" are the PTS sheets (docs/PTS.md).
+ */
+import os from 'node:os';
+import { HetmmError } from '../errors.js';
+import type { FeatureStack } from '../kernels/contract.js';
+import { float16ArrayToFloat32, TemplateStore } from '../store/index.js';
+import { ptsMinSamples, selectTemplates, type SelectOptions } from './pts.js';
+
+/** Which Gram kernel PTS runs on: 'fast' = the native addon (float32, refined), 'reference' = TypeScript float64. */
+export type PtsGramChoice = 'auto' | 'fast' | 'reference';
+
+export interface CompressOptions {
+  /** default 'auto': the native kernel when it loads, else the reference (with a note) */
+  readonly gram?: PtsGramChoice;
+  /** worker threads for OPTICS (and the reference Gram); default: all cores */
+  readonly workers?: number;
+  /** pixels done / total over all layers */
+  readonly onProgress?: (done: number, total: number) => void;
+  /** per Gram buffer, see SelectOptions.gramBlockBytes */
+  readonly gramBlockBytes?: number;
+}
+
+/** What meta.pts of a compressed store records. */
+export interface PtsMeta {
+  /** K requested (the store then holds min(K, N) sheets) */
+  readonly sheets: number;
+  /** N, the templates it was compressed from */
+  readonly fromImages: number;
+  /** OPTICS min_samples used (N // K, clamped to >= 2); null when all N were kept */
+  readonly minSamples: number | null;
+  /** wall time of the selection */
+  readonly seconds: number;
+  /** the Gram kernel used */
+  readonly gram: 'fast' | 'reference' | 'none';
+  readonly notes: string[];
+}
+
+export interface CompressResult {
+  readonly store: TemplateStore;
+  readonly pts: PtsMeta;
+  /** conditions worth telling the user (kept all, clamped min_samples, fallback to the reference) */
+  readonly notes: string[];
+}
+
+/** File name of sheet `index` in a compressed store. */
+export function sheetName(index: number): string {
+  return `pts-sheet-${String(index).padStart(3, '0')}`;
+}
+
+async function chooseGram(choice: PtsGramChoice, notes: string[]): Promise<{ name: 'fast' | 'reference'; options: SelectOptions }> {
+  if (choice === 'reference') return { name: 'reference', options: {} };
+  try {
+    // Loaded lazily: only this path touches the native addon.
+    const { loadFastBackend } = await import('../kernels/fast/index.js');
+    const fast = await loadFastBackend();
+    return {
+      name: 'fast',
+      options: { gramPrecision: 'float32', gram: (stack: FeatureStack, p0: number, p1: number, out: Float32Array) => fast.pixelGram(stack, p0, p1, out) },
+    };
+  } catch (e) {
+    if (choice === 'fast') throw e;
+    const reason = e instanceof Error ? e.message : String(e);
+    notes.push(`PTS: the native Gram kernel is not available (${reason}); using the slower TypeScript reference`);
+    return { name: 'reference', options: {} };
+  }
+}
+
+/**
+ * Compresses `source` to K PTS sheets per layer. The new store keeps the
+ * source's identity, dtype, preset and threshold (meta.preset, meta.threshold:
+ * the threshold was calibrated on the full set, recalibrate for the sheets)
+ * and records meta.pts.
+ */
+export async function compressStore(source: TemplateStore, k: number, options: CompressOptions = {}): Promise<CompressResult> {
+  if (!Number.isInteger(k) || k < 1) throw new HetmmError('E_ARGUMENT', `Expected a positive integer for the PTS size K but received ${String(k)}`);
+  const workers = options.workers ?? Math.max(1, os.availableParallelism());
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new HetmmError('E_ARGUMENT', `Expected a positive integer for workers but received ${String(workers)}`);
+  }
+  const snapshot = source.snapshot();
+  const n = snapshot.count;
+  if (n === 0) throw new HetmmError('E_ARGUMENT', 'the template store is empty: nothing to compress');
+  const notes: string[] = [];
+  const t0 = performance.now();
+  const gram = n > k ? await chooseGram(options.gram ?? 'auto', notes) : { name: 'none' as const, options: {} };
+  const selection = await selectTemplates(snapshot.layers, k, {
+    ...gram.options,
+    workers,
+    onProgress: options.onProgress,
+    gramBlockBytes: options.gramBlockBytes,
+  });
+  notes.push(...selection.notes);
+  const seconds = (performance.now() - t0) / 1000;
+  const pts: PtsMeta = {
+    sheets: k,
+    fromImages: n,
+    minSamples: n > k ? ptsMinSamples(n, k).minSamples : null,
+    seconds,
+    gram: gram.name,
+    notes: notes.slice(),
+  };
+  const meta: Record<string, unknown> = { pts };
+  if (source.meta.preset !== undefined) meta.preset = source.meta.preset;
+  if (source.meta.threshold !== undefined) meta.threshold = source.meta.threshold;
+  const store = TemplateStore.create(source.identity, { dtype: source.dtype, meta });
+  const sheets = selection.layers[0]!.shape[0];
+  for (let s = 0; s < sheets; s++) {
+    const features = selection.layers.map((layer) => {
+      const [, c, h, w] = layer.shape;
+      const per = c * h * w;
+      const slice = layer.data.subarray(s * per, (s + 1) * per);
+      // float16 bits decode exactly to float32 and encode back to the same bits in append()
+      return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
+    });
+    store.append(features, n > k ? sheetName(s) : (snapshot.files[s] ?? sheetName(s)));
+  }
+  return { store, pts, notes };
+}
