@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { deflateSync } from 'node:zlib';
 import { before, test } from 'node:test';
-import { main } from '../src/cli/main.js';
 import { TemplateStore } from '../src/store/index.js';
+import { runCli } from './helpers/cli.js';
 import { datasetsDir, tempDir } from './helpers/io-paths.js';
 
 const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
@@ -20,20 +19,7 @@ const brokenDir = path.join(bottle, 'test/broken_large');
 const tmp = tempDir('cli');
 const store = path.join(tmp, 'bottle.hetmm');
 
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(argv, { stdout, stderr });
-  return { code, stdout: stdout.text, stderr: stderr.text };
-}
+const run = runCli;
 
 /** One error line, naming the problem, no stack trace. */
 function assertCleanError(r: { code: number; stdout: string; stderr: string }, ...fragments: string[]): void {

@@ -5,12 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { before, test } from 'node:test';
-import { main } from '../src/cli/main.js';
 import type { FeatureStack } from '../src/kernels/contract.js';
 import { selectTemplates } from '../src/selection/pts.js';
 import { TemplateStore } from '../src/store/index.js';
+import { runCli } from './helpers/cli.js';
 import { datasetsDir, tempDir } from './helpers/io-paths.js';
 
 const grid = path.join(datasetsDir, 'mvtec-grid-subset/grid');
@@ -19,20 +18,7 @@ const tmp = tempDir('compress');
 const full = path.join(tmp, 'grid.hetmm');
 const K = 8;
 
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(argv, { stdout, stderr });
-  return { code, stdout: stdout.text, stderr: stderr.text };
-}
+const run = runCli;
 
 interface PtsRecord {
   sheets: number;
