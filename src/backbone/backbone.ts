@@ -59,6 +59,10 @@ async function openSession(modelPath: string, threads: number): Promise<SharedSe
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // Idle intra-op threads must not spin: they would take the cores from
+      // the matching thread pool, which runs right after (or, pipelined,
+      // during) each backbone run. Measured in docs/PERFORMANCE.md.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     }).catch((e: unknown) => {
       throw new HetmmError(
         'E_MODEL_INVALID',

@@ -43,14 +43,16 @@ export interface Prediction {
   readonly anomalyMap: Float32Array;
   /** the map after the preset's pixel post-processing (what heatmaps show) */
   readonly pixelMap: Float32Array;
+  /** the map after the preset's PRO post-processing, when the preset defines one (the official evaluation computes PRO on it) */
+  readonly proMap?: Float32Array;
   readonly height: number;
   readonly width: number;
   /** the resized input image, for overlays */
   readonly image: LoadedImage;
   /** number of templates (images or PTS sheets) matched against */
   readonly templates: number;
-  /** milliseconds spent in each stage */
-  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number };
+  /** milliseconds spent in each stage (`score`: combination and post-processing of the match results) */
+  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number };
 }
 
 export interface ProgressEvent {
@@ -180,8 +182,9 @@ export class Detector {
     const features = await this.backbone.extract(image);
     const t2 = now();
     const { results, templates } = await this.matchFeatures(features);
-    const scored = this.scoreResults(results);
     const t3 = now();
+    const scored = this.scoreResults(results);
+    const t4 = now();
     const threshold = this.threshold;
     return {
       file: image.source,
@@ -189,11 +192,12 @@ export class Detector {
       ...(threshold === undefined ? {} : { label: scored.score > threshold ? 'defect' : 'ok', threshold }),
       anomalyMap: scored.anomalyMap,
       pixelMap: scored.pixelMap,
+      ...(scored.proMap === undefined ? {} : { proMap: scored.proMap }),
       height: image.height,
       width: image.width,
       image,
       templates,
-      timings: { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2 },
+      timings: { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 },
     } satisfies Prediction;
   }
 
@@ -212,7 +216,9 @@ export class Detector {
    * Predicts many images, overlapping decoding, the backbone and matching of
    * consecutive images (`concurrency` images in flight), and yields results
    * in input order. A failing image yields an Error in its place and the run
-   * goes on.
+   * goes on. Default concurrency 2: enough to overlap one image's backbone
+   * with the previous one's matching on a 2-core machine; 3 measured no
+   * consistently better (docs/PERFORMANCE.md, end to end).
    */
   async *predictMany(
     sources: readonly string[],
