@@ -22,6 +22,8 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   add: { run: addCommand, summary: 'add normal images to a store (hot update)' },
   info: { run: infoCommand, summary: 'describe and validate a store' },
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
+  compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
+  eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {

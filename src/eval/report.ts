@@ -16,6 +16,27 @@ export type MetricKey = (typeof METRIC_KEYS)[number];
 
 export type MetricValues = { readonly [K in MetricKey]: number | null };
 
+/** An image-level decision threshold and how it does on the test images (rule: score > threshold). */
+export interface ThresholdReport {
+  readonly threshold: number;
+  /** how it was chosen, in words */
+  readonly method: string;
+  /** TP / (TP + FP); null when no image is flagged */
+  readonly precision: number | null;
+  /** TP / defective images; null when there is no defective image */
+  readonly recall: number | null;
+  /** share of normal test images flagged (false alarms); null when there is no normal image */
+  readonly false_positive_rate: number | null;
+}
+
+/** The two thresholds of docs/THRESHOLDS.md, each null (with its reason in `reasons`) when unavailable. */
+export interface CategoryThresholds {
+  /** the best-F1 threshold of the labelled test scores (optimistic: chosen on the test set itself) */
+  readonly f1_optimal: ThresholdReport | null;
+  /** the store's deployment threshold (leave-one-out normal scores, no defect seen) */
+  readonly normal_only: ThresholdReport | null;
+}
+
 export interface CategoryReport extends MetricValues {
   readonly name: string;
   /** test images evaluated */
@@ -24,6 +45,10 @@ export interface CategoryReport extends MetricValues {
   readonly templates: number;
   /** wall time per test image, seconds */
   readonly seconds_per_image: number;
+  /** decision thresholds and their precision / recall on the test images (optional) */
+  readonly thresholds?: CategoryThresholds;
+  /** why a metric or threshold is null, by key (e.g. `pixel_auroc`, `f1_optimal`) */
+  readonly reasons?: Readonly<Record<string, string>>;
 }
 
 export interface EvalReport {
@@ -85,6 +110,16 @@ export function validateReport(report: EvalReport): void {
     if (!(Number.isFinite(c.seconds_per_image) && c.seconds_per_image >= 0)) {
       throw new HetmmError('E_ARGUMENT', `report: expected ${where}.seconds_per_image >= 0, but received ${String(c.seconds_per_image)}`);
     }
+    if (c.thresholds !== undefined) {
+      for (const kind of ['f1_optimal', 'normal_only'] as const) {
+        const t = c.thresholds[kind];
+        if (t === null) continue;
+        if (typeof t !== 'object' || !Number.isFinite(t.threshold) || typeof t.method !== 'string') {
+          throw new HetmmError('E_ARGUMENT', `report: expected ${where}.thresholds.${kind} to be null or {threshold (finite), method, ...}`);
+        }
+        for (const key of ['precision', 'recall', 'false_positive_rate'] as const) checkMetric(`${where}.thresholds.${kind}`, key, t[key]);
+      }
+    }
   });
   for (const key of METRIC_KEYS) checkMetric('mean', key, report.mean[key]);
 }
@@ -101,6 +136,8 @@ export function reportToJson(report: EvalReport): string {
       images: c.images,
       templates: c.templates,
       seconds_per_image: c.seconds_per_image,
+      ...(c.thresholds === undefined ? {} : { thresholds: c.thresholds }),
+      ...(c.reasons === undefined || Object.keys(c.reasons).length === 0 ? {} : { reasons: c.reasons }),
     })),
     mean: metrics(report.mean),
   };
@@ -193,6 +230,22 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
+/** One line per decision threshold and per undefined metric (its reason), as HTML paragraphs. */
+function categoryNotesHtml(c: CategoryReport): string[] {
+  const lines: string[] = [];
+  const describe = (title: string, t: ThresholdReport | null | undefined): void => {
+    if (t === null || t === undefined) return;
+    lines.push(
+      `<p>${title}: score &gt; ${t.threshold.toPrecision(4)} (${escapeHtml(t.method)}): precision ${formatPercent(t.precision)}, ` +
+        `recall ${formatPercent(t.recall)}, false alarms ${formatPercent(t.false_positive_rate)} (percent)</p>`,
+    );
+  };
+  describe('Deployment threshold', c.thresholds?.normal_only);
+  describe('F1-optimal threshold', c.thresholds?.f1_optimal);
+  for (const [key, reason] of Object.entries(c.reasons ?? {})) lines.push(`<p class="none">${escapeHtml(key)} n/a: ${escapeHtml(reason)}</p>`);
+  return lines;
+}
+
 export interface HtmlReportOptions {
   /** examples per grid; default 8 */
   readonly examples?: number;
@@ -270,9 +323,11 @@ export async function writeHtmlReport(
       }
       return `<div class="grid">\n${cards.join('\n')}\n</div>`;
     };
+    const categoryReport = report.categories.find((c) => c.name === category);
     sections.push(
       [
         `<h2>${escapeHtml(category)}</h2>`,
+        ...(categoryReport === undefined ? [] : categoryNotesHtml(categoryReport)),
         '<h3>Worst false positives: normal images with the highest scores</h3>',
         await grid('fp', falsePositives),
         '<h3>Worst false negatives: defective images with the lowest scores</h3>',

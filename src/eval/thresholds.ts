@@ -165,3 +165,45 @@ export function normalOnlyThreshold(normalScores: ArrayLike<number>, options: No
   }
   return result;
 }
+
+export interface OperatingPoint {
+  /** TP / (TP + FP); null when no image is flagged */
+  readonly precision: number | null;
+  /** TP / positives; null when there is no positive */
+  readonly recall: number | null;
+  /** FP / negatives; null when there is no negative */
+  readonly falsePositiveRate: number | null;
+  readonly truePositives: number;
+  readonly falsePositives: number;
+}
+
+/**
+ * How a threshold does on labelled scores (1 = defective) under the rule
+ * `score > threshold` (isAnomalous). Rates that would divide by zero are
+ * null, never NaN. Throws HetmmError('E_ARGUMENT') for malformed input or a
+ * non-finite threshold.
+ */
+export function operatingPoint(scores: ArrayLike<number>, labels: ArrayLike<0 | 1>, threshold: number): OperatingPoint {
+  checkScoresLabels('operatingPoint', scores, labels);
+  if (typeof threshold !== 'number' || !Number.isFinite(threshold)) {
+    throw new HetmmError('E_ARGUMENT', `operatingPoint: expected a finite threshold, but received ${String(threshold)}`);
+  }
+  let tp = 0;
+  let fp = 0;
+  let positives = 0;
+  for (let i = 0; i < scores.length; i++) {
+    const flagged = isAnomalous(scores[i]!, threshold);
+    if (labels[i] === 1) {
+      positives++;
+      if (flagged) tp++;
+    } else if (flagged) fp++;
+  }
+  const negatives = scores.length - positives;
+  return {
+    precision: tp + fp > 0 ? tp / (tp + fp) : null,
+    recall: positives > 0 ? tp / positives : null,
+    falsePositiveRate: negatives > 0 ? fp / negatives : null,
+    truePositives: tp,
+    falsePositives: fp,
+  };
+}

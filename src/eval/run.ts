@@ -1,0 +1,509 @@
+/**
+ * The evaluation driver: for each category of a data set, fit (or load) the
+ * template store, predict every test image, and compute the paper's metrics
+ * plus the two decision thresholds. One library call, so the CLI (`hetmm
+ * eval`), a future HTTP server or a job queue all run the same code.
+ *
+ * Steps per category:
+ * 1. List the data (MVTec AD layout or plain folders, ./datasets.ts).
+ * 2. Templates: fit train/good into a new store and calibrate its
+ *    deployment threshold (leave-one-out, as `hetmm fit`), or load a store;
+ *    optionally compress it with PTS (`pts`: K sheets per pixel).
+ * 3. Predict the test images (predictMany pipelines decoding, backbone and
+ *    matching). Only the score and the maps the metrics need are kept per
+ *    image, never the decoded image.
+ * 4. Metrics: image AUROC and F1-max on the scores; pixel AUROC on the
+ *    pixel maps (the preset's pixel post-processing, as the paper); AUPRO
+ *    and HETMM's PRO on the PRO maps (the preset's PRO post-processing when
+ *    it differs, as the official evaluation). Ground-truth masks at the
+ *    model's input size; a good image's mask is all zeros. Undefined metrics
+ *    are null with their reason, never NaN.
+ * 5. Thresholds: the F1-optimal threshold of the test scores and the
+ *    store's normal-only threshold, each with precision / recall / false
+ *    alarms on the test images.
+ * 6. Optionally the HTML report: overlays rendered only for the worst false
+ *    positives and false negatives.
+ */
+import { mkdir, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Detector } from '../detector/detector.js';
+import { calibrateStore, storedThreshold } from '../detector/threshold.js';
+import { HetmmError, isHetmmError } from '../errors.js';
+import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';
+import type { FeatureDType } from '../kernels/contract.js';
+import type { BackendPreference } from '../kernels/index.js';
+import { resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
+import { compressStore } from '../selection/compress-store.js';
+import { TemplateStore } from '../store/index.js';
+import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';
+import { aupro, f1Max, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from './metrics/index.js';
+import {
+  buildReport,
+  selectWorstExamples,
+  writeHtmlReport,
+  writeJsonReport,
+  type CategoryReport,
+  type CategoryThresholds,
+  type EvalReport,
+  type ExampleImage,
+  type ThresholdReport,
+} from './report.js';
+import { f1OptimalThreshold, operatingPoint } from './thresholds.js';
+
+export interface EvaluateOptions {
+  /** an MVTec AD root (every category under it) or one category folder; or give `folder` */
+  readonly data?: string;
+  /** only these categories of `data` (default: all) */
+  readonly categories?: readonly string[];
+  /** a user's own data in plain folders, instead of `data` */
+  readonly folder?: FolderLayout;
+  /**
+   * 'auto' (default: an MVTec category's official preset, else 'default'),
+   * a preset name, a Preset, or a function choosing the preset per category
+   */
+  readonly preset?: string | Preset | ((category: string) => Preset);
+  /** a store file (one category only) or a directory of `<category>.hetmm`; default: fit train/good */
+  readonly templates?: string;
+  /** save each evaluated store as `<dir>/<category>.hetmm` */
+  readonly saveTemplates?: string;
+  /** compress each store with PTS to K sheets per pixel before predicting */
+  readonly pts?: number;
+  /** worker threads for PTS; default the number of CPUs */
+  readonly ptsWorkers?: number;
+  /** element type of fitted stores; default float32 (a loaded store keeps its own) */
+  readonly dtype?: FeatureDType;
+  readonly backend?: BackendPreference;
+  /** ONNX model path (default: the shipped backbone) */
+  readonly model?: string;
+  /** onnxruntime threads */
+  readonly threads?: number;
+  /** test images in flight in predictMany; default 2 */
+  readonly concurrency?: number;
+  /** leave-one-out samples for the deployment threshold of a fitted store; default 16 (as `hetmm fit`); 0 = none */
+  readonly calibrationSamples?: number;
+  /** write the JSON report to this file */
+  readonly jsonFile?: string;
+  /** write the HTML report (index.html + images/) into this directory */
+  readonly reportDir?: string;
+  /** worst false positives and false negatives shown per category in the HTML; default 8 */
+  readonly examples?: number;
+  /** the report's data-set name; default the data folder's name */
+  readonly datasetName?: string;
+}
+
+export type EvaluatePhase = 'fit' | 'calibrate' | 'compress' | 'predict';
+
+export type EvaluateEvent =
+  | {
+      readonly type: 'progress';
+      readonly category: string;
+      readonly phase: EvaluatePhase;
+      readonly done: number;
+      readonly total: number;
+    }
+  /** something the user should know (a calibration skipped, a dtype ignored, ...) */
+  | { readonly type: 'note'; readonly category: string; readonly message: string }
+  /** a category finished: its report line and timings */
+  | {
+      readonly type: 'category';
+      readonly report: CategoryReport;
+      readonly preset: string;
+      readonly fitSeconds: number;
+      readonly predictSeconds: number;
+    };
+
+export type EvaluateCallback = (event: EvaluateEvent) => void;
+
+export interface EvaluationResult {
+  readonly report: EvalReport;
+  /** the kernel backend that ran */
+  readonly backend: string;
+  /** wall time of the whole evaluation, seconds */
+  readonly seconds: number;
+  /** path of the JSON report, when written */
+  readonly jsonFile?: string;
+  /** path of the HTML report's index.html, when written */
+  readonly htmlFile?: string;
+}
+
+/** The settled options, checked once at the boundary. */
+interface Plan {
+  readonly datasetName: string;
+  /** one entry per category, read lazily (listing is cheap, but errors should name the category) */
+  readonly categories: readonly { readonly name: string; readonly read: () => Promise<Dataset> }[];
+  readonly presetFor: (category: string) => Preset;
+  readonly concurrency: number;
+  readonly calibrationSamples: number;
+  readonly examples: number;
+}
+
+function checkPositiveInteger(value: number | undefined, name: string, min: number): void {
+  if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+    throw new HetmmError('E_ARGUMENT', `evaluate: expected ${name} to be an integer >= ${min}, but received ${String(value)}`);
+  }
+}
+
+async function plan(options: EvaluateOptions): Promise<Plan> {
+  checkPositiveInteger(options.pts, 'pts', 1);
+  checkPositiveInteger(options.ptsWorkers, 'ptsWorkers', 1);
+  checkPositiveInteger(options.concurrency, 'concurrency', 1);
+  checkPositiveInteger(options.calibrationSamples, 'calibrationSamples', 0);
+  checkPositiveInteger(options.examples, 'examples', 0);
+  if (options.dtype !== undefined && options.dtype !== 'float32' && options.dtype !== 'float16') {
+    throw new HetmmError('E_ARGUMENT', `evaluate: expected dtype float32 or float16, but received ${String(options.dtype)}`);
+  }
+  if ((options.data === undefined) === (options.folder === undefined)) {
+    throw new HetmmError(
+      'E_ARGUMENT',
+      'evaluate: expected exactly one data source: data (an MVTec AD root or category folder) or folder (normal/abnormal/mask folders)',
+    );
+  }
+  const presetOption = options.preset ?? 'auto';
+  const presetFor =
+    typeof presetOption === 'function'
+      ? presetOption
+      : typeof presetOption === 'string'
+        ? (category: string) => resolvePreset(presetOption, category)
+        : () => presetOption;
+  if (typeof presetOption === 'string') resolvePreset(presetOption); // an unknown name fails now, not after fitting
+
+  let categories: Plan['categories'];
+  let datasetName: string;
+  if (options.folder !== undefined) {
+    const layout = options.folder;
+    if (options.categories !== undefined && options.categories.length > 0) {
+      throw new HetmmError('E_ARGUMENT', 'evaluate: categories select folders of an MVTec AD root; they do not apply to a folder layout');
+    }
+    const name = layout.name ?? path.basename(path.resolve(layout.normalDir));
+    categories = [{ name, read: () => readFolderDataset(layout) }];
+    datasetName = options.datasetName ?? name;
+  } else {
+    const root = path.resolve(options.data!);
+    const available = await listMvtecCategories(root);
+    const wanted = options.categories !== undefined && options.categories.length > 0 ? [...options.categories] : available;
+    for (const c of wanted) {
+      if (!available.includes(c)) {
+        throw new HetmmError('E_DATASET', `no category "${c}" under ${root} (found: ${available.join(', ')})`);
+      }
+    }
+    // readMvtecCategory reads a category folder given as root as itself.
+    categories = wanted.map((name) => ({ name, read: () => readMvtecCategory(root, name) }));
+    datasetName = options.datasetName ?? path.basename(root);
+  }
+  if (options.templates !== undefined && !(await isDir(options.templates)) && categories.length > 1) {
+    throw new HetmmError(
+      'E_ARGUMENT',
+      `evaluate: templates ${options.templates} is one store file but ${categories.length} categories are evaluated; ` +
+        'pass a directory of <category>.hetmm files or select one category',
+    );
+  }
+  return {
+    datasetName,
+    categories,
+    presetFor,
+    concurrency: options.concurrency ?? 2,
+    calibrationSamples: options.calibrationSamples ?? 16,
+    examples: options.examples ?? 8,
+  };
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+const samePostProcess = (a: PostProcess, b: PostProcess | undefined): boolean =>
+  b === undefined || JSON.stringify(a) === JSON.stringify(b);
+
+/** Per test image: what the metrics and the HTML report need, nothing more. */
+interface Scored {
+  readonly index: number;
+  readonly file: string;
+  readonly label: 0 | 1;
+  readonly score: number;
+}
+
+/**
+ * Evaluates every selected category; see the module comment for the steps.
+ * Throws HetmmError for bad options (E_ARGUMENT), data-set layout problems
+ * (E_DATASET), unreadable images or stores, and a failing test image (a
+ * metric over a partial test set would be misleading).
+ */
+export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallback = () => {}): Promise<EvaluationResult> {
+  const t0 = performance.now();
+  const settled = await plan(options);
+  const detector = await Detector.open({
+    model: options.model,
+    backend: options.backend,
+    threads: options.threads,
+    dtype: options.dtype,
+  });
+  try {
+    const reports: CategoryReport[] = [];
+    const examples: Record<string, ExampleImage[]> = {};
+    for (const category of settled.categories) {
+      const { report, worst } = await evaluateCategory(detector, category.name, await category.read(), settled, options, onEvent);
+      reports.push(report);
+      if (worst !== undefined) examples[report.name] = worst;
+    }
+    const report = buildReport(settled.datasetName, reports);
+    let jsonFile: string | undefined;
+    let htmlFile: string | undefined;
+    if (options.jsonFile !== undefined) {
+      jsonFile = path.resolve(options.jsonFile);
+      await writeJsonReport(jsonFile, report);
+    }
+    if (options.reportDir !== undefined) {
+      htmlFile = await writeHtmlReport(path.resolve(options.reportDir), report, examples, { examples: settled.examples });
+    }
+    return {
+      report,
+      backend: detector.backend.name,
+      seconds: (performance.now() - t0) / 1000,
+      ...(jsonFile === undefined ? {} : { jsonFile }),
+      ...(htmlFile === undefined ? {} : { htmlFile }),
+    };
+  } finally {
+    detector.dispose();
+  }
+}
+
+async function evaluateCategory(
+  detector: Detector,
+  name: string,
+  dataset: Dataset,
+  settled: Plan,
+  options: EvaluateOptions,
+  onEvent: EvaluateCallback,
+): Promise<{ report: CategoryReport; worst?: ExampleImage[] }> {
+  const note = (message: string): void => onEvent({ type: 'note', category: name, message });
+  const progress = (phase: EvaluatePhase, done: number, total: number): void =>
+    onEvent({ type: 'progress', category: name, phase, done, total });
+  const preset = settled.presetFor(name);
+  detector.preset = preset;
+
+  // ---- templates
+  const tFit = performance.now();
+  await prepareStore(detector, name, dataset, settled, options, note, progress);
+  const fitSeconds = (performance.now() - tFit) / 1000;
+
+  // ---- predictions: keep the score and the maps, drop the decoded image
+  const [height, width] = detector.backbone.identity.inputSize;
+  const separateProMap = !samePostProcess(preset.pixel, preset.pro);
+  const scored: Scored[] = [];
+  const pixelMaps: Float32Array[] = [];
+  const proMaps: Float32Array[] = [];
+  const files = dataset.test.map((t) => t.file);
+  const tPredict = performance.now();
+  let index = 0;
+  for await (const r of detector.predictMany(files, { concurrency: settled.concurrency })) {
+    if (r.error !== undefined) throw failedImage(r.source, r.error);
+    const p = r.prediction!;
+    const sample = dataset.test[index]!;
+    scored.push({ index, file: sample.file, label: sample.label, score: p.score });
+    pixelMaps.push(p.pixelMap);
+    if (separateProMap) proMaps.push(p.proMap ?? p.pixelMap);
+    index++;
+    progress('predict', index, files.length);
+  }
+  const predictSeconds = (performance.now() - tPredict) / 1000;
+
+  // ---- masks (outside the timed loop): at the model size, zeros for good images
+  const masks = dataset.hasMasks ? await loadMasks(dataset, height, width) : undefined;
+
+  // ---- metrics
+  const scores = Float64Array.from(scored, (s) => s.score);
+  const labels = scored.map((s) => s.label);
+  const reasons: Record<string, string> = {};
+  const valueOf = (key: string, result: MetricResult, scale = 1): number | null => {
+    if (result.value === null) {
+      reasons[key] = result.reason;
+      return null;
+    }
+    return result.value / scale;
+  };
+  const image_auroc = valueOf('image_auroc', imageAuroc(scores, labels));
+  const f1 = f1Max(scores, labels);
+  const f1_image = f1.value === null ? ((reasons['f1_image'] = f1.reason), null) : f1.value.f1;
+  let pixel_auroc: number | null = null;
+  let aupro_value: number | null = null;
+  let pro_hetmm: number | null = null;
+  if (masks === undefined) {
+    const why = 'no ground-truth masks (a folder layout without a mask folder): pixel-level metrics need them';
+    for (const key of ['pixel_auroc', 'aupro', 'pro_hetmm']) reasons[key] = why;
+  } else {
+    const proInput = separateProMap ? proMaps : pixelMaps;
+    pixel_auroc = valueOf('pixel_auroc', pixelAuroc(pixelMaps, masks));
+    aupro_value = valueOf('aupro', aupro(proInput, masks, { width }));
+    // proHetmm is in percent (the paper's unit); the report holds fractions.
+    pro_hetmm = valueOf('pro_hetmm', proHetmm(proInput, masks, { width }), 100);
+  }
+  const thresholds = thresholdReports(detector, scores, labels, reasons);
+
+  const report: CategoryReport = {
+    name,
+    image_auroc,
+    pixel_auroc,
+    aupro: aupro_value,
+    pro_hetmm,
+    f1_image,
+    images: scored.length,
+    templates: detector.store.count,
+    seconds_per_image: scored.length > 0 ? predictSeconds / scored.length : 0,
+    thresholds,
+    ...(Object.keys(reasons).length > 0 ? { reasons } : {}),
+  };
+  onEvent({ type: 'category', report, preset: preset.name, fitSeconds, predictSeconds });
+
+  const worst =
+    options.reportDir === undefined ? undefined : await renderWorst(detector, scored, pixelMaps, masks, settled.examples, height, width);
+  return worst === undefined ? { report } : { report, worst };
+}
+
+function failedImage(source: string, error: Error): HetmmError {
+  if (isHetmmError(error) && error.message.includes(source)) return error;
+  const code = isHetmmError(error) ? error.code : 'E_INTERNAL';
+  return new HetmmError(code, `test image ${source}: ${error.message}`, { cause: error });
+}
+
+/** Fits or loads the category's store into the detector, calibrates, compresses and saves it as asked. */
+async function prepareStore(
+  detector: Detector,
+  name: string,
+  dataset: Dataset,
+  settled: Plan,
+  options: EvaluateOptions,
+  note: (message: string) => void,
+  progress: (phase: EvaluatePhase, done: number, total: number) => void,
+): Promise<void> {
+  const preset = detector.preset;
+  const identity = detector.backbone.identity;
+  if (options.templates !== undefined) {
+    const file = (await isDir(options.templates)) ? path.join(options.templates, `${name}.hetmm`) : options.templates;
+    const store = await TemplateStore.load(file, { expect: identity });
+    detector.setStore(store);
+    if (options.dtype !== undefined && options.dtype !== store.dtype) {
+      note(`--dtype ${options.dtype} ignored: the loaded store ${file} holds ${store.dtype} templates`);
+    }
+    if (storedThreshold(store.meta, preset.name) === undefined) {
+      if (store.meta.pts !== undefined) {
+        note(`the PTS store ${file} has no threshold for preset ${preset.name} (leave-one-out needs whole images): no normal-only threshold`);
+      } else if (settled.calibrationSamples > 0 && store.count >= 2) {
+        note(`the store ${file} has no threshold for preset ${preset.name}: calibrating it in memory (${Math.min(settled.calibrationSamples, store.count)} leave-one-out samples)`);
+        await calibrateStore(detector, { samples: settled.calibrationSamples, onProgress: (e) => progress('calibrate', e.done, e.total) });
+      }
+    }
+  } else {
+    detector.setStore(TemplateStore.create(identity, { dtype: options.dtype ?? 'float32' }));
+    await detector.add(dataset.trainFiles, (e) => progress('fit', e.done, e.total));
+    detector.store.meta.preset = preset; // a store remembers the preset it was fitted and calibrated with
+    if (settled.calibrationSamples > 0 && detector.store.count >= 2) {
+      await calibrateStore(detector, { samples: settled.calibrationSamples, onProgress: (e) => progress('calibrate', e.done, e.total) });
+    } else if (settled.calibrationSamples > 0) {
+      note('not calibrated: leave-one-out calibration needs at least 2 training images (no normal-only threshold)');
+    }
+  }
+  if (options.pts !== undefined) {
+    const compressed = await compressStore(detector.store, options.pts, {
+      workers: options.ptsWorkers ?? os.availableParallelism(),
+      onProgress: (done, total) => progress('compress', done, total),
+    });
+    for (const n of compressed.notes) note(n);
+    // The threshold was calibrated on the whole store; fewer templates raise normal scores (docs/THRESHOLDS.md).
+    const threshold = compressed.store.meta.threshold as { method?: unknown } | undefined;
+    if (threshold !== undefined && typeof threshold.method === 'string') {
+      compressed.store.meta.threshold = { ...threshold, method: `${threshold.method}, before PTS selection` };
+    }
+    detector.setStore(compressed.store);
+  }
+  if (options.saveTemplates !== undefined) {
+    await mkdir(options.saveTemplates, { recursive: true });
+    await detector.store.save(path.join(options.saveTemplates, `${name}.hetmm`));
+  }
+}
+
+async function loadMasks(dataset: Dataset, height: number, width: number): Promise<Uint8Array[]> {
+  const empty = new Uint8Array(height * width); // shared: metrics only read masks
+  const masks: Uint8Array[] = [];
+  for (const sample of dataset.test) {
+    if (sample.label === 0) masks.push(empty);
+    else if (sample.maskFile === undefined) {
+      throw new HetmmError('E_DATASET', `defective test image ${sample.file} has no ground-truth mask`);
+    } else masks.push(await loadMask(sample.maskFile, [height, width]));
+  }
+  return masks;
+}
+
+function thresholdReports(
+  detector: Detector,
+  scores: Float64Array,
+  labels: readonly (0 | 1)[],
+  reasons: Record<string, string>,
+): CategoryThresholds {
+  const at = (threshold: number, method: string): ThresholdReport => {
+    const point = operatingPoint(scores, labels, threshold);
+    return { threshold, method, precision: point.precision, recall: point.recall, false_positive_rate: point.falsePositiveRate };
+  };
+  let f1_optimal: ThresholdReport | null = null;
+  if (labels.includes(1)) {
+    f1_optimal = at(f1OptimalThreshold(scores, labels).threshold, 'best F1 on the labelled test scores (chosen on the test set: optimistic)');
+  } else {
+    reasons['f1_optimal'] = 'no defective test image: an F1-optimal threshold needs defective examples';
+  }
+  const stored = storedThreshold(detector.store.meta, detector.preset.name);
+  let normal_only: ThresholdReport | null = null;
+  if (stored !== undefined) normal_only = at(stored.value, stored.method);
+  else reasons['normal_only'] = `the store holds no deployment threshold for preset ${detector.preset.name}`;
+  return { f1_optimal, normal_only };
+}
+
+/** Overlays (and masks) of the worst false positives and negatives only. */
+async function renderWorst(
+  detector: Detector,
+  scored: readonly Scored[],
+  pixelMaps: readonly Float32Array[],
+  masks: readonly Uint8Array[] | undefined,
+  count: number,
+  height: number,
+  width: number,
+): Promise<ExampleImage[]> {
+  const { falsePositives, falseNegatives } = selectWorstExamples(scored, count);
+  const range = overlayRange(detector, pixelMaps);
+  const out: ExampleImage[] = [];
+  for (const s of [...falsePositives, ...falseNegatives]) {
+    const overlayPng = await renderHeatmapOverlay(s.file, pixelMaps[s.index]!, height, width, { range, alpha: 0.5 });
+    const mask = masks?.[s.index];
+    out.push({
+      file: s.file,
+      score: s.score,
+      label: s.label,
+      overlayPng,
+      ...(s.label === 1 && mask !== undefined ? { maskPng: await encodeMaskPng(mask, height, width) } : {}),
+    });
+  }
+  return out;
+}
+
+/**
+ * One colour scale per category, so overlays compare: from the median normal
+ * pixel to the deployment threshold when the store is calibrated (as
+ * `hetmm predict`), else the min..max of all the category's pixel maps.
+ */
+function overlayRange(detector: Detector, pixelMaps: readonly Float32Array[]): [number, number] {
+  const t = storedThreshold(detector.store.meta, detector.preset.name);
+  if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const map of pixelMaps) {
+    for (let i = 0; i < map.length; i++) {
+      const v = map[i]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  return hi > lo ? [lo, hi] : [lo, lo + 1];
+}
