@@ -11,7 +11,7 @@
 import { Backbone, type BackboneDescription, type BackboneIdentity } from '../backbone/index.js';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
-import type { FeatureDType, KernelBackend, MatchResult } from '../kernels/contract.js';
+import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore } from '../store/index.js';
@@ -132,6 +132,7 @@ export class Detector {
    */
   async add(sources: readonly string[], onProgress?: ProgressCallback): Promise<number> {
     // On a PTS store a new image becomes one more sheet (docs/PTS.md).
+    this.#store.reserve(sources.length);
     let done = 0;
     // Decoding of image i+1 overlaps the backbone on image i.
     let next: Promise<LoadedImage> | undefined = sources.length > 0 ? this.loadImage(sources[0]!) : undefined;
@@ -161,15 +162,19 @@ export class Detector {
     for (let l = 0; l < layers.length; l++) {
       const layer = layers[l]!;
       const params = this.preset.layers[l]!;
-      let stack = snapshot.layers[l]!;
-      if (options.exclude !== undefined) stack = withoutImage(stack, options.exclude);
-      results.push(
-        await this.backend.matchLayer(
-          { shape: [layer.channels, layer.height, layer.width], data: features[l]! },
-          stack,
-          { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch },
-        ),
-      );
+      const query = { shape: [layer.channels, layer.height, layer.width] as const, data: features[l]! };
+      const match = { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch };
+      const stack = snapshot.layers[l]!;
+      if (options.exclude === undefined) {
+        results.push(await this.backend.matchLayer(query, stack, match));
+        continue;
+      }
+      // Leave one out without copying the store: both sides of the excluded
+      // image are contiguous views, and Fwd/Bwd are maxima over templates.
+      const parts = splitAround(stack, options.exclude);
+      const partial: MatchResult[] = [];
+      for (const part of parts) partial.push(await this.backend.matchLayer(query, part, match));
+      results.push(maxMerge(partial));
     }
     return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };
   }
@@ -275,16 +280,31 @@ function assertSameBackbone(store: BackboneIdentity, backbone: BackboneIdentity)
   }
 }
 
-/** A copy of a stack without image `index` (for leave-one-out calibration). */
-function withoutImage(
-  stack: ReturnType<TemplateStore['snapshot']>['layers'][number],
-  index: number,
-): ReturnType<TemplateStore['snapshot']>['layers'][number] {
+/** The non-empty views of a stack before and after image `index`. */
+function splitAround(stack: FeatureStack, index: number): FeatureStack[] {
   const [n, c, h, w] = stack.shape;
+  if (!Number.isInteger(index) || index < 0 || index >= n) {
+    throw new HetmmError('E_ARGUMENT', `Expected a template index in [0, ${n - 1}] to leave out but received ${String(index)}`);
+  }
   const per = c * h * w;
-  const data = stack.data;
-  const out = new (data.constructor as { new (len: number): typeof data })((n - 1) * per);
-  out.set(data.subarray(0, index * per), 0);
-  out.set(data.subarray((index + 1) * per, n * per), index * per);
-  return { dtype: stack.dtype, shape: [n - 1, c, h, w], data: out };
+  const parts: FeatureStack[] = [];
+  if (index > 0) parts.push({ dtype: stack.dtype, shape: [index, c, h, w], data: stack.data.subarray(0, index * per) });
+  if (index < n - 1) {
+    parts.push({ dtype: stack.dtype, shape: [n - 1 - index, c, h, w], data: stack.data.subarray((index + 1) * per, n * per) });
+  }
+  if (parts.length === 0) throw new HetmmError('E_ARGUMENT', 'leave-one-out needs at least 2 templates');
+  return parts;
+}
+
+function maxMerge(results: readonly MatchResult[]): MatchResult {
+  if (results.length === 1) return results[0]!;
+  const forward = Float32Array.from(results[0]!.forward);
+  const backward = Float32Array.from(results[0]!.backward);
+  for (const r of results.slice(1)) {
+    for (let i = 0; i < forward.length; i++) {
+      if (r.forward[i]! > forward[i]!) forward[i] = r.forward[i]!;
+      if (r.backward[i]! > backward[i]!) backward[i] = r.backward[i]!;
+    }
+  }
+  return { forward, backward };
 }

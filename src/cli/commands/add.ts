@@ -21,7 +21,6 @@ export async function addCommand(args: string[], ctx: CliContext): Promise<numbe
   if (values.templates === undefined) throw new HetmmError('E_ARGUMENT', `add needs -t STORE\n${ADD_USAGE}`);
   if (positionals.length === 0) throw new HetmmError('E_ARGUMENT', `add needs images or directories\n${ADD_USAGE}`);
   const report = new Reporter(ctx, values);
-  // Decode every image before touching the store, so a bad file changes nothing.
   const files = await loadImagesFrom(positionals);
   const detector = await Detector.open({
     store: values.templates,
@@ -32,6 +31,7 @@ export async function addCommand(args: string[], ctx: CliContext): Promise<numbe
   try {
     const before = detector.store.count;
     const bar = report.progress('add', files.length);
+    // A bad image stops the run before the save: the file on disk is untouched.
     await detector.add(files, (e) => bar.tick(e.done));
     bar.end();
     await detector.store.save(values.templates);
