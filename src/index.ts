@@ -21,3 +21,6 @@ export type { FeatureDType, FeatureStack, KernelBackend, MatchOptions, MatchResu
 export { getBackend, listBackends, registerBackend, type BackendPreference } from './kernels/index.js';
 export { optics, opticsCosine, type OpticsResult } from './selection/optics.js';
 export { selectTemplates } from './selection/pts.js';
+export * from './eval/index.js';
+export { evaluate, type EvaluateOptions, type EvaluationResult } from './eval/run.js';
+export { compressStore } from './selection/compress-store.js';

@@ -19,9 +19,9 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { HetmmError } from '../errors.js';
+import { IMAGE_EXTENSIONS } from '../image/index.js';
 
 /** Extensions (lower case) treated as images; everything else (readme, .DS_Store) is ignored. */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'];
 
 export interface TestSample {
   /** image path (absolute) */

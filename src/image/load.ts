@@ -28,7 +28,7 @@ import {
   type RawRgb,
 } from './types.js';
 
-export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff'];
+export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'];
 
 const BUFFER_SOURCE = '<buffer>';
 
