@@ -10,7 +10,11 @@
  * 2. OPTICS alone per pixel (one thread) vs scikit-learn's
  *    OPTICS(metric='precomputed') on the same distance matrices, labels
  *    compared, when /usr/bin/python3 has scikit-learn;
- * 3. with --full, the whole compression timed (what `hetmm compress` runs).
+ * 3. with --full, the whole compression timed (what `hetmm compress` runs);
+ * 4. the native Gram kernel alone on one 48-pixel block per layer (the
+ *    pipeline's block size at N = 761): GMAC/s of wall time and per core of
+ *    CPU time (the latter is what it would reach on an idle machine), and the
+ *    load average, since other jobs share the machine.
  */
 import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -159,4 +163,28 @@ if (values.full === 'fast' || values.full === 'reference') {
   });
   console.log(`full compression (${values.full}): ${n} -> ${result.store.count} in ${result.pts.seconds.toFixed(1)} s (selection only; store load not included)`);
   console.log(`peak RSS ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
+}
+
+// 4. the native Gram kernel alone, per layer
+{
+  const blockPixels = 48;
+  for (const [l, stack] of layers.entries()) {
+    const [, c, h, w] = stack.shape;
+    const sub = samplePixelsOf(stack, blockPixels);
+    const count = sub.shape[3];
+    const out = new Float32Array(count * n * n);
+    await fast.pixelGram(sub, 0, count, out); // warm-up (scratch allocation)
+    const cpu0 = process.cpuUsage();
+    t0 = performance.now();
+    const reps = 3;
+    for (let r = 0; r < reps; r++) await fast.pixelGram(sub, 0, count, out);
+    const wall = seconds(t0) / reps;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6 / reps;
+    const macs = (count * n * (n + 1) * c) / 2;
+    console.log(
+      `native Gram, layer ${l} (C = ${c}, ${h * w} px): ${(macs / wall / 1e9).toFixed(1)} GMAC/s wall, ${(macs / cpuSeconds / 1e9).toFixed(1)} GMAC/s per core of CPU time ` +
+        `(${count} px, ${fast.threads} threads, load average ${os.loadavg()[0]!.toFixed(1)})`,
+    );
+  }
 }

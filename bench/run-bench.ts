@@ -17,6 +17,15 @@
  *          templates and scale its time by 60/K; default: all 60),
  *          --only NAME (substring filter on the case name),
  *          --variant avx512|avx2|generic (force a native variant), --json.
+ *
+ * Then the end-to-end Detector.predict benchmark (./e2e-bench.ts): stores of
+ * real images, per-stage latency, pipelined throughput, memory. Options:
+ *          --skip-kernels, --skip-e2e, --e2e-images N (default 24),
+ *          --templates 60,209, --dtypes float32,float16,
+ *          --concurrency 1,2,3 (predictMany concurrencies),
+ *          --threads ORTxNATIVE (setting for every store, default 2x2),
+ *          --thread-study 2x2,1x1,2x1,1x2 (settings tried on the first store;
+ *          "none" to skip), --no-int8 (skip the int8-matching rows).
  */
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
@@ -25,6 +34,9 @@ import type { FeatureStack, QueryMap } from '../src/kernels/contract.js';
 import { NATIVE_VARIANTS, loadFastBackend, type FastBackend, type NativeVariant } from '../src/kernels/fast/index.js';
 import { pixelGramReference } from '../src/kernels/reference-gram.js';
 import { referenceBackend } from '../src/kernels/reference/index.js';
+import type { FeatureDType } from '../src/kernels/contract.js';
+import { loadBinding } from '../src/kernels/fast/binding.js';
+import { runEndToEnd, type EndToEndReport } from './e2e-bench.js';
 
 interface Args {
   variant: NativeVariant | undefined;
@@ -32,10 +44,48 @@ interface Args {
   referenceTemplates: number;
   only: string;
   json: boolean;
+  skipKernels: boolean;
+  skipE2e: boolean;
+  e2eImages: number;
+  templates: number[];
+  dtypes: FeatureDType[];
+  concurrencies: number[];
+  threads: [number, number];
+  threadStudy: Array<[number, number]>;
+  int8: boolean;
+}
+
+function positiveInts(text: string, what: string): number[] {
+  const values = text.split(',').map((v) => Number(v.trim()));
+  if (values.length === 0 || !values.every((v) => Number.isInteger(v) && v > 0)) {
+    throw new Error(`${what} must be a comma-separated list of positive integers, got ${text}`);
+  }
+  return values;
+}
+
+function threadPair(text: string): [number, number] {
+  const m = /^(\d+)x(\d+)$/.exec(text.trim());
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new Error(`thread settings are ORTxNATIVE, e.g. 2x2, got ${text}`);
+  return [Number(m[1]), Number(m[2])];
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { variant: undefined, reps: 5, referenceTemplates: 60, only: '', json: false };
+  const args: Args = {
+    variant: undefined,
+    reps: 5,
+    referenceTemplates: 60,
+    only: '',
+    json: false,
+    skipKernels: false,
+    skipE2e: false,
+    e2eImages: 24,
+    templates: [60, 209],
+    dtypes: ['float32', 'float16'],
+    concurrencies: [1, 2, 3],
+    threads: [2, 2],
+    threadStudy: [[2, 2], [1, 1], [2, 1], [1, 2]],
+    int8: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -47,12 +97,27 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--reference-templates') args.referenceTemplates = Number(value());
     else if (a === '--only') args.only = value();
     else if (a === '--json') args.json = true;
+    else if (a === '--skip-kernels') args.skipKernels = true;
+    else if (a === '--skip-e2e') args.skipE2e = true;
+    else if (a === '--no-int8') args.int8 = false;
+    else if (a === '--e2e-images') args.e2eImages = positiveInts(value(), '--e2e-images')[0]!;
+    else if (a === '--templates') args.templates = positiveInts(value(), '--templates');
+    else if (a === '--concurrency') args.concurrencies = positiveInts(value(), '--concurrency');
+    else if (a === '--threads') args.threads = threadPair(value());
+    else if (a === '--thread-study') {
+      const v = value();
+      args.threadStudy = v === 'none' ? [] : v.split(',').map(threadPair);
+    } else if (a === '--dtypes') {
+      const v = value().split(',');
+      if (!v.every((d) => d === 'float32' || d === 'float16')) throw new Error(`--dtypes must list float32 and/or float16, got ${v.join(',')}`);
+      args.dtypes = v as FeatureDType[];
+    }
     else if (a === '--variant') {
       const v = value();
       if (!(NATIVE_VARIANTS as readonly string[]).includes(v)) throw new Error(`--variant must be one of ${NATIVE_VARIANTS.join(', ')}, got ${v}`);
       args.variant = v as NativeVariant;
     }
-    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json)`);
+    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json, --skip-kernels, --skip-e2e, --e2e-images N, --templates K,K, --dtypes D,D, --concurrency C,C, --threads OxN, --thread-study OxN,..., --no-int8)`);
   }
   if (!Number.isInteger(args.reps) || args.reps < 1) throw new Error(`--reps must be a positive integer, got ${args.reps}`);
   if (!Number.isInteger(args.referenceTemplates) || args.referenceTemplates < 1 || args.referenceTemplates > 60) {
@@ -340,11 +405,14 @@ async function main(): Promise<void> {
     loadAverage: os.loadavg()[0],
   };
   if (!args.json) {
-    console.log(`# hetmm kernel benchmark`);
+    console.log(`# hetmm benchmark`);
     console.log(`CPU: ${header.cpu}, ${header.logicalCpus} logical CPUs; Node ${header.node}`);
     console.log(`fast backend: variant ${header.fastVariant}, ${header.fastThreads} threads`);
     console.log(`onnxruntime-node MatMul 2048^3 float32 (${fast.threads} threads): ${header.ortMatMulGmacs.toFixed(1)} GMAC/s (best of 5); ${header.ortMatMulGmacsPerCpu.toFixed(1)} GMAC/s from CPU time`);
     console.log(`1-min load average at start: ${header.loadAverage.toFixed(2)} (other processes skew the figures)\n`);
+  }
+  if (!args.json && !args.skipKernels) {
+    console.log('## Kernels\n');
     console.log('| kernel | case | dtype | fast ms | effective GMAC/s | real GMAC/s | of ORT MatMul | same, CPU-time basis | reference ms | speed-up |');
     console.log('|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
   }
@@ -358,17 +426,30 @@ async function main(): Promise<void> {
       );
     }
   };
-  for (const k of MATCH_CASES) {
+  for (const k of args.skipKernels ? [] : MATCH_CASES) {
     for (const dtype of ['float32', 'float16'] as const) {
       if (args.only && !`${k.name} ${dtype}`.includes(args.only)) continue;
       emit(await benchMatch(fast, k, dtype, args, ortPeak));
     }
   }
-  for (const dtype of ['float32', 'float16'] as const) {
+  for (const dtype of args.skipKernels ? [] : (['float32', 'float16'] as const)) {
     if (args.only && !`gram ${dtype}`.includes(args.only)) continue;
     emit(await benchGram(fast, 60, 256, 64, 64, dtype, args, ortPeak));
   }
-  if (args.json) console.log(JSON.stringify({ header, rows }, null, 2));
+  let endToEnd: EndToEndReport | undefined;
+  if (!args.skipE2e) {
+    endToEnd = await runEndToEnd({
+      templates: args.templates,
+      dtypes: args.dtypes,
+      images: args.e2eImages,
+      concurrencies: args.concurrencies,
+      threadStudy: args.threadStudy,
+      threads: args.threads,
+      int8: args.int8 && loadBinding().info().int8 === true,
+      json: args.json,
+    });
+  }
+  if (args.json) console.log(JSON.stringify({ header, rows, endToEnd }, null, 2));
 }
 
 main().catch((e: unknown) => {

@@ -5,6 +5,9 @@
  *   matchLayer  forward + backward window matching of one query map against
  *               N templates (float32 or float16 bits), one layer.
  *   pixelGram   per-pixel Gram matrices of a feature stack (for PTS).
+ *   matchLayerInt8  matchLayer on int8-quantised maps (AVX-512 VNNI only,
+ *               int8_body.h); quantizeInt8 packs one map (synchronous; the
+ *               reference is src/kernels/fast/int8.ts).
  *
  * Both run asynchronously (napi_create_async_work) and return a Promise, so
  * the event loop is never blocked. The work itself is spread over a
@@ -13,7 +16,7 @@
  * so the hot path does not allocate. One job runs on the pool at a time;
  * concurrent calls queue on a mutex.
  *
- * The kernels are compiled three times from kernels_body.h (AVX-512,
+ * The kernels are compiled three times from kernels_body.h and gram_body.h (AVX-512,
  * AVX2+FMA+F16C, baseline SSE2); the best variant the CPU supports is the
  * default, and a caller may force a weaker one by name (for conformance
  * tests and benchmarks).
@@ -38,9 +41,6 @@ typedef float v16sf __attribute__((vector_size(64)));
 typedef int32_t v16si __attribute__((vector_size(64)));
 typedef float v8sf __attribute__((vector_size(32)));
 typedef float v4sf __attribute__((vector_size(16)));
-
-/* Pixels per pixelGram work item (a multiple of 16). */
-#define GRAM_ITEM_PIXELS 64
 
 /* Lane-wise max of two v16sf by compare-and-select (C has no vector `?:`). */
 #define HETMM_VMAX(a, b) \
@@ -79,10 +79,15 @@ typedef struct MatchJob {
   atomic_long next;
   MatchItemFn item;
   float *fwdOut, *bwdOut;
+  /* int8 (matchLayerInt8): c is then the number of 4-channel groups */
+  int i8;
+  const uint32_t *q8, *t8;
+  const float *qScale, *tScale;
+  const int32_t *tSum;
 } MatchJob;
 
 struct GramJob;
-typedef void (*GramItemFn)(const struct GramJob *, Scratch *, long pc);
+typedef void (*GramItemFn)(const struct GramJob *, Scratch *, long task);
 
 typedef struct GramJob {
   int n, c, h, w;
@@ -150,6 +155,7 @@ static inline void f16_row_avx512(float *dst, const uint16_t *src, int n) {
 }
 #define F16_ROW f16_row_avx512
 #include "kernels_body.h"
+#include "gram_body.h"
 #pragma GCC pop_options
 #undef VARIANT
 #undef MAX_ACC
@@ -176,6 +182,7 @@ static inline void f16_row_avx2(float *dst, const uint16_t *src, int n) {
 }
 #define F16_ROW f16_row_avx2
 #include "kernels_body.h"
+#include "gram_body.h"
 #pragma GCC pop_options
 #undef VARIANT
 #undef MAX_ACC
@@ -196,6 +203,7 @@ static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
 }
 #define F16_ROW f16_row_generic
 #include "kernels_body.h"
+#include "gram_body.h"
 #undef VARIANT
 #undef MAX_ACC
 #undef MAX_NDX
@@ -203,6 +211,14 @@ static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
 #undef VPARTS
 #undef GRAM_BLOCK
 #undef F16_ROW
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma")
+#include "int8_body.h"
+#pragma GCC pop_options
+
+/* int8 matching needs AVX-512 VNNI (Zen 4, Ice Lake and later). */
+static int g_int8Supported = 0;
 
 typedef struct Variant {
   const char *name;
@@ -213,9 +229,9 @@ typedef struct Variant {
 
 /* Best first. */
 static Variant g_variants[] = {
-    {"avx512", match_item_avx512, gram_item_avx512, 0},
-    {"avx2", match_item_avx2, gram_item_avx2, 0},
-    {"generic", match_item_generic, gram_item_generic, 1},
+    {"avx512", match_item_avx512, gram_task_avx512, 0},
+    {"avx2", match_item_avx2, gram_task_avx2, 0},
+    {"generic", match_item_generic, gram_task_generic, 1},
 };
 #define N_VARIANTS ((int)(sizeof g_variants / sizeof g_variants[0]))
 
@@ -225,6 +241,7 @@ static void detect_variants(void) {
                             __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   g_variants[1].supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  g_int8Supported = g_variants[0].supported && __builtin_cpu_supports("avx512vnni");
   /* F16C is not in __builtin_cpu_supports's list on every GCC; every AVX2 CPU has it. */
 }
 
@@ -339,7 +356,7 @@ static void match_worker(void *jp, Scratch *s) {
       size_t tRows = (size_t)job->bandRows + 2 * (size_t)job->r;
       if (tRows > (size_t)job->h) tRows = (size_t)job->h;
       size_t fwdN = (size_t)job->h * job->wq, bwdN = (size_t)job->h * job->wb;
-      if (!ensure_floats(&s->tpad, &s->tpadCap, tRows * job->c * job->wt) ||
+      if (!ensure_floats(&s->tpad, &s->tpadCap, job->i8 ? 1 : tRows * job->c * job->wt) ||
           !ensure_floats(&s->fwd, &s->fwdCap, fwdN) || !ensure_floats(&s->bwd, &s->bwdCap, bwdN)) {
         s->failed = 1;
         atomic_store(&job->next, job->nItems); /* stop everyone */
@@ -384,12 +401,14 @@ static int run_match(MatchJob *job) {
   pthread_mutex_lock(&g_pool.jobLock);
   int rc = 0;
   size_t qN = (size_t)H * C * job->wq;
-  if (!ensure_floats(&g_pool.qpad, &g_pool.qpadCap, qN)) {
+  if (job->i8) {
+    /* int8 reads the caller's packed query and templates in place: no qpad */
+  } else if (!ensure_floats(&g_pool.qpad, &g_pool.qpadCap, qN)) {
     rc = -1;
     goto out;
   }
-  job->qpad = g_pool.qpad;
-  for (int y = 0; y < H; y++) {
+  job->qpad = job->i8 ? NULL : g_pool.qpad;
+  for (int y = 0; y < H && !job->i8; y++) {
     for (int c = 0; c < C; c++) {
       float *dst = job->qpad + ((size_t)y * C + c) * job->wq;
       memcpy(dst, job->query + ((size_t)c * H + y) * W, sizeof(float) * W);
@@ -429,19 +448,19 @@ static void gram_worker(void *jp, Scratch *s) {
     long i = atomic_fetch_add(&job->next, 1);
     if (i >= job->nItems) break;
     if (!s->used) {
-      if (!ensure_floats(&s->gram, &s->gramCap, (size_t)job->n * job->c * GRAM_ITEM_PIXELS)) {
+      if (!ensure_floats(&s->gram, &s->gramCap, gram_scratch_floats(job))) {
         s->failed = 1;
         atomic_store(&job->next, job->nItems);
         return;
       }
       s->used = 1;
     }
-    job->item(job, s, job->p0 + GRAM_ITEM_PIXELS * i);
+    job->item(job, s, i); /* task i: see gram_body.h */
   }
 }
 
 static int run_gram(GramJob *job) {
-  job->nItems = (job->p1 - job->p0 + GRAM_ITEM_PIXELS - 1) / GRAM_ITEM_PIXELS;
+  job->nItems = gram_tasks(job);
   atomic_store(&job->next, 0);
   pthread_mutex_lock(&g_pool.jobLock);
   for (int i = 0; i < g_pool.nthreads; i++) g_pool.scratch[i].used = g_pool.scratch[i].failed = 0;
@@ -499,7 +518,7 @@ static const Variant *find_variant(napi_env env, napi_value v) {
   return NULL;
 }
 
-#define MAX_REFS 4
+#define MAX_REFS 8
 typedef struct AsyncCall {
   napi_async_work work;
   napi_deferred deferred;
@@ -603,6 +622,130 @@ static napi_value js_match_layer(napi_env env, napi_callback_info info) {
   return start_async(env, call, keep, 4, "hetmm.matchLayer");
 }
 
+/* matchLayerInt8(query8, qScale, templates8, tScale, tSum, n, g, h, w, rf, rb, fwdOut, bwdOut): Promise<void>
+ * query8/templates8: Uint8Array/Int8Array of packed 4-channel words [G][H][W] per map (see int8_body.h). */
+static napi_value js_match_layer_int8(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 13) return throw_range(env, "matchLayerInt8 expects 13 arguments");
+  if (!g_poolOk) return throw_range(env, "hetmm native: thread pool failed to start");
+  if (!g_int8Supported) return throw_range(env, "matchLayerInt8: this CPU has no AVX-512 VNNI");
+  TypedArg q, qs, t, ts, to, fo, bo;
+  if (!get_typed(env, argv[0], &q) || q.type != napi_uint8_array)
+    return throw_range(env, "matchLayerInt8: query must be a Uint8Array");
+  if (!get_typed(env, argv[2], &t) || t.type != napi_int8_array)
+    return throw_range(env, "matchLayerInt8: templates must be an Int8Array");
+  if (!get_typed(env, argv[1], &qs) || qs.type != napi_float32_array || !get_typed(env, argv[3], &ts) ||
+      ts.type != napi_float32_array)
+    return throw_range(env, "matchLayerInt8: scales must be Float32Arrays");
+  if (!get_typed(env, argv[4], &to) || to.type != napi_int32_array)
+    return throw_range(env, "matchLayerInt8: template sums must be an Int32Array");
+  if (!get_typed(env, argv[11], &fo) || fo.type != napi_float32_array || !get_typed(env, argv[12], &bo) ||
+      bo.type != napi_float32_array)
+    return throw_range(env, "matchLayerInt8: outputs must be Float32Arrays");
+  int64_t n, g, h, w, rf, rb;
+  if (!get_int(env, argv[5], &n) || !get_int(env, argv[6], &g) || !get_int(env, argv[7], &h) ||
+      !get_int(env, argv[8], &w) || !get_int(env, argv[9], &rf) || !get_int(env, argv[10], &rb))
+    return throw_range(env, "matchLayerInt8: n, g, h, w, rf, rb must be integers");
+  if (n < 1 || g < 1 || h < 1 || w < 16 || w % 16 != 0 || rf < 0 || rb < 0 || rf > 7 || rb > 7 ||
+      n > INT32_MAX || g > 16384 || h > 65536 || w > 65536)
+    return throw_range(env, "matchLayerInt8: dimensions out of range (needs w % 16 == 0, radii <= 7)");
+  uint64_t hw = (uint64_t)h * (uint64_t)w;
+  if (q.length < 4 * (uint64_t)g * hw || t.length < 4 * (uint64_t)n * g * hw || qs.length < hw ||
+      ts.length < (uint64_t)n * hw || to.length < (uint64_t)n * hw || fo.length < hw || bo.length < hw)
+    return throw_range(env, "matchLayerInt8: an array is shorter than its shape");
+  AsyncCall *call = calloc(1, sizeof *call);
+  if (!call) return throw_range(env, "matchLayerInt8: out of memory");
+  call->kind = 0;
+  MatchJob *j = &call->match;
+  j->n = (int)n, j->c = (int)g, j->h = (int)h, j->w = (int)w, j->rf = (int)rf, j->rb = (int)rb;
+  j->i8 = 1;
+  j->q8 = q.data;
+  j->qScale = qs.data;
+  j->t8 = t.data;
+  j->tScale = ts.data;
+  j->tSum = to.data;
+  j->fwdOut = fo.data;
+  j->bwdOut = bo.data;
+  j->item = match_item_int8;
+  napi_value keep[7] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[11], argv[12]};
+  return start_async(env, call, keep, 7, "hetmm.matchLayerInt8");
+}
+
+/* quantizeInt8(src, c, hw, out, scale, sums|null, offsetBy): void, synchronous (about 1 ns per value).
+ * The same arithmetic as quantizeMap in src/kernels/fast/int8.ts (the reference), in double:
+ * scale = max|v| / 127, value = round-half-away(v * 127 / max) + offsetBy, packed [ceil(C/4)][hw][4]. */
+static napi_value js_quantize_int8(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 7) return throw_range(env, "quantizeInt8 expects 7 arguments");
+  TypedArg src, out, sc, sums = {0};
+  if (!get_typed(env, argv[0], &src) || src.type != napi_float32_array)
+    return throw_range(env, "quantizeInt8: src must be a Float32Array");
+  if (!get_typed(env, argv[3], &out) || (out.type != napi_int8_array && out.type != napi_uint8_array))
+    return throw_range(env, "quantizeInt8: out must be an Int8Array or Uint8Array");
+  if (!get_typed(env, argv[4], &sc) || sc.type != napi_float32_array)
+    return throw_range(env, "quantizeInt8: scale must be a Float32Array");
+  napi_valuetype sumsType;
+  NAPI_CALL(env, napi_typeof(env, argv[5], &sumsType));
+  int haveSums = sumsType != napi_null && sumsType != napi_undefined;
+  if (haveSums && (!get_typed(env, argv[5], &sums) || sums.type != napi_int32_array))
+    return throw_range(env, "quantizeInt8: sums must be an Int32Array or null");
+  int64_t c, hw, offsetBy;
+  if (!get_int(env, argv[1], &c) || !get_int(env, argv[2], &hw) || !get_int(env, argv[6], &offsetBy))
+    return throw_range(env, "quantizeInt8: c, hw, offsetBy must be integers");
+  if (c < 1 || hw < 1 || c > 1 << 20 || hw > 1 << 28 || offsetBy < 0 || offsetBy > 128)
+    return throw_range(env, "quantizeInt8: dimensions out of range");
+  const int64_t groups = (c + 3) / 4;
+  if (src.length < (uint64_t)(c * hw) || out.length < (uint64_t)(groups * 4 * hw) || sc.length < (uint64_t)hw ||
+      (haveSums && sums.length < (uint64_t)hw))
+    return throw_range(env, "quantizeInt8: an array is shorter than its shape");
+  const float *v = src.data;
+  uint8_t *o = out.data;
+  float *scale = sc.data;
+  int32_t *sum = haveSums ? sums.data : NULL;
+  double *inv = malloc(sizeof(double) * (size_t)hw);
+  float *mx = calloc((size_t)hw, sizeof(float));
+  if (!inv || !mx) {
+    free(inv);
+    free(mx);
+    return throw_range(env, "quantizeInt8: out of memory");
+  }
+  for (int64_t ch = 0; ch < c; ch++) {
+    const float *row = v + ch * hw;
+    for (int64_t p = 0; p < hw; p++) {
+      float a = fabsf(row[p]);
+      if (a > mx[p]) mx[p] = a;
+    }
+  }
+  for (int64_t p = 0; p < hw; p++) {
+    scale[p] = (float)((double)mx[p] / 127.0);
+    inv[p] = mx[p] > 0 ? 127.0 / (double)mx[p] : 0.0;
+    if (sum) sum[p] = 0;
+  }
+  for (int64_t ch = 0; ch < groups * 4; ch++) {
+    uint8_t *dst = o + 4 * ((ch >> 2) * hw) + (ch & 3);
+    if (ch >= c) {
+      for (int64_t p = 0; p < hw; p++) dst[4 * p] = (uint8_t)offsetBy;
+      continue;
+    }
+    const float *row = v + ch * hw;
+    for (int64_t p = 0; p < hw; p++) {
+      double x = (double)row[p] * inv[p];
+      int q = x < 0 ? -(int)floor(0.5 - x) : (int)floor(x + 0.5);
+      dst[4 * p] = (uint8_t)(q + (int)offsetBy);
+      if (sum) sum[p] += q;
+    }
+  }
+  free(inv);
+  free(mx);
+  napi_value undef;
+  NAPI_CALL(env, napi_get_undefined(env, &undef));
+  return undef;
+}
+
 /* pixelGram(variant, stack, n, c, h, w, p0, p1, out): Promise<void> */
 static napi_value js_pixel_gram(napi_env env, napi_callback_info info) {
   size_t argc = 9;
@@ -660,6 +803,9 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_set_named_property(env, obj, "variants", arr));
   NAPI_CALL(env, napi_create_int32(env, g_pool.nthreads, &num));
   NAPI_CALL(env, napi_set_named_property(env, obj, "threads", num));
+  napi_value int8;
+  NAPI_CALL(env, napi_get_boolean(env, g_int8Supported != 0, &int8));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "int8", int8));
   return obj;
 }
 
@@ -673,6 +819,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayer", NULL, js_match_layer, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"matchLayerInt8", NULL, js_match_layer_int8, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"quantizeInt8", NULL, js_quantize_int8, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

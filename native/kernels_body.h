@@ -10,9 +10,9 @@
  * file.
  *
  * Expected macros: VARIANT(name), MAX_ACC, MAX_NDX, VPART_T / VPARTS (a
- * register-sized part of a 16-float vector and how many make one), GRAM_BLOCK
- * (template-pair block side of the Gram kernel), and F16_ROW(dst, src, n)
- * converting n IEEE half values to float.
+ * register-sized part of a 16-float vector and how many make one), and
+ * F16_ROW(dst, src, n) converting n IEEE half values to float. (The per-pixel
+ * Gram kernel, compiled the same way, is in gram_body.h.)
  */
 
 /* ---- window matching ------------------------------------------------------
@@ -315,93 +315,6 @@ static void VARIANT(match_item)(const MatchJob *job, Scratch *s, int t, int y0, 
                 bv = HETMM_VMAX(bv, v);
                 memcpy(b, &bv, sizeof bv);
               }
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-/* ---- per-pixel Gram -------------------------------------------------------
- * One work item: GRAM_ITEM_PIXELS consecutive pixels [pc, pc+64) (clipped at
- * p1). The pixel vectors of all N maps are gathered into g [N][C][64]
- * (converted from float16 if needed, zero past p1): 256-byte contiguous
- * pieces, since 64-byte pieces H*W elements apart made the gather latency-
- * bound. Then BxB blocks of template pairs (i, j), j-block >= i-block,
- * (B = GRAM_BLOCK) accumulate over C with 16 pixels as lanes, one 16-pixel
- * sub-chunk at a time. Both halves of each symmetric [N][N] matrix are written.
- */
-static void VARIANT(gram_item)(const GramJob *job, Scratch *s, long pc) {
-  const int N = job->n, C = job->c;
-  const size_t HW = (size_t)job->h * job->w;
-  const long pEnd = pc + GRAM_ITEM_PIXELS < job->p1 ? pc + GRAM_ITEM_PIXELS : job->p1;
-  const int nPix = (int)(pEnd - pc);
-  const int nSub = (nPix + 15) / 16;
-  float *g = s->gram;
-  enum { GRAM_PREFETCH = 16 };
-  const size_t pieces = (size_t)N * C;
-  for (size_t k = 0; k < pieces; k++) {
-    float *dst = g + k * GRAM_ITEM_PIXELS;
-    const size_t srcOff = k * HW + (size_t)pc;
-    if (k + GRAM_PREFETCH < pieces) {
-      const char *ahead = job->f16 ? (const char *)(job->t16 + srcOff + GRAM_PREFETCH * HW)
-                                   : (const char *)(job->t32 + srcOff + GRAM_PREFETCH * HW);
-      __builtin_prefetch(ahead, 0, 0);
-      __builtin_prefetch(ahead + 64, 0, 0);
-      __builtin_prefetch(ahead + 128, 0, 0);
-      __builtin_prefetch(ahead + 192, 0, 0);
-    }
-    if (job->f16) {
-      F16_ROW(dst, job->t16 + srcOff, nPix);
-    } else {
-      memcpy(dst, job->t32 + srcOff, sizeof(float) * nPix);
-    }
-    for (int l = nPix; l < nSub * 16; l++) dst[l] = 0.0f;
-  }
-  const size_t NN = (size_t)N * N;
-  const size_t rowStride = (size_t)C * GRAM_ITEM_PIXELS; /* floats between maps i and i+1 in g */
-  enum { B = GRAM_BLOCK, PART = 16 / VPARTS };
-  for (int ib = 0; ib < N; ib += B) {
-    const int ni = N - ib < B ? N - ib : B;
-    for (int jb = ib; jb < N; jb += B) {
-      const int nj = N - jb < B ? N - jb : B;
-      for (int sub = 0; sub < nSub; sub++) {
-        VPART_T acc[B * B * VPARTS];
-#pragma GCC unroll 16
-        for (int a = 0; a < B * B * VPARTS; a++) acc[a] = (VPART_T){0};
-        /* Rows past N (ni/nj < B) read row N-1: harmless, results unused. */
-        const float *ai[B], *bj[B];
-        for (int k = 0; k < B; k++) {
-          ai[k] = g + (size_t)(ib + (k < ni ? k : ni - 1)) * rowStride + sub * 16;
-          bj[k] = g + (size_t)(jb + (k < nj ? k : nj - 1)) * rowStride + sub * 16;
-        }
-        for (int c = 0; c < C; c++) {
-          VPART_T a[B][VPARTS], b[B][VPARTS];
-#pragma GCC unroll 4
-          for (int k = 0; k < B; k++) {
-            memcpy(a[k], ai[k] + (size_t)c * GRAM_ITEM_PIXELS, sizeof a[k]);
-            memcpy(b[k], bj[k] + (size_t)c * GRAM_ITEM_PIXELS, sizeof b[k]);
-          }
-#pragma GCC unroll 4
-          for (int x = 0; x < B; x++) {
-#pragma GCC unroll 4
-            for (int y = 0; y < B; y++) {
-#pragma GCC unroll 4
-              for (int k = 0; k < VPARTS; k++) acc[(x * B + y) * VPARTS + k] += a[x][k] * b[y][k];
-            }
-          }
-        }
-        const int lanes = nPix - sub * 16 < 16 ? nPix - sub * 16 : 16;
-        float *outBase = job->out + (size_t)(pc + sub * 16 - job->p0) * NN;
-        for (int x = 0; x < ni; x++) {
-          for (int y = 0; y < nj; y++) {
-            const int i = ib + x, j = jb + y;
-            float v16[16];
-            memcpy(v16, &acc[(x * B + y) * VPARTS], sizeof v16);
-            for (int l = 0; l < lanes; l++) {
-              outBase[(size_t)l * NN + (size_t)i * N + j] = v16[l];
-              outBase[(size_t)l * NN + (size_t)j * N + i] = v16[l];
             }
           }
         }

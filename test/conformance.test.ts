@@ -16,7 +16,17 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { FeatureStack, KernelBackend, QueryMap } from '../src/kernels/contract.js';
-import { NATIVE_VARIANTS, loadFastBackend, pixelGram, type FastBackend } from '../src/kernels/fast/index.js';
+import {
+  NATIVE_VARIANTS,
+  loadFastBackend,
+  matchLayerInt8Reference,
+  pixelGram,
+  quantizeMapReference,
+  quantizeQueryInt8,
+  quantizeTemplatesInt8,
+  type FastBackend,
+} from '../src/kernels/fast/index.js';
+import { loadBinding } from '../src/kernels/fast/binding.js';
 import { pixelGramReference } from '../src/kernels/reference-gram.js';
 import { decodeHalfBits, referenceBackend } from '../src/kernels/reference/index.js';
 
@@ -450,5 +460,111 @@ describe('fast backend: argument validation and loading', () => {
     await assert.rejects(fast.pixelGram(templates, 0, 21, new Float32Array(21 * 4)), isArg(/p1/));
     await assert.rejects(fast.pixelGram(templates, 0, 20, new Float32Array(10)), isArg(/out has 10 elements/));
     await assert.rejects(loadFastBackend({ variant: 'sse9' as never }), isArg(/Expected one of avx512, avx2, generic for options.variant but received "sse9"/));
+  });
+});
+
+// ---- int8 matching (opt-in, AVX-512 VNNI) ---------------------------------------------
+
+/** Tolerance of int8 against the float definition on unit vectors (per-vector scales; docs/PERFORMANCE.md). */
+const INT8_SIMILARITY_TOLERANCE = 0.01;
+
+// int8 needs AVX-512 VNNI; on other CPUs these tests are reported as skipped, with the reason.
+const int8Skip = loadBinding().info().int8 === true ? false : 'this CPU has no AVX-512 VNNI (int8 matching unavailable)';
+
+describe('int8 matching', { skip: int8Skip }, () => {
+  const int8Cases: MatchCase[] = [
+    { n: 3, c: 10, h: 6, w: 32, f: 5, b: 3, dtype: 'float32' }, // C not a multiple of 4
+    { n: 1, c: 64, h: 16, w: 16, f: 7, b: 3, dtype: 'float32' }, // N = 1: row bands
+    { n: 7, c: 12, h: 6, w: 16, f: 1, b: 1, dtype: 'float32' },
+    { n: 2, c: 7, h: 9, w: 48, f: 13, b: 7, dtype: 'float32' },
+    { n: 2, c: 5, h: 5, w: 16, f: 15, b: 3, dtype: 'float16' }, // radius 7, windows larger than the map
+    { n: 5, c: 19, h: 16, w: 16, f: 7, b: 3, dtype: 'float16' },
+    { n: 2, c: 256, h: 8, w: 32, f: 3, b: 5, dtype: 'float32' }, // f < b, many channels
+  ];
+
+  it('quantises each pixel vector to within half a step of its own scale', () => {
+    const k: MatchCase = { n: 1, c: 13, h: 3, w: 16, f: 1, b: 1, dtype: 'float32' };
+    const { query } = makeInputs(k, 5);
+    const q8 = quantizeQueryInt8(query);
+    const hw = k.h * k.w;
+    for (let p = 0; p < hw; p++) {
+      let max = 0;
+      for (let c = 0; c < k.c; c++) max = Math.max(max, Math.abs(query.data[c * hw + p]));
+      assert.ok(Math.abs(q8.scale[p] - max / 127) <= 1e-7 * max, `scale of pixel ${p}`);
+      for (let c = 0; c < 16; c++) {
+        const stored = q8.data[4 * ((c >> 2) * hw + p) + (c & 3)] - 128;
+        const want = c < k.c ? query.data[c * hw + p] : 0;
+        assert.ok(Math.abs(stored * q8.scale[p] - want) <= q8.scale[p] / 2 + 1e-7, `pixel ${p} channel ${c}: ${stored * q8.scale[p]} vs ${want}`);
+      }
+    }
+  });
+
+  it('native quantisation equals the TypeScript reference bit for bit', () => {
+    const binding = loadBinding();
+    if (binding.quantizeInt8 === undefined) assert.fail('the addon lacks quantizeInt8 (stale build: run npm run install)');
+    for (const [c, hw, offsetBy] of [[13, 48, 128], [64, 256, 0], [1, 16, 0], [4, 5, 128]] as const) {
+      const src = randomUnitMaps(1, c, 1, hw, 300 + c);
+      src[0] = 0.5 / 254; // exactly half a step for some scales: rounding ties must agree
+      const groups = Math.ceil(c / 4);
+      const outs = [0, 1].map(() => ({ out: new Int8Array(groups * 4 * hw), scale: new Float32Array(hw), sums: new Int32Array(hw).fill(7) }));
+      quantizeMapReference(src, c, hw, outs[0]!.out, outs[0]!.scale, offsetBy === 0 ? outs[0]!.sums : undefined, offsetBy);
+      binding.quantizeInt8(src, c, hw, outs[1]!.out, outs[1]!.scale, offsetBy === 0 ? outs[1]!.sums : null, offsetBy);
+      assert.deepEqual(outs[1]!.out, outs[0]!.out, `C${c} hw${hw} values`);
+      assert.deepEqual(outs[1]!.scale, outs[0]!.scale, `C${c} hw${hw} scales`);
+      assert.deepEqual(outs[1]!.sums, outs[0]!.sums, `C${c} hw${hw} sums`);
+      if (offsetBy === 0) assert.ok(outs[0]!.sums.some((v) => v !== 7 && v !== 0), 'sums were written');
+    }
+  });
+
+  int8Cases.forEach((k, index) => {
+    it(`native equals the TypeScript int8 reference and the float definition within ${INT8_SIMILARITY_TOLERANCE}: ${caseName(k)}`, async () => {
+      const int8 = await loadFastBackend({ precision: 'int8' });
+      assert.equal(int8.precision, 'int8');
+      const { query, templates } = makeInputs(k, 4000 + 31 * index);
+      const options = { forwardPatch: k.f, backwardPatch: k.b };
+      const got = await int8.matchLayer(query, templates, options);
+      const reference = matchLayerInt8Reference(quantizeQueryInt8(query), quantizeTemplatesInt8(templates), k.n, options);
+      assertClose(got.forward, reference.forward, 'int8 forward vs int8 reference', 1e-6, 1e-5);
+      assertClose(got.backward, reference.backward, 'int8 backward vs int8 reference', 1e-6, 1e-5);
+      const exact = bruteMatch(query, templates, k.f, k.b);
+      assertClose(got.forward, exact.forward, 'int8 forward vs float64 definition', INT8_SIMILARITY_TOLERANCE, 0);
+      assertClose(got.backward, exact.backward, 'int8 backward vs float64 definition', INT8_SIMILARITY_TOLERANCE, 0);
+    });
+  });
+
+  it('quantises a growing store incrementally and matches the first N templates only', async () => {
+    const int8 = await loadFastBackend({ precision: 'int8' });
+    const k: MatchCase = { n: 4, c: 8, h: 4, w: 16, f: 3, b: 3, dtype: 'float32' };
+    const { query, templates } = makeInputs(k, 91);
+    const options = { forwardPatch: 3, backwardPatch: 3 };
+    const data = templates.data as Float32Array;
+    const per = k.c * k.h * k.w;
+    // the same array seen with N = 2, then N = 4 (as a store grows in place)
+    const two: FeatureStack = { dtype: 'float32', shape: [2, k.c, k.h, k.w], data };
+    const four: FeatureStack = { dtype: 'float32', shape: [4, k.c, k.h, k.w], data };
+    const gotTwo = await int8.matchLayer(query, two, options);
+    const gotFour = await int8.matchLayer(query, four, options);
+    const refTwo = matchLayerInt8Reference(quantizeQueryInt8(query), quantizeTemplatesInt8({ ...two, data: data.slice(0, 2 * per) }), 2, options);
+    const refFour = matchLayerInt8Reference(quantizeQueryInt8(query), quantizeTemplatesInt8(four), 4, options);
+    assertClose(gotTwo.forward, refTwo.forward, 'N=2 forward', 1e-6, 1e-5);
+    assertClose(gotFour.forward, refFour.forward, 'N=4 forward', 1e-6, 1e-5);
+    assertClose(gotFour.backward, refFour.backward, 'N=4 backward', 1e-6, 1e-5);
+  });
+
+  it('uses the float kernel where int8 does not apply (width not a multiple of 16)', async () => {
+    const int8 = await loadFastBackend({ precision: 'int8' });
+    const k: MatchCase = { n: 2, c: 6, h: 5, w: 18, f: 5, b: 3, dtype: 'float32' };
+    const { query, templates } = makeInputs(k, 13);
+    const expected = bruteMatch(query, templates, k.f, k.b);
+    const got = await int8.matchLayer(query, templates, { forwardPatch: k.f, backwardPatch: k.b });
+    assertClose(got.forward, expected.forward, 'fallback forward');
+    assertClose(got.backward, expected.backward, 'fallback backward');
+  });
+
+  it('rejects an unknown precision', async () => {
+    await assert.rejects(
+      loadFastBackend({ precision: 'int4' as never }),
+      (e: unknown) => (e as { code?: string }).code === 'E_ARGUMENT' && /Expected float or int8 for options.precision but received "int4"/.test((e as Error).message),
+    );
   });
 });

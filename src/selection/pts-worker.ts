@@ -12,7 +12,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { FeatureStack } from '../kernels/contract.js';
-import { pixelGramReference } from './gram.js';
+import { pixelGramReference, selfSimilarities } from './gram.js';
 import { selectAtPixel, PtsPixelScratch } from './pts.js';
 
 interface TaskOutputs {
@@ -123,9 +123,12 @@ function runSelect(task: SelectTask): void {
   const scratch = scratchFor(n);
   const pixelLabels = new Int32Array(n);
   const pixelChosen = new Int32Array(k);
+  // the diagonal refinement's self-similarities, for this task's pixels in one pass
+  const self = gram instanceof Float32Array ? new Float64Array((task.q1 - task.q0) * n) : undefined;
+  if (self) selfSimilarities(block, task.q0, task.q1, self);
   for (let q = task.q0; q < task.q1; q++) {
     const p = b0 + q;
-    selectAtPixel(gram, q * nn, n, k, task.minSamples, scratch, pixelLabels, pixelChosen, block, q);
+    selectAtPixel(gram, q * nn, n, k, task.minSamples, scratch, pixelLabels, pixelChosen, block, q, self, (q - task.q0) * n);
     for (let s = 0; s < k; s++) {
       const src = pixelChosen[s]!;
       selected[s * hw + p] = src;

@@ -21,6 +21,8 @@ export interface NativeInfo {
   readonly variants: readonly NativeVariant[];
   /** size of the persistent kernel thread pool (CPUs, or HETMM_THREADS) */
   readonly threads: number;
+  /** whether matchLayerInt8 runs on this CPU (AVX-512 VNNI); absent on older builds */
+  readonly int8?: boolean;
 }
 
 export interface NativeBinding {
@@ -43,6 +45,38 @@ export interface NativeBinding {
     forwardOut: Float32Array,
     backwardOut: Float32Array,
   ): Promise<void>;
+  /**
+   * matchLayer on int8-quantised maps (layout and formula: ../fast/int8.ts).
+   * g = ceil(C/4) channel groups; needs w % 16 == 0 and radii <= 7.
+   */
+  matchLayerInt8?(
+    query: Uint8Array,
+    queryScale: Float32Array,
+    templates: Int8Array,
+    templateScale: Float32Array,
+    templateSum: Int32Array,
+    n: number,
+    g: number,
+    h: number,
+    w: number,
+    forwardRadius: number,
+    backwardRadius: number,
+    forwardOut: Float32Array,
+    backwardOut: Float32Array,
+  ): Promise<void>;
+  /**
+   * Synchronous int8 quantisation of one [C, hw] float32 map into packed
+   * 4-channel words (same arithmetic as quantizeMap in ./int8.ts).
+   */
+  quantizeInt8?(
+    src: Float32Array,
+    c: number,
+    hw: number,
+    out: Int8Array | Uint8Array,
+    scale: Float32Array,
+    sums: Int32Array | null,
+    offsetBy: number,
+  ): void;
   /** Per-pixel Gram matrices: out[(p - p0)*N*N + i*N + j] for flat pixels p in [p0, p1), both halves. */
   pixelGram(
     variant: NativeVariant | '',

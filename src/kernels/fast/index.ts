@@ -10,14 +10,32 @@
  * Variant choice: options.variant, else HETMM_FAST_VARIANT, else the best the
  * CPU supports ('avx512' > 'avx2' > 'generic'). Threads: HETMM_THREADS, read
  * once when the addon loads (default: number of CPUs).
+ *
+ * Precision: options.precision, else HETMM_MATCH_PRECISION, else 'float'.
+ * 'int8' (opt-in, AVX-512 VNNI CPUs) quantises query and templates per pixel
+ * vector (./int8.ts) and runs matchLayer 3-5x faster end to end, with a
+ * similarity error of about 1e-3 (docs/PERFORMANCE.md); shapes it does not
+ * handle (width not a multiple of 16, windows over 15) use the float kernel
+ * of the chosen variant. int8 always runs AVX-512 VNNI code.
  */
 import { HetmmError } from '../../errors.js';
 import type { FeatureStack, KernelBackend, MatchOptions, MatchResult, QueryMap } from '../contract.js';
 import { validateGramInputs } from '../reference-gram.js';
 import { validateMatchInputs } from '../reference/match.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
+import { Int8TemplateCache, int8Supports, quantizeQueryInt8, type MapQuantizer } from './int8.js';
 
 export { NATIVE_VARIANTS, type NativeVariant } from './binding.js';
+export {
+  Int8TemplateCache,
+  matchLayerInt8Reference,
+  quantizeQueryInt8,
+  quantizeTemplatesInt8,
+  quantizeMapReference,
+  type Int8Query,
+  type MapQuantizer,
+  type Int8Templates,
+} from './int8.js';
 
 export interface FastBackend extends KernelBackend {
   readonly name: 'fast';
@@ -27,13 +45,28 @@ export interface FastBackend extends KernelBackend {
   readonly supportedVariants: readonly NativeVariant[];
   /** kernel thread-pool size */
   readonly threads: number;
+  /** 'int8': matchLayer on int8-quantised maps where supported (see the module comment) */
+  readonly precision: MatchPrecision;
   /** Per-pixel Gram matrices for PTS; see pixelGram below. */
   pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
 }
 
+export type MatchPrecision = 'float' | 'int8';
+
 export interface FastBackendOptions {
   /** force an instruction-set variant (tests, benchmarks); must be supported by this CPU */
   readonly variant?: NativeVariant;
+  /** matching precision; default HETMM_MATCH_PRECISION, else 'float' */
+  readonly precision?: MatchPrecision;
+}
+
+function choosePrecision(binding: NativeBinding, requested: string | undefined, source: string): MatchPrecision {
+  if (requested === undefined || requested === '' || requested === 'float') return 'float';
+  if (requested !== 'int8') throw new HetmmError('E_ARGUMENT', `Expected float or int8 for ${source} but received "${requested}"`);
+  if (binding.info().int8 !== true || binding.matchLayerInt8 === undefined) {
+    throw new HetmmError('E_BACKEND', `int8 matching (${source}) needs a CPU with AVX-512 VNNI and a current build of the addon`);
+  }
+  return 'int8';
 }
 
 function checkPatch(name: string, patch: unknown): number {
@@ -75,13 +108,20 @@ async function callNative(what: string, run: () => Promise<void>): Promise<void>
   }
 }
 
-function makeBackend(binding: NativeBinding, variant: NativeVariant): FastBackend {
+function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: MatchPrecision): FastBackend {
   const info = binding.info();
+  const nativeQuantize = binding.quantizeInt8?.bind(binding);
+  const quantize: MapQuantizer | undefined =
+    nativeQuantize === undefined
+      ? undefined
+      : (src, channels, hw, out, scale, sums, offsetBy) => nativeQuantize(src, channels, hw, out, scale, sums ?? null, offsetBy);
+  const int8Cache = new Int8TemplateCache(quantize);
   return {
     name: 'fast',
     variant,
     supportedVariants: info.variants,
     threads: info.threads,
+    precision,
 
     async matchLayer(query: QueryMap, templates: FeatureStack, options: MatchOptions): Promise<MatchResult> {
       const forwardPatch = checkPatch('forwardPatch', options.forwardPatch);
@@ -90,6 +130,15 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant): FastBacken
       const [n, c, h, w] = templates.shape;
       const forward = new Float32Array(h * w);
       const backward = new Float32Array(h * w);
+      if (precision === 'int8' && binding.matchLayerInt8 !== undefined && int8Supports(w, options)) {
+        const q8 = quantizeQueryInt8(query, quantize);
+        const t8 = int8Cache.get(templates);
+        const matchInt8 = binding.matchLayerInt8.bind(binding);
+        await callNative('matchLayerInt8', () =>
+          matchInt8(q8.data, q8.scale, t8.data, t8.scale, t8.sum, n, q8.groups, h, w, forwardPatch >> 1, backwardPatch >> 1, forward, backward),
+        );
+        return { forward, backward };
+      }
       await callNative('matchLayer', () =>
         binding.matchLayer(
           variant,
@@ -129,7 +178,11 @@ export async function loadFastBackend(options: FastBackendOptions = {}): Promise
     options.variant !== undefined
       ? chooseVariant(binding, options.variant, 'options.variant')
       : chooseVariant(binding, process.env['HETMM_FAST_VARIANT'], 'HETMM_FAST_VARIANT');
-  return makeBackend(binding, variant);
+  const precision =
+    options.precision !== undefined
+      ? choosePrecision(binding, options.precision, 'options.precision')
+      : choosePrecision(binding, process.env['HETMM_MATCH_PRECISION'], 'HETMM_MATCH_PRECISION');
+  return makeBackend(binding, variant, precision);
 }
 
 let defaultBackend: Promise<FastBackend> | undefined;
