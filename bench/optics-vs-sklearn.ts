@@ -8,8 +8,9 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { optics, OpticsScratch, cosineDistanceMatrix } from '../src/selection/optics.js';
-import { pixelGramReference } from '../src/selection/gram.js';
+import { pixelGramReference } from '../src/kernels/reference/gram.js';
 import type { FeatureStack } from '../src/kernels/contract.js';
+import { rng } from '../test/helpers/random.js';
 
 const N = 761;
 const C = 256;
@@ -18,17 +19,6 @@ const PIXELS_256 = 64 * 64 + 32 * 32 + 16 * 16;
 const trials = Number(process.argv[2] ?? 20);
 /** share of images replaced by exact copies of others (duplicate frames happen in real stores) */
 const duplicateShare = Number(process.argv[3] ?? 0);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** N unit vectors in C dims: 6 clusters of varying spread, 5% outliers, float32 like a store. */
 function structuredPoints(seed: number): Float32Array {

@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import type { FeatureStack } from '../src/kernels/contract.js';
 import { loadFastBackend } from '../src/kernels/fast/index.js';
 import { compressStore } from '../src/selection/compress-store.js';
-import { pixelGramReference } from '../src/selection/gram.js';
+import { pixelGramReference } from '../src/kernels/reference/gram.js';
 import { optics, OpticsScratch } from '../src/selection/optics.js';
 import { ptsMinSamples, selectTemplates } from '../src/selection/pts.js';
 import { TemplateStore } from '../src/store/index.js';

@@ -32,7 +32,7 @@ import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import type { FeatureStack, QueryMap } from '../src/kernels/contract.js';
 import { NATIVE_VARIANTS, loadFastBackend, type FastBackend, type NativeVariant } from '../src/kernels/fast/index.js';
-import { pixelGramReference } from '../src/kernels/reference-gram.js';
+import { pixelGramReference } from '../src/kernels/reference/gram.js';
 import { referenceBackend } from '../src/kernels/reference/index.js';
 import type { FeatureDType } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';

@@ -1,6 +1,6 @@
 /*
  * Per-pixel Gram matrices (pixelGram, for PTS), compiled once per
- * instruction-set variant like kernels_body.h (hetmm_native.c includes this
+ * instruction-set variant like kernels_body.h (variant_bodies.h includes this
  * file right after it, under the same VARIANT / VPART_T / VPARTS /
  * GRAM_BLOCK / F16_ROW macros).
  *

@@ -154,17 +154,8 @@ static inline void f16_row_avx512(float *dst, const uint16_t *src, int n) {
   for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
 }
 #define F16_ROW f16_row_avx512
-#include "kernels_body.h"
-#include "gram_body.h"
+#include "variant_bodies.h"
 #pragma GCC pop_options
-#undef VARIANT
-#undef MAX_ACC
-#undef MAX_NDX
-#undef VPART_T
-#undef VPARTS
-#undef GRAM_BLOCK
-#undef F16_ROW
-#undef HETMM_VALIGN
 
 #define VARIANT(name) name##_avx2
 #define MAX_ACC 6
@@ -181,16 +172,8 @@ static inline void f16_row_avx2(float *dst, const uint16_t *src, int n) {
   for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
 }
 #define F16_ROW f16_row_avx2
-#include "kernels_body.h"
-#include "gram_body.h"
+#include "variant_bodies.h"
 #pragma GCC pop_options
-#undef VARIANT
-#undef MAX_ACC
-#undef MAX_NDX
-#undef VPART_T
-#undef VPARTS
-#undef GRAM_BLOCK
-#undef F16_ROW
 
 #define VARIANT(name) name##_generic
 #define MAX_ACC 2
@@ -202,15 +185,7 @@ static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
   for (int i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
 }
 #define F16_ROW f16_row_generic
-#include "kernels_body.h"
-#include "gram_body.h"
-#undef VARIANT
-#undef MAX_ACC
-#undef MAX_NDX
-#undef VPART_T
-#undef VPARTS
-#undef GRAM_BLOCK
-#undef F16_ROW
+#include "variant_bodies.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma")

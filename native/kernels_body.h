@@ -1,8 +1,9 @@
 /*
  * Kernel bodies, compiled once per instruction-set variant.
  *
- * hetmm_native.c includes this file three times, each time under a different
- * `#pragma GCC target` and with VARIANT(name) appending a suffix, so one source
+ * hetmm_native.c includes this file three times (through variant_bodies.h),
+ * each time under a different `#pragma GCC target` and with VARIANT(name)
+ * appending a suffix, so one source
  * yields the AVX-512, AVX2+FMA and baseline (SSE2) machine code. The maths is
  * written with GCC vector extensions on 16-float vectors (v16sf): under
  * AVX-512 one vector is one zmm register, under AVX2 two ymm, under SSE2 four

@@ -3,7 +3,6 @@ import { symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
-import { HetmmError } from '../src/errors.js';
 import {
   Backbone,
   DEFAULT_BACKBONE,
@@ -13,6 +12,7 @@ import {
 } from '../src/backbone/index.js';
 import { loadImage } from '../src/image/index.js';
 import { datasetsDir, defaultModelPath, repoRoot, tempDir } from './helpers/io-paths.js';
+import { expectHetmm } from './helpers/errors.js';
 
 /** From ../shared/models/README.md, not computed by hetmm. */
 const README_SHA256 = 'a5cf6993e6443f99be82a1bdb8b0194cddabeb889240ec75e7064ca50d179452';
@@ -20,15 +20,6 @@ const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good/000.png
 const bottle2 = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good/001.png');
 const tmp = tempDir('backbone');
 const noEnv = {};
-
-function expectHetmm(code: string, ...fragments: string[]): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof HetmmError, `expected HetmmError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
 
 test('resolveModelPath: --model, HETMM_MODEL, default relative to cwd then package root', () => {
   assert.equal(resolveModelPath({ model: defaultModelPath, env: noEnv }).path, defaultModelPath);

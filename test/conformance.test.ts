@@ -27,79 +27,21 @@ import {
   type FastBackend,
 } from '../src/kernels/fast/index.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
-import { pixelGramReference } from '../src/kernels/reference-gram.js';
-import { decodeHalfBits, referenceBackend } from '../src/kernels/reference/index.js';
+import { pixelGramReference } from '../src/kernels/reference/gram.js';
+import { referenceBackend } from '../src/kernels/reference/index.js';
+import { float16BitsToNumber, float32ArrayToFloat16 } from '../src/store/float16.js';
+import { randomUnitMaps } from './helpers/random.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const parityDir = process.env['HETMM_PARITY_DIR'] ?? path.resolve(repoRoot, '../shared/fixtures/parity');
 
 // ---- data helpers ---------------------------------------------------------
 
-/** mulberry32: small deterministic PRNG so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** [M, C, H, W] random signed vectors, L2-normalised over C at each pixel. */
-function randomUnitMaps(m: number, c: number, h: number, w: number, seed: number): Float32Array {
-  const next = rng(seed);
-  const data = new Float32Array(m * c * h * w);
-  for (let i = 0; i < data.length; i++) data[i] = next() * 2 - 1;
-  const hw = h * w;
-  for (let k = 0; k < m; k++) {
-    for (let p = 0; p < hw; p++) {
-      let s = 0;
-      for (let ch = 0; ch < c; ch++) s += data[(k * c + ch) * hw + p] ** 2;
-      const inv = 1 / Math.sqrt(s);
-      for (let ch = 0; ch < c; ch++) data[(k * c + ch) * hw + p] *= inv;
-    }
-  }
-  return data;
-}
-
-/** float32 -> IEEE half bits, round to nearest even (normal range; features are in [-1, 1]). */
-function floatToHalfBits(v: number): number {
-  const f32 = new Float32Array([v]);
-  const bits = new Uint32Array(f32.buffer)[0];
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = ((bits >>> 23) & 0xff) - 127 + 15;
-  let mant = bits & 0x7fffff;
-  if (exp <= 0) {
-    // subnormal half (or zero)
-    if (exp < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - exp;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1) === 1)) half++;
-    return sign | half;
-  }
-  if (exp >= 31) return sign | 0x7c00;
-  let half = (exp << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
-  return sign | half;
-}
-
-function toHalf(data: Float32Array): Uint16Array {
-  const out = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) out[i] = floatToHalfBits(data[i]);
-  return out;
-}
-
 /** The float values a stack stands for (halves decoded exactly). */
 function stackValues(stack: FeatureStack): Float64Array {
   const out = new Float64Array(stack.data.length);
   for (let i = 0; i < out.length; i++) {
-    out[i] = stack.dtype === 'float16' ? decodeHalfBits(stack.data[i]) : stack.data[i];
+    out[i] = stack.dtype === 'float16' ? float16BitsToNumber(stack.data[i]) : stack.data[i];
   }
   return out;
 }
@@ -243,7 +185,7 @@ function makeInputs(k: MatchCase, seed: number): { query: QueryMap; templates: F
   const t32 = randomUnitMaps(k.n, k.c, k.h, k.w, seed + 1);
   const templates: FeatureStack =
     k.dtype === 'float16'
-      ? { dtype: 'float16', shape: [k.n, k.c, k.h, k.w], data: toHalf(t32) }
+      ? { dtype: 'float16', shape: [k.n, k.c, k.h, k.w], data: float32ArrayToFloat16(t32) }
       : { dtype: 'float32', shape: [k.n, k.c, k.h, k.w], data: t32 };
   return { query, templates };
 }
@@ -409,7 +351,7 @@ describe('pixelGram vs brute-force float64', () => {
       const t32 = randomUnitMaps(g.n, g.c, g.h, g.w, 42 + g.n);
       const stack: FeatureStack =
         g.dtype === 'float16'
-          ? { dtype: 'float16', shape: [g.n, g.c, g.h, g.w], data: toHalf(t32) }
+          ? { dtype: 'float16', shape: [g.n, g.c, g.h, g.w], data: float32ArrayToFloat16(t32) }
           : { dtype: 'float32', shape: [g.n, g.c, g.h, g.w], data: t32 };
       const expected = bruteGram(stack, g.p0, g.p1);
       const size = (g.p1 - g.p0) * g.n * g.n;

@@ -10,31 +10,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { before, describe, it } from 'node:test';
-import { main } from '../src/cli/main.js';
 import { TemplateStore } from '../src/store/index.js';
+import { runCli as run } from './helpers/cli.js';
 import { datasetsDir, tempDir } from './helpers/io-paths.js';
 
 const bottleRoot = path.join(datasetsDir, 'mvtec-bottle-xs');
 const bottle = path.join(bottleRoot, 'bottle');
 const tmp = tempDir('eval');
 const METRICS = ['image_auroc', 'pixel_auroc', 'aupro', 'pro_hetmm', 'f1_image'] as const;
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(argv, { stdout, stderr });
-  return { code, stdout: stdout.text, stderr: stderr.text };
-}
 
 interface ThresholdJson {
   threshold: number;

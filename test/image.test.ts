@@ -4,7 +4,6 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import sharp from 'sharp';
-import { HetmmError } from '../src/errors.js';
 import {
   encodeMapPng16,
   encodeMaskPng,
@@ -19,6 +18,7 @@ import {
 import { datasetsDir, tempDir } from './helpers/io-paths.js';
 import { PIL_GOLDEN, PIL_SOURCE_SIZE, pilSourcePixel } from './helpers/io-pil-golden.js';
 import { encodeBmpPalette8, encodeBmpRgb, encodeTiffGrey16 } from './helpers/io-writers.js';
+import { expectHetmm } from './helpers/errors.js';
 
 const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good/000.png');
 const bottleMask = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/ground_truth/broken_large/000_mask.png');
@@ -29,15 +29,6 @@ const tile = path.join(tileDir, readdirSync(tileDir).sort()[0]);
 const hazelDir = path.join(datasetsDir, 'hazelnut-toy/hazelnut/train/good');
 const hazelnut = path.join(hazelDir, readdirSync(hazelDir).sort()[0]);
 const tmp = tempDir('image');
-
-function expectHetmm(code: string, ...fragments: string[]): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof HetmmError, `expected HetmmError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
 
 function channelMeans(data: Float32Array, h: number, w: number): number[] {
   const plane = h * w;

@@ -11,42 +11,19 @@ import type { FeatureStack, KernelBackend, QueryMap } from '../src/kernels/contr
 import { createBackendRegistry } from '../src/kernels/index.js';
 import {
   backwardMatchPerTemplate,
-  decodeHalfBits,
   forwardMatchPerTemplate,
-  halfToFloat,
   matchLayerReference,
   matchPerTemplate,
   maxOverTemplates,
   referenceBackend,
 } from '../src/kernels/reference/index.js';
+import { float16BitsToNumber, float16DecodeTable } from '../src/store/float16.js';
+import { randomUnitMaps, rng } from './helpers/random.js';
+
+/** The value of half bits by table lookup (the path the kernels use). */
+const halfToFloat = (bits: number): number => float16DecodeTable()[bits]!;
 
 // ------------------------------------------------------------------ helpers
-
-/** mulberry32: small seeded PRNG so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** count maps of [c, h, w] with every pixel vector a random unit vector. */
-function unitMaps(random: () => number, count: number, c: number, h: number, w: number): Float32Array {
-  const hw = h * w;
-  const out = new Float32Array(count * c * hw);
-  for (let m = 0; m < count; m++) {
-    for (let p = 0; p < hw; p++) {
-      const v = Array.from({ length: c }, () => random() * 2 - 1);
-      const norm = Math.hypot(...v) || 1;
-      for (let ch = 0; ch < c; ch++) out[m * c * hw + ch * hw + p] = v[ch]! / norm;
-    }
-  }
-  return out;
-}
 
 /** The contract, pixel by pixel in float64: returns [N, H, W] forward and backward. */
 function naiveMatch(
@@ -145,8 +122,8 @@ describe('reference matching vs naive per-pixel float64', () => {
   for (const k of CASES) {
     test(`${k.label}: C=${k.c} ${k.h}x${k.w} N=${k.n} f=${k.f} b=${k.b}`, () => {
       const random = rng(k.c * 1000 + k.h * 100 + k.w * 10 + k.n);
-      const q = unitMaps(random, 1, k.c, k.h, k.w);
-      const t = unitMaps(random, k.n, k.c, k.h, k.w);
+      const q = randomUnitMaps(1, k.c, k.h, k.w, random);
+      const t = randomUnitMaps(k.n, k.c, k.h, k.w, random);
       const query: QueryMap = { shape: [k.c, k.h, k.w], data: q };
       const templates: FeatureStack = { dtype: 'float32', shape: [k.n, k.c, k.h, k.w], data: t };
       const expected = naiveMatch(q, t, k.n, k.c, k.h, k.w, k.f, k.b);
@@ -172,8 +149,8 @@ describe('reference matching vs naive per-pixel float64', () => {
 
   test('f = 1 forward and b = 1 backward are the same-position dot product', () => {
     const random = rng(7);
-    const q = unitMaps(random, 1, 3, 4, 5);
-    const t = unitMaps(random, 2, 3, 4, 5);
+    const q = randomUnitMaps(1, 3, 4, 5, random);
+    const t = randomUnitMaps(2, 3, 4, 5, random);
     const query: QueryMap = { shape: [3, 4, 5], data: q };
     const templates: FeatureStack = { dtype: 'float32', shape: [2, 3, 4, 5], data: t };
     const fwd = forwardMatchPerTemplate(query, templates, 1);
@@ -185,7 +162,7 @@ describe('reference matching vs naive per-pixel float64', () => {
   });
 
   test('matching a map against itself gives 1 everywhere (unit vectors)', () => {
-    const q = unitMaps(rng(3), 1, 6, 5, 5);
+    const q = randomUnitMaps(1, 6, 5, 5, rng(3));
     const r = matchLayerReference(
       { shape: [6, 5, 5], data: q },
       { dtype: 'float32', shape: [1, 6, 5, 5], data: q },
@@ -196,8 +173,8 @@ describe('reference matching vs naive per-pixel float64', () => {
 
   test('templates longer than N*C*H*W (a store grown in place) read only the first N maps', () => {
     const random = rng(11);
-    const q = unitMaps(random, 1, 3, 3, 3);
-    const t = unitMaps(random, 2, 3, 3, 3);
+    const q = randomUnitMaps(1, 3, 3, 3, random);
+    const t = randomUnitMaps(2, 3, 3, 3, random);
     const padded = new Float32Array(t.length + 27).fill(5); // a junk 3rd map that must be ignored
     padded.set(t);
     const opts = { forwardPatch: 3, backwardPatch: 3 };
@@ -211,7 +188,7 @@ describe('float16 templates', () => {
   test('float16 store gives the same result as the equal float32 values', () => {
     const random = rng(99);
     const [n, c, h, w] = [3, 6, 5, 7];
-    const q = unitMaps(random, 1, c, h, w);
+    const q = randomUnitMaps(1, c, h, w, random);
     // values k/1024, |k| <= 1024, are exact in half; include subnormal-range ones
     const values = new Float32Array(n * c * h * w).map(() => Math.round((random() * 2 - 1) * 1024) / 1024);
     values[0] = 3 * 2 ** -24;
@@ -228,7 +205,7 @@ describe('float16 templates', () => {
     assert.ok(maxAbsDiff(f16.backward, expected.backward) < TOL);
   });
 
-  test('halfToFloat: known values', () => {
+  test('float16 decode table: known values', () => {
     const known: Array<[number, number]> = [
       [0x0000, 0],
       [0x3c00, 1],
@@ -248,7 +225,7 @@ describe('float16 templates', () => {
     assert.ok(Number.isNaN(halfToFloat(0xfc01)));
   });
 
-  test('halfToFloat: every normal half equals the float32 with the same sign, exponent and mantissa bits', () => {
+  test('float16 decode table and float16BitsToNumber: every normal half equals the float32 with the same sign, exponent and mantissa bits', () => {
     const view = new DataView(new ArrayBuffer(4));
     for (let bits = 0; bits < 65536; bits++) {
       const e = (bits >> 10) & 0x1f;
@@ -257,7 +234,7 @@ describe('float16 templates', () => {
       view.setUint32(0, f32bits >>> 0);
       const expected = view.getFloat32(0);
       if (halfToFloat(bits) !== expected) assert.fail(`0x${bits.toString(16)}: ${halfToFloat(bits)} != ${expected}`);
-      if (decodeHalfBits(bits) !== expected) assert.fail(`decodeHalfBits 0x${bits.toString(16)}`);
+      if (float16BitsToNumber(bits) !== expected) assert.fail(`float16BitsToNumber 0x${bits.toString(16)}`);
     }
   });
 });

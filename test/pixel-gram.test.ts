@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FeatureStack } from '../src/kernels/contract.js';
 import { loadFastBackend, type FastBackend } from '../src/kernels/fast/index.js';
-import { halfToFloatTable, NEAR_DUPLICATE_DISTANCE, refineNearDuplicates, refinePairs, selfSimilarities } from '../src/selection/gram.js';
+import { float16DecodeTable } from '../src/store/float16.js';
+import { NEAR_DUPLICATE_DISTANCE, refineNearDuplicates, refinePairs, selfSimilarities } from '../src/selection/gram.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -53,7 +54,7 @@ function halfStack(n: number, c: number, h: number, w: number, seed: number): Fe
 function bruteGram(stack: FeatureStack, p0: number, p1: number): { gram: Float64Array; absSum: Float64Array } {
   const [n, c, h, w] = stack.shape;
   const hw = h * w;
-  const table = halfToFloatTable();
+  const table = float16DecodeTable();
   const value = (e: number): number => (stack.dtype === 'float16' ? table[stack.data[e]!]! : stack.data[e]!);
   const nn = n * n;
   const gram = new Float64Array((p1 - p0) * nn);

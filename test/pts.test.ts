@@ -4,25 +4,15 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selectTemplates, ptsMinSamples, selectAtPixel, PtsPixelScratch } from '../src/selection/pts.js';
-import { pixelGramReference, halfToFloatTable } from '../src/selection/gram.js';
+import { pixelGramReference } from '../src/kernels/reference/gram.js';
+import { float16DecodeTable } from '../src/store/float16.js';
 import { opticsCosine } from '../src/selection/optics.js';
 import type { FeatureStack } from '../src/kernels/contract.js';
 import { HetmmError } from '../src/errors.js';
 import ptsParity from './parity/ops/pts.js';
+import { rng } from './helpers/random.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** [N, C, H, W] float32 stack of unit vectors around a few centres per pixel, some duplicated images. */
 function syntheticStack(n: number, c: number, h: number, w: number, seed: number): FeatureStack {
@@ -104,13 +94,19 @@ test('pixelGramReference equals per-pixel dot products, both triangles, float16 
     }
   }
   // float16: 1.0 = 0x3c00, -2 = 0xc000, 0.5 = 0x3800, smallest subnormal 0x0001
-  const t = halfToFloatTable();
+  const t = float16DecodeTable();
   assert.deepEqual([t[0x3c00], t[0xc000], t[0x3800], t[0x0001]], [1, -2, 0.5, 2 ** -24]);
   const half: FeatureStack = { dtype: 'float16', shape: [2, 2, 1, 1], data: Uint16Array.from([0x3c00, 0x3800, 0xc000, 0x3800]) };
   const g = new Float32Array(4);
   pixelGramReference(half, 0, 1, g);
   assert.deepEqual(Array.from(g), [1.25, -1.75, -1.75, 4.25]);
-  assert.throws(() => pixelGramReference(stack, 5, 5, out), (e: unknown) => e instanceof HetmmError && /\[5, 5\)/.test(e.message));
+  // an empty range is a no-op (one contract with the fast kernel); a reversed or out-of-map one is an E_ARGUMENT naming the bound
+  const untouched = out.slice();
+  pixelGramReference(stack, 5, 5, out);
+  assert.deepEqual(out, untouched);
+  const isRangeError = (bound: RegExp) => (e: unknown) => e instanceof HetmmError && e.code === 'E_ARGUMENT' && bound.test(e.message);
+  assert.throws(() => pixelGramReference(stack, 5, 4, out), isRangeError(/\[5, 12\] for p1 but received 4/));
+  assert.throws(() => pixelGramReference(stack, 0, 13, out), isRangeError(/\[0, 12\] for p1 but received 13/));
 });
 
 test('selectTemplates: K sheets, each pixel vector one of the inputs there, chosen by the PTS rule', async () => {
@@ -262,7 +258,7 @@ test('min_samples below 2 is clamped to 2 with a note', async () => {
 test('float16 stacks select the same images as their decoded float32 values', async () => {
   const f32 = syntheticStack(12, 4, 2, 2, 8);
   // round-trip through half: encode by nearest table entry search over the used values
-  const table = halfToFloatTable();
+  const table = float16DecodeTable();
   const bits = new Uint16Array(f32.data.length);
   const dec = new Float32Array(f32.data.length);
   for (let e = 0; e < bits.length; e++) {

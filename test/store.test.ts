@@ -3,7 +3,6 @@ import { readFileSync, readdirSync, writeFileSync, mkdirSync, statSync } from 'n
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
-import { HetmmError } from '../src/errors.js';
 import type { BackboneIdentity } from '../src/backbone/description.js';
 import {
   TemplateStore,
@@ -13,6 +12,7 @@ import {
   float32ToFloat16Bits,
 } from '../src/store/index.js';
 import { tempDir } from './helpers/io-paths.js';
+import { expectHetmm } from './helpers/errors.js';
 
 const tmp = tempDir('store');
 
@@ -26,15 +26,6 @@ const identity: BackboneIdentity = {
     { name: 'l3', channels: 16, height: 2, width: 2, stride: 16 },
   ],
 };
-
-function expectHetmm(code: string, ...fragments: string[]): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof HetmmError, `expected HetmmError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
 
 /** Deterministic pseudo-random features for image k (a tiny LCG, so tests are reproducible). */
 function features(k: number): Float32Array[] {

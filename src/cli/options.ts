@@ -1,5 +1,6 @@
 /** Options shared by several commands, defined once (library defaults live in the library). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Detector } from '../detector/detector.js';
 import { HetmmError } from '../errors.js';
 import type { BackendPreference } from '../kernels/index.js';
 import {
@@ -49,6 +50,18 @@ export function backendOption(value: string | undefined): BackendPreference | un
   if (value === undefined) return undefined;
   if (value === 'auto' || value === 'reference' || value === 'fast') return value;
   throw new HetmmError('E_ARGUMENT', `Expected --backend auto, reference or fast but received "${value}"`);
+}
+
+/**
+ * Detector.open with the COMMON_OPTIONS every detector command takes
+ * (--model, --backend, --threads), plus the command's own options (store,
+ * preset, dtype).
+ */
+export function openDetector(
+  values: { model?: string; backend?: string; threads?: string },
+  extra: Parameters<typeof Detector.open>[0] = {},
+): Promise<Detector> {
+  return Detector.open({ model: values.model, backend: backendOption(values.backend), threads: intOption(values.threads, 'threads'), ...extra });
 }
 
 export function intOption(value: string | undefined, name: string, min = 1): number | undefined {

@@ -1,83 +1,18 @@
 /**
- * Per-pixel similarity Gram matrices of a template stack: for every pixel p of
- * a range, G_p[i][j] = <x_i(p), x_j(p)> over the C channels of images i, j.
- *
- * Layout of `out` (shared with any fast kernel of the same signature): pixel
- * blocks of N*N, row-major, both triangles filled:
- *   out[(p - p0) * N * N + i * N + j],  p in [p0, p1).
+ * Precision helpers around the per-pixel Gram matrices PTS clusters
+ * (G_p[i][j] = <x_i(p), x_j(p)>; the kernel itself and its `out` layout:
+ * ../kernels/reference/gram.ts). A float32 Gram (the fast
+ * kernel) is exact enough except for near-duplicate pairs and the diagonal,
+ * which these recompute the reference's way: float64, channels in order.
  */
 import type { FeatureStack } from '../kernels/contract.js';
 import { HetmmError } from '../errors.js';
+import { float16DecodeTable } from '../store/float16.js';
 
-/** A Gram kernel writing float32 (e.g. the native fast kernel); fills `out` as documented above. */
+/** A Gram kernel writing float32 (e.g. the native fast kernel); fills `out` like pixelGramReference. */
 export type Float32GramFunction = (stack: FeatureStack, p0: number, p1: number, out: Float32Array) => Promise<void> | void;
 /** A Gram kernel writing float64 (the precision the OPTICS labels are pinned in). */
 export type Float64GramFunction = (stack: FeatureStack, p0: number, p1: number, out: Float64Array) => Promise<void> | void;
-
-let halfTable: Float64Array | undefined;
-
-/** IEEE half bits -> value, for all 65536 patterns (built once, 512 KiB). */
-export function halfToFloatTable(): Float64Array {
-  if (halfTable) return halfTable;
-  const t = new Float64Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) t[h] = sign * frac * 2 ** -24; // subnormal
-    else if (exp === 31) t[h] = frac === 0 ? sign * Infinity : NaN;
-    else t[h] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
-  halfTable = t;
-  return t;
-}
-
-/**
- * Plain TypeScript reference Gram. Vectorised over pixels: for each image
- * pair, the channel loop is outer and the pixel loop inner over contiguous
- * NCHW rows. Each G_p[i][j] is summed over c in ascending order in float64
- * (the same rounding as a sequential dot product, which the OPTICS parity
- * fixtures depend on); a Float32Array `out` receives it rounded once.
- */
-export function pixelGramReference(
-  stack: FeatureStack,
-  p0: number,
-  p1: number,
-  out: Float32Array | Float64Array,
-): void {
-  const [n, c, h, w] = stack.shape;
-  const hw = h * w;
-  if (!Number.isInteger(p0) || !Number.isInteger(p1) || p0 < 0 || p1 > hw || p0 >= p1) {
-    throw new HetmmError('E_ARGUMENT', `pixelGram: expected a pixel range 0 <= p0 < p1 <= ${hw}, got [${p0}, ${p1})`);
-  }
-  const count = p1 - p0;
-  const nn = n * n;
-  if (out.length < count * nn) {
-    throw new HetmmError('E_ARGUMENT', `pixelGram: expected out of length >= ${count}*${n}*${n} = ${count * nn}, got ${out.length}`);
-  }
-  const data = stack.data;
-  const table = stack.dtype === 'float16' ? halfToFloatTable() : undefined;
-  const acc = new Float64Array(count);
-  for (let i = 0; i < n; i++) {
-    for (let j = i; j < n; j++) {
-      acc.fill(0);
-      for (let ch = 0; ch < c; ch++) {
-        const ri = (i * c + ch) * hw + p0;
-        const rj = (j * c + ch) * hw + p0;
-        if (table) {
-          for (let q = 0; q < count; q++) acc[q] += table[data[ri + q]!]! * table[data[rj + q]!]!;
-        } else {
-          for (let q = 0; q < count; q++) acc[q] += data[ri + q]! * data[rj + q]!;
-        }
-      }
-      for (let q = 0; q < count; q++) {
-        const v = acc[q]!;
-        out[q * nn + i * n + j] = v;
-        out[q * nn + j * n + i] = v;
-      }
-    }
-  }
-}
 
 /**
  * Distances below this (in absolute value) are recomputed in float64 by
@@ -154,7 +89,7 @@ function dotAt(stack: FeatureStack, p: number, i: number, j: number): number {
   const [, c, h, w] = stack.shape;
   const hw = h * w;
   const data = stack.data;
-  const table = stack.dtype === 'float16' ? halfToFloatTable() : undefined;
+  const table = stack.dtype === 'float16' ? float16DecodeTable() : undefined;
   let dot = 0;
   for (let ch = 0; ch < c; ch++) {
     const a = data[(i * c + ch) * hw + p]!;
@@ -183,7 +118,7 @@ export function selfSimilarities(stack: FeatureStack, p0: number, p1: number, ou
     throw new HetmmError('E_ARGUMENT', `selfSimilarities: expected out of length >= ${count}*${n} = ${count * n}, got ${out.length}`);
   }
   const data = stack.data;
-  const table = stack.dtype === 'float16' ? halfToFloatTable() : undefined;
+  const table = stack.dtype === 'float16' ? float16DecodeTable() : undefined;
   const acc = new Float64Array(count);
   for (let i = 0; i < n; i++) {
     acc.fill(0);

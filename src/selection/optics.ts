@@ -283,21 +283,7 @@ export function optics(
   minSamples: number,
   scratch?: OpticsScratch,
 ): OpticsResult {
-  checkArguments(distance, n, minSamples);
-  const own = scratch === undefined;
-  const s = scratch ?? new OpticsScratch(n);
-  s.ensure(n);
-  computeGraph(distance, n, minSamples, s, false);
-  extractXiLabels(n, minSamples, minSamples, s);
-  const view = <T extends Int32Array | Float64Array>(a: T): T =>
-    (own ? a.slice(0, n) : a.subarray(0, n)) as T;
-  return {
-    labels: view(s.labels),
-    ordering: view(s.ordering),
-    reachability: view(s.reachability),
-    coreDistances: view(s.coreDistances),
-    predecessor: view(s.predecessor),
-  };
+  return runOptics(distance, n, minSamples, scratch, false);
 }
 
 /**
@@ -313,14 +299,18 @@ export function opticsFromSimilarity(
   minSamples: number,
   scratch?: OpticsScratch,
 ): OpticsResult {
-  checkArguments(similarity, n, minSamples);
+  return runOptics(similarity, n, minSamples, scratch, true);
+}
+
+/** Both entry points: `complement` reads the matrix as similarities (distance = 1 - value). */
+function runOptics(matrix: Float64Array, n: number, minSamples: number, scratch: OpticsScratch | undefined, complement: boolean): OpticsResult {
+  checkArguments(matrix, n, minSamples);
   const own = scratch === undefined;
   const s = scratch ?? new OpticsScratch(n);
   s.ensure(n);
-  computeGraph(similarity, n, minSamples, s, true);
+  computeGraph(matrix, n, minSamples, s, complement);
   extractXiLabels(n, minSamples, minSamples, s);
-  const view = <T extends Int32Array | Float64Array>(a: T): T =>
-    (own ? a.slice(0, n) : a.subarray(0, n)) as T;
+  const view = <T extends Int32Array | Float64Array>(a: T): T => (own ? a.slice(0, n) : a.subarray(0, n)) as T;
   return {
     labels: view(s.labels),
     ordering: view(s.ordering),

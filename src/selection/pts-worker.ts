@@ -12,7 +12,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { FeatureStack } from '../kernels/contract.js';
-import { pixelGramReference, selfSimilarities } from './gram.js';
+import { pixelGramReference } from '../kernels/reference/gram.js';
+import { selfSimilarities } from './gram.js';
 import { selectAtPixel, PtsPixelScratch } from './pts.js';
 
 interface TaskOutputs {

@@ -18,9 +18,9 @@
 import type { FeatureStack } from '../kernels/contract.js';
 import { HetmmError } from '../errors.js';
 import { opticsFromSimilarity, OpticsScratch } from './optics.js';
+import { pixelGramReference } from '../kernels/reference/gram.js';
 import {
   NEAR_DUPLICATE_DISTANCE,
-  pixelGramReference,
   refinePairs,
   selfSimilarities,
   type Float32GramFunction,

@@ -51,11 +51,16 @@ export function float16BitsToNumber(h: number): number {
 
 let table: Float32Array | undefined;
 
-/** All 65536 half values as float32, built once on first use. */
-function decodeTable(): Float32Array {
+/**
+ * All 65536 half values as float32 (256 KiB), built once on first use: one
+ * lookup per element is far cheaper than bit twiddling inside the matching
+ * and Gram loops, and exact (every half is a float32). Shared: do not write.
+ */
+export function float16DecodeTable(): Float32Array {
   if (table === undefined) {
-    table = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) table[h] = float16BitsToNumber(h);
+    const t = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) t[h] = float16BitsToNumber(h);
+    table = t;
   }
   return table;
 }
@@ -65,8 +70,9 @@ export function float32ArrayToFloat16(src: ArrayLike<number>, dst: Uint16Array =
   return dst;
 }
 
+/** Decodes all of `src` into `dst[dstOffset..]`; pass a subarray to decode a slice (e.g. a few channel planes). */
 export function float16ArrayToFloat32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length), dstOffset = 0): Float32Array {
-  const t = decodeTable();
+  const t = float16DecodeTable();
   for (let i = 0; i < src.length; i++) dst[dstOffset + i] = t[src[i]];
   return dst;
 }

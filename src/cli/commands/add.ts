@@ -1,9 +1,8 @@
-import { Detector } from '../../detector/detector.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, intOption, parse } from '../options.js';
+import { COMMON_OPTIONS, openDetector, parse } from '../options.js';
 
 export const ADD_USAGE = `usage: hetmm add -t STORE <images-or-dirs...> [--model PATH] [--quiet] [--json]
 
@@ -22,12 +21,7 @@ export async function addCommand(args: string[], ctx: CliContext): Promise<numbe
   if (positionals.length === 0) throw new HetmmError('E_ARGUMENT', `add needs images or directories\n${ADD_USAGE}`);
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
-  const detector = await Detector.open({
-    store: values.templates,
-    model: values.model,
-    backend: backendOption(values.backend),
-    threads: intOption(values.threads, 'threads'),
-  });
+  const detector = await openDetector(values, { store: values.templates });
   try {
     const before = detector.store.count;
     const bar = report.progress('add', files.length);

@@ -1,13 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../backbone/index.js';
-import { Detector } from '../../detector/detector.js';
 import { calibrateStore } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, intOption, parse } from '../options.js';
+import { COMMON_OPTIONS, openDetector, parse } from '../options.js';
 import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
 
 const DEMO_DATA = '../shared/datasets/mvtec-bottle-xs/bottle';
@@ -51,12 +50,7 @@ export async function demoCommand(args: string[], ctx: CliContext): Promise<numb
   for (const type of types) for (const file of await loadImagesFrom([path.join(testRoot, type)])) tests.push({ file, type });
 
   const t0 = performance.now();
-  const detector = await Detector.open({
-    model: values.model,
-    backend: backendOption(values.backend),
-    threads: intOption(values.threads, 'threads'),
-    preset: path.basename(data) === 'bottle' ? 'bottle' : 'default',
-  });
+  const detector = await openDetector(values, { preset: path.basename(data) === 'bottle' ? 'bottle' : 'default' });
   try {
     await detector.add(train);
     detector.store.meta.preset = detector.preset;

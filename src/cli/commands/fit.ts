@@ -1,11 +1,10 @@
 import path from 'node:path';
-import { Detector } from '../../detector/detector.js';
 import { calibrateStore } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, COMMON_OPTIONS, intOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
                  [--calibrate N | --no-calibrate] [--pts K] [--model PATH] [--backend auto|reference|fast] [--quiet] [--json]
@@ -44,13 +43,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
   const preset = presetFromOptions(values, 'default');
-  const detector = await Detector.open({
-    model: values.model,
-    backend: backendOption(values.backend),
-    threads: intOption(values.threads, 'threads'),
-    preset,
-    dtype,
-  });
+  const detector = await openDetector(values, { preset, dtype });
   try {
     const t0 = performance.now();
     const bar = report.progress('features', files.length);

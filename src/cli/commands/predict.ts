@@ -1,10 +1,9 @@
 import path from 'node:path';
-import { Detector } from '../../detector/detector.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { COMMON_OPTIONS, intOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
@@ -36,13 +35,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
   if (positionals.length === 0) throw new HetmmError('E_ARGUMENT', `predict needs images or directories\n${PREDICT_USAGE}`);
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
-  const detector = await Detector.open({
-    store: values.templates,
-    model: values.model,
-    backend: backendOption(values.backend),
-    threads: intOption(values.threads, 'threads'),
-    preset: presetFromOptions(values, ''),
-  });
+  const detector = await openDetector(values, { store: values.templates, preset: presetFromOptions(values, '') });
   try {
     const stems = outputStems(files);
     const bar = report.progress('predict', files.length);

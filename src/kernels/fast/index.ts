@@ -20,7 +20,7 @@
  */
 import { HetmmError } from '../../errors.js';
 import type { FeatureStack, KernelBackend, MatchOptions, MatchResult, QueryMap } from '../contract.js';
-import { validateGramInputs } from '../reference-gram.js';
+import { validateGramInputs } from '../reference/gram.js';
 import { validateMatchInputs } from '../reference/match.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
 import { Int8TemplateCache, int8Supports, quantizeQueryInt8, type MapQuantizer } from './int8.js';
@@ -159,6 +159,8 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
 
     async pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void> {
       validateGramInputs(stack, p0, p1, out);
+      // the native kernel writes float32 only (the reference also takes float64)
+      if (!(out instanceof Float32Array)) throw new HetmmError('E_ARGUMENT', 'Expected a Float32Array for out');
       if (p1 === p0) return;
       const [n, c, h, w] = stack.shape;
       await callNative('pixelGram', () => binding.pixelGram(variant, stack.data, n, c, h, w, p0, p1, out));
@@ -191,7 +193,7 @@ let defaultBackend: Promise<FastBackend> | undefined;
  * Per-pixel Gram matrices of a feature stack on the fast backend:
  * out[(p - p0)*N*N + i*N + j] = sum_c T_i[c][p] T_j[c][p] for flat pixels
  * p in [p0, p1); both halves of each symmetric N x N matrix are written.
- * Same result as pixelGramReference (../reference-gram.ts) within float32
+ * Same result as pixelGramReference (../reference/gram.ts) within float32
  * rounding.
  */
 export async function pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void> {

@@ -18,7 +18,7 @@
  */
 import { HetmmError } from '../../errors.js';
 import type { FeatureStack, MatchOptions, MatchResult, QueryMap } from '../contract.js';
-import { decodeHalfBits } from '../reference/index.js';
+import { float16ArrayToFloat32 } from '../../store/float16.js';
 
 export interface Int8Query {
   /** packed u8 words (value + 128), [G][H][W][4] */
@@ -173,8 +173,7 @@ export function quantizeTemplatesInt8(
     let src: Float32Array;
     let base: number;
     if (halfMap !== undefined) {
-      const bits = stack.data as Uint16Array;
-      for (let i = 0; i < per; i++) halfMap[i] = decodeHalfBits(bits[t * per + i]!);
+      float16ArrayToFloat32((stack.data as Uint16Array).subarray(t * per, (t + 1) * per), halfMap);
       [src, base] = [halfMap, 0];
     } else {
       [src, base] = [stack.data as Float32Array, t * per];

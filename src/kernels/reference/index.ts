@@ -2,7 +2,6 @@
 import type { KernelBackend } from '../contract.js';
 import { matchLayerReference } from './match.js';
 
-export { decodeHalfBits, decodeHalfInto, halfToFloat } from './half.js';
 export {
   backwardMatchPerTemplate,
   forwardMatchPerTemplate,

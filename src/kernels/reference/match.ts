@@ -17,7 +17,7 @@
  */
 import { HetmmError } from '../../errors.js';
 import type { FeatureStack, MatchOptions, MatchResult, QueryMap } from '../contract.js';
-import { decodeHalfInto } from './half.js';
+import { float16ArrayToFloat32 } from '../../store/float16.js';
 
 /** Accumulator planes are processed in groups that fit in ~512 KiB (L2). */
 const ACCUMULATOR_BUDGET_FLOATS = 128 * 1024;
@@ -132,7 +132,8 @@ function matchCore(
         let tBase: number;
         if (halfPlanes !== undefined) {
           // the block's channel planes are contiguous in the store: decode them in one go
-          decodeHalfInto(templates.data as Uint16Array, templateBase + qBase, halfPlanes, 0, lanes * hw);
+          const planesStart = templateBase + qBase;
+          float16ArrayToFloat32((templates.data as Uint16Array).subarray(planesStart, planesStart + lanes * hw), halfPlanes);
           tp = halfPlanes;
           tBase = 0;
         } else {
