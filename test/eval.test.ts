@@ -231,7 +231,7 @@ describe('hetmm eval on MVTec bottle', () => {
     const pts = store.meta.pts as { sheets: number; fromImages: number };
     assert.equal(pts.sheets, 3);
     assert.equal(pts.fromImages, 5);
-    assert.match((store.meta.threshold as { method: string }).method, /before PTS selection$/);
+    assert.match((store.meta.threshold as { method: string }).method, /original template scores against the PTS sheets/);
   });
 
   it('bad options: one clear error line and a usage exit code', async () => {

@@ -28,7 +28,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
-import { calibrateStore, storedThreshold } from '../detector/threshold.js';
+import { calibrateStore, calibrateStoreFromTemplates, storedThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';
 import type { FeatureDType } from '../kernels/contract.js';
@@ -413,12 +413,16 @@ async function prepareStore(
       onProgress: (done, total) => progress('compress', done, total),
     });
     for (const n of compressed.notes) note(n);
-    // The threshold was calibrated on the whole store; fewer templates raise normal scores (docs/THRESHOLDS.md).
-    const threshold = compressed.store.meta.threshold as { method?: unknown } | undefined;
-    if (threshold !== undefined && typeof threshold.method === 'string') {
-      compressed.store.meta.threshold = { ...threshold, method: `${threshold.method}, before PTS selection` };
-    }
+    const full = detector.store.snapshot();
     detector.setStore(compressed.store);
+    // Fewer templates raise normal scores: the full store's threshold would
+    // flag most good parts, so score the original templates against the sheets.
+    if (settled.calibrationSamples > 0) {
+      await calibrateStoreFromTemplates(detector, full, {
+        samples: settled.calibrationSamples,
+        onProgress: (e) => progress('calibrate', e.done, e.total),
+      });
+    }
   }
   if (options.saveTemplates !== undefined) {
     await mkdir(options.saveTemplates, { recursive: true });
