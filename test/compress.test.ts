@@ -54,7 +54,7 @@ before(async () => {
 
 test('compress keeps K sheets made of source vectors and records meta.pts', async () => {
   const out = path.join(tmp, 'grid-8.hetmm');
-  const r = await run('compress', '-t', full, '--size', String(K), '-o', out, '--json', '--workers', '2');
+  const r = await run('compress', '-t', full, '--size', String(K), '-o', out, '--json', '--workers', '2', '--no-recalibrate');
   assert.equal(r.code, 0, r.stderr);
   const record = JSON.parse(r.stdout) as { sheets: number; pts: PtsRecord };
   assert.equal(record.sheets, K);
@@ -70,7 +70,7 @@ test('compress keeps K sheets made of source vectors and records meta.pts', asyn
   assert.equal(pts.minSamples, 3); // 25 // 8
   assert.ok(pts.seconds > 0);
   assert.deepEqual(small.meta.preset, source.meta.preset);
-  // not recalibrated: the full store's threshold is carried over
+  // --no-recalibrate: the full store's threshold is carried over
   assert.deepEqual(small.meta.threshold, source.meta.threshold);
   for (let l = 0; l < source.layerCount; l++) assertSheetsFromSources(small.layer(l), source.layer(l), `layer ${l}`);
 });
@@ -92,9 +92,9 @@ test('predict works on the PTS store, and add appends one sheet', async () => {
   assert.equal((grown.meta.pts as PtsRecord).sheets, K, 'meta.pts records the compression, not later additions');
 });
 
-test('--recalibrate scores original templates against the sheets', async () => {
+test('by default compress recalibrates: original templates scored against the sheets', async () => {
   const out = path.join(tmp, 'grid-8-cal.hetmm');
-  const r = await run('compress', '-t', full, '--size', String(K), '-o', out, '--recalibrate', '--calibrate', '5', '--quiet');
+  const r = await run('compress', '-t', full, '--size', String(K), '-o', out, '--calibrate', '5', '--quiet');
   assert.equal(r.code, 0, r.stderr);
   const small = await TemplateStore.load(out);
   const t = small.meta.threshold as { value: number; method: string; scores: number[] };

@@ -9,15 +9,16 @@ import { Reporter } from '../context.js';
 import { COMMON_OPTIONS, intOption, parse } from '../options.js';
 
 export const COMPRESS_USAGE = `usage: hetmm compress -t STORE --size K -o OUT [--workers N] [--backend auto|reference|fast]
-                      [--recalibrate [--calibrate N]] [--model PATH] [--quiet] [--json]
+                      [--calibrate N | --no-recalibrate] [--model PATH] [--quiet] [--json]
 
 PTS (pixel-level template selection): keeps K template "sheets" per layer,
 chosen at every pixel among the N stored images (OPTICS clusters, their
 centres, then hard normals; docs/PTS.md). Matching cost drops by N / K.
---backend picks the Gram kernel (auto: native when built). The threshold is
-copied from STORE, where it was calibrated on all N images; --recalibrate
-scores N (default 16) of the original templates against the sheets instead
-(needs the model).`;
+--backend picks the Gram kernel (auto: native when built). When STORE has a
+threshold, a new one is calibrated for the sheets: N (default 16) of the
+original templates are scored against them (needs the model). With
+--no-recalibrate the full store's threshold is copied (it flags more good
+parts: fewer templates raise normal scores).`;
 
 function gramChoice(value: string | undefined): PtsGramChoice {
   if (value === undefined || value === 'auto' || value === 'fast' || value === 'reference') return value ?? 'auto';
@@ -57,6 +58,7 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
       output: { type: 'string', short: 'o' },
       workers: { type: 'string' },
       recalibrate: { type: 'boolean', default: false },
+      'no-recalibrate': { type: 'boolean', default: false },
       calibrate: { type: 'string' },
     },
     COMPRESS_USAGE,
@@ -77,7 +79,9 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   const source = await TemplateStore.load(values.templates);
   const result = await compressWithProgress(source, k, report, { gram, workers });
   const store = result.store;
-  if (values.recalibrate) {
+  const selected = result.pts.minSamples !== null; // N > K: the sheets differ from the images
+  const recalibrate = values.recalibrate || (!values['no-recalibrate'] && selected && store.meta.threshold !== undefined);
+  if (recalibrate) {
     // the model is only needed to score: same backbone check as every other command
     const detector = await Detector.open({ store, model: values.model, threads: intOption(values.threads, 'threads') });
     try {
@@ -85,8 +89,8 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
     } finally {
       detector.dispose();
     }
-  } else if (store.meta.threshold !== undefined && result.pts.minSamples !== null) {
-    report.note('the threshold was calibrated on all templates; --recalibrate computes one for the sheets');
+  } else if (store.meta.threshold !== undefined && selected) {
+    report.note('the threshold was copied from the full store (--no-recalibrate): expect more false alarms');
   }
   await store.save(values.output);
   const d = store.describe();
