@@ -129,6 +129,17 @@ test('an image over the decoder pixel limit is refused before decoding', async (
   assert.match(r.stderr, /pixel/i);
 });
 
+test('predict --int8 matches in int8: scores within 5e-3 of float matching', async () => {
+  const file = path.join(brokenDir, '000.png');
+  const float = JSON.parse((await run('predict', '-t', store, file, '--json', '--quiet')).stdout) as { score: number };
+  const r = await run('predict', '-t', store, file, '--json', '--quiet', '--int8');
+  assert.equal(r.code, 0, r.stderr);
+  const int8 = JSON.parse(r.stdout) as { score: number };
+  assert.notEqual(int8.score, float.score, 'int8 matching must actually run (it rounds differently)');
+  assert.ok(Math.abs(int8.score - float.score) < 5e-3, `${int8.score} vs ${float.score}`);
+  assertCleanError(await run('predict', '-t', store, file, '--int8', '--backend', 'reference'), 'int8');
+});
+
 test('a tiny 8x8 image is processed', async () => {
   const { default: sharp } = await import('sharp');
   const tiny = path.join(tmp, 'tiny.png');

@@ -57,6 +57,13 @@ export function backendOption(value: string | undefined): BackendPreference | un
  * (--model, --backend, --threads), plus the command's own options (store,
  * preset, dtype).
  */
+/** `--int8`: match with int8 VNNI kernels (faster, approximate: docs/PERFORMANCE.md). */
+export const INT8_OPTION = { int8: { type: 'boolean', default: false } } as const satisfies ParseArgsConfig['options'];
+
+export function matchPrecisionOption(values: { int8?: boolean }): { matchPrecision?: 'int8' } {
+  return values.int8 ? { matchPrecision: 'int8' } : {};
+}
+
 export function openDetector(
   values: { model?: string; backend?: string; threads?: string },
   extra: Parameters<typeof Detector.open>[0] = {},

@@ -74,6 +74,8 @@ export interface EvaluateOptions {
   /** element type of fitted stores; default float32 (a loaded store keeps its own) */
   readonly dtype?: FeatureDType;
   readonly backend?: BackendPreference;
+  /** 'int8': approximate int8 matching (see DetectorOptions.matchPrecision) */
+  readonly matchPrecision?: 'float' | 'int8';
   /** ONNX model path (default: the shipped backbone) */
   readonly model?: string;
   /** onnxruntime threads */
@@ -241,6 +243,7 @@ export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallba
     backend: options.backend,
     threads: options.threads,
     dtype: options.dtype,
+    ...(options.matchPrecision === undefined ? {} : { matchPrecision: options.matchPrecision }),
   });
   try {
     const reports: CategoryReport[] = [];

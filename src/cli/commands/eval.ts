@@ -3,12 +3,12 @@ import { evaluate, type EvaluateEvent } from '../../eval/run.js';
 import { formatPercent, formatTable, reportToJson } from '../../eval/report.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, INT8_OPTION, matchPrecisionOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 import type { Progress } from '../progress.js';
 
 export const EVAL_USAGE = `usage: hetmm eval --data ROOT [--category NAME ...] [--preset NAME|auto] [--json FILE|-] [--report DIR]
                  [--templates STORE|DIR] [--save-templates DIR] [--pts K] [--dtype float32|float16]
-                 [--calibrate N] [--examples N] [--concurrency N] [--model PATH] [--backend auto|reference|fast] [--quiet]
+                 [--calibrate N] [--examples N] [--concurrency N] [--model PATH] [--backend auto|reference|fast] [--int8] [--quiet]
        hetmm eval --folder-normal DIR [--folder-abnormal DIR [--folder-mask DIR]] [--folder-normal-test DIR] ...
 
 Evaluates HETMM on a data set. ROOT is an MVTec AD root (every category
@@ -48,6 +48,7 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
       concurrency: { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string' },
+      ...INT8_OPTION,
       threads: { type: 'string' },
       quiet: { type: 'boolean', short: 'q', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -140,6 +141,7 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
       pts: intOption(values.pts, 'pts'),
       dtype,
       backend: backendOption(values.backend),
+      ...matchPrecisionOption(values),
       model: values.model,
       threads: intOption(values.threads, 'threads'),
       concurrency: intOption(values.concurrency, 'concurrency'),
