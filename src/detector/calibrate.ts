@@ -33,23 +33,7 @@ export async function leaveOneOutScores(
   if (snapshot.count < 2) {
     throw new HetmmError('E_ARGUMENT', `leave-one-out calibration needs at least 2 templates, the store has ${snapshot.count}`);
   }
-  const indices = evenSample(snapshot.count, options.samples ?? 16);
-  const scores: number[] = [];
-  const medians: number[] = [];
-  for (const [k, i] of indices.entries()) {
-    const features = snapshot.layers.map((stack) => {
-      const [, c, h, w] = stack.shape;
-      const per = c * h * w;
-      const slice = stack.data.subarray(i * per, (i + 1) * per);
-      return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-    });
-    const { results } = await detector.matchFeatures(features, { exclude: i });
-    const scored = detector.scoreResults(results);
-    scores.push(scored.score);
-    medians.push(median(scored.pixelMap));
-    options.onProgress?.({ done: k + 1, total: indices.length, file: snapshot.files[i] ?? String(i) });
-  }
-  return { scores, indices, pixelMedian: median(Float32Array.from(medians)) };
+  return scoreTemplates(detector, snapshot, true, options);
 }
 
 /**
@@ -66,6 +50,16 @@ export async function heldOutTemplateScores(
   options: { samples?: number; onProgress?: ProgressCallback } = {},
 ): Promise<Calibration> {
   if (source.count < 1) throw new HetmmError('E_ARGUMENT', 'calibration needs at least 1 original template, the source store is empty');
+  return scoreTemplates(detector, source, false, options);
+}
+
+/** Scores an even sample of `source`'s templates against the detector's store (leaving each out of it when `leaveOut`). */
+async function scoreTemplates(
+  detector: Detector,
+  source: StoreSnapshot,
+  leaveOut: boolean,
+  options: { samples?: number; onProgress?: ProgressCallback },
+): Promise<Calibration> {
   const indices = evenSample(source.count, options.samples ?? 16);
   const scores: number[] = [];
   const medians: number[] = [];
@@ -76,7 +70,7 @@ export async function heldOutTemplateScores(
       const slice = stack.data.subarray(i * per, (i + 1) * per);
       return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
     });
-    const { results } = await detector.matchFeatures(features);
+    const { results } = await detector.matchFeatures(features, leaveOut ? { exclude: i } : {});
     const scored = detector.scoreResults(results);
     scores.push(scored.score);
     medians.push(median(scored.pixelMap));
