@@ -52,15 +52,18 @@ function checkMaxPixels(maxPixels: number | undefined): number {
   return m;
 }
 
+/** A file-system error in words. */
+function readFailure(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code ?? 'unknown error';
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : code;
+}
+
 async function readSourceBytes(source: string | Buffer): Promise<Buffer> {
   if (typeof source !== 'string') return source;
   try {
     return await readFile(source);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'unknown error';
-    const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : code;
-    throw new HetmmError('E_IMAGE_READ', `cannot read image '${source}': ${why}`, { cause: e });
+    throw new HetmmError('E_IMAGE_READ', `cannot read image '${source}': ${readFailure(e)}`, { cause: e });
   }
 }
 
@@ -189,7 +192,7 @@ export async function loadImagesFrom(dirOrFiles: readonly string[]): Promise<str
     try {
       info = await stat(entry);
     } catch (e) {
-      throw new HetmmError('E_IMAGE_READ', `cannot read '${entry}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+      throw new HetmmError('E_IMAGE_READ', `cannot read '${entry}': ${readFailure(e)}`, { cause: e });
     }
     if (info.isDirectory()) {
       const names = (await readdir(entry, { withFileTypes: true }))
