@@ -29,6 +29,8 @@ export interface ImageUpload {
 
 export interface PredictRequest {
   readonly line: string;
+  /** the HTTP layer's prediction id, echoed in the verdict event (for "mark as normal") */
+  readonly id?: string;
   readonly image: ImageUpload;
   readonly maps: MapsOption;
   /**
@@ -121,7 +123,7 @@ export type ExecutorEvent =
   | {
       readonly type: 'verdict';
       readonly line: string;
-      /** set by the HTTP layer when it keeps the result (for "mark as normal") */
+      /** the request's id (PredictRequest.id) */
       readonly id?: string;
       readonly name: string;
       readonly score: number;
