@@ -165,7 +165,8 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
     ...executor.lineInfo(name),
     load: executor.load().find((l) => l.line === name),
   });
-  app.get('/v1/lines', { schema: { summary: 'list lines', response: { 200: ANY_OBJECT } } }, async () => ({
+  app.get('/v1/lines', { schema: { summary: 'list lines (and whether changes are enabled on this server)', response: { 200: ANY_OBJECT } } }, async () => ({
+    changes: token === undefined ? 'disabled' : 'token',
     lines: executor.lineNames().flatMap((n) => {
       try {
         return [lineView(n)];
@@ -332,18 +333,18 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   app.get<{ Params: { id: string } }>('/v1/predictions/:id', { schema: { summary: 'a recent prediction', response: { 200: ANY_OBJECT } } }, async (request) =>
     predictionJson(kept(request.params.id), false),
   );
-  const file = (name: string, type: string, get: (r: KeptResult) => Buffer | undefined): void => {
+  const file = (name: string, type: string | ((r: KeptResult) => string), get: (r: KeptResult) => Buffer | undefined): void => {
     app.get<{ Params: { id: string } }>(`/v1/predictions/:id/${name}`, { schema: { summary: `a recent prediction's ${name}` } }, async (request, reply) => {
       const r = kept(request.params.id);
       const bytes = get(r);
       if (bytes === undefined) throw new ServerError('E_NOT_FOUND', `prediction ${r.id} has no ${name} (ask for it with ?maps=png or ?maps=npy)`);
-      return reply.header('content-type', type).header('cache-control', 'private, max-age=3600').send(bytes);
+      return reply.header('content-type', typeof type === 'string' ? type : type(r)).header('cache-control', 'private, max-age=3600').send(bytes);
     });
   };
   file('heatmap.png', 'image/png', (r) => r.outcome.maps.heatmapPng);
   file('mask.png', 'image/png', (r) => r.outcome.maps.maskPng);
   file('map.npy', 'application/octet-stream', (r) => r.outcome.maps.anomalyNpy);
-  file('image', 'application/octet-stream', (r) => r.image.bytes);
+  file('image', (r) => imageType(r.image.bytes), (r) => r.image.bytes);
 
   // ---- hot update ---------------------------------------------------------------------------------------
   app.post<{ Params: { line: string }; Querystring: { name?: string } }>(
@@ -480,6 +481,17 @@ function predictionJson(r: KeptResult, inline: boolean): Record<string, unknown>
     maps,
     at: r.at,
   };
+}
+
+/** The media type of an uploaded image by its first bytes (browsers refuse to guess under nosniff). */
+function imageType(bytes: Buffer): string {
+  const starts = (...b: number[]): boolean => b.every((v, i) => bytes[i] === v);
+  if (starts(0x89, 0x50, 0x4e, 0x47)) return 'image/png';
+  if (starts(0xff, 0xd8, 0xff)) return 'image/jpeg';
+  if (starts(0x42, 0x4d)) return 'image/bmp';
+  if (starts(0x52, 0x49, 0x46, 0x46) && bytes.subarray(8, 12).toString('latin1') === 'WEBP') return 'image/webp';
+  if (starts(0x49, 0x49, 0x2a, 0x00) || starts(0x4d, 0x4d, 0x00, 0x2a)) return 'image/tiff';
+  return 'application/octet-stream';
 }
 
 function isJsonObject(body: unknown): body is Record<string, unknown> {
