@@ -30,7 +30,7 @@ export interface DetectorOptions {
   /**
    * 'int8': match with the fast backend's int8 VNNI kernels (about 2.5x
    * faster matching, scores within ~2e-3 of float; docs/PERFORMANCE.md).
-   * Default 'float' (HETMM_MATCH_PRECISION is read when the backend loads).
+   * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
    */
   readonly matchPrecision?: 'float' | 'int8';
 }
@@ -96,10 +96,7 @@ export class Detector {
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend =
-      options.matchPrecision === 'int8'
-        ? await loadInt8Backend(options.backend ?? 'auto')
-        : await getBackend(options.backend ?? 'auto');
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision });
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
     else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
@@ -262,15 +259,6 @@ export class Detector {
   dispose(): void {
     this.backbone.dispose();
   }
-}
-
-/** A fast backend matching in int8, outside the shared registry (whose fast backend matches in float). */
-async function loadInt8Backend(preference: BackendPreference): Promise<KernelBackend> {
-  if (preference === 'reference') {
-    throw new HetmmError('E_ARGUMENT', 'int8 matching needs the fast backend, but the reference backend was asked for');
-  }
-  const { loadFastBackend } = await import('../kernels/fast/index.js');
-  return loadFastBackend({ precision: 'int8' });
 }
 
 function presetFromMeta(value: unknown): Preset | string | undefined {
