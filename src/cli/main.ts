@@ -25,6 +25,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
+  serve: { run: async (args, ctx) => (await import('./commands/serve.js')).serveCommand(args, ctx), summary: 'inspection server and web page: predict, review, hot-update over HTTP' },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
