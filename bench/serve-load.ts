@@ -15,8 +15,8 @@
  *    4 and 16 clients: images/s, p50/p99 latency of answered requests, 429s,
  *    and the server's CPU-seconds per image (from its /metrics).
  * 4. A sweep of client counts (8..12) for where 429s start.
- * 5. Soak: 4 clients for --soak seconds, the server's RSS and heap sampled
- *    every 10 s.
+ * 5. Soak: 4 clients for --soak seconds (0: none), the server's RSS and heap
+ *    sampled every 10 s.
  * 6. The in-process baseline again (the machine is shared: the report gives
  *    both and the ratios to their mean).
  * Everything stops by itself; the server child is killed on any exit.
@@ -140,6 +140,9 @@ interface LoadResult {
   otherErrors: number;
   otherErrorKinds: Record<string, number>;
   serverCpuSecondsPerImage: number;
+  /** the server's event-loop delay (prom-client, since the previous scrape) */
+  eventLoopLagP99Ms: number;
+  eventLoopLagMaxMs: number;
 }
 
 async function load(base: string, line: string, clients: number, seconds: number, onTick?: () => Promise<void>): Promise<LoadResult> {
@@ -148,6 +151,7 @@ async function load(base: string, line: string, clients: number, seconds: number
   let other = 0;
   const otherStatuses: Record<string, number> = {};
   const cpu0 = await serverMetric(base, 'hetmm_process_cpu_seconds_total');
+  await serverMetric(base, 'hetmm_nodejs_eventloop_lag_p99_seconds'); // resets the lag histogram
   const t0 = performance.now();
   const deadline = t0 + seconds * 1000;
   const client = async (k: number): Promise<void> => {
@@ -182,7 +186,9 @@ async function load(base: string, line: string, clients: number, seconds: number
   await Promise.all(Array.from({ length: clients }, (_, k) => client(k)));
   ticking = false;
   const elapsed = (performance.now() - t0) / 1000;
-  const cpu1 = await serverMetric(base, 'hetmm_process_cpu_seconds_total');
+  const scrape = await (await fetch(`${base}/metrics`)).text();
+  const metric = (name: string): number => Number(scrape.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ').pop() ?? NaN);
+  const cpu1 = metric('hetmm_process_cpu_seconds_total');
   await ticker.catch(() => undefined);
   latencies.sort((a, b) => a - b);
   return {
@@ -197,6 +203,8 @@ async function load(base: string, line: string, clients: number, seconds: number
     otherErrors: other,
     otherErrorKinds: otherStatuses,
     serverCpuSecondsPerImage: (cpu1 - cpu0) / Math.max(1, latencies.length),
+    eventLoopLagP99Ms: Math.round(metric('hetmm_nodejs_eventloop_lag_p99_seconds') * 1000),
+    eventLoopLagMaxMs: Math.round(metric('hetmm_nodejs_eventloop_lag_max_seconds') * 1000),
   };
 }
 
@@ -240,11 +248,14 @@ async function main(): Promise<void> {
       const heap = await serverMetric(server!.base, 'hetmm_nodejs_heap_size_used_bytes');
       memory.push({ t: Math.round((performance.now() - t0) / 1000), rssMiB: Math.round(rss / 2 ** 20), heapMiB: Math.round(heap / 2 ** 20) });
     };
-    await sample();
-    log(`soak: 4 clients for ${SOAK} s`);
-    const soak = await load(server.base, line, 4, SOAK, sample);
-    await sample();
-    log(`  ${JSON.stringify(soak)}; memory ${JSON.stringify(memory.slice(0, 2))} ... ${JSON.stringify(memory.at(-1))}`);
+    let soak: LoadResult | undefined;
+    if (SOAK > 0) {
+      await sample();
+      log(`soak: 4 clients for ${SOAK} s`);
+      soak = await load(server.base, line, 4, SOAK, sample);
+      await sample();
+      log(`  ${JSON.stringify(soak)}; memory ${JSON.stringify(memory.slice(0, 2))} ... ${JSON.stringify(memory.at(-1))}`);
+    }
     server.child.kill('SIGTERM');
     await new Promise((res) => server!.child.once('exit', res));
     server = undefined;
@@ -263,7 +274,7 @@ async function main(): Promise<void> {
       server: points.map((p) => ({ ...p, ...ratio(p) })),
       sweep429: sweep.map((p) => ({ ...p, ...ratio(p) })),
       first429AtClients: [...points, ...sweep].filter((p) => p.rejected429 > 0).map((p) => p.clients).sort((a, b) => a - b)[0] ?? null,
-      soak: { ...soak, ...ratio(soak), memory },
+      soak: soak === undefined ? null : { ...soak, ...ratio(soak), memory },
       loadAverageEnd: loadAverage(),
     });
     const text = JSON.stringify(report, null, 2);
