@@ -16,6 +16,7 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
+import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
 export interface DetectorOptions {
   /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
@@ -33,6 +34,8 @@ export interface DetectorOptions {
    * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
    */
   readonly matchPrecision?: 'float' | 'int8';
+  /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
+  readonly maxPixels?: number;
 }
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
@@ -78,6 +81,7 @@ export class Detector {
   #store: TemplateStore;
   /** the store file this detector was opened from: `add` appends to it durably (locked, merged) */
   #storeFile: string | undefined;
+  #maxPixels: number | undefined;
 
   private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset, storeFile?: string) {
     this.backbone = backbone;
@@ -94,6 +98,7 @@ export class Detector {
   static async open(
     options: DetectorOptions & { store?: string | TemplateStore; dtype?: FeatureDType } = {},
   ): Promise<Detector> {
+    validateDetectorOptions(options);
     const backbone = await Backbone.load({
       model: options.model,
       description: options.backboneDescription,
@@ -108,9 +113,10 @@ export class Detector {
       assertSameBackbone(store.identity, backbone.identity);
     }
     // A store remembers the preset it was fitted (and calibrated) with.
-    const presetOption = options.preset ?? presetFromMeta(store.meta.preset) ?? 'default';
-    const preset = typeof presetOption === 'string' ? resolvePreset(presetOption) : presetOption;
-    return new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    const preset = options.preset !== undefined ? checkedPreset(options.preset, 'options.preset') : presetFromMeta(store.meta.preset) ?? resolvePreset('default');
+    const detector = new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    detector.#maxPixels = options.maxPixels;
+    return detector;
   }
 
   get store(): TemplateStore {
@@ -135,11 +141,12 @@ export class Detector {
   /** Decodes and resizes an image to the backbone's input size. */
   async loadImage(source: string | Buffer): Promise<LoadedImage> {
     const [h, w] = this.backbone.identity.inputSize;
-    return loadImage(source, { size: [h, w] });
+    return loadImage(source, { size: [h, w], maxPixels: this.#maxPixels });
   }
 
   /** Per-layer L2-normalised features [C,H,W] of one image. */
   async features(source: string | Buffer | LoadedImage): Promise<{ image: LoadedImage; features: Float32Array[] }> {
+    validateImageSource(source, 'features(source)');
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     return { image, features: await this.backbone.extract(image) };
   }
@@ -239,6 +246,7 @@ export class Detector {
    * with a given threshold, so that a prediction sees one published store version.
    */
   async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
+    validateImageSource(source, 'predict(source)');
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
@@ -287,7 +295,7 @@ export class Detector {
     sources: readonly string[],
     options: { concurrency?: number } = {},
   ): AsyncGenerator<{ source: string; prediction?: Prediction; error?: Error }> {
-    const concurrency = Math.max(1, options.concurrency ?? 2);
+    const concurrency = validatePredictMany(sources, options);
     const inFlight: Promise<{ source: string; prediction?: Prediction; error?: Error }>[] = [];
     let next = 0;
     const start = (i: number): Promise<{ source: string; prediction?: Prediction; error?: Error }> =>
@@ -313,8 +321,15 @@ export class Detector {
   }
 }
 
-function presetFromMeta(value: unknown): Preset | string | undefined {
-  if (typeof value === 'string') return value;
+/** The preset a store was fitted with; one this hetmm does not know is a store problem (exit 4), not a usage error. */
+function presetFromMeta(value: unknown): Preset | undefined {
+  if (typeof value === 'string') {
+    try {
+      return resolvePreset(value);
+    } catch (e) {
+      throw new HetmmError('E_STORE_FORMAT', `the store names preset ${JSON.stringify(value)}, which this hetmm does not know (${e instanceof Error ? e.message : String(e)}); pass --preset`);
+    }
+  }
   if (typeof value !== 'object' || value === null) return undefined;
   try {
     validatePreset(value as Preset);
