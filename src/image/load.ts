@@ -16,8 +16,8 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import { HetmmError } from '../errors.js';
+import { loadSharp } from './sharp.js';
 import { decodeBmp, isBmp } from './bmp.js';
 import { resizeBilinearFloat, resizeBilinearU8 } from './resample.js';
 import {
@@ -82,9 +82,9 @@ export async function decodeRgb(
   if (isBmp(bytes)) return decodeBmp(bytes, name, maxPixels);
   try {
     const sharpOptions = { limitInputPixels: maxPixels, failOn: 'warning' as const, autoOrient: options.autoOrient ?? false };
-    const meta = await sharp(bytes, sharpOptions).metadata();
+    const meta = await (await loadSharp())(bytes, sharpOptions).metadata();
     const sixteen = meta.depth === 'ushort' || meta.depth === 'short';
-    const { data, info } = await sharp(bytes, sharpOptions)
+    const { data, info } = await (await loadSharp())(bytes, sharpOptions)
       .toColourspace(sixteen ? 'rgb16' : 'srgb')
       .removeAlpha()
       .raw({ depth: sixteen ? 'ushort' : 'uchar' })
