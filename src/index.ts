@@ -13,7 +13,7 @@
  * The root is the public API a user needs (about 30 names, listed in the
  * README's API section and pinned by test/api.test.ts); building blocks are
  * behind subpaths: hetmm/image, hetmm/backbone, hetmm/store, hetmm/kernels,
- * hetmm/matching, hetmm/selection, hetmm/metrics, hetmm/eval. Importing it
+ * hetmm/matching, hetmm/selection, hetmm/metrics, hetmm/eval, hetmm/models. Importing it
  * loads neither onnxruntime nor sharp: they load on first use.
  */
 export { version } from './version.js';
@@ -26,3 +26,4 @@ export { calibrateStore, storedThreshold, type StoredThreshold } from './detecto
 export { compressStore, type CompressOptions, type CompressResult } from './selection/compress-store.js';
 export { evaluate, type EvaluateOptions, type EvaluationResult } from './eval/run.js';
 export { getBackend, listBackends, registerBackend, type BackendPreference, type KernelBackend } from './kernels/index.js';
+export { MODELS, resolveModel } from './models/index.js';

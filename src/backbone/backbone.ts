@@ -21,13 +21,13 @@ import {
   type BackboneIdentity,
   type BackboneLayerIdentity,
 } from './description.js';
-import { resolveModelPath } from './model-path.js';
+import { resolveModel } from '../models/index.js';
 
 /** Pixel vectors with a smaller norm are divided by this instead (as F.normalize's eps). */
 const NORM_EPSILON = 1e-12;
 
 export interface BackboneLoadOptions {
-  /** path to the .onnx file; default: see resolveModelPath (HETMM_MODEL, then the shipped model) */
+  /** path to the .onnx file; default: the model store (../models: HETMM_MODEL, cache, local, npm package, download) */
   readonly model?: string;
   /** default: `<model>.json` next to the model if it exists, else DEFAULT_BACKBONE */
   readonly description?: BackboneDescription;
@@ -141,7 +141,7 @@ export class Backbone {
     if (!Number.isInteger(threads) || threads <= 0) {
       throw new HetmmError('E_ARGUMENT', `Expected positive integer for threads but received ${String(threads)}`);
     }
-    const { path: modelPath } = resolveModelPath({ model: options.model, env: options.env });
+    const { path: modelPath } = await resolveModel({ model: options.model, env: options.env });
     let description = options.description;
     if (description === undefined) {
       const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;

@@ -7,6 +7,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setting } from '../config.js';
+import { version } from '../version.js';
 import { isHetmmError, type HetmmErrorCode } from '../errors.js';
 import type { CliContext } from './context.js';
 import { addCommand } from './commands/add.js';
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
+  models: { run: async (args, ctx) => (await import('./commands/models.js')).modelsCommand(args, ctx), summary: 'list, download (pull), verify and locate backbone models' },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
@@ -69,7 +71,7 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
-    ctx.stdout.write('hetmm 0.1.0\n');
+    ctx.stdout.write(`hetmm ${version}\n`);
     return 0;
   }
   const command = COMMANDS[name];
