@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import type { Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/types.js';
@@ -21,13 +21,13 @@ import {
   type BackboneIdentity,
   type BackboneLayerIdentity,
 } from './description.js';
-import { resolveModelPath } from './model-path.js';
+import { resolveModel } from '../models/index.js';
 
 /** Pixel vectors with a smaller norm are divided by this instead (as F.normalize's eps). */
 const NORM_EPSILON = 1e-12;
 
 export interface BackboneLoadOptions {
-  /** path to the .onnx file; default: see resolveModelPath (HETMM_MODEL, then the shipped model) */
+  /** path to the .onnx file; default: the model store (../models: HETMM_MODEL, cache, local, npm package, download) */
   readonly model?: string;
   /** default: `<model>.json` next to the model if it exists, else DEFAULT_BACKBONE */
   readonly description?: BackboneDescription;
@@ -43,6 +43,19 @@ interface SharedSession {
   users: number;
 }
 
+/** onnxruntime-node, imported on the first Backbone.load (importing hetmm must not load it). */
+let ortModule: Promise<typeof ort> | undefined;
+let ortLoaded: typeof ort | undefined;
+async function loadOrt(): Promise<typeof ort> {
+  ortModule ??= import('onnxruntime-node').then((m) => (ortLoaded = m));
+  return ortModule;
+}
+/** The loaded onnxruntime (a Backbone exists only after loadOrt resolved). */
+function ortRuntime(): typeof ort {
+  if (ortLoaded === undefined) throw new Error('onnxruntime-node is used before Backbone.load');
+  return ortLoaded;
+}
+
 /** One InferenceSession per model file per process: sessions hold the weights (~100 MB) and thread pools. */
 const sessions = new Map<string, Promise<SharedSession>>();
 
@@ -55,7 +68,7 @@ async function sha256File(file: string): Promise<string> {
 async function openSession(modelPath: string, threads: number): Promise<SharedSession> {
   const [sha256, session] = await Promise.all([
     sha256File(modelPath),
-    ort.InferenceSession.create(modelPath, {
+    (await loadOrt()).InferenceSession.create(modelPath, {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -128,7 +141,7 @@ export class Backbone {
     if (!Number.isInteger(threads) || threads <= 0) {
       throw new HetmmError('E_ARGUMENT', `Expected positive integer for threads but received ${String(threads)}`);
     }
-    const { path: modelPath } = resolveModelPath({ model: options.model, env: options.env });
+    const { path: modelPath } = await resolveModel({ model: options.model, env: options.env });
     let description = options.description;
     if (description === undefined) {
       const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;
@@ -173,7 +186,7 @@ export class Backbone {
     const dynamicBatch = typeof batchDim === 'string' || (typeof batchDim === 'number' && batchDim < 0);
 
     const [H, W] = d.inputSize;
-    const zeros = new ort.Tensor('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
+    const zeros = new (ortRuntime().Tensor)('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
     let results: ort.InferenceSession.OnnxValueMapType;
     try {
       results = await s.run({ [d.inputName]: zeros }, [...d.outputNames]);
@@ -225,7 +238,7 @@ export class Backbone {
         for (let p = 0; p < plane; p++) data[dst + p] = (img.data[src + p] - mean) * invStd;
       }
     });
-    return new ort.Tensor('float32', data, [images.length, 3, H, W]);
+    return new (ortRuntime().Tensor)('float32', data, [images.length, 3, H, W]);
   }
 
   async #run(images: readonly LoadedImage[]): Promise<Float32Array[][]> {

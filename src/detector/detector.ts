@@ -18,7 +18,12 @@ import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
+/** Everything Detector.open takes. */
 export interface DetectorOptions {
+  /** a template store file, a loaded store, or undefined for a new empty store (fill it with `add`) */
+  readonly store?: string | TemplateStore;
+  /** element type of a new store's features; default 'float32' (a loaded store keeps its own) */
+  readonly dtype?: FeatureDType;
   /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
   readonly model?: string;
   readonly backboneDescription?: BackboneDescription;
@@ -95,9 +100,7 @@ export class Detector {
    * Opens a detector. `store` is a template store file, a loaded store, or
    * undefined for a new empty store (fill it with `add`).
    */
-  static async open(
-    options: DetectorOptions & { store?: string | TemplateStore; dtype?: FeatureDType } = {},
-  ): Promise<Detector> {
+  static async open(options: DetectorOptions = {}): Promise<Detector> {
     validateDetectorOptions(options);
     const backbone = await Backbone.load({
       model: options.model,
