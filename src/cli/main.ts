@@ -24,6 +24,8 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
+  worker: { run: async (args, ctx) => (await import('./commands/worker.js')).workerCommand(args, ctx), summary: 'queue worker: process a cluster\'s jobs from Redis (docs/SCALING.md)' },
+  queue: { run: async (args, ctx) => (await import('./commands/queue.js')).queueCommand(args, ctx), summary: 'queue status: depth, workers, store versions (docs/SCALING.md)' },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
@@ -56,6 +58,9 @@ function exitCode(code: HetmmErrorCode): number {
       return 4;
     case 'E_STORE_WRITE':
       return 5;
+    case 'E_UNAVAILABLE':
+    case 'E_TIMEOUT':
+      return 69; // sysexits EX_UNAVAILABLE: a service (Redis) is down; retry later
     default:
       return 70;
   }
