@@ -14,7 +14,6 @@
  *   - SIGTERM lets a worker finish its job and exit 0.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,8 +25,9 @@ import { SharedDirBlobStore } from '../src/queue/blob-store.js';
 import { QueueClient, type QueuedPrediction } from '../src/queue/client.js';
 import { bullConnection } from '../src/queue/redis.js';
 import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
-import { datasetsDir, defaultModelPath, repoRoot, tempDir } from './helpers/io-paths.js';
+import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
+import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
 const tileRoot = path.join(datasetsDir, 'magnetic-tile/magnetic_tile');
 const listDir = (dir: string): string[] =>
@@ -52,37 +52,9 @@ let nodeA: QueueClient;
 let nodeB: QueueClient;
 const workers: WorkerProcess[] = [];
 
-interface WorkerProcess {
-  readonly child: ChildProcess;
-  readonly log: string[];
-  id: string;
-  /** resolves with the exit code */
-  readonly exited: Promise<number | null>;
-}
-
-async function startWorker(): Promise<WorkerProcess> {
-  const child = spawn(
-    process.execPath,
-    [path.join(repoRoot, 'dist/src/cli/main.js'), 'worker', '--redis', redis.url, '--data-dir', dataDir, '--model', defaultModelPath, '--threads', '1', '--log-jobs'],
-    { env: { ...process.env, ...WORKER_ENV }, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const log: string[] = [];
-  const w: WorkerProcess = { child, log, id: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  let buffered = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    buffered += d.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop()!;
-    log.push(...lines);
-  });
+async function addWorker(): Promise<WorkerProcess> {
+  const w = await startWorker(redis.url, dataDir, { args: ['--threads', '1'], env: WORKER_ENV });
   workers.push(w);
-  const deadline = Date.now() + 60_000;
-  while (!log.some((l) => / ready: /.test(l))) {
-    if (child.exitCode !== null) throw new Error(`worker exited with ${child.exitCode}:\n${log.join('\n')}`);
-    if (Date.now() > deadline) throw new Error(`worker not ready within 60 s:\n${log.join('\n')}`);
-    await sleep(50);
-  }
-  w.id = /worker (\S+) ready/.exec(log.find((l) => / ready: /.test(l))!)![1]!;
   return w;
 }
 
@@ -113,14 +85,14 @@ async function settle(client: QueueClient, id: string, timeoutMs = 45_000): Prom
   }
 }
 
-describe('queue mode (real redis-server, worker processes)', { skip: redisAvailable ? false : 'no redis-server installed' }, () => {
+describe('queue mode (real redis-server, worker processes)', { skip: redisAvailable || process.env.CI ? false : 'no redis-server installed (CI installs it and never skips)' }, () => {
   before(async () => {
     redis = await TestRedis.start();
     detector = await Detector.open({ model: defaultModelPath, preset: 'default', dtype: 'float32' });
     await detector.add(good.slice(0, 3));
     await detector.store.save(path.join(dataDir, `${LINE}.hetmm`));
     writeFileSync(path.join(dataDir, 'broken.hetmm'), 'not a template store');
-    await Promise.all([startWorker(), startWorker()]);
+    await Promise.all([addWorker(), addWorker()]);
     nodeA = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
     nodeB = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
   });
@@ -229,7 +201,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
       await events.close();
     }
     // a worker that starts now loads the updated store file
-    const late = await startWorker();
+    const late = await addWorker();
     assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(4 templates, version 1\)/);
   });
 
