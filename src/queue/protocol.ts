@@ -1,9 +1,9 @@
 /**
  * What travels through Redis: job payloads, job results and store-update
  * announcements, with the binary codecs of the bytes that travel beside
- * them in the blob store (result maps, template features). Float arrays
- * are copied byte for byte (little-endian float32), so a result read back
- * is bit-identical to the worker's.
+ * them in the blob store (large images, rendered result maps). Maps are
+ * copied byte for byte, so a result read back is bit-identical to the
+ * worker's.
  */
 import { HetmmError } from '../errors.js';
 
@@ -66,16 +66,17 @@ export interface NormalsJobResult {
 /** One entry of a line's update stream. */
 export interface StoreUpdate {
   readonly version: number;
-  /** 'append': apply the features in `blob`; 'reload': load the store file (it changed in a way appends cannot express) */
-  readonly kind: 'append' | 'reload';
-  readonly blob?: string;
+  /** 'append': templates were appended to the store file; 'meta': the store's metadata (threshold) changed; 'reload': load the file again */
+  readonly kind: 'append' | 'meta' | 'reload';
+  /** the new metadata, for 'meta' */
+  readonly meta?: Record<string, unknown>;
   readonly files: readonly string[];
   /** template count after the update */
   readonly templates: number;
 }
 
 export function updateToFields(u: StoreUpdate): string[] {
-  return ['version', String(u.version), 'kind', u.kind, 'blob', u.blob ?? '', 'files', JSON.stringify(u.files), 'templates', String(u.templates)];
+  return ['version', String(u.version), 'kind', u.kind, 'files', JSON.stringify(u.files), 'templates', String(u.templates), ...(u.meta === undefined ? [] : ['meta', JSON.stringify(u.meta)])];
 }
 
 export function updateFromFields(fields: readonly string[]): StoreUpdate {
@@ -84,22 +85,11 @@ export function updateFromFields(fields: readonly string[]): StoreUpdate {
   const version = Number(m.get('version'));
   const kind = m.get('kind');
   const templates = Number(m.get('templates'));
-  if (!Number.isInteger(version) || (kind !== 'append' && kind !== 'reload') || !Number.isInteger(templates)) {
+  if (!Number.isInteger(version) || (kind !== 'append' && kind !== 'meta' && kind !== 'reload') || !Number.isInteger(templates)) {
     throw new HetmmError('E_INTERNAL', `malformed store update entry: ${JSON.stringify(fields)}`);
   }
-  const blob = m.get('blob');
-  return { version, kind, ...(blob ? { blob } : {}), files: JSON.parse(m.get('files') ?? '[]') as string[], templates };
-}
-
-function bytesOf(a: Float32Array): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/** Copies little-endian float32 bytes into a fresh, aligned Float32Array. */
-function floatsAt(buffer: Buffer, offset: number, count: number): Float32Array {
-  const out = new Float32Array(count);
-  Buffer.from(out.buffer).set(buffer.subarray(offset, offset + count * 4));
-  return out;
+  const meta = m.get('meta');
+  return { version, kind, files: JSON.parse(m.get('files') ?? '[]') as string[], templates, ...(meta === undefined ? {} : { meta: JSON.parse(meta) as Record<string, unknown> }) };
 }
 
 export function encodeMaps(maps: Partial<Record<MapName, Buffer>>, blob: string): { ref: MapsRef; data: Buffer[] } {
@@ -117,27 +107,4 @@ export function decodeMaps(buffer: Buffer, ref: MapsRef): Partial<Record<MapName
     offset += n;
   }
   return maps;
-}
-
-/** Features of several images (each: one Float32Array per layer) as one blob. */
-export function encodeFeatures(images: readonly (readonly Float32Array[])[]): Buffer[] {
-  return images.flatMap((layers) => layers.map(bytesOf));
-}
-
-export function decodeFeatures(buffer: Buffer, layerSizes: readonly number[], count: number): Float32Array[][] {
-  const perImage = layerSizes.reduce((a, b) => a + b, 0) * 4;
-  if (buffer.length !== perImage * count) {
-    throw new HetmmError('E_STORE_FORMAT', `template features blob has ${buffer.length} bytes, expected ${perImage * count} for ${count} images`);
-  }
-  const images: Float32Array[][] = [];
-  let offset = 0;
-  for (let i = 0; i < count; i++) {
-    const layers: Float32Array[] = [];
-    for (const size of layerSizes) {
-      layers.push(floatsAt(buffer, offset, size));
-      offset += size * 4;
-    }
-    images.push(layers);
-  }
-  return images;
 }

@@ -99,6 +99,10 @@ export class QueueKeys {
   version(line: string): string {
     return `${this.prefix}:line:${line}:version`;
   }
+  /** template count at the line's current version */
+  templates(line: string): string {
+    return `${this.prefix}:line:${line}:templates`;
+  }
   /** stream of the line's store updates, one entry per version */
   updates(line: string): string {
     return `${this.prefix}:line:${line}:updates`;

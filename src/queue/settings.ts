@@ -1,8 +1,9 @@
 /**
  * Queue-mode settings: defaults follow BullMQ's production guide; the few
- * knobs an operator (or a test) turns come from the environment, read here
- * and nowhere else so the configuration module (issue 9) can take them over.
+ * knobs an operator (or a test) turns are HETMM_QUEUE_* settings of the
+ * configuration module (src/config.ts).
  */
+import { setting, settingSource, type SettingName } from '../config.js';
 import { HetmmError } from '../errors.js';
 
 export interface QueueSettings {
@@ -38,31 +39,31 @@ export const DEFAULT_QUEUE_SETTINGS: QueueSettings = {
   syncTimeoutMs: 30_000,
 };
 
-const ENV_KEYS: Record<keyof QueueSettings, string> = {
-  prefix: 'HETMM_QUEUE_PREFIX',
-  inlineImageBytes: 'HETMM_QUEUE_INLINE_BYTES',
-  lockDurationMs: 'HETMM_QUEUE_LOCK_MS',
-  stalledIntervalMs: 'HETMM_QUEUE_STALLED_MS',
-  maxStalledCount: 'HETMM_QUEUE_MAX_STALLED',
-  keepResultsMs: 'HETMM_QUEUE_KEEP_RESULTS_MS',
-  updateRetention: 'HETMM_QUEUE_UPDATE_RETENTION',
-  heartbeatMs: 'HETMM_QUEUE_HEARTBEAT_MS',
-  syncTimeoutMs: 'HETMM_QUEUE_SYNC_TIMEOUT_MS',
+const SETTING_OF: Record<keyof QueueSettings, SettingName> = {
+  prefix: 'queuePrefix',
+  inlineImageBytes: 'queueInlineBytes',
+  lockDurationMs: 'queueLockMs',
+  stalledIntervalMs: 'queueStalledMs',
+  maxStalledCount: 'queueMaxStalled',
+  keepResultsMs: 'queueKeepResultsMs',
+  updateRetention: 'queueUpdateRetention',
+  heartbeatMs: 'queueHeartbeatMs',
+  syncTimeoutMs: 'queueSyncTimeoutMs',
 };
 
-/** The settings: defaults, then HETMM_QUEUE_* environment variables, then explicit overrides. */
-export function queueSettings(overrides: Partial<QueueSettings> = {}, env: NodeJS.ProcessEnv = process.env): QueueSettings {
+/** The settings: defaults, then the HETMM_QUEUE_* settings (src/config.ts), then explicit overrides. */
+export function queueSettings(overrides: Partial<QueueSettings> = {}): QueueSettings {
   const settings: Record<string, string | number> = { ...DEFAULT_QUEUE_SETTINGS };
-  for (const [key, name] of Object.entries(ENV_KEYS) as [keyof QueueSettings, string][]) {
-    const raw = env[name];
-    if (raw === undefined || raw === '') continue;
+  for (const [key, name] of Object.entries(SETTING_OF) as [keyof QueueSettings, SettingName][]) {
+    const raw = setting(name);
+    if (raw === undefined) continue;
     if (key === 'prefix') {
       settings[key] = raw;
       continue;
     }
     const n = Number(raw);
     if (!Number.isInteger(n) || n < (key === 'maxStalledCount' || key === 'inlineImageBytes' ? 0 : 1)) {
-      throw new HetmmError('E_ARGUMENT', `Expected a non-negative integer for ${name} but received "${raw}"`);
+      throw new HetmmError('E_ARGUMENT', `Expected a non-negative integer for ${settingSource(name)} but received "${raw}"`);
     }
     settings[key] = n;
   }

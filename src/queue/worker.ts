@@ -1,35 +1,31 @@
 /**
  * A queue worker: loads its lines' template stores once, consumes their
  * BullMQ queues, and keeps every store at the cluster's version by applying
- * the updates announced on each line's Redis stream (appending the new
- * templates' features: no reload of the store file unless it fell behind
- * the stream's retention).
+ * the updates announced on each line's Redis stream: it reads only the
+ * new templates' records from the shared store file (TemplateStore.refresh),
+ * never the whole store again unless the file was replaced.
  *
- * The heavy work never blocks the event loop for long: decoding runs in
- * sharp's thread pool, the backbone in onnxruntime's, matching in the native
- * addon's async workers; only scoring (a few ms) runs on the main thread,
- * so BullMQ's lock renewal keeps its schedule (measured: the worker
- * publishes its event-loop delay, docs/SCALING.md).
+ * The heavy work runs in a compute thread (./compute-thread.ts): the
+ * backbone blocks its caller's thread for a whole forward pass, and on the
+ * main thread that stalled BullMQ's lock renewal by up to 1.4 s on a loaded
+ * machine. The main thread only talks to Redis; it publishes its measured
+ * event-loop delay (docs/SCALING.md).
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { Detector, type DetectorOptions, type Prediction } from '../detector/detector.js';
-import { npyHeader } from '../image/index.js';
+import type { DetectorOptions } from '../detector/detector.js';
 import { HetmmError, isHetmmError } from '../errors.js';
-import { TemplateStore } from '../store/index.js';
 import type { BlobStore } from './blob-store.js';
+import { ComputeThread } from './compute.js';
 import { acquireLock } from './lock.js';
 import {
-  decodeFeatures,
-  encodeFeatures,
   encodeMaps,
   updateFromFields,
   updateToFields,
   type ImageRef,
-  type MapName,
   type JobData,
   type NormalsJobData,
   type NormalsJobResult,
@@ -39,7 +35,7 @@ import {
 } from './protocol.js';
 import { QueueKeys, assertLineName, bullConnection, connect } from './redis.js';
 import { queueSettings, type QueueSettings } from './settings.js';
-import { readStoreFileVersion, setStoreVersion, storeVersionOf } from './store-version.js';
+import { storeVersionOf } from './store-version.js';
 
 export interface WorkerLine {
   readonly name: string;
@@ -57,16 +53,6 @@ export interface QueueWorkerOptions {
   readonly id?: string;
   /** one line per event (job start/end, store updates, errors) */
   readonly log?: (line: string) => void;
-}
-
-/** The maps a request asked for, rendered as the in-process server renders them. */
-async function renderMaps(p: Prediction, maps: PredictJobData['maps']): Promise<Partial<Record<MapName, Buffer>>> {
-  if (maps === 'none') return {};
-  if (maps === 'npy') {
-    const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
-    return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
-  }
-  throw new HetmmError('E_ARGUMENT', 'maps=png needs the server layer (not merged yet)');
 }
 
 /** Library error codes that mean "this input is bad": the job fails at once, no retry. */
@@ -111,7 +97,8 @@ class SerialQueue {
 class LineRuntime {
   state: LineStatus['state'] = 'loading';
   error?: string;
-  detector?: Detector;
+  /** template count of the compute thread's copy */
+  templates = 0;
   version = 0;
   /** last stream entry applied (or skipped as already contained) */
   lastId = '0';
@@ -130,7 +117,7 @@ export class QueueWorker {
   readonly #loop = monitorEventLoopDelay({ resolution: 10 });
   #redis?: Redis;
   #follower?: Redis;
-  #engine?: Detector;
+  #compute?: ComputeThread;
   #heartbeat?: NodeJS.Timeout;
   #stopping = false;
   #followerDone?: Promise<void>;
@@ -156,17 +143,17 @@ export class QueueWorker {
     this.#loop.enable();
     this.#redis = await connect(this.#options.redisUrl, 'worker');
     this.#follower = await connect(this.#options.redisUrl, 'worker');
-    this.#engine = await Detector.open({ ...this.#options.detector });
+    this.#compute = new ComputeThread();
+    await this.#compute.init({ ...this.#options.detector });
     await this.#publish();
     this.#heartbeat = setInterval(() => void this.#publish().catch(() => undefined), this.settings.heartbeatMs);
     for (const line of this.#lines.values()) {
       try {
         await this.#load(line);
-        await this.#redis.set(this.keys.version(line.name), String(line.version), 'NX');
         await this.#catchUp(line);
         line.state = 'ready';
         await this.#redis.sadd(this.keys.lines(), line.name);
-        this.#log(`line ${line.name}: ${line.detector!.store.count} templates, version ${line.version}`);
+        this.#log(`line ${line.name}: ${line.templates} templates, version ${line.version}`);
       } catch (e) {
         // Take no jobs for a line we cannot serve; say why in status/readiness.
         line.state = 'failed';
@@ -217,11 +204,11 @@ export class QueueWorker {
       this.#redis.disconnect();
     }
     this.#loop.disable();
-    this.#engine?.dispose();
+    await this.#compute?.close();
   }
 
   #lineStatus(l: LineRuntime): LineStatus {
-    return { state: l.state, version: l.version, templates: l.detector?.store.count ?? 0, ...(l.error === undefined ? {} : { error: l.error }) };
+    return { state: l.state, version: l.version, templates: l.templates, ...(l.error === undefined ? {} : { error: l.error }) };
   }
 
   async #publish(): Promise<void> {
@@ -234,11 +221,23 @@ export class QueueWorker {
       .exec();
   }
 
+  /**
+   * Loads the line's store file and takes the cluster's version for it: the
+   * file holds every announced update (writers append to the file before
+   * they announce), so a file with at least the announced template count is
+   * at the announced version.
+   */
   async #load(line: LineRuntime): Promise<void> {
-    const store = await TemplateStore.load(line.storePath, { expect: this.#engine!.backbone.identity });
-    if (line.detector === undefined) line.detector = this.#engine!.withStore(store);
-    else line.detector.setStore(store);
-    line.version = storeVersionOf(store);
+    const { count, meta } = await this.#compute!.load(line.name, line.storePath);
+    line.templates = count;
+    const redis = this.#redis!;
+    // First worker to see the line (or a Redis that lost its data) seeds the version from the file.
+    await redis.multi().set(this.keys.version(line.name), String(storeVersionOf(meta)), 'NX').set(this.keys.templates(line.name), String(count), 'NX').exec();
+    const [version, templates] = await redis.mget(this.keys.version(line.name), this.keys.templates(line.name));
+    if (count < Number(templates)) {
+      throw new HetmmError('E_STORE_READ', `line ${line.name}: the store file holds ${count} templates, the cluster announced ${templates}: was the file replaced or rolled back?`);
+    }
+    line.version = Number(version);
   }
 
   #consume(line: LineRuntime): Worker {
@@ -292,10 +291,10 @@ export class QueueWorker {
     if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
     const version = line.version;
     const image = await this.#image(data.image);
-    const prediction = await line.detector!.predict(image);
+    const prediction = await this.#compute!.predict(line.name, image, data.maps);
     let maps: PredictJobResult['maps'];
-    const rendered = await renderMaps(prediction, data.maps);
-    if (Object.keys(rendered).length > 0) {
+    if (Object.keys(prediction.maps).length > 0) {
+      const rendered = Object.fromEntries(Object.entries(prediction.maps).map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
       const encoded = encodeMaps(rendered, `results/${jobId}`);
       await this.#options.blobs.put(encoded.ref.blob, encoded.data);
       maps = encoded.ref;
@@ -318,10 +317,12 @@ export class QueueWorker {
 
   /**
    * Hot update, the cluster's single writer for the line: under the line's
-   * Redis lock, catch up, extract the new images' features, write the store
-   * file (atomic replace) with version v+1, then publish the features and
-   * announce v+1 in one MULTI. The file is written before the announcement,
-   * so a worker that reloads the file never misses an announced update.
+   * Redis lock (which orders versions cluster-wide), catch up, extract the
+   * new images' features, append them to the store file as one durable
+   * record (TemplateStore.appendToFile: the file lock, fsync; it also merges
+   * appends made outside the cluster, e.g. `hetmm add`), then announce
+   * version v+1. The file is written before the announcement, so a worker
+   * that reads the file never misses an announced update.
    */
   async #addNormals(line: LineRuntime, data: NormalsJobData): Promise<NormalsJobResult> {
     const redis = this.#redis!;
@@ -329,36 +330,16 @@ export class QueueWorker {
     try {
       return await line.serial.run(async () => {
         await this.#applyAnnounced(line);
-        // A writer that died between saving the file and announcing left the
-        // file ahead of Redis: adopt the file and tell everyone to reload it.
-        const fileVersion = await readStoreFileVersion(line.storePath);
-        if (fileVersion > line.version) {
-          await this.#load(line);
-          line.lastId = await this.#announce(line.name, { version: line.version, kind: 'reload', files: [], templates: line.detector!.store.count });
-        }
-        const features: Float32Array[][] = [];
-        for (const ref of data.images) features.push((await line.detector!.features(await this.#image(ref))).features);
-        const store = line.detector!.store;
-        const version = line.version + 1;
-        store.reserve(features.length);
-        features.forEach((f, i) => store.append(f, data.names[i] ?? `<normal ${i}>`));
-        setStoreVersion(store, version);
-        try {
-          await store.save(line.storePath);
-        } catch (e) {
-          await this.#load(line); // drop the appended features: memory matches the file again
-          throw e;
-        }
+        const images: Buffer[] = [];
+        for (const ref of data.images) images.push(await this.#image(ref));
+        const { count, merged } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
+        line.templates = count;
         if (!lock.held) this.#log(`line ${line.name}: the store lock expired during the update (Redis unreachable?)`);
-        const blob = `updates/${line.name}/${version}`;
-        await this.#options.blobs.put(blob, encodeFeatures(features));
+        const version = line.version + 1;
+        line.lastId = await this.#announce(line.name, { version, kind: 'append', files: data.names, templates: count });
         line.version = version;
-        line.lastId = await this.#announce(line.name, { version, kind: 'append', blob, files: data.names, templates: store.count });
-        // Blobs of updates past the stream's retention are not needed any more.
-        const expired = version - this.settings.updateRetention - 1;
-        if (expired > 0) await this.#options.blobs.delete(`updates/${line.name}/${expired}`).catch(() => undefined);
-        this.#log(`line ${line.name}: +${features.length} templates -> ${store.count}, version ${version}`);
-        return { kind: 'normals', added: features.length, templates: store.count, version, worker: this.id };
+        this.#log(`line ${line.name}: +${images.length} templates -> ${count} (${merged} merged from the file), version ${version}`);
+        return { kind: 'normals', added: images.length, templates: count, version, worker: this.id };
       });
     } finally {
       await lock.release();
@@ -370,11 +351,12 @@ export class QueueWorker {
     const results = await this.#redis!
       .multi()
       .set(this.keys.version(line), String(update.version))
+      .set(this.keys.templates(line), String(update.templates))
       .xadd(this.keys.updates(line), 'MAXLEN', '~', String(this.settings.updateRetention), '*', ...updateToFields(update))
       .exec();
     const failure = results?.find(([e]) => e !== null)?.[0];
     if (failure) throw failure;
-    return results![1]![1] as string;
+    return results![2]![1] as string;
   }
 
   /** Applies announced updates in order; serialised per line. */
@@ -395,24 +377,20 @@ export class QueueWorker {
     const entries = await this.#redis!.xrange(this.keys.updates(line.name), line.lastId === '0' ? '-' : `(${line.lastId}`, '+');
     for (const [id, fields] of entries) {
       const update = updateFromFields(fields);
-      if (update.version <= line.version) {
-        line.lastId = id;
-        continue;
-      }
-      if (update.kind === 'append' && update.version === line.version + 1 && update.blob !== undefined) {
-        const identity = this.#engine!.backbone.identity;
-        const sizes = identity.layers.map((l) => l.channels * l.height * l.width);
-        const images = decodeFeatures(await this.#options.blobs.get(update.blob), sizes, update.files.length);
-        const store = line.detector!.store;
-        store.reserve(images.length);
-        images.forEach((f, i) => store.append(f, update.files[i]!));
-        setStoreVersion(store, update.version);
+      if (update.version > line.version) {
+        const before = line.templates;
+        if (update.kind === 'append') {
+          // Reads only the records appended since this worker last read the
+          // file (a few MB per image), whichever version they belong to; a
+          // file that was replaced (new lineage) is reloaded whole.
+          line.templates = (await this.#compute!.refresh(line.name)).count;
+        } else if (update.kind === 'meta' && update.meta !== undefined) {
+          await this.#compute!.setMeta(line.name, update.meta);
+        } else {
+          await this.#load(line);
+        }
         line.version = update.version;
-        this.#log(`line ${line.name}: applied version ${update.version} (+${images.length} -> ${store.count} templates)`);
-      } else {
-        // A reload, or a gap (this worker fell behind the stream's retention).
-        await this.#load(line);
-        this.#log(`line ${line.name}: reloaded the store file at version ${line.version}`);
+        this.#log(`line ${line.name}: applied version ${update.version} (${update.kind}: ${before} -> ${line.templates} templates)`);
       }
       line.lastId = id;
     }
