@@ -25,6 +25,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
+  serve: { run: async (args, ctx) => (await import('./commands/serve.js')).serveCommand(args, ctx), summary: 'inspection server and web page: predict, review, hot-update over HTTP' },
   worker: { run: async (args, ctx) => (await import('./commands/worker.js')).workerCommand(args, ctx), summary: 'queue worker: process a cluster\'s jobs from Redis (docs/SCALING.md)' },
   queue: { run: async (args, ctx) => (await import('./commands/queue.js')).queueCommand(args, ctx), summary: 'queue status: depth, workers, store versions (docs/SCALING.md)' },
 };

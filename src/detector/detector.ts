@@ -14,7 +14,7 @@ import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
-import { TemplateStore } from '../store/index.js';
+import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 
 export interface DetectorOptions {
@@ -213,11 +213,11 @@ export class Detector {
   }
 
   /** Matches already-extracted features against the current store snapshot. */
-  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number } = {}): Promise<{
+  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number; snapshot?: StoreSnapshot } = {}): Promise<{
     results: MatchResult[];
     templates: number;
   }> {
-    const snapshot = this.#store.snapshot();
+    const snapshot = options.snapshot ?? this.#store.snapshot();
     if (snapshot.count === 0) {
       throw new HetmmError('E_ARGUMENT', 'the template store is empty: add normal images first (hetmm fit / hetmm add)');
     }
@@ -243,18 +243,22 @@ export class Detector {
     return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };
   }
 
-  /** Scores one image: anomaly score, maps and, when the store has a threshold, a label. */
-  async predict(source: string | Buffer | LoadedImage): Promise<Prediction> {
+  /**
+   * Scores one image: anomaly score, maps and, when the store has a threshold, a label.
+   * `pinned` (the server) matches against a given snapshot of this store and labels
+   * with a given threshold, so that a prediction sees one published store version.
+   */
+  async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
     const features = await this.backbone.extract(image);
     const t2 = now();
-    const { results, templates } = await this.matchFeatures(features);
+    const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();
     const scored = this.scoreResults(results);
     const t4 = now();
-    const threshold = this.threshold;
+    const threshold = pinned === undefined ? this.threshold : pinned.threshold;
     return {
       file: image.source,
       score: scored.score,
