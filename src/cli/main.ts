@@ -29,6 +29,8 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
   serve: { run: async (args, ctx) => (await import('./commands/serve.js')).serveCommand(args, ctx), summary: 'inspection server and web page: predict, review, hot-update over HTTP' },
   models: { run: async (args, ctx) => (await import('./commands/models.js')).modelsCommand(args, ctx), summary: 'list, download (pull), verify and locate backbone models' },
+  worker: { run: async (args, ctx) => (await import('./commands/worker.js')).workerCommand(args, ctx), summary: 'queue worker: process a cluster\'s jobs from Redis (docs/SCALING.md)' },
+  queue: { run: async (args, ctx) => (await import('./commands/queue.js')).queueCommand(args, ctx), summary: 'queue status: depth, workers, store versions (docs/SCALING.md)' },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {

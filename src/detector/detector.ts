@@ -141,6 +141,16 @@ export class Detector {
     this.#storeFile = file;
   }
 
+  /**
+   * A detector for another store sharing this one's backbone and backend (one
+   * ONNX session for many lines); dispose only the detector that opened them.
+   */
+  withStore(store: TemplateStore, preset?: Preset | string): Detector {
+    assertSameBackbone(store.identity, this.backbone.identity);
+    const option = preset ?? presetFromMeta(store.meta.preset) ?? 'default';
+    return new Detector(this.backbone, this.backend, store, typeof option === 'string' ? resolvePreset(option) : option);
+  }
+
   /** Decodes and resizes an image to the backbone's input size. */
   async loadImage(source: string | Buffer): Promise<LoadedImage> {
     const [h, w] = this.backbone.identity.inputSize;
