@@ -1,5 +1,5 @@
 /**
- * The feature extractor: the only module that imports onnxruntime-node.
+ * The feature extractor: with quantize/calibrate.ts, the only modules that import onnxruntime-node.
  * Image [3, H, W] in [0, 1] -> ImageNet-normalised [1, 3, H, W] -> three
  * feature maps, each pixel vector L2-normalised over channels (HETMM matches
  * by cosine similarity, so normalising once here makes every later
@@ -208,14 +208,19 @@ export class Backbone {
   #input(images: readonly LoadedImage[]): ort.Tensor {
     const [H, W] = this.description.inputSize;
     const plane = H * W;
-    const data = new Float32Array(images.length * 3 * plane);
-    images.forEach((img, n) => {
+    for (const img of images) {
       if (img.height !== H || img.width !== W || img.data.length !== 3 * plane) {
         throw new HetmmError(
           'E_ARGUMENT',
           `image '${img.source}' is ${img.height}x${img.width}, expected ${H}x${W} (load it with size [${H}, ${W}])`,
         );
       }
+    }
+    // A model that normalises inside its graph (hetmm quantize-model output) takes the pixels as they are.
+    const identity = this.description.mean.every((m) => m === 0) && this.description.std.every((s) => s === 1);
+    if (identity && images.length === 1) return new ort.Tensor('float32', images[0].data, [1, 3, H, W]);
+    const data = new Float32Array(images.length * 3 * plane);
+    images.forEach((img, n) => {
       for (let c = 0; c < 3; c++) {
         const mean = this.description.mean[c];
         const invStd = 1 / this.description.std[c];

@@ -24,6 +24,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
+  'quantize-model': {
+    run: async (args, ctx) => (await import('./commands/quantize-model.js')).quantizeModelCommand(args, ctx),
+    summary: 'write an int8 backbone (static quantisation calibrated on normal images)',
+  },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
