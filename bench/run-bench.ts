@@ -25,7 +25,8 @@
  *          --concurrency 1,2,3 (predictMany concurrencies),
  *          --threads ORTxNATIVE (setting for every store, default 2x2),
  *          --thread-study 2x2,1x1,2x1,1x2 (settings tried on the first store;
- *          "none" to skip), --no-int8 (skip the int8-matching rows).
+ *          "none" to skip), --no-int8 (skip the int8-matching rows),
+ *          --no-int8-backbone (skip the quantised-backbone rows).
  */
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
@@ -37,6 +38,7 @@ import { referenceBackend } from '../src/kernels/reference/index.js';
 import type { FeatureDType } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { runEndToEnd, type EndToEndReport } from './e2e-bench.js';
+import { benchInt8Kernels, ortMatMulIntegerPeak, type Int8KernelRow } from './int8-bench.js';
 
 interface Args {
   variant: NativeVariant | undefined;
@@ -53,6 +55,7 @@ interface Args {
   threads: [number, number];
   threadStudy: Array<[number, number]>;
   int8: boolean;
+  int8Backbone: boolean;
 }
 
 function positiveInts(text: string, what: string): number[] {
@@ -85,6 +88,7 @@ function parseArgs(argv: string[]): Args {
     threads: [2, 2],
     threadStudy: [[2, 2], [1, 1], [2, 1], [1, 2]],
     int8: true,
+    int8Backbone: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -100,6 +104,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--skip-kernels') args.skipKernels = true;
     else if (a === '--skip-e2e') args.skipE2e = true;
     else if (a === '--no-int8') args.int8 = false;
+    else if (a === '--no-int8-backbone') args.int8Backbone = false;
     else if (a === '--e2e-images') args.e2eImages = positiveInts(value(), '--e2e-images')[0]!;
     else if (a === '--templates') args.templates = positiveInts(value(), '--templates');
     else if (a === '--concurrency') args.concurrencies = positiveInts(value(), '--concurrency');
@@ -117,7 +122,7 @@ function parseArgs(argv: string[]): Args {
       if (!(NATIVE_VARIANTS as readonly string[]).includes(v)) throw new Error(`--variant must be one of ${NATIVE_VARIANTS.join(', ')}, got ${v}`);
       args.variant = v as NativeVariant;
     }
-    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json, --skip-kernels, --skip-e2e, --e2e-images N, --templates K,K, --dtypes D,D, --concurrency C,C, --threads OxN, --thread-study OxN,..., --no-int8)`);
+    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json, --skip-kernels, --skip-e2e, --e2e-images N, --templates K,K, --dtypes D,D, --concurrency C,C, --threads OxN, --thread-study OxN,..., --no-int8, --no-int8-backbone)`);
   }
   if (!Number.isInteger(args.reps) || args.reps < 1) throw new Error(`--reps must be a positive integer, got ${args.reps}`);
   if (!Number.isInteger(args.referenceTemplates) || args.referenceTemplates < 1 || args.referenceTemplates > 60) {
@@ -436,6 +441,11 @@ async function main(): Promise<void> {
     if (args.only && !`gram ${dtype}`.includes(args.only)) continue;
     emit(await benchGram(fast, 60, 256, 64, 64, dtype, args, ortPeak));
   }
+  let int8Kernels: { peak: { wall: number; perCpu: number }; rows: Int8KernelRow[] } | undefined;
+  if (!args.skipKernels && loadBinding().info().int8 === true && (args.only === undefined || 'int8'.includes(args.only))) {
+    const peak = await ortMatMulIntegerPeak(fast.threads, 5);
+    int8Kernels = { peak, rows: await benchInt8Kernels(args.reps, peak, (line) => !args.json && console.log(line)) };
+  }
   let endToEnd: EndToEndReport | undefined;
   if (!args.skipE2e) {
     endToEnd = await runEndToEnd({
@@ -446,10 +456,11 @@ async function main(): Promise<void> {
       threadStudy: args.threadStudy,
       threads: args.threads,
       int8: args.int8 && loadBinding().info().int8 === true,
+      int8Backbone: args.int8Backbone,
       json: args.json,
     });
   }
-  if (args.json) console.log(JSON.stringify({ header, rows, endToEnd }, null, 2));
+  if (args.json) console.log(JSON.stringify({ header, rows, int8Kernels, endToEnd }, null, 2));
 }
 
 main().catch((e: unknown) => {

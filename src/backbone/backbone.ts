@@ -100,6 +100,9 @@ export function l2NormalisePixels(src: ArrayLike<number>, channels: number, heig
   return out;
 }
 
+/** l2NormalisePixels' signature: a native implementation may be plugged in (Backbone.usePixelNormaliser). */
+export type PixelNormaliser = (src: Float32Array, channels: number, height: number, width: number, offset?: number) => Float32Array;
+
 export class Backbone {
   readonly identity: BackboneIdentity;
   readonly description: BackboneDescription;
@@ -107,6 +110,7 @@ export class Backbone {
   /** true when the model's batch dimension is symbolic, so extractBatch runs one batch */
   readonly dynamicBatch: boolean;
   #shared: SharedSession | undefined;
+  #normalise: PixelNormaliser = l2NormalisePixels;
 
   private constructor(
     shared: SharedSession,
@@ -199,6 +203,18 @@ export class Backbone {
     };
   }
 
+  /**
+   * Use another implementation of l2NormalisePixels (the fast backend's
+   * native one: the detector plugs it in; this layer cannot import kernels).
+   */
+  usePixelNormaliser(normalise: PixelNormaliser): void {
+    this.#normalise = normalise;
+  }
+
+  get pixelNormaliser(): PixelNormaliser {
+    return this.#normalise;
+  }
+
   #session(): ort.InferenceSession {
     if (this.#shared === undefined) throw new HetmmError('E_ARGUMENT', 'this Backbone was disposed');
     return this.#shared.session;
@@ -242,7 +258,7 @@ export class Backbone {
       const data = t.data as Float32Array;
       const size = layer.channels * layer.height * layer.width;
       for (let n = 0; n < images.length; n++) {
-        perImage[n].push(l2NormalisePixels(data, layer.channels, layer.height, layer.width, n * size));
+        perImage[n].push(this.#normalise(data, layer.channels, layer.height, layer.width, n * size));
       }
     });
     return perImage;

@@ -11,7 +11,7 @@ export type { BackboneDescription, BackboneIdentity, BackboneLayerIdentity } fro
 export { resolveModelPath, packageRoot } from './model-path.js';
 export type { ResolveModelOptions } from './model-path.js';
 export { Backbone, l2NormalisePixels } from './backbone.js';
-export type { BackboneLoadOptions } from './backbone.js';
+export type { BackboneLoadOptions, PixelNormaliser } from './backbone.js';
 export {
   quantizeModel,
   quantizedDescription,

@@ -8,7 +8,7 @@
  * the snapshot's end and never rewrites images a snapshot can see), so an
  * image added mid-prediction takes effect from the next prediction on.
  */
-import { Backbone, type BackboneDescription, type BackboneIdentity } from '../backbone/index.js';
+import { Backbone, type BackboneDescription, type BackboneIdentity, type PixelNormaliser } from '../backbone/index.js';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
@@ -100,6 +100,8 @@ export class Detector {
       options.matchPrecision === 'int8'
         ? await loadInt8Backend(options.backend ?? 'auto')
         : await getBackend(options.backend ?? 'auto');
+    const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
+    if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
     else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
