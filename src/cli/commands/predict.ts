@@ -7,15 +7,16 @@ import { COMMON_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, openDetec
 import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
-                     [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--int8]
+                     [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
 <name>.heatmap.png (colour map over the image), <name>.map.npy (raw float32
 anomaly map, 256x256) and <name>.mask.png (pixels over the threshold).
-With --json prints one JSON object per image instead. --int8 matches with
-int8 VNNI kernels: about 2.5x faster matching, scores within ~2e-3
-(docs/PERFORMANCE.md).`;
+With --json prints one JSON object per image instead. --precision int8 (alias
+--int8) matches with int8 VNNI kernels (about 2.5x faster matching, scores
+within ~2e-3) and, for a store fitted with --precision int8, runs its int8
+backbone too (docs/PERFORMANCE.md). Default: float.`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
