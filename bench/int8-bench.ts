@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { onnx } from '../src/backbone/quantize/onnx-graph.js';
 import type { FeatureStack, QueryMap } from '../src/kernels/contract.js';
 import { loadFastBackend } from '../src/kernels/fast/index.js';
+import { realMacs, sessionMacsPerSecond } from './bench-util.js';
 
 export interface IntPeak {
   /** multiply-adds per second, best wall-clock run */
@@ -44,17 +45,7 @@ export async function ortMatMulIntegerPeak(threads: number, reps: number): Promi
   const b = new ort.Tensor('int8', new Int8Array(m * m).fill(-2), [m, m]);
   const first = await session.run({ A: a, B: b });
   if ((first['Y']?.data as Int32Array)[0] !== m * -6) throw new Error('onnxruntime MatMulInteger returned a wrong value');
-  const times: number[] = [];
-  const cpu0 = process.cpuUsage();
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await session.run({ A: a, B: b });
-    times.push(performance.now() - t0);
-  }
-  const cpu = process.cpuUsage(cpu0);
-  await session.release();
-  const cpuSeconds = (cpu.user + cpu.system) / 1e6 / reps;
-  return { wall: m ** 3 / (Math.min(...times) / 1000), perCpu: (m ** 3 * threads) / cpuSeconds };
+  return sessionMacsPerSecond(session, { A: a, B: b }, m, threads, reps);
 }
 
 function randomUnit(m: number, c: number, hw: number, seed: number): Float32Array {
@@ -75,15 +66,6 @@ function randomUnit(m: number, c: number, hw: number, seed: number): Float32Arra
   return data;
 }
 
-/** Dot products really computed: K * C * #{(p, d): |d|_inf <= R, p and p + d inside}. */
-function realMacs(k: number, c: number, h: number, w: number, radius: number): number {
-  const along = (n: number): number => {
-    let pairs = 0;
-    for (let d = -radius; d <= radius; d++) pairs += Math.max(0, n - Math.abs(d));
-    return pairs;
-  };
-  return k * c * along(h) * along(w);
-}
 
 const CASES = [
   { name: 'layer1', c: 256, h: 64, w: 64, f: 5, b: 3 },

@@ -38,6 +38,7 @@ import { referenceBackend } from '../src/kernels/reference/index.js';
 import type { FeatureDType } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { runEndToEnd, type EndToEndReport } from './e2e-bench.js';
+import { realMacs, sessionMacsPerSecond } from './bench-util.js';
 import { benchInt8Kernels, ortMatMulIntegerPeak, type Int8KernelRow } from './int8-bench.js';
 
 interface Args {
@@ -199,17 +200,7 @@ async function ortMatMulMacsPerSecond(threads: number, reps: number): Promise<{ 
   const first = await session.run({ A: a, B: b });
   const y = first['Y'];
   if (y === undefined || (y.data as Float32Array)[0] !== m * 0.125) throw new Error('onnxruntime MatMul returned a wrong value');
-  const times: number[] = [];
-  const cpu0 = process.cpuUsage();
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await session.run({ A: a, B: b });
-    times.push(performance.now() - t0);
-  }
-  const cpu = process.cpuUsage(cpu0);
-  await session.release();
-  const cpuSecondsPerRun = (cpu.user + cpu.system) / 1e6 / reps;
-  return { wall: m ** 3 / (Math.min(...times) / 1000), perCpu: (m ** 3 * threads) / cpuSecondsPerRun };
+  return sessionMacsPerSecond(session, { A: a, B: b }, m, threads, reps);
 }
 
 // ---- inputs -------------------------------------------------------------------------
@@ -273,15 +264,6 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Dot products really computed: K * C * #{(p, d): |d|_inf <= R, p and p + d inside}. */
-function realMacs(k: number, c: number, h: number, w: number, radius: number): number {
-  const along = (n: number): number => {
-    let pairs = 0;
-    for (let d = -radius; d <= radius; d++) pairs += Math.max(0, n - Math.abs(d));
-    return pairs;
-  };
-  return k * c * along(h) * along(w);
-}
 
 // ---- cases --------------------------------------------------------------------------------
 
