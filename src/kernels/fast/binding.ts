@@ -102,6 +102,12 @@ export interface NativeBinding {
     p1: number,
     out: Float32Array,
   ): Promise<void>;
+  /**
+   * Synchronous per-pixel L2 normalisation of one [c, hw] map starting at
+   * src[srcOffset] into out (native/pixel_norm.c; bit-identical to
+   * l2NormalisePixels in src/backbone/backbone.ts). Absent on older builds.
+   */
+  l2NormalizePixels?(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
 }
 
 const FIX =
