@@ -111,7 +111,7 @@ export interface NativeBinding {
 }
 
 const FIX =
-  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `npx node-gyp rebuild`); ' +
+  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `rm -rf build && npm run install`); ' +
   'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
   '(e.g. add "hetmm": true to allowScripts) and rebuild.';
 
