@@ -14,7 +14,7 @@ import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
-import { TemplateStore } from '../store/index.js';
+import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
@@ -31,7 +31,7 @@ export interface DetectorOptions {
   /**
    * 'int8': match with the fast backend's int8 VNNI kernels (about 2.5x
    * faster matching, scores within ~2e-3 of float; docs/PERFORMANCE.md).
-   * Default 'float' (HETMM_MATCH_PRECISION is read when the backend loads).
+   * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
    */
   readonly matchPrecision?: 'float' | 'int8';
   /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
@@ -104,10 +104,7 @@ export class Detector {
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend =
-      options.matchPrecision === 'int8'
-        ? await loadInt8Backend(options.backend ?? 'auto')
-        : await getBackend(options.backend ?? 'auto');
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision });
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
     else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
@@ -213,11 +210,11 @@ export class Detector {
   }
 
   /** Matches already-extracted features against the current store snapshot. */
-  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number } = {}): Promise<{
+  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number; snapshot?: StoreSnapshot } = {}): Promise<{
     results: MatchResult[];
     templates: number;
   }> {
-    const snapshot = this.#store.snapshot();
+    const snapshot = options.snapshot ?? this.#store.snapshot();
     if (snapshot.count === 0) {
       throw new HetmmError('E_ARGUMENT', 'the template store is empty: add normal images first (hetmm fit / hetmm add)');
     }
@@ -243,19 +240,23 @@ export class Detector {
     return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };
   }
 
-  /** Scores one image: anomaly score, maps and, when the store has a threshold, a label. */
-  async predict(source: string | Buffer | LoadedImage): Promise<Prediction> {
+  /**
+   * Scores one image: anomaly score, maps and, when the store has a threshold, a label.
+   * `pinned` (the server) matches against a given snapshot of this store and labels
+   * with a given threshold, so that a prediction sees one published store version.
+   */
+  async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
     validateImageSource(source, 'predict(source)');
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
     const features = await this.backbone.extract(image);
     const t2 = now();
-    const { results, templates } = await this.matchFeatures(features);
+    const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();
     const scored = this.scoreResults(results);
     const t4 = now();
-    const threshold = this.threshold;
+    const threshold = pinned === undefined ? this.threshold : pinned.threshold;
     return {
       file: image.source,
       score: scored.score,
@@ -318,15 +319,6 @@ export class Detector {
   dispose(): void {
     this.backbone.dispose();
   }
-}
-
-/** A fast backend matching in int8, outside the shared registry (whose fast backend matches in float). */
-async function loadInt8Backend(preference: BackendPreference): Promise<KernelBackend> {
-  if (preference === 'reference') {
-    throw new HetmmError('E_ARGUMENT', 'int8 matching needs the fast backend, but the reference backend was asked for');
-  }
-  const { loadFastBackend } = await import('../kernels/fast/index.js');
-  return loadFastBackend({ precision: 'int8' });
 }
 
 /** The preset a store was fitted with; one this hetmm does not know is a store problem (exit 4), not a usage error. */

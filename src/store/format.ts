@@ -24,7 +24,7 @@
  *   T-8 8  "HETMMRCE"
  */
 import type { BackboneIdentity } from '../backbone/description.js';
-import type { FeatureDType } from '../kernels/contract.js';
+import type { FeatureDType } from './feature-stack.js';
 
 export const STORE_MAGIC = Buffer.from('HETMMTS\0', 'latin1');
 export const STORE_END_MAGIC = Buffer.from('HETMMEND', 'latin1');

@@ -34,7 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { identityDifference, type BackboneIdentity } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
-import type { FeatureDType, FeatureStack } from '../kernels/contract.js';
+import type { FeatureDType, FeatureStack } from './feature-stack.js';
 import { float32ArrayToFloat16 } from './float16.js';
 import {
   PREFIX_BYTES,
