@@ -62,6 +62,10 @@ test('two stores loaded from one file append in turn: nothing is lost, nothing a
   const missing = 9 - q.count;
   assert.equal(await q.refresh(), missing);
   assert.deepEqual(q.files, again.files);
+  assert.equal(await q.refresh(), 0);
+  // With unsaved in-memory appends a refresh is refused (it would reorder them against the file).
+  q.append(featuresOf('unsaved'), 'unsaved');
+  await assert.rejects(q.refresh(), expectHetmm('E_ARGUMENT', 'not yet written'));
 });
 
 test('an append writes only the new images: one record, not the whole file', async () => {
