@@ -44,6 +44,9 @@ export function exitCodeFor(code: HetmmErrorCode): number {
     case 'E_STORE_LOCKED':
     case 'E_WRITE':
       return 5;
+    case 'E_UNAVAILABLE':
+    case 'E_TIMEOUT':
+      return 69; // sysexits EX_UNAVAILABLE: a service (Redis) is down; retry later
     default:
       return 70;
   }

@@ -7,6 +7,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setting } from '../config.js';
+import { version } from '../version.js';
 import { isHetmmError } from '../errors.js';
 import { BatchStopped, EXIT_STDOUT_CLOSED, exitCodeFor } from './batch.js';
 import type { CliContext } from './context.js';
@@ -27,6 +28,13 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
   serve: { run: async (args, ctx) => (await import('./commands/serve.js')).serveCommand(args, ctx), summary: 'inspection server and web page: predict, review, hot-update over HTTP' },
+  models: { run: async (args, ctx) => (await import('./commands/models.js')).modelsCommand(args, ctx), summary: 'list, download (pull), verify and locate backbone models' },
+  worker: { run: async (args, ctx) => (await import('./commands/worker.js')).workerCommand(args, ctx), summary: 'queue worker: process a cluster\'s jobs from Redis (docs/SCALING.md)' },
+  queue: { run: async (args, ctx) => (await import('./commands/queue.js')).queueCommand(args, ctx), summary: 'queue status: depth, workers, store versions (docs/SCALING.md)' },
+  'quantize-model': {
+    run: async (args, ctx) => (await import('./commands/quantize-model.js')).quantizeModelCommand(args, ctx),
+    summary: 'write an int8 backbone (static quantisation calibrated on normal images)',
+  },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
@@ -48,7 +56,7 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
-    ctx.stdout.write('hetmm 0.1.0\n');
+    ctx.stdout.write(`hetmm ${version}\n`);
     return 0;
   }
   const command = COMMANDS[name];

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prediction } from '../detector/detector.js';
+import { storedThreshold } from '../detector/threshold.js';
 import { HetmmError } from '../errors.js';
 import { encodeFloatMap, encodeMaskPng, renderHeatmapOverlay } from '../image/index.js';
 

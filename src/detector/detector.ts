@@ -8,7 +8,10 @@
  * the snapshot's end and never rewrites images a snapshot can see), so an
  * image added mid-prediction takes effect from the next prediction on.
  */
-import { Backbone, type BackboneDescription, type BackboneIdentity } from '../backbone/index.js';
+// backbone.js and description.js, not the folder's index: the index also exports the quantiser (onnx-proto), loaded only when used
+import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
+import path from 'node:path';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
@@ -18,7 +21,12 @@ import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
+/** Everything Detector.open takes. */
 export interface DetectorOptions {
+  /** a template store file, a loaded store, or undefined for a new empty store (fill it with `add`) */
+  readonly store?: string | TemplateStore;
+  /** element type of a new store's features; default 'float32' (a loaded store keeps its own) */
+  readonly dtype?: FeatureDType;
   /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
   readonly model?: string;
   readonly backboneDescription?: BackboneDescription;
@@ -36,7 +44,18 @@ export interface DetectorOptions {
   readonly matchPrecision?: 'float' | 'int8';
   /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
   readonly maxPixels?: number;
+  /**
+   * The whole pipeline's precision: 'int8' matches in int8 (as
+   * matchPrecision) and, when `model` is not given and the store file was
+   * fitted with `precision: 'int8'` (its meta names an int8 backbone beside
+   * it, see fitBackboneInt8), runs that int8 backbone. matchPrecision, when
+   * given, overrides the matching part.
+   */
+  readonly precision?: 'float' | 'int8';
 }
+
+/** Store meta key: file name (relative to the store's directory) of the int8 backbone the store was fitted with. */
+export const INT8_BACKBONE_META = 'int8Backbone';
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
 export interface Prediction {
@@ -95,19 +114,30 @@ export class Detector {
    * Opens a detector. `store` is a template store file, a loaded store, or
    * undefined for a new empty store (fill it with `add`).
    */
-  static async open(
-    options: DetectorOptions & { store?: string | TemplateStore; dtype?: FeatureDType } = {},
-  ): Promise<Detector> {
+  static async open(options: DetectorOptions = {}): Promise<Detector> {
     validateDetectorOptions(options);
+    // int8 precision: a store fitted with an int8 backbone names it; read the store first to find it.
+    let preloaded: TemplateStore | undefined;
+    let model = options.model;
+    if (model === undefined && options.precision === 'int8' && typeof options.store === 'string') {
+      preloaded = await TemplateStore.load(options.store);
+      const named = preloaded.meta[INT8_BACKBONE_META];
+      if (typeof named === 'string') model = path.join(path.dirname(options.store), named);
+    }
     const backbone = await Backbone.load({
-      model: options.model,
+      model,
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision });
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision ?? options.precision });
+    const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
+    if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
-    else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
+    else if (preloaded !== undefined) {
+      store = preloaded;
+      assertSameBackbone(store.identity, backbone.identity);
+    } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
       assertSameBackbone(store.identity, backbone.identity);
@@ -136,6 +166,16 @@ export class Detector {
     assertSameBackbone(store.identity, this.backbone.identity);
     this.#store = store;
     this.#storeFile = file;
+  }
+
+  /**
+   * A detector for another store sharing this one's backbone and backend (one
+   * ONNX session for many lines); dispose only the detector that opened them.
+   */
+  withStore(store: TemplateStore, preset?: Preset | string): Detector {
+    assertSameBackbone(store.identity, this.backbone.identity);
+    const option = preset ?? presetFromMeta(store.meta.preset) ?? 'default';
+    return new Detector(this.backbone, this.backend, store, typeof option === 'string' ? resolvePreset(option) : option);
   }
 
   /** Decodes and resizes an image to the backbone's input size. */

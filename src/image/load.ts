@@ -16,8 +16,8 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import { HetmmError } from '../errors.js';
+import { loadSharp } from './sharp.js';
 import { decodeBmp } from './bmp.js';
 import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, sniffImageFormat } from './format.js';
 import { resizeBilinearFloat, resizeBilinearU8 } from './resample.js';
@@ -97,7 +97,7 @@ export async function decodeRgb(
   try {
     const sharpOptions = { limitInputPixels: maxPixels, failOn: 'warning' as const, autoOrient: options.autoOrient ?? false };
     // The header only (no pixel limit needed: nothing is decoded), to name the size of a refused image.
-    const meta = await sharp(bytes, { ...sharpOptions, limitInputPixels: false }).metadata();
+    const meta = await (await loadSharp())(bytes, { ...sharpOptions, limitInputPixels: false }).metadata();
     if ((meta.pages ?? 1) > 1) {
       throw new HetmmError(
         'E_IMAGE_DECODE',
@@ -111,7 +111,7 @@ export async function decodeRgb(
       );
     }
     const sixteen = meta.depth === 'ushort' || meta.depth === 'short';
-    const { data, info } = await sharp(bytes, sharpOptions)
+    const { data, info } = await (await loadSharp())(bytes, sharpOptions)
       .toColourspace(sixteen ? 'rgb16' : 'srgb')
       .removeAlpha()
       .raw({ depth: sixteen ? 'ushort' : 'uchar' })
