@@ -99,3 +99,19 @@ detector.dispose();
   assert.equal(esm.backend, 'fast');
   assert.deepEqual(esm.scores, checkout.scores);
 });
+
+test('installed package: the model npm package is found by package resolution, with no cache and no download', async () => {
+  const { stdout: packed } = await exec(process.execPath, [path.join(repoRoot, 'scripts', 'pack-model.mjs'), tmp], { cwd: repoRoot });
+  await exec('npm', ['install', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', packed.trim()], { cwd: project, env: userEnv(), maxBuffer: 1 << 26 });
+  const emptyCache = path.join(tmp, 'empty-cache');
+  const env = userEnv({ HETMM_CACHE_DIR: emptyCache, HETMM_MODEL_HOST: host.url });
+  const { stdout } = await exec(process.execPath, [installedCli(), 'models', 'verify', '--json'], { cwd: project, env });
+  const verified = JSON.parse(stdout) as { path: string; source: string; ok: boolean };
+  assert.equal(verified.source, 'package');
+  assert.equal(verified.path, path.join(project, 'node_modules', '@hetmm', 'model-resnet50v2', 'resnet50v2-imagenet-l123.onnx'));
+  assert.equal(verified.ok, true);
+  const predict = await exec(process.execPath, [installedCli(), 'predict', '-t', path.join(tmp, 'installed.hetmm'), testImages[0]!, '--json'], { cwd: project, env });
+  assert.ok(Number.isFinite((JSON.parse(predict.stdout) as { score: number }).score));
+  assert.equal(existsSync(emptyCache), false, 'nothing was downloaded into the cache');
+  assert.equal(host.requests, 1);
+});
