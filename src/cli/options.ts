@@ -58,6 +58,21 @@ export function backendOption(value: string | undefined): BackendPreference | un
  * (--model, --backend, --threads), plus the command's own options (store,
  * preset, dtype).
  */
+/**
+ * Options of every command that reads a batch of images: `--max-pixels N`
+ * (decoder limit per image, default 64 Mpx) and `--fail-fast` (stop at the
+ * first bad input instead of reporting it and going on: src/cli/batch.ts).
+ */
+export const INPUT_OPTIONS = {
+  'max-pixels': { type: 'string' },
+  'fail-fast': { type: 'boolean', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+export function maxPixelsOption(values: { 'max-pixels'?: string }): { maxPixels?: number } {
+  const n = intOption(values['max-pixels'], 'max-pixels', 1);
+  return n === undefined ? {} : { maxPixels: n };
+}
+
 /** `--int8`: match with int8 VNNI kernels (faster, approximate: docs/PERFORMANCE.md). */
 export const INT8_OPTION = { int8: { type: 'boolean', default: false } } as const satisfies ParseArgsConfig['options'];
 

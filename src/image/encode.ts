@@ -154,20 +154,26 @@ export function npyHeader(shape: readonly number[]): Buffer {
   return buf;
 }
 
-/** Write `map` ([h*w] float32) as a .npy file of shape (h, w): `numpy.load(path)` reads it. */
-export async function saveFloatMap(filePath: string, map: Float32Array, h: number, w: number): Promise<void> {
+/** `map` ([h*w] float32) as the bytes of a .npy file of shape (h, w). */
+export function encodeFloatMap(map: Float32Array, h: number, w: number): Buffer {
   checkMap(map, h, w, 'map');
   let data = Buffer.from(map.buffer, map.byteOffset, map.byteLength);
   if (os.endianness() !== 'LE') {
     data = Buffer.alloc(map.byteLength);
     for (let i = 0; i < map.length; i++) data.writeFloatLE(map[i], i * 4);
   }
+  return Buffer.concat([npyHeader([h, w]), data]);
+}
+
+/** Write `map` ([h*w] float32) as a .npy file of shape (h, w): `numpy.load(path)` reads it. */
+export async function saveFloatMap(filePath: string, map: Float32Array, h: number, w: number): Promise<void> {
+  const bytes = encodeFloatMap(map, h, w);
   let handle;
   try {
     handle = await open(filePath, 'w');
-    await handle.writeFile(Buffer.concat([npyHeader([h, w]), data]));
+    await handle.writeFile(bytes);
   } catch (e) {
-    throw new HetmmError('E_ARGUMENT', `cannot write float map '${filePath}': ${(e as Error).message}`, { cause: e });
+    throw new HetmmError('E_WRITE', `cannot write float map '${filePath}': ${(e as Error).message}`, { cause: e });
   } finally {
     await handle?.close();
   }
