@@ -21,6 +21,7 @@ import {
   type MapsOption,
   type NormalsJobResult,
   type PredictJobResult,
+  type ThresholdJobResult,
 } from './protocol.js';
 import { QueueKeys, assertLineName, bullConnection, connect, isConnectionError, unavailable } from './redis.js';
 import { queueSettings, type QueueSettings } from './settings.js';
@@ -38,6 +39,8 @@ export interface QueuedImage {
 
 export interface QueuedPredictOptions {
   readonly maps?: MapsOption;
+  /** the API node's prediction id, echoed in the verdict event */
+  readonly requestId?: string;
   /** at least this store version (default: the line's version now: read-your-writes) */
   readonly minVersion?: number;
   readonly timeoutMs?: number;
@@ -58,7 +61,7 @@ export interface JobStatus {
   readonly line: string;
   readonly state: JobState;
   readonly attempts: number;
-  readonly result?: QueuedPrediction | NormalsJobResult;
+  readonly result?: QueuedPrediction | NormalsJobResult | ThresholdJobResult;
   readonly error?: { readonly code: string; readonly message: string };
 }
 
@@ -122,7 +125,15 @@ export class QueueClient {
     const minVersion = options.minVersion ?? (await this.version(line));
     const id = `${line}.${randomUUID()}`;
     const ref = await this.#imageRef(image.bytes);
-    await this.#add(line, id, { kind: 'predict', line, minVersion, image: ref, name: image.name, maps: options.maps ?? 'none' });
+    await this.#add(line, id, {
+      kind: 'predict',
+      line,
+      minVersion,
+      image: ref,
+      name: image.name,
+      maps: options.maps ?? 'none',
+      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+    });
     return id;
   }
 
@@ -153,6 +164,29 @@ export class QueueClient {
     return job.returnvalue as NormalsJobResult;
   }
 
+  /** Sets the line's deployment threshold (a new store version, like a hot update). */
+  async setThreshold(line: string, value: number, options: { timeoutMs?: number } = {}): Promise<ThresholdJobResult> {
+    await this.version(line);
+    const id = `${line}.${randomUUID()}`;
+    await this.#add(line, id, { kind: 'threshold', line, value });
+    const job = await this.#wait(line, id, options.timeoutMs ?? Math.max(this.settings.syncTimeoutMs, 60_000));
+    return job.returnvalue as ThresholdJobResult;
+  }
+
+  /** Calls `listener` with every finished job's result on these lines, from any API node (BullMQ's event stream). */
+  async onCompleted(lines: readonly string[], listener: (line: string, result: PredictJobResult | NormalsJobResult | ThresholdJobResult) => void): Promise<void> {
+    for (const line of lines) {
+      const events = await this.#queueEvents(line);
+      events.on('completed', ({ returnvalue }) => {
+        try {
+          listener(line, (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as PredictJobResult);
+        } catch {
+          // a malformed event is not worth a crash
+        }
+      });
+    }
+  }
+
   /** State and, once finished, result or error of a job (kept for settings.keepResultsMs). */
   async job(id: string): Promise<JobStatus> {
     const line = lineOfJobId(id);
@@ -162,7 +196,7 @@ export class QueueClient {
     if (job === undefined || state === 'unknown') throw new HetmmError('E_ARGUMENT', `no job ${id} (unknown, or its result expired)`);
     const base = { id, line, state, attempts: job.attemptsStarted };
     if (state === 'completed') {
-      const value = job.returnvalue as PredictJobResult | NormalsJobResult;
+      const value = job.returnvalue as PredictJobResult | NormalsJobResult | ThresholdJobResult;
       return { ...base, result: value.kind === 'predict' ? await this.#prediction(line, job) : value };
     }
     if (state === 'failed') {

@@ -461,7 +461,7 @@ async function decodeUpload(upload: ImageUpload, size: readonly [number, number]
   }
 }
 
-async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
+export async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
   if (maps === 'none') return {};
   if (maps === 'npy') {
     const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
