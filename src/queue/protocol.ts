@@ -63,6 +63,9 @@ export interface PredictJobResult {
   readonly maps?: MapsRef;
   readonly name: string;
   readonly requestId?: string;
+  /** ms since the epoch: when the job was added, and when this attempt started */
+  readonly enqueuedAt: number;
+  readonly startedAt: number;
 }
 
 export interface ThresholdJobResult {

@@ -269,7 +269,11 @@ export class QueueWorker {
     try {
       const data = job.data;
       const result =
-        data.kind === 'normals' ? await this.#addNormals(line, data) : data.kind === 'threshold' ? await this.#setThreshold(line, data) : await this.#predict(line, job.id!, data);
+        data.kind === 'normals'
+          ? await this.#addNormals(line, data)
+          : data.kind === 'threshold'
+            ? await this.#setThreshold(line, data)
+            : await this.#predict(line, job.id!, data, { enqueuedAt: job.timestamp, startedAt: started });
       this.#counters.processed++;
       this.#counters.waitMsTotal += started - job.timestamp;
       this.#counters.processMsTotal += Date.now() - started;
@@ -294,7 +298,7 @@ export class QueueWorker {
     return this.#options.blobs.get(ref.blob);
   }
 
-  async #predict(line: LineRuntime, jobId: string, data: PredictJobData): Promise<PredictJobResult> {
+  async #predict(line: LineRuntime, jobId: string, data: PredictJobData, times: { enqueuedAt: number; startedAt: number }): Promise<PredictJobResult> {
     // Read-your-writes: never answer from a store older than the job needs.
     if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
     const version = line.version;
@@ -322,6 +326,7 @@ export class QueueWorker {
       ...(maps === undefined ? {} : { maps }),
       name: data.name,
       ...(data.requestId === undefined ? {} : { requestId: data.requestId }),
+      ...times,
     };
   }
 
