@@ -29,6 +29,7 @@ import { bullConnection } from '../src/queue/redis.js';
 import { createServer } from '../src/server/index.js';
 import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
 import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
+import { runCli } from './helpers/cli.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
@@ -177,6 +178,13 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const metrics = await clusterMetrics(nodeA, status);
     assert.match(metrics, /hetmm_worker_line_ready\{worker="[^"]+",line="broken"\} 0/);
     assert.match(metrics, /hetmm_worker_store_version\{worker="[^"]+",line="tile"\} 1/);
+    const cli = await runCli('queue', 'status', '--redis', redis.url);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /tile: version 1, waiting 0/);
+    assert.match(cli.stdout, /tile@v1 \(4\)/);
+    assert.match(cli.stdout, /broken FAILED: /);
+    const cliDown = await runCli('queue', 'status', '--redis', 'redis://127.0.0.1:1');
+    assert.equal(cliDown.code, 69, 'Redis unreachable: exit 69 (EX_UNAVAILABLE)');
   });
 
   it('over HTTP (hetmm serve --redis): bit-for-bit predictions, hot update on one node seen by the other, async jobs, readiness and metrics', async () => {

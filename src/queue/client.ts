@@ -20,6 +20,7 @@ import {
   type MapName,
   type MapsOption,
   type NormalsJobResult,
+  type PredictJobData,
   type PredictJobResult,
   type ThresholdJobResult,
 } from './protocol.js';
@@ -123,43 +124,15 @@ export class QueueClient {
 
   /** Enqueues a prediction; returns its job id at once. */
   async submitPredict(line: string, image: QueuedImage, options: QueuedPredictOptions = {}): Promise<string> {
-    const minVersion = options.minVersion ?? (await this.version(line));
-    const id = `${line}.${randomUUID()}`;
-    const ref = await this.#imageRef(image.bytes);
-    await this.#add(line, id, {
-      kind: 'predict',
-      line,
-      minVersion,
-      image: ref,
-      name: image.name,
-      maps: options.maps ?? 'none',
-      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
-    });
+    const { id, data } = await this.#predictJob(line, image, options);
+    await this.#add(line, id, data);
     return id;
   }
 
   /** Predicts through the queue and waits for the result (E_TIMEOUT after timeoutMs; the job may still finish). */
   async predict(line: string, image: QueuedImage, options: QueuedPredictOptions = {}): Promise<QueuedPrediction> {
-    const minVersion = options.minVersion ?? (await this.version(line));
-    const id = `${line}.${randomUUID()}`;
-    const ref = await this.#imageRef(image.bytes);
-    // Listening before the job exists: its completion event cannot be missed, and no job read is needed after it.
-    const result = this.#waitFor(line, id, options.timeoutMs ?? this.settings.syncTimeoutMs);
-    try {
-      await this.#add(line, id, {
-        kind: 'predict',
-        line,
-        minVersion,
-        image: ref,
-        name: image.name,
-        maps: options.maps ?? 'none',
-        ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
-      });
-    } catch (e) {
-      this.#forget(id);
-      throw e;
-    }
-    const value = (await result) as PredictJobResult;
+    const { id, data } = await this.#predictJob(line, image, options);
+    const value = (await this.#run(line, id, data, options.timeoutMs ?? this.settings.syncTimeoutMs)) as PredictJobResult;
     // A synchronous result is delivered to this caller only: its maps are read once and removed.
     const prediction = await this.#prediction(line, id, value);
     if (value.maps !== undefined) await this.blobs.delete(value.maps.blob).catch(() => undefined);
@@ -295,7 +268,26 @@ export class QueueClient {
     );
   }
 
-  /** Adds a change job and waits for its result (changes may wait for the line's lock: at least a minute). */
+  /** A prediction job: the line's current version as its minimum (read-your-writes), the image inline or as a blob. */
+  async #predictJob(line: string, image: QueuedImage, options: QueuedPredictOptions): Promise<{ id: string; data: PredictJobData }> {
+    const minVersion = options.minVersion ?? (await this.version(line));
+    const data: PredictJobData = {
+      kind: 'predict',
+      line,
+      minVersion,
+      image: await this.#imageRef(image.bytes),
+      name: image.name,
+      maps: options.maps ?? 'none',
+      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+    };
+    return { id: `${line}.${randomUUID()}`, data };
+  }
+
+  /**
+   * Adds a job and waits for its result, listening before the job exists so
+   * its completion event cannot be missed (changes may wait for the line's
+   * lock: at least a minute by default).
+   */
   async #run(line: string, id: string, data: JobData, timeoutMs?: number): Promise<unknown> {
     const result = this.#waitFor(line, id, timeoutMs ?? Math.max(this.settings.syncTimeoutMs, 60_000));
     try {

@@ -10,7 +10,7 @@ import { parentPort } from 'node:worker_threads';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
-import { renderMaps } from '../server/in-process-executor.js';
+import { describeLine, renderMaps } from '../server/in-process-executor.js';
 import { TemplateStore } from '../store/index.js';
 import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
 
@@ -25,18 +25,7 @@ function line(name: string): { detector: Detector; path: string } {
 
 /** What /v1/lines/{line} shows about a line, from this thread's copy of its store. */
 function describe(detector: Detector): LineDescription {
-  const d = detector.store.describe();
-  const t = storedThreshold(detector.store.meta, detector.preset.name);
-  return {
-    templates: detector.store.count,
-    preset: detector.preset.name,
-    ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
-    ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
-    dtype: d.dtype,
-    bytesOnDisk: d.bytesOnDisk,
-    backbone: d.backbone.name,
-    backend: detector.backend.name,
-  };
+  return describeLine(detector, detector.store.count, storedThreshold(detector.store.meta, detector.preset.name));
 }
 
 async function handle(request: ComputeRequest): Promise<unknown> {
