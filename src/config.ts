@@ -64,6 +64,11 @@ export const SETTINGS = {
     default: '~/.cache/hetmm (Linux), ~/Library/Caches/hetmm (macOS), %LOCALAPPDATA%\\hetmm\\Cache (Windows)',
     description: 'directory of downloaded models',
   },
+  modelsDir: {
+    variable: 'HETMM_MODELS_DIR',
+    default: '../shared/models beside the current directory, then beside hetmm',
+    description: 'a local directory of model files, looked at after the cache',
+  },
   modelHost: {
     variable: 'HETMM_MODEL_HOST',
     default: 'none (no download)',
