@@ -1,5 +1,5 @@
 /**
- * The feature extractor: with quantize/calibrate.ts, the only modules that import onnxruntime-node.
+ * The feature extractor: the only module that imports onnxruntime-node (loadOrt; quantize/calibrate.ts uses it too).
  * Image [3, H, W] in [0, 1] -> ImageNet-normalised [1, 3, H, W] -> three
  * feature maps, each pixel vector L2-normalised over channels (HETMM matches
  * by cosine similarity, so normalising once here makes every later
@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import type { Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/types.js';
@@ -21,13 +21,13 @@ import {
   type BackboneIdentity,
   type BackboneLayerIdentity,
 } from './description.js';
-import { resolveModelPath } from './model-path.js';
+import { resolveModel } from '../models/index.js';
 
 /** Pixel vectors with a smaller norm are divided by this instead (as F.normalize's eps). */
 const NORM_EPSILON = 1e-12;
 
 export interface BackboneLoadOptions {
-  /** path to the .onnx file; default: see resolveModelPath (HETMM_MODEL, then the shipped model) */
+  /** path to the .onnx file; default: the model store (../models: HETMM_MODEL, cache, local, npm package, download) */
   readonly model?: string;
   /** default: `<model>.json` next to the model if it exists, else DEFAULT_BACKBONE */
   readonly description?: BackboneDescription;
@@ -43,6 +43,20 @@ interface SharedSession {
   users: number;
 }
 
+/** onnxruntime-node, imported on the first Backbone.load (importing hetmm must not load it). */
+let ortModule: Promise<typeof ort> | undefined;
+let ortLoaded: typeof ort | undefined;
+/** onnxruntime-node, imported on first use (importing hetmm must not load it); the quantiser's calibration shares it. */
+export async function loadOrt(): Promise<typeof ort> {
+  ortModule ??= import('onnxruntime-node').then((m) => (ortLoaded = m));
+  return ortModule;
+}
+/** The loaded onnxruntime (a Backbone exists only after loadOrt resolved). */
+function ortRuntime(): typeof ort {
+  if (ortLoaded === undefined) throw new Error('onnxruntime-node is used before Backbone.load');
+  return ortLoaded;
+}
+
 /** One InferenceSession per model file per process: sessions hold the weights (~100 MB) and thread pools. */
 const sessions = new Map<string, Promise<SharedSession>>();
 
@@ -55,7 +69,7 @@ async function sha256File(file: string): Promise<string> {
 async function openSession(modelPath: string, threads: number): Promise<SharedSession> {
   const [sha256, session] = await Promise.all([
     sha256File(modelPath),
-    ort.InferenceSession.create(modelPath, {
+    (await loadOrt()).InferenceSession.create(modelPath, {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -132,7 +146,7 @@ export class Backbone {
     if (!Number.isInteger(threads) || threads <= 0) {
       throw new HetmmError('E_ARGUMENT', `Expected positive integer for threads but received ${String(threads)}`);
     }
-    const { path: modelPath } = resolveModelPath({ model: options.model, env: options.env });
+    const { path: modelPath } = await resolveModel({ model: options.model, env: options.env });
     let description = options.description;
     if (description === undefined) {
       const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;
@@ -177,7 +191,7 @@ export class Backbone {
     const dynamicBatch = typeof batchDim === 'string' || (typeof batchDim === 'number' && batchDim < 0);
 
     const [H, W] = d.inputSize;
-    const zeros = new ort.Tensor('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
+    const zeros = new (ortRuntime().Tensor)('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
     let results: ort.InferenceSession.OnnxValueMapType;
     try {
       results = await s.run({ [d.inputName]: zeros }, [...d.outputNames]);
@@ -235,7 +249,7 @@ export class Backbone {
     }
     // A model that normalises inside its graph (hetmm quantize-model output) takes the pixels as they are.
     const identity = this.description.mean.every((m) => m === 0) && this.description.std.every((s) => s === 1);
-    if (identity && images.length === 1) return new ort.Tensor('float32', images[0].data, [1, 3, H, W]);
+    if (identity && images.length === 1) return new (ortRuntime().Tensor)('float32', images[0].data, [1, 3, H, W]);
     const data = new Float32Array(images.length * 3 * plane);
     images.forEach((img, n) => {
       for (let c = 0; c < 3; c++) {
@@ -246,7 +260,7 @@ export class Backbone {
         for (let p = 0; p < plane; p++) data[dst + p] = (img.data[src + p] - mean) * invStd;
       }
     });
-    return new ort.Tensor('float32', data, [images.length, 3, H, W]);
+    return new (ortRuntime().Tensor)('float32', data, [images.length, 3, H, W]);
   }
 
   async #run(images: readonly LoadedImage[]): Promise<Float32Array[][]> {

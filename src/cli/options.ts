@@ -54,10 +54,20 @@ export function backendOption(value: string | undefined): BackendPreference | un
 }
 
 /**
- * Detector.open with the COMMON_OPTIONS every detector command takes
- * (--model, --backend, --threads), plus the command's own options (store,
- * preset, dtype).
+ * Options of every command that reads a batch of images: `--max-pixels N`
+ * (decoder limit per image, default 64 Mpx) and `--fail-fast` (stop at the
+ * first bad input instead of reporting it and going on: src/cli/batch.ts).
  */
+export const INPUT_OPTIONS = {
+  'max-pixels': { type: 'string' },
+  'fail-fast': { type: 'boolean', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+export function maxPixelsOption(values: { 'max-pixels'?: string }): { maxPixels?: number } {
+  const n = intOption(values['max-pixels'], 'max-pixels', 1);
+  return n === undefined ? {} : { maxPixels: n };
+}
+
 /**
  * `--precision float|int8` (backbone and matching together; `--int8` is an
  * alias of `--precision int8`): docs/PERFORMANCE.md.
@@ -75,6 +85,11 @@ export function matchPrecisionOption(values: { int8?: boolean; precision?: strin
   return precision === undefined ? {} : { precision };
 }
 
+/**
+ * Detector.open with the COMMON_OPTIONS every detector command takes
+ * (--model, --backend, --threads), plus the command's own options (store,
+ * preset, dtype).
+ */
 export function openDetector(
   values: { model?: string; backend?: string; threads?: string },
   extra: Parameters<typeof Detector.open>[0] = {},

@@ -8,17 +8,25 @@
  * the snapshot's end and never rewrites images a snapshot can see), so an
  * image added mid-prediction takes effect from the next prediction on.
  */
-import { Backbone, type BackboneDescription, type BackboneIdentity, type PixelNormaliser } from '../backbone/index.js';
+// backbone.js and description.js, not the folder's index: the index also exports the quantiser (onnx-proto), loaded only when used
+import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
 import path from 'node:path';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
-import { TemplateStore } from '../store/index.js';
+import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
+import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
+/** Everything Detector.open takes. */
 export interface DetectorOptions {
+  /** a template store file, a loaded store, or undefined for a new empty store (fill it with `add`) */
+  readonly store?: string | TemplateStore;
+  /** element type of a new store's features; default 'float32' (a loaded store keeps its own) */
+  readonly dtype?: FeatureDType;
   /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
   readonly model?: string;
   readonly backboneDescription?: BackboneDescription;
@@ -34,6 +42,8 @@ export interface DetectorOptions {
    * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
    */
   readonly matchPrecision?: 'float' | 'int8';
+  /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
+  readonly maxPixels?: number;
   /**
    * The whole pipeline's precision: 'int8' matches in int8 (as
    * matchPrecision) and, when `model` is not given and the store file was
@@ -90,6 +100,7 @@ export class Detector {
   #store: TemplateStore;
   /** the store file this detector was opened from: `add` appends to it durably (locked, merged) */
   #storeFile: string | undefined;
+  #maxPixels: number | undefined;
 
   private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset, storeFile?: string) {
     this.backbone = backbone;
@@ -103,9 +114,8 @@ export class Detector {
    * Opens a detector. `store` is a template store file, a loaded store, or
    * undefined for a new empty store (fill it with `add`).
    */
-  static async open(
-    options: DetectorOptions & { store?: string | TemplateStore; dtype?: FeatureDType } = {},
-  ): Promise<Detector> {
+  static async open(options: DetectorOptions = {}): Promise<Detector> {
+    validateDetectorOptions(options);
     // int8 precision: a store fitted with an int8 backbone names it; read the store first to find it.
     let preloaded: TemplateStore | undefined;
     let model = options.model;
@@ -133,9 +143,10 @@ export class Detector {
       assertSameBackbone(store.identity, backbone.identity);
     }
     // A store remembers the preset it was fitted (and calibrated) with.
-    const presetOption = options.preset ?? presetFromMeta(store.meta.preset) ?? 'default';
-    const preset = typeof presetOption === 'string' ? resolvePreset(presetOption) : presetOption;
-    return new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    const preset = options.preset !== undefined ? checkedPreset(options.preset, 'options.preset') : presetFromMeta(store.meta.preset) ?? resolvePreset('default');
+    const detector = new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    detector.#maxPixels = options.maxPixels;
+    return detector;
   }
 
   get store(): TemplateStore {
@@ -157,14 +168,25 @@ export class Detector {
     this.#storeFile = file;
   }
 
+  /**
+   * A detector for another store sharing this one's backbone and backend (one
+   * ONNX session for many lines); dispose only the detector that opened them.
+   */
+  withStore(store: TemplateStore, preset?: Preset | string): Detector {
+    assertSameBackbone(store.identity, this.backbone.identity);
+    const option = preset ?? presetFromMeta(store.meta.preset) ?? 'default';
+    return new Detector(this.backbone, this.backend, store, typeof option === 'string' ? resolvePreset(option) : option);
+  }
+
   /** Decodes and resizes an image to the backbone's input size. */
   async loadImage(source: string | Buffer): Promise<LoadedImage> {
     const [h, w] = this.backbone.identity.inputSize;
-    return loadImage(source, { size: [h, w] });
+    return loadImage(source, { size: [h, w], maxPixels: this.#maxPixels });
   }
 
   /** Per-layer L2-normalised features [C,H,W] of one image. */
   async features(source: string | Buffer | LoadedImage): Promise<{ image: LoadedImage; features: Float32Array[] }> {
+    validateImageSource(source, 'features(source)');
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     return { image, features: await this.backbone.extract(image) };
   }
@@ -228,11 +250,11 @@ export class Detector {
   }
 
   /** Matches already-extracted features against the current store snapshot. */
-  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number } = {}): Promise<{
+  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number; snapshot?: StoreSnapshot } = {}): Promise<{
     results: MatchResult[];
     templates: number;
   }> {
-    const snapshot = this.#store.snapshot();
+    const snapshot = options.snapshot ?? this.#store.snapshot();
     if (snapshot.count === 0) {
       throw new HetmmError('E_ARGUMENT', 'the template store is empty: add normal images first (hetmm fit / hetmm add)');
     }
@@ -258,18 +280,23 @@ export class Detector {
     return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };
   }
 
-  /** Scores one image: anomaly score, maps and, when the store has a threshold, a label. */
-  async predict(source: string | Buffer | LoadedImage): Promise<Prediction> {
+  /**
+   * Scores one image: anomaly score, maps and, when the store has a threshold, a label.
+   * `pinned` (the server) matches against a given snapshot of this store and labels
+   * with a given threshold, so that a prediction sees one published store version.
+   */
+  async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
+    validateImageSource(source, 'predict(source)');
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
     const features = await this.backbone.extract(image);
     const t2 = now();
-    const { results, templates } = await this.matchFeatures(features);
+    const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();
     const scored = this.scoreResults(results);
     const t4 = now();
-    const threshold = this.threshold;
+    const threshold = pinned === undefined ? this.threshold : pinned.threshold;
     return {
       file: image.source,
       score: scored.score,
@@ -308,7 +335,7 @@ export class Detector {
     sources: readonly string[],
     options: { concurrency?: number } = {},
   ): AsyncGenerator<{ source: string; prediction?: Prediction; error?: Error }> {
-    const concurrency = Math.max(1, options.concurrency ?? 2);
+    const concurrency = validatePredictMany(sources, options);
     const inFlight: Promise<{ source: string; prediction?: Prediction; error?: Error }>[] = [];
     let next = 0;
     const start = (i: number): Promise<{ source: string; prediction?: Prediction; error?: Error }> =>
@@ -334,8 +361,15 @@ export class Detector {
   }
 }
 
-function presetFromMeta(value: unknown): Preset | string | undefined {
-  if (typeof value === 'string') return value;
+/** The preset a store was fitted with; one this hetmm does not know is a store problem (exit 4), not a usage error. */
+function presetFromMeta(value: unknown): Preset | undefined {
+  if (typeof value === 'string') {
+    try {
+      return resolvePreset(value);
+    } catch (e) {
+      throw new HetmmError('E_STORE_FORMAT', `the store names preset ${JSON.stringify(value)}, which this hetmm does not know (${e instanceof Error ? e.message : String(e)}); pass --preset`);
+    }
+  }
   if (typeof value !== 'object' || value === null) return undefined;
   try {
     validatePreset(value as Preset);

@@ -5,7 +5,7 @@
 import { normalOnlyThreshold } from '../eval/thresholds.js';
 import type { StoreSnapshot } from '../store/index.js';
 import { heldOutTemplateScores, leaveOneOutScores, type Calibration } from './calibrate.js';
-import type { Detector, ProgressCallback } from './detector.js';
+import type { Detector, Prediction, ProgressCallback } from './detector.js';
 
 export interface StoredThreshold {
   /** image score above which a part is a defect */
@@ -61,4 +61,22 @@ export function storedThreshold(meta: Record<string, unknown>, presetName: strin
   const t = meta.threshold as Partial<StoredThreshold> | undefined;
   if (t === undefined || typeof t.value !== 'number' || !Number.isFinite(t.value) || t.preset !== presetName) return undefined;
   return t as StoredThreshold;
+}
+
+/**
+ * The colour scale of heat maps: from the median normal pixel to the
+ * deployment threshold when the store is calibrated (red = over the
+ * threshold), else the map's own min..max (then colours are not comparable
+ * across images, and the caller says so).
+ */
+export function heatmapRange(prediction: Pick<Prediction, 'pixelMap'>, meta: Record<string, unknown>, presetName: string): [number, number] {
+  const t = storedThreshold(meta, presetName);
+  if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of prediction.pixelMap) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return hi > lo ? [lo, hi] : [lo, lo + 1];
 }

@@ -4,7 +4,8 @@
  * and keep per tensor the running min/max plus a bounded strided sample
  * (for percentile ranges, which ignore rare outliers).
  */
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { loadOrt } from '../backbone.js';
 import { HetmmError } from '../../errors.js';
 import { encodeModel, floatValueInfo, graphOf, onnx, type ModelProto } from './onnx-graph.js';
 
@@ -125,9 +126,10 @@ export async function observeRanges(
   const graph = graphOf(probe);
   const already = new Set(graph.output.map((o) => o.name));
   for (const name of tensors) if (!already.has(name)) graph.output.push(floatValueInfo(name));
+  const runtime = await loadOrt();
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(encodeModel(probe), {
+    session = await runtime.InferenceSession.create(encodeModel(probe), {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'basic',
@@ -141,7 +143,7 @@ export async function observeRanges(
   const [H, W] = inputSize;
   try {
     for (const input of inputs) {
-      const feeds = { [inputName]: new ort.Tensor('float32', input, [1, 3, H, W]) };
+      const feeds = { [inputName]: new runtime.Tensor('float32', input, [1, 3, H, W]) };
       const results = await session.run(feeds, [...tensors]);
       for (const name of tensors) {
         const t = results[name] as ort.Tensor;

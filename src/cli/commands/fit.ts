@@ -4,15 +4,20 @@ import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { BatchFailures } from '../batch.js';
+import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
-                 [--calibrate N | --no-calibrate] [--pts K] [--precision float|int8] [--model PATH] [--backend auto|reference|fast] [--quiet] [--json]
+                 [--calibrate N | --no-calibrate] [--pts K] [--precision float|int8] [--model PATH]
+                 [--backend auto|reference|fast] [--max-pixels N] [--fail-fast] [--quiet] [--json]
 
 Builds a template store from normal (defect-free) images. With calibration
 (default: 16 leave-one-out samples) it also stores a deployment threshold so
 that predict can say OK / DEFECT. --pts K then compresses the store to K PTS
 sheets (as hetmm compress; calibration scores the images against the sheets).
+An input that cannot be read or decoded is reported and the store is built
+from the others (exit 3); with --fail-fast the first stops the run and no
+store is written.
 --precision int8 first quantises the backbone on these images (hetmm
 quantize-model) into STORE's folder as <store>.int8.onnx and builds the store
 with it; predict --precision int8 then runs that backbone and int8 matching.`;
@@ -23,6 +28,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     {
       ...COMMON_OPTIONS,
       ...PRESET_OPTIONS,
+      ...INPUT_OPTIONS,
       output: { type: 'string', short: 'o' },
       dtype: { type: 'string' },
       calibrate: { type: 'string' },
@@ -57,12 +63,14 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     model = q.result.output;
     int8Meta = q.meta;
   }
-  const detector = await openDetector({ ...values, model }, { preset, dtype });
+  const detector = await openDetector({ ...values, model }, { preset, dtype, ...maxPixelsOption(values) });
   try {
     const t0 = performance.now();
     const bar = report.progress('features', files.length);
-    await detector.add(files, (e) => bar.tick(e.done));
+    const failures = new BatchFailures(report, 'fit', values['fail-fast']);
+    await detector.add(files, (e) => bar.tick(e.done), { onFailure: (file, error) => failures.add(file, error) });
     bar.end();
+    if (detector.store.count === 0) throw new HetmmError('E_NO_IMAGES', `none of the ${files.length} inputs could be used (listed above): no store written`);
     detector.store.meta.preset = detector.preset;
     Object.assign(detector.store.meta, int8Meta);
     if (ptsSize !== undefined) {
@@ -87,7 +95,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
         `backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,
     );
     report.record({ store: path.resolve(values.output), templates: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, seconds, meta: d.meta });
-    return 0;
+    return failures.exitCode();
   } finally {
     detector.dispose();
   }
