@@ -52,6 +52,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pixel_norm.h"
+
 typedef float v16sf __attribute__((vector_size(64)));
 typedef int32_t v16si __attribute__((vector_size(64)));
 typedef float v8sf __attribute__((vector_size(32)));
@@ -823,6 +825,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayerInt8", NULL, js_match_layer_int8, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantizeInt8", NULL, js_quantize_int8, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"l2NormalizePixels", NULL, hetmm_js_l2_normalize_pixels, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   napi_value abi;

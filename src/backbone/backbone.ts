@@ -1,5 +1,5 @@
 /**
- * The feature extractor: the only module that imports onnxruntime-node.
+ * The feature extractor: the only module that imports onnxruntime-node (loadOrt; quantize/calibrate.ts uses it too).
  * Image [3, H, W] in [0, 1] -> ImageNet-normalised [1, 3, H, W] -> three
  * feature maps, each pixel vector L2-normalised over channels (HETMM matches
  * by cosine similarity, so normalising once here makes every later
@@ -46,7 +46,8 @@ interface SharedSession {
 /** onnxruntime-node, imported on the first Backbone.load (importing hetmm must not load it). */
 let ortModule: Promise<typeof ort> | undefined;
 let ortLoaded: typeof ort | undefined;
-async function loadOrt(): Promise<typeof ort> {
+/** onnxruntime-node, imported on first use (importing hetmm must not load it); the quantiser's calibration shares it. */
+export async function loadOrt(): Promise<typeof ort> {
   ortModule ??= import('onnxruntime-node').then((m) => (ortLoaded = m));
   return ortModule;
 }
@@ -114,6 +115,9 @@ export function l2NormalisePixels(src: ArrayLike<number>, channels: number, heig
   return out;
 }
 
+/** l2NormalisePixels' signature: a native implementation may be plugged in (Backbone.usePixelNormaliser). */
+export type PixelNormaliser = (src: Float32Array, channels: number, height: number, width: number, offset?: number) => Float32Array;
+
 export class Backbone {
   readonly identity: BackboneIdentity;
   readonly description: BackboneDescription;
@@ -121,6 +125,7 @@ export class Backbone {
   /** true when the model's batch dimension is symbolic, so extractBatch runs one batch */
   readonly dynamicBatch: boolean;
   #shared: SharedSession | undefined;
+  #normalise: PixelNormaliser = l2NormalisePixels;
 
   private constructor(
     shared: SharedSession,
@@ -213,6 +218,18 @@ export class Backbone {
     };
   }
 
+  /**
+   * Use another implementation of l2NormalisePixels (the fast backend's
+   * native one: the detector plugs it in; this layer cannot import kernels).
+   */
+  usePixelNormaliser(normalise: PixelNormaliser): void {
+    this.#normalise = normalise;
+  }
+
+  get pixelNormaliser(): PixelNormaliser {
+    return this.#normalise;
+  }
+
   #session(): ort.InferenceSession {
     if (this.#shared === undefined) throw new HetmmError('E_ARGUMENT', 'this Backbone was disposed');
     return this.#shared.session;
@@ -222,14 +239,19 @@ export class Backbone {
   #input(images: readonly LoadedImage[]): ort.Tensor {
     const [H, W] = this.description.inputSize;
     const plane = H * W;
-    const data = new Float32Array(images.length * 3 * plane);
-    images.forEach((img, n) => {
+    for (const img of images) {
       if (img.height !== H || img.width !== W || img.data.length !== 3 * plane) {
         throw new HetmmError(
           'E_ARGUMENT',
           `image '${img.source}' is ${img.height}x${img.width}, expected ${H}x${W} (load it with size [${H}, ${W}])`,
         );
       }
+    }
+    // A model that normalises inside its graph (hetmm quantize-model output) takes the pixels as they are.
+    const identity = this.description.mean.every((m) => m === 0) && this.description.std.every((s) => s === 1);
+    if (identity && images.length === 1) return new (ortRuntime().Tensor)('float32', images[0].data, [1, 3, H, W]);
+    const data = new Float32Array(images.length * 3 * plane);
+    images.forEach((img, n) => {
       for (let c = 0; c < 3; c++) {
         const mean = this.description.mean[c];
         const invStd = 1 / this.description.std[c];
@@ -251,7 +273,7 @@ export class Backbone {
       const data = t.data as Float32Array;
       const size = layer.channels * layer.height * layer.width;
       for (let n = 0; n < images.length; n++) {
-        perImage[n].push(l2NormalisePixels(data, layer.channels, layer.height, layer.width, n * size));
+        perImage[n].push(this.#normalise(data, layer.channels, layer.height, layer.width, n * size));
       }
     });
     return perImage;

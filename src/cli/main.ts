@@ -31,6 +31,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   models: { run: async (args, ctx) => (await import('./commands/models.js')).modelsCommand(args, ctx), summary: 'list, download (pull), verify and locate backbone models' },
   worker: { run: async (args, ctx) => (await import('./commands/worker.js')).workerCommand(args, ctx), summary: 'queue worker: process a cluster\'s jobs from Redis (docs/SCALING.md)' },
   queue: { run: async (args, ctx) => (await import('./commands/queue.js')).queueCommand(args, ctx), summary: 'queue status: depth, workers, store versions (docs/SCALING.md)' },
+  'quantize-model': {
+    run: async (args, ctx) => (await import('./commands/quantize-model.js')).quantizeModelCommand(args, ctx),
+    summary: 'write an int8 backbone (static quantisation calibrated on normal images)',
+  },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {

@@ -8,7 +8,10 @@
  * the snapshot's end and never rewrites images a snapshot can see), so an
  * image added mid-prediction takes effect from the next prediction on.
  */
-import { Backbone, type BackboneDescription, type BackboneIdentity } from '../backbone/index.js';
+// backbone.js and description.js, not the folder's index: the index also exports the quantiser (onnx-proto), loaded only when used
+import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
+import path from 'node:path';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
@@ -41,7 +44,18 @@ export interface DetectorOptions {
   readonly matchPrecision?: 'float' | 'int8';
   /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
   readonly maxPixels?: number;
+  /**
+   * The whole pipeline's precision: 'int8' matches in int8 (as
+   * matchPrecision) and, when `model` is not given and the store file was
+   * fitted with `precision: 'int8'` (its meta names an int8 backbone beside
+   * it, see fitBackboneInt8), runs that int8 backbone. matchPrecision, when
+   * given, overrides the matching part.
+   */
+  readonly precision?: 'float' | 'int8';
 }
+
+/** Store meta key: file name (relative to the store's directory) of the int8 backbone the store was fitted with. */
+export const INT8_BACKBONE_META = 'int8Backbone';
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
 export interface Prediction {
@@ -102,15 +116,28 @@ export class Detector {
    */
   static async open(options: DetectorOptions = {}): Promise<Detector> {
     validateDetectorOptions(options);
+    // int8 precision: a store fitted with an int8 backbone names it; read the store first to find it.
+    let preloaded: TemplateStore | undefined;
+    let model = options.model;
+    if (model === undefined && options.precision === 'int8' && typeof options.store === 'string') {
+      preloaded = await TemplateStore.load(options.store);
+      const named = preloaded.meta[INT8_BACKBONE_META];
+      if (typeof named === 'string') model = path.join(path.dirname(options.store), named);
+    }
     const backbone = await Backbone.load({
-      model: options.model,
+      model,
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision });
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision ?? options.precision });
+    const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
+    if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
-    else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
+    else if (preloaded !== undefined) {
+      store = preloaded;
+      assertSameBackbone(store.identity, backbone.identity);
+    } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
       assertSameBackbone(store.identity, backbone.identity);
@@ -256,14 +283,18 @@ export class Detector {
   /**
    * Scores one image: anomaly score, maps and, when the store has a threshold, a label.
    * `pinned` (the server) matches against a given snapshot of this store and labels
-   * with a given threshold, so that a prediction sees one published store version.
+   * with a given threshold, so that a prediction sees one published store version,
+   * and may bring the image's features (extracted on another thread).
    */
-  async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
+  async predict(
+    source: string | Buffer | LoadedImage,
+    pinned?: { snapshot: StoreSnapshot; threshold: number | undefined; features?: Float32Array[] },
+  ): Promise<Prediction> {
     validateImageSource(source, 'predict(source)');
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
-    const features = await this.backbone.extract(image);
+    const features = pinned?.features ?? (await this.backbone.extract(image));
     const t2 = now();
     const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();

@@ -5,11 +5,11 @@ import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { BatchFailures } from '../batch.js';
-import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, intOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
-                 [--calibrate N | --no-calibrate] [--pts K] [--model PATH] [--backend auto|reference|fast]
-                 [--max-pixels N] [--fail-fast] [--quiet] [--json]
+                 [--calibrate N | --no-calibrate] [--pts K] [--precision float|int8] [--model PATH]
+                 [--backend auto|reference|fast] [--max-pixels N] [--fail-fast] [--quiet] [--json]
 
 Builds a template store from normal (defect-free) images. With calibration
 (default: 16 leave-one-out samples) it also stores a deployment threshold so
@@ -17,7 +17,10 @@ that predict can say OK / DEFECT. --pts K then compresses the store to K PTS
 sheets (as hetmm compress; calibration scores the images against the sheets).
 An input that cannot be read or decoded is reported and the store is built
 from the others (exit 3); with --fail-fast the first stops the run and no
-store is written.`;
+store is written.
+--precision int8 first quantises the backbone on these images (hetmm
+quantize-model) into STORE's folder as <store>.int8.onnx and builds the store
+with it; predict --precision int8 then runs that backbone and int8 matching.`;
 
 export async function fitCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -31,6 +34,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
       calibrate: { type: 'string' },
       'no-calibrate': { type: 'boolean', default: false },
       pts: { type: 'string' },
+      ...INT8_OPTION,
     },
     FIT_USAGE,
   );
@@ -49,7 +53,17 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
   const preset = presetFromOptions(values, 'default');
-  const detector = await openDetector(values, { preset, dtype, ...maxPixelsOption(values) });
+  let model = values.model;
+  let int8Meta: Record<string, string> = {};
+  // The leave-one-out threshold is calibrated with float matching (int8 would re-quantise the store per sample).
+  if (matchPrecisionOption(values).precision === 'int8') {
+    const { int8BackbonePathFor, quantizeBackboneFor } = await import('../../detector/precision.js');
+    const q = await quantizeBackboneFor(files, int8BackbonePathFor(values.output), { model, threads: intOption(values.threads, 'threads') });
+    report.note(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions, calibrated on ${q.result.calibrationImages} images)`);
+    model = q.result.output;
+    int8Meta = q.meta;
+  }
+  const detector = await openDetector({ ...values, model }, { preset, dtype, ...maxPixelsOption(values) });
   try {
     const t0 = performance.now();
     const bar = report.progress('features', files.length);
@@ -58,6 +72,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     bar.end();
     if (detector.store.count === 0) throw new HetmmError('E_NO_IMAGES', `none of the ${files.length} inputs could be used (listed above): no store written`);
     detector.store.meta.preset = detector.preset;
+    Object.assign(detector.store.meta, int8Meta);
     if (ptsSize !== undefined) {
       // PTS before calibration: the threshold must hold for the sheets that get saved
       const full = detector.store;

@@ -19,18 +19,20 @@ import {
 import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
-                     [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--int8]
+                     [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
                      [--max-pixels N] [--fail-fast]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
 <name>.heatmap.png (colour map over the image), <name>.map.npy (raw float32
 anomaly map, 256x256) and <name>.mask.png (pixels over the threshold).
-With --json prints one JSON object per image instead. --int8 matches with
-int8 VNNI kernels: about 2.5x faster matching, scores within ~2e-3
-(docs/PERFORMANCE.md). An input that cannot be read or decoded is reported
-on its own line and the others still run (exit 3; --fail-fast stops at the
-first); a heat map that cannot be written stops the run (exit 5).`;
+With --json prints one JSON object per image instead. --precision int8 (alias
+--int8) matches with int8 VNNI kernels (about 2.5x faster matching, scores
+within ~2e-3) and, for a store fitted with --precision int8, runs its int8
+backbone too (docs/PERFORMANCE.md). Default: float. An input that cannot be
+read or decoded is reported on its own line and the others still run (exit 3;
+--fail-fast stops at the first); a heat map that cannot be written stops the
+run (exit 5).`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(

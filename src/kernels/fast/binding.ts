@@ -103,10 +103,16 @@ export interface NativeBinding {
     p1: number,
     out: Float32Array,
   ): Promise<void>;
+  /**
+   * Synchronous per-pixel L2 normalisation of one [c, hw] map starting at
+   * src[srcOffset] into out (native/pixel_norm.c; bit-identical to
+   * l2NormalisePixels in src/backbone/backbone.ts). Absent on older builds.
+   */
+  l2NormalizePixels?(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
 }
 
 const FIX =
-  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `npx node-gyp rebuild`); ' +
+  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `rm -rf build && npm run install`); ' +
   'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
   '(e.g. add "hetmm": true to allowScripts) and rebuild.';
 
