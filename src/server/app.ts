@@ -275,6 +275,15 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   app.post<{ Params: { line: string }; Querystring: PredictQuery }>(
     '/v1/lines/:line/predict',
     {
+      // A full queue refuses before the body is read: under overload, 429s must stay cheap.
+      onRequest: async (request) => {
+        const load = executor.load().find((l) => l.line === request.params.line);
+        if (load !== undefined && load.queued >= load.queueLimit) {
+          throw new ServerError('E_BUSY', `line '${load.line}' is busy (${load.running} running, ${load.queued} waiting): retry later`, {
+            retryAfter: load.retryAfter ?? 1,
+          });
+        }
+      },
       schema: {
         summary: 'score images: raw image body (image/*) or multipart files',
         description:

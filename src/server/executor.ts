@@ -150,6 +150,8 @@ export interface LineLoad {
   /** predictions being computed */
   readonly running: number;
   readonly queueLimit: number;
+  /** seconds until a slot is likely free (the Retry-After of a 429) */
+  readonly retryAfter?: number;
 }
 
 export interface InspectionExecutor {
