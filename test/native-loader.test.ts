@@ -67,7 +67,7 @@ test('portable build: with the x86 SIMD compiled out (as on arm64) the generic v
   const addon = path.join(tmp, 'portable.node');
   const cc = process.env['CC'] || 'cc';
   await run(cc, ['-shared', '-fPIC', '-O2', '-std=gnu11', '-fno-strict-aliasing', '-Wall', '-Werror', '-Wno-psabi', '-Wno-unused-function',
-    '-DHETMM_NO_X86_SIMD', `-I${headers}`, path.join(repoRoot, 'native', 'hetmm_native.c'), '-o', addon, '-lpthread']);
+    '-DHETMM_NO_X86_SIMD', `-I${headers}`, path.join(repoRoot, 'native', 'hetmm_native.c'), path.join(repoRoot, 'native', 'pixel_norm.c'), '-o', addon, '-lpthread', '-lm']);
   const { stdout } = await run(process.execPath, [path.join(here, 'helpers', 'portable-addon-check.js')], {
     env: { ...process.env, HETMM_NATIVE_PATH: addon, HETMM_FAST_VARIANT: '' },
   });
