@@ -3,7 +3,7 @@ import { evaluate, type EvaluateEvent } from '../../eval/run.js';
 import { formatPercent, formatTable, reportToJson } from '../../eval/report.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, INT8_OPTION, matchPrecisionOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, INT8_OPTION, precisionOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 import type { Progress } from '../progress.js';
 
 export const EVAL_USAGE = `usage: hetmm eval --data ROOT [--category NAME ...] [--preset NAME|auto] [--json FILE|-] [--report DIR]
@@ -141,7 +141,7 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
       pts: intOption(values.pts, 'pts'),
       dtype,
       backend: backendOption(values.backend),
-      ...matchPrecisionOption(values),
+      ...precisionOption(values),
       model: values.model,
       threads: intOption(values.threads, 'threads'),
       concurrency: intOption(values.concurrency, 'concurrency'),

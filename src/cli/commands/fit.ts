@@ -5,7 +5,7 @@ import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { BatchFailures } from '../batch.js';
-import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, precisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
                  [--calibrate N | --no-calibrate] [--pts K] [--precision float|int8] [--model PATH]
@@ -56,7 +56,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   let model = values.model;
   let int8Meta: Record<string, string> = {};
   // The leave-one-out threshold is calibrated with float matching (int8 would re-quantise the store per sample).
-  if (matchPrecisionOption(values).precision === 'int8') {
+  if (precisionOption(values).precision === 'int8') {
     const { int8BackbonePathFor, quantizeBackboneFor } = await import('../../detector/precision.js');
     const q = await quantizeBackboneFor(files, int8BackbonePathFor(values.output), { model, threads: intOption(values.threads, 'threads') });
     report.note(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions, calibrated on ${q.result.calibrationImages} images)`);

@@ -9,7 +9,7 @@ import {
   INPUT_OPTIONS,
   INT8_OPTION,
   intOption,
-  matchPrecisionOption,
+  precisionOption,
   maxPixelsOption,
   openDetector,
   parse,
@@ -59,7 +59,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
   const detector = await openDetector(values, {
     store: values.templates,
     preset: presetFromOptions(values, ''),
-    ...matchPrecisionOption(values),
+    ...precisionOption(values),
     ...maxPixelsOption(values),
   });
   try {
