@@ -12,7 +12,10 @@
  */
 export { HetmmError, isHetmmError, type HetmmErrorCode } from './errors.js';
 export { Detector, type DetectorOptions, type Prediction, type ProgressEvent } from './detector/detector.js';
-export { calibrateStore, storedThreshold, type StoredThreshold } from './detector/threshold.js';
+export { storedThreshold, describeFalseAlarms, type StoredThreshold } from './detector/threshold.js';
+export { calibrateStore, DEFAULT_FALSE_ALARM_RATE, type CalibrateOptions } from './detector/calibrate.js';
+export { fitStore, type FitStoreOptions, type FitStoreResult } from './eval/fit-store.js';
+export { tunePreset, type TuneOptions, type TuneRecord } from './eval/tune.js';
 export * from './image/index.js';
 export * from './backbone/index.js';
 export * from './store/index.js';

@@ -3,13 +3,18 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prediction } from '../detector/detector.js';
 import { storedThreshold } from '../detector/threshold.js';
-import { encodeMaskPng, renderHeatmapOverlay, saveFloatMap } from '../image/index.js';
+import { encodeMaskPng, renderHeatmapOverlay, resizeBilinearFloat, saveFloatMap } from '../image/index.js';
 
 export interface WrittenFiles {
   readonly heatmap: string;
   readonly map: string;
   readonly mask?: string;
+  /** [height, width] of the written heat map, map and mask */
+  readonly size: readonly [number, number];
 }
+
+/** 'original': outputs at the input image's own size (overlays line up with it); 'model': at the backbone's input size. */
+export type MapSize = 'original' | 'model';
 
 /**
  * Output names for a batch: the file stem, or parent_stem where two inputs
@@ -46,22 +51,34 @@ export function heatmapRange(prediction: Prediction, meta: Record<string, unknow
   return hi > lo ? [lo, hi] : [lo, lo + 1];
 }
 
+/**
+ * Writes the heat map overlay, the raw map (.npy) and, with a threshold, the
+ * mask. At mapSize 'original' (the default) the maps are resampled to the
+ * image file's size first (bilinear, as PIL), and the threshold is applied
+ * to the resampled pixel map, so the mask, the overlay and the map all line
+ * up with the input image.
+ */
 export async function writePredictionFiles(
   prediction: Prediction,
   outDir: string,
   stem: string,
   range: readonly [number, number],
+  options: { mapSize?: MapSize } = {},
 ): Promise<WrittenFiles> {
   await mkdir(outDir, { recursive: true });
   const { height: h, width: w } = prediction;
+  const original = (options.mapSize ?? 'original') === 'original' && prediction.image.source !== '<buffer>';
+  const [H, W] = original ? [prediction.image.originalHeight, prediction.image.originalWidth] : [h, w];
+  const resize = (map: Float32Array): Float32Array => (H === h && W === w ? map : Float32Array.from(resizeBilinearFloat(map, h, w, 1, H, W)));
+  const pixelMap = resize(prediction.pixelMap);
   const heatmap = path.join(outDir, `${stem}.heatmap.png`);
   const map = path.join(outDir, `${stem}.map.npy`);
-  await writeFile(heatmap, await renderHeatmapOverlay(prediction.image, prediction.pixelMap, h, w, { range, alpha: 0.5 }));
-  await saveFloatMap(map, prediction.anomalyMap, h, w);
-  if (prediction.threshold === undefined) return { heatmap, map };
-  const mask = new Uint8Array(h * w);
-  for (let i = 0; i < mask.length; i++) mask[i] = prediction.pixelMap[i]! > prediction.threshold ? 1 : 0;
+  await writeFile(heatmap, await renderHeatmapOverlay(original ? prediction.image.source : prediction.image, pixelMap, H, W, { range, alpha: 0.5, outSize: original ? 'original' : 'model' }));
+  await saveFloatMap(map, resize(prediction.anomalyMap), H, W);
+  if (prediction.threshold === undefined) return { heatmap, map, size: [H, W] };
+  const mask = new Uint8Array(H * W);
+  for (let i = 0; i < mask.length; i++) mask[i] = pixelMap[i]! > prediction.threshold ? 1 : 0;
   const maskFile = path.join(outDir, `${stem}.mask.png`);
-  await writeFile(maskFile, await encodeMaskPng(mask, h, w));
-  return { heatmap, map, mask: maskFile };
+  await writeFile(maskFile, await encodeMaskPng(mask, H, W));
+  return { heatmap, map, mask: maskFile, size: [H, W] };
 }
