@@ -411,19 +411,22 @@ async function prepareStore(
     if (options.dtype !== undefined && options.dtype !== store.dtype) {
       note(`--dtype ${options.dtype} ignored: the loaded store ${file} holds ${store.dtype} templates`);
     }
-    if (storedThreshold(store.meta, preset.name) !== undefined) calibrate = options.pts !== undefined && calibrate;
-    else if (store.meta.pts !== undefined) {
+    const tuning = options.tune !== undefined && options.tune !== false; // a tuned preset needs its own threshold
+    if (tuning || storedThreshold(store.meta, preset.name) === undefined) {
+      if (calibrate && store.count >= 2 && store.meta.pts === undefined) {
+        note(`calibrating the store ${file} in memory for ${tuning ? 'the tuned preset' : `preset ${preset.name}`} (${Math.min(settled.calibrationSamples, store.count)} leave-one-out samples)`);
+      }
+    } else calibrate = options.pts !== undefined && calibrate;
+    if (store.meta.pts !== undefined && storedThreshold(store.meta, preset.name) === undefined) {
       note(`the PTS store ${file} has no threshold for preset ${preset.name} (leave-one-out needs whole images): no normal-only threshold`);
       calibrate = false;
-    } else if (calibrate && store.count >= 2) {
-      note(`the store ${file} has no threshold for preset ${preset.name}: calibrating it in memory (${Math.min(settled.calibrationSamples, store.count)} leave-one-out samples)`);
     }
   } else {
     detector.setStore(TemplateStore.create(identity, { dtype: options.dtype ?? 'float32' }));
   }
   const fitted = await fitStore(detector, {
     ...(options.templates === undefined ? { files: dataset.trainFiles } : {}),
-    ...(options.tune === undefined || options.tune === false || options.templates !== undefined ? {} : { tune: options.tune }),
+    ...(options.tune === undefined || options.tune === false ? {} : { tune: options.tune }),
     ...(options.pts === undefined ? {} : { pts: options.pts, ptsWorkers: options.ptsWorkers ?? os.availableParallelism() }),
     calibrate,
     falseAlarmRate,
