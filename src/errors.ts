@@ -16,6 +16,8 @@ export type HetmmErrorCode =
   | 'E_STORE_FORMAT' // bad magic/version/header, truncated, checksum mismatch
   | 'E_STORE_MISMATCH' // another backbone / input size / layers than expected
   | 'E_STORE_WRITE' // could not write (e.g. disk full); the old file is intact
+  | 'E_STORE_LOCKED' // another process held the store's write lock for longer than the timeout
+  | 'E_WRITE' // an output file (heat map, report) could not be written
   | 'E_DATASET' // data-set layout problems (missing mask, empty split)
   | 'E_BACKEND' // a kernel backend could not load or failed
   | 'E_INTERNAL';

@@ -27,3 +27,4 @@ export { selectTemplates } from './selection/pts.js';
 export * from './eval/index.js';
 export { evaluate, type EvaluateOptions, type EvaluationResult } from './eval/run.js';
 export { compressStore } from './selection/compress-store.js';
+export { createServer, InProcessExecutor, ServerError, type ServerOptions, type InspectionExecutor } from './server/index.js';

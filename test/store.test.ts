@@ -212,7 +212,7 @@ for (const dtype of ['float32', 'float16'] as const) {
     // file layout checked independently of the loader
     const bytes = readFileSync(file);
     assert.equal(bytes.subarray(0, 8).toString('latin1'), 'HETMMTS\0');
-    assert.equal(bytes.readUInt32LE(8), 1);
+    assert.equal(bytes.readUInt32LE(8), 2);
     const header = JSON.parse(bytes.subarray(16, 16 + bytes.readUInt32LE(12)).toString('utf8'));
     const dataStart = Math.ceil((16 + bytes.readUInt32LE(12)) / 64) * 64;
     assert.equal(header.layers[1].offset % 64, 0);
@@ -269,7 +269,8 @@ test('corruption: truncation, flipped bytes, magic, version, extra bytes -> E_ST
   await tryLoad(good.subarray(0, good.length - 1), `truncated: expected ${good.length} bytes, found ${good.length - 1}`);
   await tryLoad(good.subarray(0, good.length >> 1), `truncated: expected ${good.length} bytes, found ${good.length >> 1}`);
   await tryLoad(good.subarray(0, 10), 'truncated');
-  await tryLoad(Buffer.concat([good, Buffer.from([0])]), `expected ${good.length} bytes, found ${good.length + 1}`);
+  // Version 2: bytes after the base are append records; garbage there is corruption (a torn append is tested in store-concurrency).
+  await tryLoad(Buffer.concat([good, Buffer.from('X')]), `append record at byte ${good.length}`, 'bad record magic');
   const flip = (at: number): Buffer => {
     const b = Buffer.from(good);
     b[at] ^= 0x01;
@@ -286,8 +287,8 @@ test('corruption: truncation, flipped bytes, magic, version, extra bytes -> E_ST
   await tryLoad(flip(0), 'not a hetmm template store', 'bad magic');
   await tryLoad(Buffer.from('just some text that is long enough'), 'not a hetmm template store');
   const future = Buffer.from(good);
-  future.writeUInt32LE(2, 8);
-  await tryLoad(future, 'written by a newer hetmm', 'version 2');
+  future.writeUInt32LE(3, 8);
+  await tryLoad(future, 'written by a newer hetmm', 'version 3');
   const header = Buffer.from(good);
   header.writeUInt32LE(0x7fffffff, 12);
   await tryLoad(header, 'implausible header length');

@@ -10,6 +10,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import type { Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/types.js';
 import {
@@ -32,8 +33,8 @@ export interface BackboneLoadOptions {
   readonly description?: BackboneDescription;
   /** onnxruntime intra-op threads; default: all cores (os.availableParallelism()) */
   readonly threads?: number;
-  /** environment for HETMM_MODEL lookup; default process.env */
-  readonly env?: NodeJS.ProcessEnv;
+  /** environment for HETMM_MODEL lookup (default: the process environment, through ../config.ts) */
+  readonly env?: Environment;
 }
 
 interface SharedSession {

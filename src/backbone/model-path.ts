@@ -2,6 +2,7 @@
 import { existsSync, statSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setting, type Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
 import { DEFAULT_MODEL_RELATIVE_PATH } from './description.js';
 
@@ -37,8 +38,8 @@ const HOW_TO = 'Supply a model with --model PATH or the environment variable HET
 export interface ResolveModelOptions {
   /** the --model option */
   readonly model?: string;
-  /** default process.env (HETMM_MODEL) */
-  readonly env?: NodeJS.ProcessEnv;
+  /** environment for HETMM_MODEL (default: the process environment, through ../config.ts) */
+  readonly env?: Environment;
   /** default process.cwd() */
   readonly cwd?: string;
   /** default: the directory of hetmm's package.json, found from this module */
@@ -49,12 +50,11 @@ export function resolveModelPath(options: ResolveModelOptions = {}): {
   path: string;
   tried: string[];
 } {
-  const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   // An explicit choice that does not exist is an error, never a silent fallback to the default.
   const explicit: Array<[string | undefined, string]> = [
     [options.model, '--model'],
-    [env.HETMM_MODEL, 'HETMM_MODEL'],
+    [setting('model', options.env), 'HETMM_MODEL'],
   ];
   for (const [value, label] of explicit) {
     if (value === undefined || value === '') continue;

@@ -6,6 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { setting } from '../config.js';
 import { isHetmmError, type HetmmErrorCode } from '../errors.js';
 import type { CliContext } from './context.js';
 import { addCommand } from './commands/add.js';
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'fit and predict the bundled MVTec bottle images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
+  serve: { run: async (args, ctx) => (await import('./commands/serve.js')).serveCommand(args, ctx), summary: 'inspection server and web page: predict, review, hot-update over HTTP' },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
@@ -82,11 +84,11 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
   } catch (e) {
     if (isHetmmError(e)) {
       ctx.stderr.write(`hetmm ${name}: error: ${e.message}\n`);
-      if (process.env.HETMM_DEBUG) ctx.stderr.write(`${e.stack ?? ''}\n`);
+      if (setting('debug') !== undefined) ctx.stderr.write(`${e.stack ?? ''}\n`);
       return exitCode(e.code);
     }
     ctx.stderr.write(`hetmm ${name}: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
-    ctx.stderr.write(process.env.HETMM_DEBUG ? `${e instanceof Error ? e.stack : ''}\n` : 'run again with HETMM_DEBUG=1 for details, and please report it\n');
+    ctx.stderr.write(setting('debug') !== undefined ? `${e instanceof Error ? e.stack : ''}\n` : 'run again with HETMM_DEBUG=1 for details, and please report it\n');
     return 70;
   }
 }

@@ -46,10 +46,11 @@ export function parse<O extends NonNullable<ParseArgsConfig['options']>>(
   }
 }
 
+/** --backend: 'auto' or a registered backend name (the registry rejects unknown names, listing the registered ones). */
 export function backendOption(value: string | undefined): BackendPreference | undefined {
   if (value === undefined) return undefined;
-  if (value === 'auto' || value === 'reference' || value === 'fast') return value;
-  throw new HetmmError('E_ARGUMENT', `Expected --backend auto, reference or fast but received "${value}"`);
+  if (value === '') throw new HetmmError('E_ARGUMENT', 'Expected --backend auto, reference, fast or another registered backend but received ""');
+  return value;
 }
 
 /**

@@ -2,7 +2,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prediction } from '../detector/detector.js';
-import { storedThreshold } from '../detector/threshold.js';
 import { encodeMaskPng, renderHeatmapOverlay, resizeBilinearFloat, saveFloatMap } from '../image/index.js';
 
 export interface WrittenFiles {
@@ -33,23 +32,7 @@ export function outputStems(files: readonly string[]): string[] {
   });
 }
 
-/**
- * The colour scale of heat maps: from the median normal pixel to the
- * deployment threshold when the store is calibrated (red = over the
- * threshold), else the map's own min..max (then colours are not comparable
- * across images, and the caller says so).
- */
-export function heatmapRange(prediction: Prediction, meta: Record<string, unknown>, presetName: string): [number, number] {
-  const t = storedThreshold(meta, presetName);
-  if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of prediction.pixelMap) {
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return hi > lo ? [lo, hi] : [lo, lo + 1];
-}
+export { heatmapRange } from '../detector/threshold.js';
 
 /**
  * Writes the heat map overlay, the raw map (.npy) and, with a threshold, the

@@ -14,7 +14,7 @@ import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
-import { TemplateStore } from '../store/index.js';
+import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 
 export interface DetectorOptions {
@@ -30,7 +30,7 @@ export interface DetectorOptions {
   /**
    * 'int8': match with the fast backend's int8 VNNI kernels (about 2.5x
    * faster matching, scores within ~2e-3 of float; docs/PERFORMANCE.md).
-   * Default 'float' (HETMM_MATCH_PRECISION is read when the backend loads).
+   * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
    */
   readonly matchPrecision?: 'float' | 'int8';
 }
@@ -76,12 +76,15 @@ export class Detector {
   readonly backend: KernelBackend;
   preset: Preset;
   #store: TemplateStore;
+  /** the store file this detector was opened from: `add` appends to it durably (locked, merged) */
+  #storeFile: string | undefined;
 
-  private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset) {
+  private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset, storeFile?: string) {
     this.backbone = backbone;
     this.backend = backend;
     this.#store = store;
     this.preset = preset;
+    this.#storeFile = storeFile;
   }
 
   /**
@@ -96,10 +99,7 @@ export class Detector {
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend =
-      options.matchPrecision === 'int8'
-        ? await loadInt8Backend(options.backend ?? 'auto')
-        : await getBackend(options.backend ?? 'auto');
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision });
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
     else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
@@ -110,17 +110,26 @@ export class Detector {
     // A store remembers the preset it was fitted (and calibrated) with.
     const presetOption = options.preset ?? presetFromMeta(store.meta.preset) ?? 'default';
     const preset = typeof presetOption === 'string' ? resolvePreset(presetOption) : presetOption;
-    return new Detector(backbone, backend, store, preset);
+    return new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
   }
 
   get store(): TemplateStore {
     return this.#store;
   }
 
-  /** Replaces the store (e.g. with a PTS-compressed one); in-flight predictions keep their snapshot. */
-  setStore(store: TemplateStore): void {
+  /** The store file `add` writes to (the one the detector was opened from), if any. */
+  get storeFile(): string | undefined {
+    return this.#storeFile;
+  }
+
+  /**
+   * Replaces the store (e.g. with a PTS-compressed one); in-flight predictions
+   * keep their snapshot. `file`: the store file later adds append to (default none).
+   */
+  setStore(store: TemplateStore, file?: string): void {
     assertSameBackbone(store.identity, this.backbone.identity);
     this.#store = store;
+    this.#storeFile = file;
   }
 
   /** Decodes and resizes an image to the backbone's input size. */
@@ -137,32 +146,71 @@ export class Detector {
 
   /**
    * Hot update: appends normal images to the template store. They take effect
-   * for every prediction that starts matching after this resolves.
+   * for every prediction that starts matching after this resolves. Opened
+   * from a store file, the images are appended to that file durably (under
+   * its cross-process lock, merging other processes' appends: see
+   * TemplateStore.appendToFile) before this resolves.
+   *
+   * All or nothing: features are extracted for every image first; by default
+   * the first bad image throws and nothing is added. With `onFailure`, a bad
+   * image is reported to it and skipped, and the others are added.
    */
-  async add(sources: readonly string[], onProgress?: ProgressCallback): Promise<number> {
-    // On a PTS store a new image becomes one more sheet (docs/PTS.md).
-    this.#store.reserve(sources.length);
+  async add(
+    sources: readonly string[],
+    onProgress?: ProgressCallback,
+    options: { onFailure?: (file: string, error: Error) => void } = {},
+  ): Promise<number> {
+    if (!Array.isArray(sources) || !sources.every((s) => typeof s === 'string')) {
+      throw new HetmmError('E_ARGUMENT', `Expected add(sources) to be an array of file paths but received ${describeValue(sources)}`);
+    }
+    // A store file gets one durable append of all images at the end; a store in memory grows
+    // image by image (fit: no second copy of gigabytes of features) and is rolled back on failure.
+    const toFile = this.#storeFile !== undefined;
+    const items: { features: Float32Array[]; file: string }[] = [];
+    const countBefore = this.#store.count;
+    if (!toFile) this.#store.reserve(sources.length); // on a PTS store a new image becomes one more sheet (docs/PTS.md)
     let done = 0;
     // Decoding of image i+1 overlaps the backbone on image i.
-    let next: Promise<LoadedImage> | undefined = sources.length > 0 ? this.loadImage(sources[0]!) : undefined;
-    for (let i = 0; i < sources.length; i++) {
-      const image = await next!;
-      next = i + 1 < sources.length ? this.loadImage(sources[i + 1]!) : undefined;
-      next?.catch(() => undefined); // surfaced when awaited
-      const features = await this.backbone.extract(image);
-      this.#store.append(features, sources[i]!);
-      done++;
-      onProgress?.({ done, total: sources.length, file: sources[i]! });
+    const load = (i: number): Promise<LoadedImage> => {
+      const p = this.loadImage(sources[i]!);
+      p.catch(() => undefined); // surfaced when awaited
+      return p;
+    };
+    try {
+      let next: Promise<LoadedImage> | undefined = sources.length > 0 ? load(0) : undefined;
+      for (let i = 0; i < sources.length; i++) {
+        const current = next!;
+        next = i + 1 < sources.length ? load(i + 1) : undefined;
+        try {
+          const features = await this.backbone.extract(await current);
+          if (toFile) items.push({ features, file: sources[i]! });
+          else this.#store.append(features, sources[i]!);
+        } catch (e) {
+          if (options.onFailure === undefined) throw e;
+          options.onFailure(sources[i]!, e instanceof Error ? e : new Error(String(e)));
+        }
+        done++;
+        onProgress?.({ done, total: sources.length, file: sources[i]! });
+      }
+    } catch (e) {
+      if (!toFile) this.#store.rollbackTo(countBefore);
+      throw e;
     }
-    return done;
+    if (toFile && items.length > 0) {
+      await this.#store.appendToFile(this.#storeFile!, items, { lock: { purpose: 'hetmm add' } });
+    }
+    return toFile ? items.length : this.#store.count - countBefore;
   }
 
   /** Matches already-extracted features against the current store snapshot. */
-  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number; backend?: KernelBackend } = {}): Promise<{
+  async matchFeatures(
+    features: readonly Float32Array[],
+    options: { exclude?: number; snapshot?: StoreSnapshot; backend?: KernelBackend } = {},
+  ): Promise<{
     results: MatchResult[];
     templates: number;
   }> {
-    const snapshot = this.#store.snapshot();
+    const snapshot = options.snapshot ?? this.#store.snapshot();
     if (snapshot.count === 0) {
       throw new HetmmError('E_ARGUMENT', 'the template store is empty: add normal images first (hetmm fit / hetmm add)');
     }
@@ -189,18 +237,22 @@ export class Detector {
     return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };
   }
 
-  /** Scores one image: anomaly score, maps and, when the store has a threshold, a label. */
-  async predict(source: string | Buffer | LoadedImage): Promise<Prediction> {
+  /**
+   * Scores one image: anomaly score, maps and, when the store has a threshold, a label.
+   * `pinned` (the server) matches against a given snapshot of this store and labels
+   * with a given threshold, so that a prediction sees one published store version.
+   */
+  async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
     const features = await this.backbone.extract(image);
     const t2 = now();
-    const { results, templates } = await this.matchFeatures(features);
+    const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();
     const scored = this.scoreResults(results);
     const t4 = now();
-    const threshold = this.threshold;
+    const threshold = pinned === undefined ? this.threshold : pinned.threshold;
     return {
       file: image.source,
       score: scored.score,
@@ -265,15 +317,6 @@ export class Detector {
   }
 }
 
-/** A fast backend matching in int8, outside the shared registry (whose fast backend matches in float). */
-async function loadInt8Backend(preference: BackendPreference): Promise<KernelBackend> {
-  if (preference === 'reference') {
-    throw new HetmmError('E_ARGUMENT', 'int8 matching needs the fast backend, but the reference backend was asked for');
-  }
-  const { loadFastBackend } = await import('../kernels/fast/index.js');
-  return loadFastBackend({ precision: 'int8' });
-}
-
 function presetFromMeta(value: unknown): Preset | string | undefined {
   if (typeof value === 'string') return value;
   if (typeof value !== 'object' || value === null) return undefined;
@@ -283,6 +326,10 @@ function presetFromMeta(value: unknown): Preset | string | undefined {
   } catch (e) {
     throw new HetmmError('E_STORE_FORMAT', `the store's preset is invalid: ${e instanceof Error ? e.message : String(e)}`);
   }
+}
+
+function describeValue(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array with a non-string entry' : typeof v;
 }
 
 function isLoadedImage(x: unknown): x is LoadedImage {

@@ -9,6 +9,7 @@
  * score > threshold.
  */
 import { HetmmError } from '../errors.js';
+import type { Prediction } from './detector.js';
 
 /** The decision rule every hetmm threshold is chosen for. */
 export function isAnomalous(score: number, threshold: number): boolean {
@@ -254,4 +255,22 @@ export function describeFalseAlarms(t: StoredThreshold): string {
     `from ${t.scores.length} normal scores` +
     (t.falseAlarmRate === undefined ? '' : `, asked ${formatRate(t.falseAlarmRate)}`);
   return t.warning === undefined ? line : `${line}; warning: ${t.warning}`;
+}
+
+/**
+ * The colour scale of heat maps: from the median normal pixel to the
+ * deployment threshold when the store is calibrated (red = over the
+ * threshold), else the map's own min..max (then colours are not comparable
+ * across images, and the caller says so).
+ */
+export function heatmapRange(prediction: Pick<Prediction, 'pixelMap'>, meta: Record<string, unknown>, presetName: string): [number, number] {
+  const t = storedThreshold(meta, presetName);
+  if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of prediction.pixelMap) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return hi > lo ? [lo, hi] : [lo, lo + 1];
 }

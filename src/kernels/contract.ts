@@ -6,17 +6,8 @@
  * fixtures), flat row-major typed arrays.
  */
 
-/** Element type of stored template features. float16 values are raw IEEE half bits. */
-export type FeatureDType = 'float32' | 'float16';
-
-/** A stack of N feature maps of one layer, NCHW, each pixel vector L2-normalised over C. */
-export interface FeatureStack {
-  readonly dtype: FeatureDType;
-  /** [N, C, H, W] */
-  readonly shape: readonly [number, number, number, number];
-  /** length >= N*C*H*W; only the first N*C*H*W elements are read (stores grow in place). */
-  readonly data: Float32Array | Uint16Array;
-}
+export type { FeatureDType, FeatureStack } from '../store/feature-stack.js';
+import type { FeatureStack } from '../store/feature-stack.js';
 
 /** One query feature map, [C, H, W] float32 (a single image). */
 export interface QueryMap {
@@ -48,4 +39,20 @@ export interface KernelBackend {
    * templates of a layer; windows clipped at the map border (no padding).
    */
   matchLayer(query: QueryMap, templates: FeatureStack, options: MatchOptions): Promise<MatchResult>;
+  /** what matchLayer computes in: 'float' (absent = 'float') or 'int8' (approximate, see fast/int8.ts) */
+  readonly precision?: MatchPrecision;
+  /**
+   * Capability: per-pixel Gram matrices for PTS, out[(p - p0)*N*N + i*N + j] =
+   * <T_i(p), T_j(p)> for flat pixels p in [p0, p1), both halves (float32).
+   * Absent: PTS computes the Gram in TypeScript (float64).
+   */
+  pixelGram?(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
+}
+
+/** Matching precision a backend is asked for (getBackend's `precision` option). */
+export type MatchPrecision = 'float' | 'int8';
+
+/** What a registered backend's loader is asked for. */
+export interface BackendLoadOptions {
+  readonly precision: MatchPrecision;
 }

@@ -5,15 +5,20 @@
  */
 import os from 'node:os';
 import { HetmmError } from '../errors.js';
-import type { FeatureStack } from '../kernels/contract.js';
+import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { float16ArrayToFloat32, TemplateStore } from '../store/index.js';
 import { ptsMinSamples, selectTemplates, type SelectOptions } from './pts.js';
 
-/** Which Gram kernel PTS runs on: 'fast' = the native addon (float32, refined), 'reference' = TypeScript float64. */
-export type PtsGramChoice = 'auto' | 'fast' | 'reference';
+/**
+ * Which kernel backend computes the PTS Gram product: 'auto' (HETMM_BACKEND
+ * applies) or a registered name. 'fast' = the native addon (float32,
+ * refined); a backend without the pixelGram capability, such as 'reference',
+ * leaves it to TypeScript in float64.
+ */
+export type PtsGramChoice = BackendPreference;
 
 export interface CompressOptions {
-  /** default 'auto': the native kernel when it loads, else the reference (with a note) */
+  /** default 'auto': the registry's choice (the native kernel when it loads, else the reference with one warning) */
   readonly gram?: PtsGramChoice;
   /** worker threads for OPTICS (and the reference Gram); default: all cores */
   readonly workers?: number;
@@ -33,8 +38,8 @@ export interface PtsMeta {
   readonly minSamples: number | null;
   /** wall time of the selection */
   readonly seconds: number;
-  /** the Gram kernel used */
-  readonly gram: 'fast' | 'reference' | 'none';
+  /** the Gram kernel used: a backend name ('fast'), 'reference' (TypeScript) or 'none' (all kept) */
+  readonly gram: string;
   readonly notes: string[];
 }
 
@@ -50,22 +55,16 @@ export function sheetName(index: number): string {
   return `pts-sheet-${String(index).padStart(3, '0')}`;
 }
 
-async function chooseGram(choice: PtsGramChoice, notes: string[]): Promise<{ name: 'fast' | 'reference'; options: SelectOptions }> {
-  if (choice === 'reference') return { name: 'reference', options: {} };
-  try {
-    // Loaded lazily: only this path touches the native addon.
-    const { loadFastBackend } = await import('../kernels/fast/index.js');
-    const fast = await loadFastBackend();
-    return {
-      name: 'fast',
-      options: { gramPrecision: 'float32', gram: (stack: FeatureStack, p0: number, p1: number, out: Float32Array) => fast.pixelGram(stack, p0, p1, out) },
-    };
-  } catch (e) {
-    if (choice === 'fast') throw e;
-    const reason = e instanceof Error ? e.message : String(e);
-    notes.push(`PTS: the native Gram kernel is not available (${reason}); using the slower TypeScript reference`);
+/** The Gram product from the registry's backend when it has one (pixelGram), else PTS's TypeScript float64 Gram. */
+async function chooseGram(choice: PtsGramChoice, notes: string[]): Promise<{ name: string; options: SelectOptions }> {
+  // the Gram product is float32 whatever matching precision is configured
+  const backend = await getBackend(choice, { precision: 'float' });
+  if (backend.pixelGram === undefined) {
+    if (choice !== 'reference') notes.push(`PTS: the "${backend.name}" kernel backend has no Gram kernel; using the slower TypeScript reference`);
     return { name: 'reference', options: {} };
   }
+  const gram = backend.pixelGram.bind(backend);
+  return { name: backend.name, options: { gramPrecision: 'float32', gram } };
 }
 
 /**

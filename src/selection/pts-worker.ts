@@ -6,7 +6,7 @@
  *  - 'select': the parent already computed the Gram of a pixel block (e.g.
  *    with the native multi-threaded kernel) and copied the block's vectors;
  *    the worker runs OPTICS and the selection on its share of the block.
- * Protocol: the parent posts PtsWorkerTask (with an id); the worker answers
+ * Protocol (./pts-protocol.ts): the parent posts PtsWorkerTask (with an id); the worker answers
  * {type: 'progress', pixels} per block and {type: 'done', id} or
  * {type: 'error', id, message}. Tasks run in the order posted.
  */
@@ -15,56 +15,7 @@ import type { FeatureStack } from '../kernels/contract.js';
 import { pixelGramReference } from '../kernels/reference/gram.js';
 import { selfSimilarities } from './gram.js';
 import { selectAtPixel, PtsPixelScratch } from './pts.js';
-
-interface TaskOutputs {
-  readonly id: number;
-  readonly k: number;
-  readonly minSamples: number;
-  /** H*W of the layer */
-  readonly hw: number;
-  /** [K, H*W] Int32 */
-  readonly selected: SharedArrayBuffer;
-  /** [N, H*W] Int32, or null */
-  readonly labels: SharedArrayBuffer | null;
-  /** [K, C, H, W] output sheets, same element type as the input */
-  readonly out: SharedArrayBuffer;
-}
-
-/** A layer (shared) and one pixel range of it; the worker computes the Gram. */
-export interface GramAndSelectTask extends TaskOutputs {
-  readonly kind: 'gram-and-select';
-  readonly dtype: FeatureStack['dtype'];
-  readonly shape: readonly [number, number, number, number];
-  /** template data (Float32 or Uint16 elements per dtype) */
-  readonly data: SharedArrayBuffer;
-  readonly p0: number;
-  readonly p1: number;
-  readonly blockPixels: number;
-}
-
-/** Pixels [b0 + q0, b0 + q1) of a block [b0, b0 + count) whose Gram is given. */
-export interface SelectTask extends TaskOutputs {
-  readonly kind: 'select';
-  readonly dtype: FeatureStack['dtype'];
-  readonly n: number;
-  readonly c: number;
-  /** the block's vectors as a stack [N, C, 1, count] (Float32 or Uint16 elements) */
-  readonly vectors: SharedArrayBuffer;
-  /** [count, N, N] Gram of the block */
-  readonly gram: SharedArrayBuffer;
-  readonly gramPrecision: 'float32' | 'float64';
-  readonly b0: number;
-  readonly count: number;
-  readonly q0: number;
-  readonly q1: number;
-}
-
-export type PtsWorkerTask = GramAndSelectTask | SelectTask;
-
-export type PtsWorkerMessage =
-  | { type: 'progress'; pixels: number }
-  | { type: 'done'; id: number }
-  | { type: 'error'; id: number; message: string };
+import type { GramAndSelectTask, PtsWorkerMessage, PtsWorkerTask, SelectTask } from './pts-protocol.js';
 
 const scratches = new Map<number, PtsPixelScratch>();
 function scratchFor(n: number): PtsPixelScratch {

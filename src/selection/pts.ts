@@ -27,7 +27,7 @@ import {
   type Float64GramFunction,
 } from './gram.js';
 import { Worker } from 'node:worker_threads';
-import type { PtsWorkerMessage, PtsWorkerTask } from './pts-worker.js';
+import type { PtsWorkerMessage, PtsWorkerTask } from './pts-protocol.js';
 
 export type { Float32GramFunction, Float64GramFunction } from './gram.js';
 

@@ -1,8 +1,9 @@
 /**
- * The template store file format, version 1 (docs/STORE_FORMAT.md):
+ * The template store file format, version 2 (docs/STORE_FORMAT.md); version
+ * 1 is the same base section without `lineage` and without records.
  *
  *   0   8  magic "HETMMTS\0"
- *   8   4  uint32 LE format version (1)
+ *   8   4  uint32 LE format version (2)
  *   12  4  uint32 LE header length L (bytes of UTF-8 JSON)
  *   16  L  header JSON (StoreHeader)
  *   ..     zero padding to a multiple of 64: the data section starts there
@@ -11,13 +12,30 @@
  *          zero padding between layers)
  *   D   32 sha256 of bytes [0, D)
  *   D+32 8 end magic "HETMMEND"
+ *   then zero or more append records (hot updates), each:
+ *   0   8  "HETMMREC"
+ *   8   8  uint64 LE record length T (prefix to end magic inclusive)
+ *   16  8  uint64 LE bitwise NOT of T (a damaged length is corruption, not a torn tail)
+ *   24  4  uint32 LE record header length H
+ *   28  H  record header JSON {lineage, first, count, files}
+ *   ..     zero padding to a multiple of 64 bytes from the record start
+ *   ..     per layer in order: count*C*H*W elements of the store's dtype
+ *   T-40 32 sha256 of record bytes [0, T-40)
+ *   T-8 8  "HETMMRCE"
  */
 import type { BackboneIdentity } from '../backbone/description.js';
-import type { FeatureDType } from '../kernels/contract.js';
+import type { FeatureDType } from './feature-stack.js';
 
 export const STORE_MAGIC = Buffer.from('HETMMTS\0', 'latin1');
 export const STORE_END_MAGIC = Buffer.from('HETMMEND', 'latin1');
-export const STORE_FORMAT_VERSION = 1;
+export const STORE_FORMAT_VERSION = 2;
+/** Versions this code reads (1: no lineage, no records). */
+export const READABLE_VERSIONS: readonly number[] = [1, 2];
+export const RECORD_MAGIC = Buffer.from('HETMMREC', 'latin1');
+export const RECORD_END_MAGIC = Buffer.from('HETMMRCE', 'latin1');
+export const RECORD_PREFIX_BYTES = 28;
+/** A record header (file names of one hot update) larger than this is corrupt. */
+export const MAX_RECORD_HEADER_BYTES = 64 * 1024 * 1024;
 export const PREFIX_BYTES = 16;
 export const ALIGNMENT = 64;
 export const CHECKSUM_BYTES = 32;
@@ -36,8 +54,16 @@ export interface StoreHeaderLayer {
 
 export interface StoreHeader {
   readonly format: 'hetmm-template-store';
+  /**
+   * Version 2: identifies the sequence of templates this file holds, kept by
+   * appends and by rewrites of the same store, new for a new store (fit,
+   * compress). A writer merges other processes' appends only into a store
+   * of the same lineage. Version 1 files get 'v1-' + their checksum.
+   */
+  readonly lineage?: string;
   readonly backbone: BackboneIdentity;
   readonly dtype: FeatureDType;
+  /** images in the base section (version 2: records add more) */
   readonly count: number;
   readonly files: string[];
   readonly meta: Record<string, unknown>;
@@ -50,4 +76,13 @@ export function align(n: number, to = ALIGNMENT): number {
 
 export function bytesPerElement(dtype: FeatureDType): number {
   return dtype === 'float32' ? 4 : 2;
+}
+
+/** The JSON header of one append record. */
+export interface RecordHeader {
+  readonly lineage: string;
+  /** index of the record's first template (the count before it) */
+  readonly first: number;
+  readonly count: number;
+  readonly files: string[];
 }

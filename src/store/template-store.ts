@@ -3,23 +3,42 @@
  * an [N, C, H, W] stack of L2-normalised features, with the backbone's
  * identity, the source file names and free-form metadata.
  *
- * Hot update: append() writes past the end of per-layer buffers that grow
- * by capacity doubling (amortised O(1) per image). Rows [0, count) are never
+ * In memory: append() writes past the end of per-layer buffers that grow by
+ * capacity doubling (amortised O(1) per image). Rows [0, count) are never
  * written again, so a FeatureStack handed out earlier (shape N = old count)
  * stays valid and unchanged while matching runs and new images arrive.
+ *
+ * On disk (docs/STORE_FORMAT.md, "Concurrency and durability"), the API for
+ * servers, queue workers and the CLI:
+ *
+ *   const store = await TemplateStore.load(file)        // never blocks on writers
+ *   const r = await store.appendToFile(file, [{ features, file: name }, ...])
+ *     // durable hot update: takes the cross-process lock `<target>.lock`,
+ *     // re-reads the on-disk version (lineage + count), first merges into
+ *     // memory the templates other processes appended since this store was
+ *     // loaded, then appends ONE checksummed record holding only the new
+ *     // images (fsync, end magic, fsync) and returns
+ *     // { file, count, appended, merged, rewritten }. Resolved = durable.
+ *   await store.refresh(file)      // pick up other processes' appends, no lock
+ *   await store.save(file)         // full rewrite (compaction): lock, merge
+ *     // the same lineage's unseen appends, temp + fsync + rename + dir fsync
+ *
+ * Writes go to a symlink's target; stale temp files of dead writers are
+ * removed by the next writer. A failed append leaves the memory store and
+ * the file as they were (the file may keep a torn tail, which readers ignore
+ * and the next writer truncates).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { identityDifference, type BackboneIdentity } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
-import type { FeatureDType, FeatureStack } from '../kernels/contract.js';
+import type { FeatureDType, FeatureStack } from './feature-stack.js';
 import { float32ArrayToFloat16 } from './float16.js';
 import {
-  CHECKSUM_BYTES,
-  MAX_HEADER_BYTES,
   PREFIX_BYTES,
+  RECORD_END_MAGIC,
   STORE_END_MAGIC,
   STORE_FORMAT_VERSION,
   STORE_MAGIC,
@@ -29,11 +48,18 @@ import {
   type StoreHeader,
   type StoreHeaderLayer,
 } from './format.js';
+import { isStaleLockFile, processAlive, withFileLock, type LockOptions } from './lock.js';
+import {
+  CHUNK_BYTES,
+  MAX_ELEMENTS,
+  indexStoreFile,
+  readBaseInto,
+  readRecordInto,
+  recordHead,
+  resolveStoreTarget,
+  type StoreFileIndex,
+} from './store-file.js';
 
-/** Largest typed array V8 allows (elements); a layer's N*C*H*W must fit. */
-const MAX_ELEMENTS = 2 ** 32;
-/** I/O chunk size: big enough for throughput, small enough to keep memory flat. */
-const CHUNK_BYTES = 16 * 1024 * 1024;
 
 export interface StoreSnapshot {
   readonly count: number;
@@ -47,6 +73,33 @@ export interface StoreSaveOptions {
    * bytes written so far; throwing simulates a failed write (e.g. ENOSPC).
    */
   readonly beforeWrite?: (bytesWritten: number) => void;
+  /** the cross-process writer lock: wait timeout, stale age, purpose shown to waiters */
+  readonly lock?: LockOptions;
+}
+
+/** One image for appendToFile: per-layer [C, H, W] float32 features (L2-normalised over C) and its name. */
+export interface StoreAppendItem {
+  readonly features: readonly Float32Array[];
+  readonly file: string;
+}
+
+export interface StoreAppendResult {
+  /** the file written (a symlink's target) */
+  readonly file: string;
+  /** templates in the store (memory and file) after the append */
+  readonly count: number;
+  readonly appended: number;
+  /** templates other processes had appended since this store last read the file, now merged into memory */
+  readonly merged: number;
+  /** true when the whole file was rewritten (version 1 file, or this store's memory differs from the file) */
+  readonly rewritten: boolean;
+}
+
+/** What this store's memory shares with a file: templates [0, count) equal the file's first `count`. */
+interface DiskLink {
+  readonly file: string;
+  readonly lineage: string;
+  readonly count: number;
 }
 
 export interface StoreDescription {
@@ -88,11 +141,15 @@ export class TemplateStore {
   #count: number;
   #capacity: number;
   readonly #layers: LayerBuffer[];
+  #lineage: string;
+  #disk: DiskLink | undefined;
 
-  private constructor(identity: BackboneIdentity, dtype: FeatureDType, meta: Record<string, unknown>) {
+  private constructor(identity: BackboneIdentity, dtype: FeatureDType, meta: Record<string, unknown>, lineage = randomBytes(12).toString('hex')) {
     this.identity = identity;
     this.dtype = dtype;
     this.meta = meta;
+    this.#lineage = lineage;
+    this.#disk = undefined;
     this.#files = [];
     this.#count = 0;
     this.#capacity = 0;
@@ -122,6 +179,11 @@ export class TemplateStore {
 
   get count(): number {
     return this.#count;
+  }
+
+  /** Identifies this sequence of templates across processes and saves (format version 2 header). */
+  get lineage(): string {
+    return this.#lineage;
   }
 
   /** Source file names, in append order (a copy). */
@@ -229,6 +291,7 @@ export class TemplateStore {
     });
     const header: StoreHeader = {
       format: 'hetmm-template-store',
+      lineage: this.#lineage,
       backbone: this.identity,
       dtype: this.dtype,
       count: this.#count,
@@ -265,14 +328,254 @@ export class TemplateStore {
   }
 
   /**
-   * Save atomically: stream to `<path>.tmp-<pid>-<random>` in the same
-   * directory, fsync, rename over `path`, fsync the directory. On failure the
-   * temp file is removed and the previous file at `path` is untouched.
+   * Full save (also the compaction of append records): under the file's
+   * writer lock, merges templates of the same lineage that other processes
+   * appended since this store read the file (so none is lost), then streams
+   * to `<target>.tmp-<pid>-<random>` in the same directory, fsyncs, renames
+   * over the target (a symlink's target) and fsyncs the directory. A file of
+   * another lineage (another fit) is replaced. On failure the temp file is
+   * removed and the file at `path` is untouched.
    */
   async save(filePath: string, options: StoreSaveOptions = {}): Promise<void> {
     isLittleEndian();
+    this.#layout(); // meta must serialise before anything is locked or written
+    const target = await targetOf(filePath);
+    await withFileLock(
+      target,
+      async () => {
+        await removeStaleTemps(target);
+        // A file that cannot be read (corrupt, a directory) is simply replaced, or refused by the rename.
+        const disk = await openIndexed(target, filePath).catch(() => undefined);
+        try {
+          if (disk !== undefined && this.#linkedTo(target, disk.index)) await this.#mergeRecords(disk.handle, filePath, disk.index);
+        } finally {
+          await disk?.handle.close();
+        }
+        await this.#writeFull(target, filePath, options);
+      },
+      { purpose: 'hetmm save', ...options.lock },
+    ).catch((e: unknown) => {
+      throw asWriteError(e, filePath);
+    });
+  }
+
+  /**
+   * Durable hot update of the store file at `filePath` (the API at the top
+   * of this file). All items are validated before anything is written; on
+   * any failure memory and file are as before (others' merged appends
+   * aside, which are on disk anyway). When this store does not hold the
+   * file's templates (it was loaded elsewhere, or the file was refitted
+   * since), it first reloads the file: the images are appended to what the
+   * file holds, never to a stale copy.
+   */
+  async appendToFile(filePath: string, items: readonly StoreAppendItem[], options: StoreSaveOptions = {}): Promise<StoreAppendResult> {
+    isLittleEndian();
+    if (!Array.isArray(items)) throw new HetmmError('E_ARGUMENT', `Expected an array of {features, file} but received ${typeof items}`);
+    items.forEach((item, i) => this.#checkFeatures(item?.features, item?.file, `items[${i}]`));
+    const target = await targetOf(filePath);
+    return withFileLock(
+      target,
+      async () => {
+        await removeStaleTemps(target);
+        const disk = await openIndexed(target, filePath, 'r+');
+        if (disk === undefined) {
+          await this.#appendAndWriteFull(target, filePath, items, options);
+          return { file: target, count: this.#count, appended: items.length, merged: 0, rewritten: true };
+        }
+        const { handle } = disk;
+        try {
+          const beforeMerge = this.#count;
+          const index = disk.index;
+          if (this.#linkedTo(target, index)) await this.#mergeRecords(handle, filePath, index);
+          else await this.#replaceFrom(handle, filePath, index);
+          const merged = this.#count - beforeMerge;
+          const inStep = this.#disk?.file === target && this.#disk.count === this.#count && this.#disk.count === index.count;
+          if (index.version === STORE_FORMAT_VERSION && inStep) {
+            await this.#writeRecord(handle, filePath, index, items, options);
+            this.#appendAll(items);
+            this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
+            return { file: target, count: this.#count, appended: items.length, merged, rewritten: false };
+          }
+          // A version 1 file, or memory that differs from the file (unsaved in-memory appends): rewrite it whole.
+          await this.#appendAndWriteFull(target, filePath, items, options);
+          return { file: target, count: this.#count, appended: items.length, merged, rewritten: true };
+        } finally {
+          await handle.close();
+        }
+      },
+      { purpose: 'hetmm append', ...options.lock },
+    ).catch((e: unknown) => {
+      throw asWriteError(e, filePath);
+    });
+  }
+
+  /**
+   * Brings this store up to date with the file without taking the lock:
+   * appends of other processes are merged (reading only their records); a
+   * file that was replaced (another lineage) is reloaded. Returns how many
+   * templates were gained. For long-running servers and workers.
+   */
+  async refresh(filePath?: string): Promise<number> {
+    const file = filePath ?? this.#disk?.file;
+    if (file === undefined) throw new HetmmError('E_ARGUMENT', 'refresh() needs a file: this store was not loaded from or saved to one');
+    const target = await targetOf(file);
+    const before = this.#count;
+    await retryWhileChanging(file, async () => {
+      const disk = await openIndexed(target, file);
+      if (disk === undefined) throw new HetmmError('E_STORE_READ', `cannot read template store '${file}': no such file`);
+      try {
+        if (this.#linkedTo(target, disk.index)) await this.#mergeRecords(disk.handle, file, disk.index);
+        else await this.#replaceFrom(disk.handle, file, disk.index);
+      } finally {
+        await disk.handle.close();
+      }
+    });
+    return this.#count - before;
+  }
+
+  async #appendAndWriteFull(target: string, filePath: string, items: readonly StoreAppendItem[], options: StoreSaveOptions): Promise<void> {
+    const before = this.#count;
+    this.#appendAll(items);
+    try {
+      await this.#writeFull(target, filePath, options);
+    } catch (e) {
+      this.#rollback(before);
+      throw e;
+    }
+  }
+
+  /** Whether memory holds the file's first #disk.count templates and the file only grew since by whole records. */
+  #linkedTo(target: string, index: StoreFileIndex): boolean {
+    const d = this.#disk;
+    if (d === undefined || d.file !== target || d.lineage !== index.lineage || index.lineage !== this.#lineage) return false;
+    if (index.count < d.count || d.count < index.header.count) return false;
+    return d.count === index.count || index.records.some((r) => r.header.first === d.count);
+  }
+
+  /** Appends to memory the file's records past #disk.count (others' hot updates), verified. */
+  async #mergeRecords(handle: FileHandle, filePath: string, index: StoreFileIndex): Promise<void> {
+    const d = this.#disk!;
+    const records = index.records.filter((r) => r.header.first >= d.count);
+    const extra = records.reduce((sum, r) => sum + r.header.count, 0);
+    if (extra === 0) return;
+    const pending = this.#count - d.count;
+    if (this.#count + extra > this.#capacity) this.#grow(this.#count + extra);
+    let at = this.#count;
+    for (const r of records) {
+      await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at);
+      at += r.header.count;
+    }
+    for (const r of records) this.#files.push(...r.header.files);
+    this.#count = at;
+    // With unsaved in-memory appends the order differs from the file's: the link is only valid up to the old point.
+    if (pending === 0) this.#disk = { ...d, count: index.count };
+  }
+
+  /** Replaces memory with the file's contents (old buffers stay with old snapshots). */
+  async #replaceFrom(handle: FileHandle, filePath: string, index: IndexedFile): Promise<void> {
+    const loaded = await TemplateStore.#fromFile(handle, filePath, index, this.identity, index.target);
+    if (loaded.dtype !== this.dtype) {
+      throw new HetmmError('E_STORE_MISMATCH', `template store '${filePath}' now holds ${loaded.dtype} templates, this store ${this.dtype}: reopen it`);
+    }
+    this.#layers.forEach((l, i) => {
+      l.data = loaded.#layers[i]!.data;
+    });
+    this.#files = loaded.#files;
+    this.#count = loaded.#count;
+    this.#capacity = loaded.#capacity;
+    this.meta = loaded.meta;
+    this.#lineage = loaded.#lineage;
+    this.#disk = loaded.#disk;
+  }
+
+  #checkFeatures(features: readonly Float32Array[] | undefined, file: unknown, what: string): void {
+    if (!Array.isArray(features) || features.length !== this.#layers.length) {
+      throw new HetmmError('E_ARGUMENT', `Expected ${what}.features for ${this.#layers.length} layers but received ${Array.isArray(features) ? features.length : typeof features}`);
+    }
+    this.#layers.forEach((l, i) => {
+      const f = features[i];
+      if (!(f instanceof Float32Array) || f.length !== l.elementsPerImage) {
+        throw new HetmmError(
+          'E_ARGUMENT',
+          `Expected ${what} layer '${l.name}' features as a Float32Array of ${l.channels}*${l.height}*${l.width} = ${l.elementsPerImage} elements but received ${f instanceof Float32Array ? `length ${f.length}` : typeof f}`,
+        );
+      }
+    });
+    if (typeof file !== 'string') throw new HetmmError('E_ARGUMENT', `Expected ${what}.file to be a string but received ${typeof file}`);
+  }
+
+  #appendAll(items: readonly StoreAppendItem[]): void {
+    if (this.#count + items.length > this.#capacity) this.#grow(this.#count + items.length);
+    for (const item of items) this.append(item.features, item.file);
+  }
+
+  /** Forgets templates [n, count) after a failed write; the next append reallocates, so snapshots that saw them stay intact. */
+  #rollback(n: number): void {
+    this.#count = n;
+    this.#files.length = n;
+    this.#capacity = n;
+  }
+
+  /**
+   * Undoes the appends after the first `count` templates (a batch that
+   * failed half-way). Snapshots taken meanwhile stay valid: the next append
+   * reallocates instead of overwriting their rows.
+   */
+  rollbackTo(count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > this.#count) {
+      throw new HetmmError('E_ARGUMENT', `Expected a template count in [0, ${this.#count}] but received ${String(count)}`);
+    }
+    if (count === this.#count) return;
+    this.#rollback(count);
+    if (this.#disk !== undefined && this.#disk.count > count) this.#disk = undefined;
+  }
+
+  /** Appends one record holding `items` at the file's committed end (truncating a torn tail first). */
+  async #writeRecord(handle: FileHandle, filePath: string, index: StoreFileIndex, items: readonly StoreAppendItem[], options: StoreSaveOptions): Promise<void> {
+    const bpe = bytesPerElement(this.dtype);
+    const layerBytes = this.#layers.reduce((sum, l) => sum + l.elementsPerImage * items.length * bpe, 0);
+    const { head, total } = recordHead({ lineage: this.#lineage, first: index.count, count: items.length, files: items.map((i) => i.file) }, layerBytes);
+    const start = index.committedEnd;
+    const hash = createHash('sha256');
+    let written = 0;
+    const write = async (chunk: Buffer, hashed = true): Promise<void> => {
+      options.beforeWrite?.(written);
+      if (hashed) hash.update(chunk);
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, start + written + done);
+        done += bytesWritten;
+      }
+      written += chunk.length;
+    };
+    try {
+      if (index.size > start) await handle.truncate(start);
+      await write(head);
+      for (let l = 0; l < this.#layers.length; l++) {
+        for (const item of items) {
+          const f = item.features[l]!;
+          if (this.dtype === 'float32') await write(Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+          else {
+            const half = new Uint16Array(f.length);
+            float32ArrayToFloat16(f, half, 0);
+            await write(Buffer.from(half.buffer, half.byteOffset, half.byteLength));
+          }
+        }
+      }
+      // Data first, then the end magic: a record with its end magic is complete even after a power loss.
+      await handle.sync();
+      await write(Buffer.concat([hash.digest(), RECORD_END_MAGIC]), false);
+      await handle.sync();
+      if (written !== total) throw new Error(`internal: record of ${written} bytes, expected ${total}`);
+    } catch (e) {
+      await handle.truncate(start).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** The full-file write of save(), without the lock. */
+  async #writeFull(target: string, filePath: string, options: StoreSaveOptions): Promise<void> {
     const { headerBytes, dataStart, header } = this.#layout();
-    const target = path.resolve(filePath);
     const temp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
     const hash = createHash('sha256');
     let written = 0;
@@ -296,8 +599,8 @@ export class TemplateStore {
       headerBytes.copy(prefix, PREFIX_BYTES);
       await write(prefix);
       for (let i = 0; i < this.#layers.length; i++) {
-        const l = this.#layers[i];
-        const h = header.layers[i];
+        const l = this.#layers[i]!;
+        const h = header.layers[i]!;
         if (written < dataStart + h.offset) await write(Buffer.alloc(dataStart + h.offset - written));
         const total = this.#count * l.elementsPerImage;
         const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / l.data.BYTES_PER_ELEMENT));
@@ -313,13 +616,9 @@ export class TemplateStore {
     } catch (e) {
       await handle?.close().catch(() => undefined);
       await rm(temp, { force: true }).catch(() => undefined);
-      const reason = e instanceof Error ? e.message : String(e);
-      throw new HetmmError(
-        'E_STORE_WRITE',
-        `could not write template store '${filePath}' (${reason}); the previous file at that path, if any, is untouched`,
-        { cause: e },
-      );
+      throw e;
     }
+    this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
     // Make the rename itself durable. Not possible on every platform (Windows): best effort.
     try {
       const dir = await open(path.dirname(target), 'r');
@@ -334,170 +633,164 @@ export class TemplateStore {
   }
 
   /**
-   * Load and verify a store (magic, version, header, sizes, sha256 checksum),
-   * and with `expect` that it was built with the same backbone.
+   * Load and verify a store (magic, version, header, sizes, sha256 checksums
+   * of the base and of every append record), and with `expect` that it was
+   * built with the same backbone. Never waits for writers: it reads the
+   * complete records present when it starts (a torn or in-progress append is
+   * ignored) and re-reads if the file changed under it.
    */
   static async load(filePath: string, options: { expect?: BackboneIdentity } = {}): Promise<TemplateStore> {
     isLittleEndian();
-    let handle: FileHandle;
+    if (typeof filePath !== 'string' || filePath === '') throw new HetmmError('E_ARGUMENT', `Expected a store file path but received ${JSON.stringify(filePath)}`);
+    let target: string;
     try {
-      handle = await open(filePath, 'r');
+      target = await resolveStoreTarget(filePath);
     } catch (e) {
-      throw new HetmmError('E_STORE_READ', `cannot read template store '${filePath}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+      throw readError(e, filePath);
     }
-    let header: StoreHeader;
-    let buffers: Array<Float32Array | Uint16Array>;
-    try {
-      ({ header, buffers } = await readStore(handle, filePath, options.expect));
-    } finally {
-      await handle.close();
-    }
-    // Buffers are allocated exactly (capacity = count); the first append grows them.
-    const store = new TemplateStore(header.backbone, header.dtype, header.meta);
-    store.#layers.forEach((l, i) => {
-      l.data = buffers[i];
+    return retryWhileChanging(filePath, async () => {
+      const disk = await openIndexed(target, filePath);
+      if (disk === undefined) throw new HetmmError('E_STORE_READ', `cannot read template store '${filePath}': ENOENT (no such file)`);
+      try {
+        return await TemplateStore.#fromFile(disk.handle, filePath, disk.index, options.expect, target);
+      } finally {
+        await disk.handle.close();
+      }
     });
-    store.#files = header.files.slice();
-    store.#count = header.count;
-    store.#capacity = header.count;
+  }
+
+  /** Builds a store from an indexed file: base data then every record, all verified. */
+  static async #fromFile(
+    handle: FileHandle,
+    filePath: string,
+    index: StoreFileIndex,
+    expect: BackboneIdentity | undefined,
+    target: string | undefined,
+  ): Promise<TemplateStore> {
+    const header = index.header;
+    if (expect !== undefined) {
+      const difference = identityDifference(header.backbone, expect);
+      if (difference !== undefined) {
+        throw new HetmmError(
+          'E_STORE_MISMATCH',
+          `template store '${filePath}' was built with backbone '${header.backbone.name}' but the current backbone is '${expect.name}': ${difference} (store vs current)`,
+        );
+      }
+    }
+    // Buffers hold exactly the file's templates (capacity = count); the first append grows them.
+    const store = new TemplateStore(header.backbone, header.dtype, header.meta, index.lineage);
+    for (const l of store.#layers) {
+      const size = index.count * l.elementsPerImage;
+      l.data = header.dtype === 'float32' ? new Float32Array(size) : new Uint16Array(size);
+    }
+    const buffers = store.#layers.map((l) => l.data);
+    await readBaseInto(handle, filePath, index, buffers);
+    for (const r of index.records) await readRecordInto(handle, filePath, index, r, buffers);
+    store.#files = [...header.files, ...index.records.flatMap((r) => r.header.files)];
+    store.#count = index.count;
+    store.#capacity = index.count;
+    if (target !== undefined) store.#disk = { file: target, lineage: index.lineage, count: index.count };
     return store;
   }
 }
 
-async function readExactly(handle: FileHandle, target: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < target.length) {
-    const { bytesRead } = await handle.read(target, done, target.length - done, position + done);
-    if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
-    done += bytesRead;
-  }
+function readError(e: unknown, filePath: string): HetmmError {
+  if (e instanceof HetmmError) return e;
+  const code = (e as NodeJS.ErrnoException).code ?? String(e);
+  const words = code === 'ENOENT' ? ' (no such file)' : code === 'ELOOP' ? ' (a symbolic link loop)' : code === 'EACCES' ? ' (permission denied)' : '';
+  return new HetmmError('E_STORE_READ', `cannot read template store '${filePath}': ${code}${words}`, { cause: e });
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Errors of a write: ours pass through (E_STORE_LOCKED, E_STORE_FORMAT of a corrupt file, ...), the rest are E_STORE_WRITE. */
+function asWriteError(e: unknown, filePath: string): HetmmError {
+  if (e instanceof HetmmError && e.code !== 'E_INTERNAL') return e;
+  const reason = e instanceof Error ? e.message : String(e);
+  return new HetmmError('E_STORE_WRITE', `could not write template store '${filePath}' (${reason}); the previous file at that path, if any, is untouched`, { cause: e });
 }
 
-/** Structural validation of a parsed header; returns why it is invalid, or undefined. */
-function headerProblem(h: unknown): string | undefined {
-  if (!isObject(h)) return 'header is not a JSON object';
-  if (h.format !== 'hetmm-template-store') return `header.format is ${JSON.stringify(h.format)}, expected "hetmm-template-store"`;
-  if (h.dtype !== 'float32' && h.dtype !== 'float16') return `header.dtype is ${JSON.stringify(h.dtype)}, expected "float32" or "float16"`;
-  if (!Number.isInteger(h.count) || (h.count as number) < 0) return `header.count is ${JSON.stringify(h.count)}, expected a non-negative integer`;
-  if (!Array.isArray(h.files) || h.files.length !== h.count || !h.files.every((f) => typeof f === 'string')) {
-    return `header.files must be ${String(h.count)} strings`;
-  }
-  if (!isObject(h.meta)) return 'header.meta must be an object';
-  const b = h.backbone;
-  if (!isObject(b) || typeof b.name !== 'string' || typeof b.modelSha256 !== 'string' || !Array.isArray(b.inputSize) || !Array.isArray(b.layers)) {
-    return 'header.backbone must be {name, modelSha256, inputSize, layers}';
-  }
-  if (!Array.isArray(h.layers) || h.layers.length !== b.layers.length || h.layers.length === 0) {
-    return 'header.layers must list one entry per backbone layer';
-  }
-  const bpe = bytesPerElement(h.dtype);
-  let expectedOffset = 0;
-  for (let i = 0; i < h.layers.length; i++) {
-    const l: unknown = h.layers[i];
-    const bl: unknown = b.layers[i];
-    if (!isObject(l) || !isObject(bl)) return `header.layers[${i}] is not an object`;
-    const shape = l.shape;
-    if (!Array.isArray(shape) || shape.length !== 4 || !shape.every((v) => Number.isInteger(v) && v >= 0)) {
-      return `header.layers[${i}].shape must be [N, C, H, W]`;
-    }
-    if (shape[0] !== h.count || shape[1] !== bl.channels || shape[2] !== bl.height || shape[3] !== bl.width || l.name !== bl.name) {
-      return `header.layers[${i}] ${String(l.name)}${JSON.stringify(shape)} disagrees with count ${String(h.count)} and backbone layer ${JSON.stringify(bl)}`;
-    }
-    const elements = shape[0] * shape[1] * shape[2] * shape[3];
-    if (l.byteLength !== elements * bpe) return `header.layers[${i}].byteLength is ${String(l.byteLength)}, expected ${elements * bpe}`;
-    if (elements > MAX_ELEMENTS) return `header.layers[${i}] has ${elements} elements, more than this platform's typed arrays hold`;
-    if (l.offset !== expectedOffset) return `header.layers[${i}].offset is ${String(l.offset)}, expected ${expectedOffset}`;
-    expectedOffset = align(expectedOffset + elements * bpe);
-  }
-  return undefined;
-}
-
-async function readStore(
-  handle: FileHandle,
-  filePath: string,
-  expect: BackboneIdentity | undefined,
-): Promise<{ header: StoreHeader; buffers: Array<Float32Array | Uint16Array> }> {
-  const formatError = (why: string): HetmmError => new HetmmError('E_STORE_FORMAT', `template store '${filePath}': ${why}`);
-  const size = (await handle.stat()).size;
-  if (size < PREFIX_BYTES) {
-    // Distinguish "not ours" from "ours but cut short".
-    const head = Buffer.alloc(size);
-    await readExactly(handle, head, 0);
-    const n = Math.min(size, STORE_MAGIC.length);
-    if (size > 0 && head.subarray(0, n).equals(STORE_MAGIC.subarray(0, n))) throw formatError(`truncated: expected at least ${PREFIX_BYTES} bytes, found ${size}`);
-    throw formatError(`not a hetmm template store (bad magic; the file has only ${size} bytes)`);
-  }
-  const prefix = Buffer.alloc(PREFIX_BYTES);
-  await readExactly(handle, prefix, 0);
-  if (!prefix.subarray(0, 8).equals(STORE_MAGIC)) {
-    throw formatError(`not a hetmm template store (bad magic ${JSON.stringify(prefix.subarray(0, 8).toString('latin1'))}, expected "HETMMTS\\0")`);
-  }
-  const version = prefix.readUInt32LE(8);
-  if (version > STORE_FORMAT_VERSION) {
-    throw formatError(`written by a newer hetmm (format version ${version}; this hetmm reads version ${STORE_FORMAT_VERSION}): upgrade hetmm`);
-  }
-  if (version !== STORE_FORMAT_VERSION) throw formatError(`unknown format version ${version}`);
-  const headerLength = prefix.readUInt32LE(12);
-  if (headerLength === 0 || headerLength > MAX_HEADER_BYTES) throw formatError(`implausible header length ${headerLength}`);
-  if (PREFIX_BYTES + headerLength + TRAILER_BYTES > size) {
-    throw formatError(`truncated: expected at least ${PREFIX_BYTES + headerLength + TRAILER_BYTES} bytes, found ${size}`);
-  }
-  const hash = createHash('sha256');
-  hash.update(prefix);
-  const headerBytes = Buffer.alloc(headerLength);
-  await readExactly(handle, headerBytes, PREFIX_BYTES);
-  hash.update(headerBytes);
-  let parsed: unknown;
+async function targetOf(filePath: string): Promise<string> {
+  if (typeof filePath !== 'string' || filePath === '') throw new HetmmError('E_ARGUMENT', `Expected a store file path but received ${JSON.stringify(filePath)}`);
   try {
-    parsed = JSON.parse(headerBytes.toString('utf8'));
+    return await resolveStoreTarget(filePath);
   } catch (e) {
-    throw formatError(`header is not valid JSON (${(e as Error).message}): file corrupted`);
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new HetmmError('E_STORE_WRITE', `could not write template store '${filePath}': ${code}`, { cause: e });
   }
-  const problem = headerProblem(parsed);
-  if (problem !== undefined) throw formatError(`invalid header: ${problem}`);
-  const header = parsed as StoreHeader;
-  const dataStart = align(PREFIX_BYTES + headerLength);
-  const last = header.layers[header.layers.length - 1];
-  const dataEnd = dataStart + last.offset + last.byteLength;
-  const expectedSize = dataEnd + TRAILER_BYTES;
-  if (size < expectedSize) throw formatError(`truncated: expected ${expectedSize} bytes, found ${size}`);
-  if (size > expectedSize) throw formatError(`unexpected extra data: expected ${expectedSize} bytes, found ${size}`);
+}
 
-  // Read padding and layer data in chunks, hashing as we go.
-  let position = PREFIX_BYTES + headerLength;
-  const hashRange = async (target: Uint8Array): Promise<void> => {
-    for (let done = 0; done < target.length; done += CHUNK_BYTES) {
-      const part = target.subarray(done, Math.min(target.length, done + CHUNK_BYTES));
-      await readExactly(handle, part, position);
-      hash.update(part);
-      position += part.length;
-    }
-  };
-  const buffers: Array<Float32Array | Uint16Array> = [];
-  for (const l of header.layers) {
-    if (position < dataStart + l.offset) await hashRange(new Uint8Array(dataStart + l.offset - position));
-    const elements = l.shape[0] * l.shape[1] * l.shape[2] * l.shape[3];
-    const data = header.dtype === 'float32' ? new Float32Array(elements) : new Uint16Array(elements);
-    await hashRange(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    buffers.push(data);
+type IndexedFile = StoreFileIndex & { readonly target: string };
+
+/** Opens and indexes the file at `target`, or undefined when there is none. */
+async function openIndexed(target: string, filePath: string, flags: 'r' | 'r+' = 'r'): Promise<{ handle: FileHandle; index: IndexedFile } | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(target, flags);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw readError(e, filePath);
   }
-  const trailer = Buffer.alloc(TRAILER_BYTES);
-  await readExactly(handle, trailer, dataEnd);
-  if (!trailer.subarray(CHECKSUM_BYTES).equals(STORE_END_MAGIC)) throw formatError('bad end magic: file corrupted or truncated');
-  if (!hash.digest().equals(trailer.subarray(0, CHECKSUM_BYTES))) throw formatError('checksum mismatch: file corrupted');
+  try {
+    const index = await indexStoreFile(handle, filePath);
+    return { handle, index: { ...index, target } };
+  } catch (e) {
+    await handle.close();
+    throw e instanceof HetmmError ? e : readError(e, filePath);
+  }
+}
 
-  if (expect !== undefined) {
-    const difference = identityDifference(header.backbone, expect);
-    if (difference !== undefined) {
-      throw new HetmmError(
-        'E_STORE_MISMATCH',
-        `template store '${filePath}' was built with backbone '${header.backbone.name}' but the current backbone is '${expect.name}': ${difference} (store vs current)`,
-      );
+/**
+ * Runs a read; when it fails as corrupt while the file changed under it (a
+ * writer truncated a torn tail, or renamed a new file in), reads again.
+ */
+async function retryWhileChanging<T>(filePath: string, read: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    const before = await stat(filePath).catch(() => undefined);
+    try {
+      return await read();
+    } catch (e) {
+      if (!(e instanceof HetmmError) || e.code !== 'E_STORE_FORMAT' || attempt >= 3) throw e;
+      const after = await stat(filePath).catch(() => undefined);
+      if (before === undefined || after === undefined) throw e;
+      if (before.ino === after.ino && before.size === after.size && before.mtimeMs === after.mtimeMs) throw e;
     }
   }
-  return { header, buffers };
+}
+
+/** How old a temp file of a writer whose pid is still in use must be to count as abandoned (pid reuse). */
+const ABANDONED_TEMP_MS = 10 * 60 * 1000;
+
+/**
+ * Removes `<target>.tmp-<pid>-*` files of writers that died mid-save (a
+ * killed fit leaves gigabytes), and lock candidate files of killed lockers.
+ * Runs under the lock, so no live writer of this store has a temp file open.
+ */
+async function removeStaleTemps(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const base = path.basename(target);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(base)) continue;
+    if (name === `${base}.lock.break`) {
+      // the break lock of a waiter killed while breaking a stale lock
+      if (await isStaleLockFile(path.join(dir, name))) await rm(path.join(dir, name), { force: true }).catch(() => undefined);
+      continue;
+    }
+    const m = /^\.(tmp-|lock\.|lock\.break\.)(\d+)[-.][0-9a-f]+$/.exec(name.slice(base.length));
+    if (m === null) continue;
+    const pid = Number(m[2]);
+    const file = path.join(dir, name);
+    const info = await stat(file).catch(() => undefined);
+    if (info === undefined) continue;
+    // A lock candidate lives for a millisecond while its live owner links it: only a dead owner's is garbage.
+    const stale =
+      m[1] === 'tmp-'
+        ? pid === process.pid || !processAlive(pid) || Date.now() - info.mtimeMs > ABANDONED_TEMP_MS
+        : pid !== process.pid && !processAlive(pid);
+    if (stale) await rm(file, { force: true }).catch(() => undefined);
+  }
 }

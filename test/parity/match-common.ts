@@ -4,6 +4,7 @@
  * (the reference, or the HETMM_BACKEND-selected one when that is set, so the
  * fixtures also check a fast backend).
  */
+import { setting } from '../../src/config.js';
 import { getBackend } from '../../src/kernels/index.js';
 import type { FeatureStack, KernelBackend, QueryMap } from '../../src/kernels/contract.js';
 import { backwardMatchPerTemplate, forwardMatchPerTemplate } from '../../src/kernels/reference/index.js';
@@ -11,8 +12,7 @@ import type { CheckResult, ParityCase } from './types.js';
 import { combineChecks, compareArrays, sliceLeading, tensorFromJson, tensorFromJson32 } from './util.js';
 
 export async function backendUnderTest(): Promise<KernelBackend> {
-  const fromEnv = process.env['HETMM_BACKEND'];
-  return getBackend(fromEnv !== undefined && fromEnv !== '' ? 'auto' : 'reference');
+  return getBackend(setting('backend') !== undefined ? 'auto' : 'reference');
 }
 
 export async function checkMatchCase(c: ParityCase, direction: 'forward' | 'backward'): Promise<CheckResult> {

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setting } from '../../src/config.js';
 import type { CheckResult, JsonTensor } from './types.js';
 
 /** The repository root (this file runs from dist/test/parity/). */
@@ -12,8 +13,8 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 
 /** Fixture directory: HETMM_PARITY_DIR, else ../shared/fixtures/parity next to the repo. */
 export function parityDir(): string {
-  const fromEnv = process.env['HETMM_PARITY_DIR'];
-  return fromEnv !== undefined && fromEnv !== '' ? path.resolve(fromEnv) : path.resolve(repoRoot, '../shared/fixtures/parity');
+  const fromEnv = setting('parityDir');
+  return fromEnv !== undefined ? path.resolve(fromEnv) : path.resolve(repoRoot, '../shared/fixtures/parity');
 }
 
 export interface Tensor<A extends Float32Array | Float64Array = Float64Array> {

@@ -7,9 +7,12 @@ import { COMMON_OPTIONS, openDetector, parse } from '../options.js';
 export const ADD_USAGE = `usage: hetmm add -t STORE <images-or-dirs...> [--model PATH] [--quiet] [--json]
 
 Hot update: appends normal images to an existing template store (the others
-are not recomputed) and rewrites the file atomically. On a PTS store each
-image becomes one more sheet. The stored threshold is kept (recalibrate with
-hetmm fit when the line changes a lot).`;
+are not recomputed). The new images' features are appended to the file as
+one checksummed record under the store's write lock, merged with what other
+processes appended meanwhile; nothing is acknowledged before it is on disk
+(docs/STORE_FORMAT.md). A symlinked store is updated at its target. On a PTS
+store each image becomes one more sheet. The stored threshold is kept
+(recalibrate with hetmm fit when the line changes a lot).`;
 
 export async function addCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(args, { ...COMMON_OPTIONS, templates: { type: 'string', short: 't' } }, ADD_USAGE);
@@ -23,14 +26,13 @@ export async function addCommand(args: string[], ctx: CliContext): Promise<numbe
   const files = await loadImagesFrom(positionals);
   const detector = await openDetector(values, { store: values.templates });
   try {
-    const before = detector.store.count;
     const bar = report.progress('add', files.length);
-    // A bad image stops the run before the save: the file on disk is untouched.
-    await detector.add(files, (e) => bar.tick(e.done));
+    // A bad image stops the run before the write: the file on disk is untouched.
+    const added = await detector.add(files, (e) => bar.tick(e.done));
     bar.end();
-    await detector.store.save(values.templates);
-    report.out(`${values.templates}: ${before} -> ${detector.store.count} templates`);
-    report.record({ store: values.templates, before, after: detector.store.count, added: files });
+    const after = detector.store.count;
+    report.out(`${values.templates}: added ${added}, now ${after} templates`);
+    report.record({ store: values.templates, added: files, after });
     return 0;
   } finally {
     detector.dispose();

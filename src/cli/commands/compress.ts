@@ -7,7 +7,7 @@ import { compressStore, type CompressResult, type PtsGramChoice } from '../../se
 import { TemplateStore } from '../../store/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { COMMON_OPTIONS, intOption, numberOption, parse } from '../options.js';
+import { backendOption, COMMON_OPTIONS, intOption, numberOption, parse } from '../options.js';
 
 export const COMPRESS_USAGE = `usage: hetmm compress -t STORE --size K -o OUT [--workers N] [--backend auto|reference|fast]
                       [--calibrate N | --no-recalibrate] [--false-alarm-rate R] [--model PATH] [--quiet] [--json]
@@ -23,8 +23,7 @@ store's false-alarm rate (or --false-alarm-rate R; default 0.01). With
 parts: fewer templates raise normal scores).`;
 
 function gramChoice(value: string | undefined): PtsGramChoice {
-  if (value === undefined || value === 'auto' || value === 'fast' || value === 'reference') return value ?? 'auto';
-  throw new HetmmError('E_ARGUMENT', `Expected --backend auto, reference or fast but received "${value}"`);
+  return backendOption(value) ?? 'auto';
 }
 
 /** Runs PTS on `source` with a progress bar and prints the notes; shared by compress and fit --pts. */

@@ -11,15 +11,17 @@
  * CPU supports ('avx512' > 'avx2' > 'generic'). Threads: HETMM_THREADS, read
  * once when the addon loads (default: number of CPUs).
  *
- * Precision: options.precision, else HETMM_MATCH_PRECISION, else 'float'.
+ * Precision: options.precision, else 'float' (the registry in ../index.ts
+ * passes HETMM_MATCH_PRECISION here).
  * 'int8' (opt-in, AVX-512 VNNI CPUs) quantises query and templates per pixel
  * vector (./int8.ts) and runs matchLayer 3-5x faster end to end, with a
  * similarity error of about 1e-3 (docs/PERFORMANCE.md); shapes it does not
  * handle (width not a multiple of 16, windows over 15) use the float kernel
  * of the chosen variant. int8 always runs AVX-512 VNNI code.
  */
+import { setting, settingSource } from '../../config.js';
 import { HetmmError } from '../../errors.js';
-import type { FeatureStack, KernelBackend, MatchOptions, MatchResult, QueryMap } from '../contract.js';
+import type { FeatureStack, KernelBackend, MatchOptions, MatchPrecision, MatchResult, QueryMap } from '../contract.js';
 import { validateGramInputs } from '../reference/gram.js';
 import { validateMatchInputs } from '../reference/match.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
@@ -47,16 +49,16 @@ export interface FastBackend extends KernelBackend {
   readonly threads: number;
   /** 'int8': matchLayer on int8-quantised maps where supported (see the module comment) */
   readonly precision: MatchPrecision;
-  /** Per-pixel Gram matrices for PTS; see pixelGram below. */
+  /** Per-pixel Gram matrices for PTS (the contract's pixelGram capability); same result as ../reference/gram.ts within float32 rounding. */
   pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
 }
 
-export type MatchPrecision = 'float' | 'int8';
+export type { MatchPrecision } from '../contract.js';
 
 export interface FastBackendOptions {
   /** force an instruction-set variant (tests, benchmarks); must be supported by this CPU */
   readonly variant?: NativeVariant;
-  /** matching precision; default HETMM_MATCH_PRECISION, else 'float' */
+  /** matching precision; default 'float' */
   readonly precision?: MatchPrecision;
 }
 
@@ -179,25 +181,10 @@ export async function loadFastBackend(options: FastBackendOptions = {}): Promise
   const variant =
     options.variant !== undefined
       ? chooseVariant(binding, options.variant, 'options.variant')
-      : chooseVariant(binding, process.env['HETMM_FAST_VARIANT'], 'HETMM_FAST_VARIANT');
+      : chooseVariant(binding, setting('fastVariant'), settingSource('fastVariant'));
   const precision =
     options.precision !== undefined
       ? choosePrecision(binding, options.precision, 'options.precision')
-      : choosePrecision(binding, process.env['HETMM_MATCH_PRECISION'], 'HETMM_MATCH_PRECISION');
+      : 'float';
   return makeBackend(binding, variant, precision);
-}
-
-let defaultBackend: Promise<FastBackend> | undefined;
-
-/**
- * Per-pixel Gram matrices of a feature stack on the fast backend:
- * out[(p - p0)*N*N + i*N + j] = sum_c T_i[c][p] T_j[c][p] for flat pixels
- * p in [p0, p1); both halves of each symmetric N x N matrix are written.
- * Same result as pixelGramReference (../reference/gram.ts) within float32
- * rounding.
- */
-export async function pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void> {
-  defaultBackend ??= loadFastBackend();
-  const backend = await defaultBackend;
-  return backend.pixelGram(stack, p0, p1, out);
 }

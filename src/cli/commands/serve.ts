@@ -1,0 +1,95 @@
+import { createServer, resolveToken } from '../../server/index.js';
+import { HetmmError } from '../../errors.js';
+import type { CliContext } from '../context.js';
+import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, parse } from '../options.js';
+
+export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...] | --data-dir DIR
+                   [--port 8080] [--host 127.0.0.1] [--token-file FILE]
+                   [--concurrency 2] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 40000000]
+                   [--model PATH] [--backend auto|reference|fast] [--threads N] [--int8] [--log-level info]
+
+Serves the inspection page (http://HOST:PORT/) and the REST API (/v1/...,
+/openapi.json, /healthz, /readyz, /metrics). Each --store file is a line
+named after the file; --data-dir holds any number of <line>.hetmm stores,
+created and deleted over the API. Changes (hot updates, thresholds, lines)
+need the bearer token from --token-file or HETMM_TOKEN; without one they
+are disabled. Binds to 127.0.0.1 unless --host says otherwise. SIGTERM or
+SIGINT finishes accepted work and stops. Details: docs/SERVING.md.`;
+
+export async function serveCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      ...COMMON_OPTIONS,
+      ...INT8_OPTION,
+      store: { type: 'string', multiple: true },
+      'data-dir': { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'token-file': { type: 'string' },
+      concurrency: { type: 'string' },
+      queue: { type: 'string' },
+      timeout: { type: 'string' },
+      'body-limit-mb': { type: 'string' },
+      'max-pixels': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+    SERVE_USAGE,
+  );
+  if (values.help) {
+    ctx.stdout.write(`${SERVE_USAGE}\n`);
+    return 0;
+  }
+  const stores = values.store ?? [];
+  if (stores.length === 0 && values['data-dir'] === undefined) throw new HetmmError('E_ARGUMENT', `serve needs --store STORE or --data-dir DIR\n${SERVE_USAGE}`);
+  const port = intOption(values.port, 'port', 0) ?? 8080;
+  if (port > 65535) throw new HetmmError('E_ARGUMENT', `Expected --port in 0..65535 but received ${port}`);
+  const host = values.host ?? '127.0.0.1';
+  const logLevel = values['log-level'] ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new HetmmError('E_ARGUMENT', `Expected --log-level fatal|error|warn|info|debug|trace|silent but received "${logLevel}"`);
+  }
+  const token = await resolveToken(values['token-file']);
+  const app = await createServer({
+    stores,
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(values.model === undefined ? {} : { model: values.model }),
+    ...(values.backend === undefined ? {} : { backend: backendOption(values.backend)! }),
+    ...(values.threads === undefined ? {} : { threads: intOption(values.threads, 'threads')! }),
+    ...matchPrecisionOption(values),
+    ...(values.concurrency === undefined ? {} : { concurrency: intOption(values.concurrency, 'concurrency')! }),
+    ...(values.queue === undefined ? {} : { queueLimit: intOption(values.queue, 'queue', 0)! }),
+    ...(values.timeout === undefined ? {} : { requestTimeout: intOption(values.timeout, 'timeout')! * 1000 }),
+    ...(values['body-limit-mb'] === undefined ? {} : { bodyLimit: intOption(values['body-limit-mb'], 'body-limit-mb')! * 2 ** 20 }),
+    ...(values['max-pixels'] === undefined ? {} : { maxPixels: intOption(values['max-pixels'], 'max-pixels')! }),
+    ...(token === undefined ? {} : { token }),
+    logger: { level: logLevel },
+  });
+  const stopped = new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      ctx.stderr.write(`hetmm serve: ${signal}: finishing accepted requests, then stopping\n`);
+      app.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  try {
+    await app.listen({ port, host });
+  } catch (e) {
+    await app.close();
+    throw new HetmmError('E_ARGUMENT', `cannot listen on ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  }
+  const address = app.server.address();
+  const shown = typeof address === 'object' && address !== null ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/` : String(address);
+  const lines = (await app.inject({ url: '/v1/lines' })).json<{ lines: Array<{ name: string; templates: number }> }>().lines;
+  ctx.stderr.write(
+    `hetmm serve: ${shown}  lines: ${lines.map((l) => `${l.name} (${l.templates} templates)`).join(', ') || 'none'}; ` +
+      `${token === undefined ? 'changes DISABLED (no --token-file or HETMM_TOKEN)' : 'changes need the bearer token'}\n`,
+  );
+  await stopped;
+  ctx.stderr.write('hetmm serve: stopped\n');
+  return 0;
+}

@@ -1,0 +1,141 @@
+/**
+ * Configuration: every environment variable hetmm reads, with its default,
+ * in one typed table. This is the only module that reads `process.env`
+ * (test/architecture.test.ts enforces it); everything else asks `setting()`.
+ *
+ * Precedence for each setting: a value set in code with `configure()`, else
+ * the environment variable (an empty value counts as unset), else undefined,
+ * and the consumer applies the documented default (the `default` column).
+ *
+ *   import { configure, setting } from 'hetmm';
+ *   configure({ backend: 'reference' });   // like HETMM_BACKEND=reference
+ *   setting('backend');                   // 'reference'
+ *
+ * To add a variable: add one entry to SETTINGS (name, variable, default,
+ * description), read it with setting('name'), and add the row to the
+ * README table (test/config.test.ts checks the table against SETTINGS).
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { HetmmError } from './errors.js';
+
+export interface SettingSpec {
+  /** the environment variable */
+  readonly variable: string;
+  /** the default in words (applied by the consumer) */
+  readonly default: string;
+  readonly description: string;
+}
+
+/** Every setting, in the order of the README table. */
+export const SETTINGS = {
+  backend: {
+    variable: 'HETMM_BACKEND',
+    default: 'auto',
+    description: 'kernel backend: auto (fast when it loads, else reference with one warning), fast, reference, or any registered name',
+  },
+  fastVariant: {
+    variable: 'HETMM_FAST_VARIANT',
+    default: 'best the CPU supports',
+    description: 'instruction-set variant of the fast backend: avx512, avx2 or generic',
+  },
+  matchPrecision: {
+    variable: 'HETMM_MATCH_PRECISION',
+    default: 'float',
+    description: 'matching precision of the fast backend: float or int8 (AVX-512 VNNI)',
+  },
+  threads: {
+    variable: 'HETMM_THREADS',
+    default: 'number of CPUs',
+    description: 'size of the native kernel thread pool (read by the addon when it loads)',
+  },
+  nativePath: {
+    variable: 'HETMM_NATIVE_PATH',
+    default: 'build/Release, then prebuilds/PLATFORM-ARCH',
+    description: 'path of a hetmm_native.node addon to load instead of the built or prebuilt one',
+  },
+  model: {
+    variable: 'HETMM_MODEL',
+    default: 'model store (cache, local models, npm model package, download)',
+    description: 'path of the ONNX backbone model (overridden by --model)',
+  },
+  cacheDir: {
+    variable: 'HETMM_CACHE_DIR',
+    default: '~/.cache/hetmm (Linux), ~/Library/Caches/hetmm (macOS), %LOCALAPPDATA%\\hetmm\\Cache (Windows)',
+    description: 'directory of downloaded models',
+  },
+  modelHost: {
+    variable: 'HETMM_MODEL_HOST',
+    default: 'none (no download)',
+    description: 'base URL models are downloaded from (HOST/FILE, verified by sha256)',
+  },
+  debug: {
+    variable: 'HETMM_DEBUG',
+    default: 'off',
+    description: 'any value: the CLI prints stack traces with its error messages',
+  },
+  parityDir: {
+    variable: 'HETMM_PARITY_DIR',
+    default: '../shared/fixtures/parity',
+    description: 'development only: the golden-vector fixtures of npm run test:parity',
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+/** A set of environment variables (process.env by default; tests pass their own). */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+const overrides = new Map<SettingName, string>();
+
+function checkName(name: string): asserts name is SettingName {
+  if (!Object.hasOwn(SETTINGS, name)) {
+    throw new HetmmError('E_ARGUMENT', `Expected a setting name (${Object.keys(SETTINGS).join(', ')}) but received "${name}"`);
+  }
+}
+
+/**
+ * The current value of a setting: configure() override, else its environment
+ * variable, else undefined. Read at each call, so a change takes effect for
+ * whatever loads next (backends are loaded once per process).
+ */
+export function setting(name: SettingName, env: Environment = process.env): string | undefined {
+  checkName(name);
+  const set = overrides.get(name);
+  if (set !== undefined) return set;
+  const value = env[SETTINGS[name].variable];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** Sets settings in code (they win over the environment); undefined or '' removes an override. */
+export function configure(values: Partial<Record<SettingName, string | undefined>>): void {
+  for (const [name, value] of Object.entries(values)) {
+    checkName(name);
+    if (value === undefined || value === '') overrides.delete(name);
+    else overrides.set(name, value);
+  }
+}
+
+/** Where a setting's value came from, for error messages ('HETMM_BACKEND' or 'configure({ backend })'). */
+export function settingSource(name: SettingName): string {
+  return overrides.has(name) ? `configure({ ${name} })` : SETTINGS[name].variable;
+}
+
+/** The user cache directory for hetmm (HETMM_CACHE_DIR, else the platform convention). */
+export function cacheDir(env: Environment = process.env, platform: NodeJS.Platform = process.platform): string {
+  const explicit = setting('cacheDir', env);
+  if (explicit !== undefined) return path.resolve(explicit);
+  const home = os.homedir();
+  if (platform === 'win32') return path.join(env['LOCALAPPDATA'] || path.join(home, 'AppData', 'Local'), 'hetmm', 'Cache');
+  if (platform === 'darwin') return path.join(home, 'Library', 'Caches', 'hetmm');
+  const xdg = env['XDG_CACHE_HOME'];
+  return path.join(xdg !== undefined && path.isAbsolute(xdg) ? xdg : path.join(home, '.cache'), 'hetmm');
+}
+
+/** The README table of settings (test/config.test.ts keeps README.md in step with it). */
+export function settingsMarkdownTable(): string {
+  const rows = Object.entries(SETTINGS).map(
+    ([name, s]) => `| \`${s.variable}\` | \`${name}\` | ${s.default} | ${s.description} |`,
+  );
+  return ['| variable | setting | default | what |', '|---|---|---|---|', ...rows].join('\n');
+}

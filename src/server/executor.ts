@@ -1,0 +1,176 @@
+/**
+ * The seam between the HTTP layer and whatever runs inspections.
+ *
+ * Every prediction and every store change the routes make goes through an
+ * InspectionExecutor. The in-process one (./in-process-executor.ts) holds one
+ * Detector per line; a queue executor (BullMQ/Redis, its own issue) can run
+ * the same calls on workers without touching the routes. Keep this file
+ * free of fastify and of the Detector: it is a contract, not an
+ * implementation.
+ *
+ * Versions: every line has a store version, an integer that grows by one
+ * with every durable change (normals added, threshold set). A prediction
+ * reports the one version it was computed against (templates, threshold
+ * and version are read at one instant), and a change is answered only once
+ * the store on disk holds it.
+ */
+
+/** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
+export type MapsOption = 'none' | 'png' | 'npy';
+
+export const MAPS_OPTIONS: readonly MapsOption[] = ['none', 'png', 'npy'];
+
+export interface ImageUpload {
+  /** the encoded image file (PNG, JPEG, ...) exactly as received */
+  readonly bytes: Buffer;
+  /** a display name (upload file name or 'upload'); never used as a path */
+  readonly name: string;
+}
+
+export interface PredictRequest {
+  readonly line: string;
+  /** the HTTP layer's prediction id, echoed in the verdict event (for "mark as normal") */
+  readonly id?: string;
+  readonly image: ImageUpload;
+  readonly maps: MapsOption;
+  /**
+   * Compute against a store of at least this version (read-your-writes
+   * after a hot update, for executors whose workers may lag). The
+   * in-process executor is always current, so it only checks the version
+   * exists.
+   */
+  readonly minVersion?: number;
+  /** aborts waiting in the queue (and the work between stages); the request timeout and client disconnects fire it */
+  readonly signal?: AbortSignal;
+}
+
+export interface StageTimings {
+  /** waiting for a slot in the line's queue */
+  readonly queue: number;
+  readonly decode: number;
+  readonly backbone: number;
+  readonly match: number;
+  readonly score: number;
+  /** rendering the requested maps */
+  readonly maps: number;
+}
+
+export interface PredictionMaps {
+  /** colour heat map blended over the (resized) image, RGB PNG */
+  readonly heatmapPng?: Buffer;
+  /** pixels over the threshold, 8-bit grey PNG (only when the line has a threshold) */
+  readonly maskPng?: Buffer;
+  /** raw ATMM anomaly map, float32 .npy [height, width] */
+  readonly anomalyNpy?: Buffer;
+}
+
+export interface PredictOutcome {
+  readonly line: string;
+  readonly score: number;
+  /** present when the line's store holds a threshold for its preset */
+  readonly label?: 'ok' | 'defect';
+  readonly threshold?: number;
+  /** templates matched against */
+  readonly templates: number;
+  /** the store version the prediction was computed against */
+  readonly version: number;
+  readonly width: number;
+  readonly height: number;
+  /** milliseconds per stage */
+  readonly timings: StageTimings;
+  readonly maps: PredictionMaps;
+}
+
+export interface HotUpdateOutcome {
+  readonly line: string;
+  readonly added: number;
+  /** template count after the update */
+  readonly templates: number;
+  /** store version after the update (durable: the file on disk holds it) */
+  readonly version: number;
+}
+
+export interface LineInfo {
+  readonly name: string;
+  readonly templates: number;
+  readonly version: number;
+  readonly preset: string;
+  readonly threshold?: { readonly value: number; readonly method: string; readonly preset: string };
+  /** the heat-map colour scale [median normal pixel, threshold] when calibrated */
+  readonly heatmapRange?: readonly [number, number];
+  readonly dtype: string;
+  readonly bytesOnDisk: number;
+  readonly backbone: string;
+  readonly backend: string;
+}
+
+export interface FitOptions {
+  /** preset name; default 'default' */
+  readonly preset?: string;
+  /** leave-one-out calibration samples (0: no threshold); default 16 */
+  readonly calibrate?: number;
+  readonly dtype?: 'float32' | 'float16';
+}
+
+export interface FitProgress {
+  readonly stage: 'features' | 'calibrate' | 'save';
+  readonly done: number;
+  readonly total: number;
+}
+
+/** What the executor tells subscribers (the SSE feed, metrics). */
+export type ExecutorEvent =
+  | {
+      readonly type: 'verdict';
+      readonly line: string;
+      /** the request's id (PredictRequest.id) */
+      readonly id?: string;
+      readonly name: string;
+      readonly score: number;
+      readonly label?: 'ok' | 'defect';
+      readonly threshold?: number;
+      readonly templates: number;
+      readonly version: number;
+      readonly at: string;
+    }
+  | {
+      readonly type: 'store';
+      readonly line: string;
+      readonly change: 'normals' | 'threshold' | 'created' | 'deleted';
+      readonly templates: number;
+      readonly version: number;
+      readonly threshold?: number;
+      readonly at: string;
+    };
+
+export interface LineLoad {
+  readonly line: string;
+  /** predictions waiting for a slot */
+  readonly queued: number;
+  /** predictions being computed */
+  readonly running: number;
+  readonly queueLimit: number;
+}
+
+export interface InspectionExecutor {
+  /** 'in-process', 'queue', ... (shown by /readyz and /metrics) */
+  readonly kind: string;
+  /** true when every line is loaded and the backend works */
+  ready(): boolean;
+  lineNames(): string[];
+  /** throws E_NOT_FOUND (ServerError) for an unknown line */
+  lineInfo(line: string): LineInfo;
+  /** throws E_BUSY (429) when the line's queue is full, E_TIMEOUT when the signal aborts it */
+  predict(request: PredictRequest): Promise<PredictOutcome>;
+  /** hot update; all images are decoded first: one bad image adds nothing */
+  addNormals(line: string, images: readonly ImageUpload[], options?: { signal?: AbortSignal }): Promise<HotUpdateOutcome>;
+  setThreshold(line: string, value: number): Promise<LineInfo>;
+  /** fits a new line from normal images (the HTTP layer runs it as a job) */
+  createLine(line: string, images: readonly ImageUpload[], options: FitOptions, onProgress?: (p: FitProgress) => void): Promise<LineInfo>;
+  deleteLine(line: string): Promise<void>;
+  /** returns the unsubscribe function */
+  subscribe(listener: (event: ExecutorEvent) => void): () => void;
+  load(): LineLoad[];
+  /** refuses new work, finishes accepted work, flushes stores */
+  close(): Promise<void>;
+}

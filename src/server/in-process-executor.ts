@@ -1,0 +1,476 @@
+/**
+ * The in-process InspectionExecutor: one Detector per line in this process.
+ *
+ * Consistency: each line has a published state (store snapshot, threshold,
+ * version). A prediction pins the published state when it starts matching,
+ * so it sees exactly one version. A change is applied to the store, saved
+ * (atomic write + fsync + rename), and only then published and answered:
+ * no prediction ever sees a change that is not on disk, and a crash after
+ * the answer loses nothing. Changes to one line are serialised; predictions
+ * never wait for them (snapshots stay valid while the store grows).
+ */
+import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
+import { Detector, type Prediction } from '../detector/detector.js';
+import { calibrateStore } from '../detector/calibrate.js';
+import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { isHetmmError } from '../errors.js';
+import { encodeMaskPng, loadImage, npyHeader, renderHeatmapOverlay, type LoadedImage } from '../image/index.js';
+import { TemplateStore, type StoreSnapshot } from '../store/index.js';
+import { ServerError } from './errors.js';
+import type {
+  ExecutorEvent,
+  FitOptions,
+  FitProgress,
+  HotUpdateOutcome,
+  ImageUpload,
+  InspectionExecutor,
+  LineInfo,
+  LineLoad,
+  PredictionMaps,
+  PredictOutcome,
+  PredictRequest,
+} from './executor.js';
+import { abortError, LineQueue } from './line-queue.js';
+import { lineNameOfStore, storePathInDataDir, validateLineName } from './line-name.js';
+
+export interface InProcessExecutorOptions {
+  /** store files served as lines named after the file (line3.hetmm -> line3) */
+  readonly stores?: readonly string[];
+  /** a directory of <line>.hetmm stores; lines can be created and deleted in it */
+  readonly dataDir?: string;
+  readonly model?: string;
+  readonly backend?: 'auto' | 'reference' | 'fast';
+  readonly threads?: number;
+  readonly matchPrecision?: 'float' | 'int8';
+  /** predictions computed at once per line; default 2 (overlaps one image's backbone with another's matching) */
+  readonly concurrency?: number;
+  /** predictions waiting per line before 429; default 8 */
+  readonly queueLimit?: number;
+  /** decoder pixel limit per image; default 40 megapixels */
+  readonly maxPixels?: number;
+}
+
+export const DEFAULT_MAX_PIXELS = 40_000_000;
+
+interface Published {
+  readonly snapshot: StoreSnapshot;
+  readonly version: number;
+  readonly threshold: StoredThreshold | undefined;
+}
+
+interface Line {
+  readonly name: string;
+  readonly file: string;
+  readonly detector: Detector;
+  readonly queue: LineQueue;
+  /** true for --store lines: the API does not delete the operator's file */
+  readonly pinned: boolean;
+  published: Published;
+  /** serialises changes */
+  writes: Promise<unknown>;
+  deleted: boolean;
+}
+
+/** The store's version (meta.version), 0 for stores written before versions existed. */
+function versionOf(store: TemplateStore): number {
+  const v = store.meta.version;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
+}
+
+function publish(line: Line): void {
+  const store = line.detector.store;
+  line.published = {
+    snapshot: store.snapshot(),
+    version: versionOf(store),
+    threshold: storedThreshold(store.meta, line.detector.preset.name),
+  };
+}
+
+export class InProcessExecutor implements InspectionExecutor {
+  readonly kind = 'in-process';
+  readonly #options: InProcessExecutorOptions;
+  readonly #lines = new Map<string, Line>();
+  /** names being created (a fit in progress) */
+  readonly #creating = new Set<string>();
+  readonly #events = new EventEmitter();
+  #closing = false;
+  #pending = new Set<Promise<unknown>>();
+
+  private constructor(options: InProcessExecutorOptions) {
+    this.#options = options;
+    this.#events.setMaxListeners(0);
+  }
+
+  /** Loads every --store file and every store in the data directory. */
+  static async open(options: InProcessExecutorOptions): Promise<InProcessExecutor> {
+    const executor = new InProcessExecutor(options);
+    const files: Array<{ name: string; file: string; pinned: boolean }> = [];
+    for (const file of options.stores ?? []) files.push({ name: lineNameOfStore(file), file, pinned: true });
+    if (options.dataDir !== undefined) {
+      const { mkdir, readdir } = await import('node:fs/promises');
+      await mkdir(options.dataDir, { recursive: true });
+      for (const entry of (await readdir(options.dataDir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+        if (!entry.isFile() || !entry.name.endsWith('.hetmm')) continue;
+        let name: string;
+        try {
+          name = lineNameOfStore(entry.name);
+        } catch {
+          continue; // not a name the API could address
+        }
+        files.push({ name, file: storePathInDataDir(options.dataDir, name), pinned: false });
+      }
+    }
+    try {
+      for (const f of files) {
+        if (executor.#lines.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
+        executor.#lines.set(f.name, executor.#newLine(f.name, f.file, await executor.#openDetector(f.file), f.pinned));
+      }
+    } catch (e) {
+      for (const line of executor.#lines.values()) line.detector.dispose();
+      throw e;
+    }
+    return executor;
+  }
+
+  ready(): boolean {
+    return !this.#closing;
+  }
+
+  lineNames(): string[] {
+    return [...this.#lines.keys()].sort();
+  }
+
+  lineInfo(name: string): LineInfo {
+    const line = this.#line(name);
+    const { detector, published } = line;
+    const d = detector.store.describe();
+    const t = published.threshold;
+    return {
+      name,
+      templates: published.snapshot.count,
+      version: published.version,
+      preset: detector.preset.name,
+      ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
+      ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
+      dtype: d.dtype,
+      bytesOnDisk: d.bytesOnDisk,
+      backbone: d.backbone.name,
+      backend: detector.backend.name,
+    };
+  }
+
+  async predict(request: PredictRequest): Promise<PredictOutcome> {
+    this.#refuseWhenClosing();
+    const line = this.#line(request.line);
+    if (request.minVersion !== undefined && request.minVersion > line.published.version) {
+      throw new ServerError(
+        'E_ARGUMENT',
+        `line '${line.name}' is at store version ${line.published.version}; version ${request.minVersion} does not exist yet`,
+      );
+    }
+    return this.#track(
+      line.queue.run(async (queued) => {
+        const t0 = performance.now();
+        const image = await this.#decode(line, request.image);
+        checkSignal(request.signal);
+        // One instant: the snapshot, the threshold and the version agree.
+        const pinned = line.published;
+        const p = await line.detector.predict(image, { snapshot: pinned.snapshot, threshold: pinned.threshold?.value });
+        checkSignal(request.signal);
+        const t1 = performance.now();
+        const maps = await renderMaps(p, request.maps, pinned.threshold);
+        const mapsMs = performance.now() - t1;
+        const outcome: PredictOutcome = {
+          line: line.name,
+          score: p.score,
+          ...(p.label === undefined ? {} : { label: p.label, threshold: p.threshold }),
+          templates: p.templates,
+          version: pinned.version,
+          width: image.originalWidth,
+          height: image.originalHeight,
+          timings: { queue: queued, decode: t1 - t0 - (p.timings.backbone + p.timings.match + p.timings.score), ...pick(p.timings), maps: mapsMs },
+          maps,
+        };
+        this.#emit({
+          type: 'verdict',
+          line: line.name,
+          ...(request.id === undefined ? {} : { id: request.id }),
+          name: request.image.name,
+          score: outcome.score,
+          ...(outcome.label === undefined ? {} : { label: outcome.label, threshold: outcome.threshold }),
+          templates: outcome.templates,
+          version: outcome.version,
+          at: new Date().toISOString(),
+        });
+        return outcome;
+      }, request.signal),
+    );
+  }
+
+  async addNormals(name: string, images: readonly ImageUpload[], options: { signal?: AbortSignal } = {}): Promise<HotUpdateOutcome> {
+    this.#refuseWhenClosing();
+    const line = this.#line(name);
+    if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images to add: send one or more normal images');
+    return this.#change(line, async () => {
+      // Every image is decoded and its features extracted before anything is appended: one bad image adds nothing.
+      const features: Float32Array[][] = [];
+      for (const upload of images) {
+        checkSignal(options.signal);
+        features.push((await line.detector.features(await this.#decode(line, upload))).features);
+      }
+      const store = line.detector.store;
+      const before = store.count;
+      store.reserve(images.length);
+      images.forEach((upload, i) => store.append(features[i]!, upload.name));
+      store.meta.version = line.published.version + 1;
+      await this.#save(line);
+      publish(line);
+      this.#emitStore(line, 'normals');
+      return { line: line.name, added: store.count - before, templates: line.published.snapshot.count, version: line.published.version };
+    });
+  }
+
+  async setThreshold(name: string, value: number): Promise<LineInfo> {
+    this.#refuseWhenClosing();
+    const line = this.#line(name);
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw new ServerError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(value)}`);
+    }
+    return this.#change(line, async () => {
+      const store = line.detector.store;
+      const old = line.published.threshold;
+      const threshold: StoredThreshold = {
+        value,
+        method: `set over HTTP${old === undefined ? '' : ` (was ${old.value.toPrecision(6)}, ${old.method})`}`,
+        preset: line.detector.preset.name,
+        // keeps the calibrated colour scale's low end; 0 when the store was never calibrated
+        pixelMedian: old?.pixelMedian ?? 0,
+        scores: old?.scores ?? [],
+      };
+      store.meta.threshold = threshold;
+      store.meta.version = line.published.version + 1;
+      await this.#save(line);
+      publish(line);
+      this.#emitStore(line, 'threshold');
+      return this.lineInfo(line.name);
+    });
+  }
+
+  async createLine(name: string, images: readonly ImageUpload[], options: FitOptions, onProgress?: (p: FitProgress) => void): Promise<LineInfo> {
+    this.#refuseWhenClosing();
+    validateLineName(name);
+    const dataDir = this.#options.dataDir;
+    if (dataDir === undefined) throw new ServerError('E_FORBIDDEN', 'lines can only be created when the server runs with --data-dir');
+    if (this.#lines.has(name) || this.#creating.has(name)) throw new ServerError('E_CONFLICT', `line '${name}' already exists`);
+    if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images: a new line needs normal images to fit');
+    const samples = options.calibrate ?? 16;
+    if (!Number.isInteger(samples) || samples < 0) throw new ServerError('E_ARGUMENT', `Expected calibrate as a non-negative integer but received ${String(samples)}`);
+    this.#creating.add(name);
+    const file = storePathInDataDir(dataDir, name);
+    const work = (async (): Promise<LineInfo> => {
+      const detector = await Detector.open({
+        ...this.#detectorOptions(),
+        preset: options.preset ?? 'default',
+        dtype: options.dtype ?? 'float32',
+      });
+      try {
+        const [h, w] = detector.backbone.identity.inputSize;
+        detector.store.reserve(images.length);
+        for (let i = 0; i < images.length; i++) {
+          const image = await decodeUpload(images[i]!, [h, w], this.#maxPixels());
+          detector.store.append((await detector.features(image)).features, images[i]!.name);
+          onProgress?.({ stage: 'features', done: i + 1, total: images.length });
+        }
+        detector.store.meta.preset = detector.preset;
+        if (samples > 0 && detector.store.count >= 2) {
+          const total = Math.min(samples, detector.store.count);
+          await calibrateStore(detector, { samples, onProgress: (e) => onProgress?.({ stage: 'calibrate', done: e.done, total }) });
+        }
+        detector.store.meta.version = 1;
+        onProgress?.({ stage: 'save', done: 0, total: 1 });
+        await detector.store.save(file);
+        onProgress?.({ stage: 'save', done: 1, total: 1 });
+        const line = this.#newLine(name, file, detector, false);
+        this.#lines.set(name, line);
+        this.#emitStore(line, 'created');
+        return this.lineInfo(name);
+      } catch (e) {
+        detector.dispose();
+        throw e;
+      }
+    })();
+    try {
+      return await this.#track(work);
+    } finally {
+      this.#creating.delete(name);
+    }
+  }
+
+  async deleteLine(name: string): Promise<void> {
+    this.#refuseWhenClosing();
+    const line = this.#line(name);
+    if (line.pinned) throw new ServerError('E_FORBIDDEN', `line '${name}' is served from --store ${line.file}; it is not deleted over HTTP`);
+    await this.#change(line, async () => {
+      line.deleted = true;
+      this.#lines.delete(name);
+      await line.queue.drained();
+      await rm(line.file, { force: true });
+      line.detector.dispose();
+      this.#emit({ type: 'store', line: name, change: 'deleted', templates: 0, version: line.published.version, at: new Date().toISOString() });
+    });
+  }
+
+  subscribe(listener: (event: ExecutorEvent) => void): () => void {
+    this.#events.on('event', listener);
+    return () => this.#events.off('event', listener);
+  }
+
+  load(): LineLoad[] {
+    return [...this.#lines.values()].map((l) => ({ line: l.name, queued: l.queue.queued, running: l.queue.running, queueLimit: l.queue.limit }));
+  }
+
+  /** Rejections (429) so far per line. */
+  rejections(): Array<{ line: string; rejected: number }> {
+    return [...this.#lines.values()].map((l) => ({ line: l.name, rejected: l.queue.rejected }));
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    // Accepted work finishes (changes are saved before they are answered, so nothing else needs flushing).
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    for (const line of this.#lines.values()) await line.writes.catch(() => undefined);
+    for (const line of this.#lines.values()) line.detector.dispose();
+    this.#lines.clear();
+  }
+
+  #newLine(name: string, file: string, detector: Detector, pinned: boolean): Line {
+    const line: Line = {
+      name,
+      file,
+      detector,
+      queue: new LineQueue(this.#options.concurrency ?? 2, this.#options.queueLimit ?? 8),
+      pinned,
+      published: undefined as unknown as Published,
+      writes: Promise.resolve(),
+      deleted: false,
+    };
+    publish(line);
+    return line;
+  }
+
+  #detectorOptions(): { model?: string; backend?: 'auto' | 'reference' | 'fast'; threads?: number; matchPrecision?: 'float' | 'int8' } {
+    const o = this.#options;
+    return {
+      ...(o.model === undefined ? {} : { model: o.model }),
+      ...(o.backend === undefined ? {} : { backend: o.backend }),
+      ...(o.threads === undefined ? {} : { threads: o.threads }),
+      ...(o.matchPrecision === undefined ? {} : { matchPrecision: o.matchPrecision }),
+    };
+  }
+
+  #openDetector(file: string): Promise<Detector> {
+    return Detector.open({ ...this.#detectorOptions(), store: file });
+  }
+
+  #maxPixels(): number {
+    return this.#options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  }
+
+  #decode(line: Line, upload: ImageUpload): Promise<LoadedImage> {
+    return decodeUpload(upload, line.detector.backbone.identity.inputSize, this.#maxPixels());
+  }
+
+  #line(name: string): Line {
+    const line = typeof name === 'string' ? this.#lines.get(name) : undefined;
+    if (line === undefined || line.deleted) {
+      throw new ServerError('E_NOT_FOUND', `no line named ${JSON.stringify(String(name).slice(0, 80))} (lines: ${this.lineNames().join(', ') || 'none'})`);
+    }
+    return line;
+  }
+
+  #refuseWhenClosing(): void {
+    if (this.#closing) throw new ServerError('E_UNAVAILABLE', 'the server is shutting down', { retryAfter: 5 });
+  }
+
+  /** Runs a change to one line after the ones before it; a failed change leaves memory as the file on disk. */
+  #change<T>(line: Line, apply: () => Promise<T>): Promise<T> {
+    const result = line.writes.then(async () => {
+      if (line.deleted) throw new ServerError('E_NOT_FOUND', `line '${line.name}' was deleted`);
+      return apply();
+    });
+    line.writes = result.catch(() => undefined);
+    return this.#track(result);
+  }
+
+  /** Saves the line's store; on failure reloads the file so memory matches disk again (published state is untouched). */
+  async #save(line: Line): Promise<void> {
+    try {
+      await line.detector.store.save(line.file);
+    } catch (e) {
+      try {
+        line.detector.setStore(await TemplateStore.load(line.file, { expect: line.detector.backbone.identity }));
+      } catch {
+        // the published snapshot still serves; the next change retries from the in-memory store
+      }
+      throw e;
+    }
+  }
+
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#pending.add(work);
+    const done = (): void => {
+      this.#pending.delete(work);
+    };
+    work.then(done, done);
+    return work;
+  }
+
+  #emitStore(line: Line, change: 'normals' | 'threshold' | 'created'): void {
+    this.#emit({
+      type: 'store',
+      line: line.name,
+      change,
+      templates: line.published.snapshot.count,
+      version: line.published.version,
+      ...(line.published.threshold === undefined ? {} : { threshold: line.published.threshold.value }),
+      at: new Date().toISOString(),
+    });
+  }
+
+  #emit(event: ExecutorEvent): void {
+    this.#events.emit('event', event);
+  }
+}
+
+function pick(t: Prediction['timings']): { backbone: number; match: number; score: number } {
+  return { backbone: t.backbone, match: t.match, score: t.score };
+}
+
+function checkSignal(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
+}
+
+async function decodeUpload(upload: ImageUpload, size: readonly [number, number], maxPixels: number): Promise<LoadedImage> {
+  try {
+    return await loadImage(upload.bytes, { size, maxPixels });
+  } catch (e) {
+    // The library names the source '<buffer>'; the operator knows the upload by its name.
+    if (isHetmmError(e)) e.message = e.message.replace("'<buffer>'", JSON.stringify(upload.name));
+    throw e;
+  }
+}
+
+async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
+  if (maps === 'none') return {};
+  if (maps === 'npy') {
+    const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
+    return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
+  }
+  const range = heatmapRange(p, threshold === undefined ? {} : { threshold }, threshold?.preset ?? '');
+  const heatmapPng = await renderHeatmapOverlay(p.image, p.pixelMap, p.height, p.width, { range, alpha: 0.5 });
+  if (p.threshold === undefined) return { heatmapPng };
+  const mask = new Uint8Array(p.height * p.width);
+  for (let i = 0; i < mask.length; i++) mask[i] = p.pixelMap[i]! > p.threshold ? 1 : 0;
+  return { heatmapPng, maskPng: await encodeMaskPng(mask, p.height, p.width) };
+}

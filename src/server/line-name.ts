@@ -1,0 +1,29 @@
+/** Line names: what may name a store in the data directory (no path traversal, no hidden files). */
+import path from 'node:path';
+import { ServerError } from './errors.js';
+
+const LINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export const STORE_EXTENSION = '.hetmm';
+
+/** Throws E_ARGUMENT unless `name` is 1-64 letters, digits, '-' or '_', starting with a letter or digit. */
+export function validateLineName(name: string): string {
+  if (typeof name !== 'string' || !LINE_NAME.test(name)) {
+    throw new ServerError(
+      'E_ARGUMENT',
+      `invalid line name ${JSON.stringify(String(name).slice(0, 80))}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** The line a --store file serves as: its file name without the .hetmm extension. */
+export function lineNameOfStore(file: string): string {
+  const base = path.basename(file);
+  return validateLineName(base.endsWith(STORE_EXTENSION) ? base.slice(0, -STORE_EXTENSION.length) : base);
+}
+
+/** The store file of a line in the data directory (the name is validated, so it stays inside). */
+export function storePathInDataDir(dataDir: string, name: string): string {
+  return path.join(dataDir, `${validateLineName(name)}${STORE_EXTENSION}`);
+}

@@ -1,0 +1,424 @@
+// hetmm inspection page: plain browser JavaScript, no framework, no network beyond this server.
+// Every text that comes from the server or an upload goes in with textContent (never innerHTML).
+
+const $ = (id) => document.getElementById(id);
+const MAX_RECENT = 60;
+
+const state = {
+  line: undefined,
+  info: undefined,
+  changes: 'disabled',
+  recent: [], // newest first: {id, name, score, label, threshold, templates, version, imageUrl, heatmapUrl, own}
+  shown: undefined,
+  filter: 'all',
+  events: undefined,
+};
+
+const CODE_WORDS = {
+  E_IMAGE_DECODE: 'This file is not an image the server can read (corrupt, truncated or an unsupported format).',
+  E_IMAGE_TOO_LARGE: 'This image has too many pixels for the server.',
+  E_IMAGE_TOO_SMALL: 'This image is too small.',
+  E_TOO_LARGE: 'The upload is larger than the server accepts.',
+  E_UNSUPPORTED_MEDIA: 'The server does not take this kind of file.',
+  E_NO_IMAGES: 'There was no image in the upload.',
+  E_BUSY: 'The line is busy right now. Try again in a few seconds.',
+  E_TIMEOUT: 'The server took too long to answer.',
+  E_UNAVAILABLE: 'The server is not available right now (busy or restarting).',
+  E_UNAUTHORIZED: 'The token is missing or wrong. Enter the token under Access.',
+  E_FORBIDDEN: 'Changes are disabled on this server (it was started without a token).',
+  E_NOT_FOUND: 'Not found: the line or the inspection is no longer there.',
+};
+
+function showError(what, error) {
+  const words = CODE_WORDS[error.code] ?? 'Something went wrong.';
+  $('error-text').textContent = `${what}: ${words} (${error.message})`;
+  $('error').hidden = false;
+  $('error').focus();
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error-text').textContent = '';
+}
+
+/** fetch that answers {ok, status, body} and turns network failures and the server's error shape into {error}. */
+async function api(path, init = {}) {
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (e) {
+    return { ok: false, error: { code: 'E_UNAVAILABLE', message: `no connection to the server (${e.message})` } };
+  }
+  let body;
+  try {
+    body = response.status === 204 ? {} : await response.json();
+  } catch {
+    body = {};
+  }
+  if (!response.ok) {
+    const error = body.error ?? { code: 'E_INTERNAL', message: `HTTP ${response.status}` };
+    return { ok: false, status: response.status, error };
+  }
+  return { ok: true, status: response.status, body };
+}
+
+function authHeaders() {
+  const token = $('token').value.trim();
+  return token === '' ? {} : { authorization: `Bearer ${token}` };
+}
+
+const fmt = (x) => (typeof x === 'number' ? x.toFixed(4) : '–');
+
+// ---- lines and store info -------------------------------------------------------------------------
+
+async function loadLines() {
+  const r = await api('/v1/lines');
+  if (!r.ok) {
+    showError('Could not list the lines', r.error);
+    return;
+  }
+  state.changes = r.body.changes;
+  $('changes-note').textContent =
+    r.body.changes === 'disabled'
+      ? 'Changes are disabled on this server (started without a token): images can be inspected, not marked normal.'
+      : 'Marking images normal and changing the threshold need the server token.';
+  const select = $('line');
+  select.replaceChildren(
+    ...r.body.lines.map((l) => {
+      const o = document.createElement('option');
+      o.value = l.name;
+      o.textContent = `${l.name} (${l.templates} templates)`;
+      return o;
+    }),
+  );
+  if (r.body.lines.length === 0) {
+    showError('No lines', { code: 'E_NOT_FOUND', message: 'this server serves no template store yet' });
+    return;
+  }
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  select.value = r.body.lines.some((l) => l.name === wanted) ? wanted : r.body.lines[0].name;
+  await selectLine(select.value);
+}
+
+async function selectLine(name) {
+  state.line = name;
+  history.replaceState(null, '', `#${encodeURIComponent(name)}`);
+  state.recent = [];
+  state.shown = undefined;
+  renderGallery();
+  renderResult();
+  await refreshInfo();
+  connectEvents();
+}
+
+async function refreshInfo() {
+  const r = await api(`/v1/lines/${encodeURIComponent(state.line)}`);
+  if (!r.ok) {
+    showError(`Could not read line ${state.line}`, r.error);
+    return;
+  }
+  setInfo(r.body);
+}
+
+function setInfo(info) {
+  state.info = info;
+  $('info-templates').textContent = String(info.templates);
+  $('info-threshold').textContent = info.threshold ? fmt(info.threshold.value) : 'none (scores only)';
+  $('info-version').textContent = String(info.version);
+  $('info-preset').textContent = info.preset;
+  const option = [...$('line').options].find((o) => o.value === info.name);
+  if (option) option.textContent = `${info.name} (${info.templates} templates)`;
+  if (info.threshold && document.activeElement !== $('threshold-number') && document.activeElement !== $('threshold-range')) {
+    setThresholdControls(info.threshold.value);
+  }
+  updateFlipPreview();
+}
+
+// ---- live events ---------------------------------------------------------------------------------------
+
+function connectEvents() {
+  state.events?.close();
+  const source = new EventSource(`/v1/lines/${encodeURIComponent(state.line)}/events`);
+  state.events = source;
+  source.addEventListener('open', () => {
+    $('feed-status').textContent = 'live: connected';
+    $('feed-status').dataset.state = 'ok';
+  });
+  source.addEventListener('error', () => {
+    $('feed-status').textContent = 'live: reconnecting…';
+    $('feed-status').dataset.state = 'warn';
+  });
+  source.addEventListener('line', (e) => setInfo(JSON.parse(e.data)));
+  source.addEventListener('store', (e) => {
+    const ev = JSON.parse(e.data);
+    if (ev.change === 'deleted') {
+      showError(`Line ${ev.line}`, { code: 'E_NOT_FOUND', message: 'the line was deleted' });
+      return;
+    }
+    void refreshInfo();
+  });
+  source.addEventListener('verdict', (e) => {
+    const ev = JSON.parse(e.data);
+    if (!$('live').checked || state.recent.some((r) => r.id === ev.id)) return;
+    addRecent({
+      id: ev.id,
+      name: ev.name,
+      score: ev.score,
+      label: ev.label,
+      threshold: ev.threshold,
+      templates: ev.templates,
+      version: ev.version,
+      imageUrl: ev.id ? `/v1/predictions/${encodeURIComponent(ev.id)}/image` : undefined,
+      heatmapUrl: undefined,
+      own: false,
+    });
+  });
+}
+
+// ---- inspecting -------------------------------------------------------------------------------------------
+
+async function inspectFiles(files) {
+  clearError();
+  const list = [...files];
+  for (let i = 0; i < list.length; i++) {
+    const file = list[i];
+    $('busy').textContent = `Inspecting ${file.name} (${i + 1} of ${list.length})…`;
+    const r = await api(`/v1/lines/${encodeURIComponent(state.line)}/predict?maps=png&inline=true&name=${encodeURIComponent(file.name)}`, {
+      method: 'POST',
+      headers: { 'content-type': file.type && file.type.startsWith('image/') ? file.type : 'application/octet-stream' },
+      body: file,
+    });
+    if (!r.ok) {
+      showError(`Could not inspect “${file.name}”`, r.error);
+      continue;
+    }
+    const p = r.body;
+    const item = {
+      id: p.id,
+      name: p.name,
+      score: p.score,
+      label: p.label,
+      threshold: p.threshold,
+      templates: p.templates,
+      version: p.version,
+      imageUrl: URL.createObjectURL(file),
+      heatmapUrl: p.maps.heatmap,
+      own: true,
+    };
+    addRecent(item);
+    show(item);
+  }
+  $('busy').textContent = list.length > 1 ? `Inspected ${list.length} images.` : '';
+}
+
+function addRecent(item) {
+  state.recent = [item, ...state.recent.filter((r) => r.id !== item.id)].slice(0, MAX_RECENT);
+  renderGallery();
+  updateThresholdBounds();
+  updateFlipPreview();
+}
+
+function verdictText(item) {
+  return item.label === 'defect' ? 'DEFECT' : item.label === 'ok' ? 'OK' : 'NO THRESHOLD';
+}
+
+function show(item) {
+  state.shown = item;
+  $('mark-status').textContent = '';
+  renderResult();
+}
+
+function renderResult() {
+  const item = state.shown;
+  $('result-empty').hidden = item !== undefined;
+  $('result-body').hidden = item === undefined;
+  if (item === undefined) return;
+  const verdict = $('verdict');
+  verdict.textContent = verdictText(item);
+  verdict.dataset.label = item.label ?? 'none';
+  $('score-text').textContent =
+    item.threshold === undefined ? `score ${fmt(item.score)}` : `score ${fmt(item.score)} against threshold ${fmt(item.threshold)}`;
+  const top = Math.max(item.score, item.threshold ?? 0) * 1.25 || 1;
+  $('score-bar').style.width = `${Math.min(100, (item.score / top) * 100)}%`;
+  $('score-bar').dataset.label = item.label ?? 'none';
+  $('threshold-mark').hidden = item.threshold === undefined;
+  if (item.threshold !== undefined) $('threshold-mark').style.left = `${(item.threshold / top) * 100}%`;
+  $('result-name').textContent = `${item.name} · ${item.templates} templates · store version ${item.version}`;
+  const img = $('result-image');
+  if (item.imageUrl) img.src = item.imageUrl;
+  else img.removeAttribute('src');
+  const heat = $('result-heatmap');
+  heat.parentElement.hidden = item.heatmapUrl === undefined;
+  if (item.heatmapUrl) heat.src = item.heatmapUrl;
+  const mark = $('mark');
+  mark.disabled = item.id === undefined || state.changes === 'disabled';
+  mark.classList.toggle('primary', item.label === 'defect');
+  mark.title = state.changes === 'disabled' ? 'Changes are disabled on this server' : 'Add this image to the line’s normal templates (hot update)';
+}
+
+async function markNormal() {
+  const item = state.shown;
+  if (item === undefined) return;
+  clearError();
+  if ($('token').value.trim() === '') {
+    showError('Cannot mark as normal', { code: 'E_UNAUTHORIZED', message: 'no token entered' });
+    $('token').focus();
+    return;
+  }
+  const before = state.info?.templates;
+  $('mark').disabled = true;
+  $('mark-status').textContent = 'Adding to the normal templates…';
+  const r = await api(`/v1/lines/${encodeURIComponent(state.line)}/normals`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...authHeaders() },
+    body: JSON.stringify({ prediction: item.id }),
+  });
+  $('mark').disabled = false;
+  if (!r.ok) {
+    $('mark-status').textContent = '';
+    showError(`Could not mark “${item.name}” as normal`, r.error);
+    return;
+  }
+  $('mark-status').textContent = `Added: the line now has ${r.body.templates} templates${before === undefined ? '' : ` (was ${before})`}, store version ${r.body.version}. It counts from the next inspection on.`;
+  await refreshInfo();
+}
+
+// ---- gallery ----------------------------------------------------------------------------------------------------
+
+function renderGallery() {
+  const visible = state.recent.filter((r) => state.filter === 'all' || r.label === state.filter);
+  $('gallery-count').textContent =
+    state.recent.length === 0 ? 'Nothing inspected yet on this page.' : `${visible.length} of ${state.recent.length} recent inspections shown.`;
+  $('cards').replaceChildren(
+    ...visible.map((item) => {
+      const li = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'card';
+      button.dataset.label = item.label ?? 'none';
+      button.setAttribute('aria-label', `${item.name}: ${verdictText(item)}, score ${fmt(item.score)}. Show it.`);
+      if (item.imageUrl) {
+        const img = document.createElement('img');
+        img.src = item.imageUrl;
+        img.alt = '';
+        img.loading = 'lazy';
+        button.append(img);
+      }
+      const caption = document.createElement('span');
+      caption.className = 'caption';
+      const badge = document.createElement('strong');
+      badge.textContent = verdictText(item);
+      const detail = document.createElement('span');
+      detail.textContent = ` ${fmt(item.score)} · ${item.name}${item.own ? '' : ' (line)'}`;
+      caption.append(badge, detail);
+      button.append(caption);
+      button.addEventListener('click', () => show(item));
+      li.append(button);
+      return li;
+    }),
+  );
+}
+
+// ---- threshold -------------------------------------------------------------------------------------------------
+
+function setThresholdControls(value) {
+  $('threshold-range').value = String(value);
+  $('threshold-number').value = value.toFixed(4);
+}
+
+function updateThresholdBounds() {
+  const scores = state.recent.map((r) => r.score);
+  const current = state.info?.threshold?.value ?? 0;
+  const max = Math.max(current * 2, ...scores, 0.001);
+  $('threshold-range').max = String(Number(max.toPrecision(3)));
+}
+
+function updateFlipPreview() {
+  const value = Number($('threshold-number').value);
+  const current = state.info?.threshold?.value;
+  if (!Number.isFinite(value)) {
+    $('flip-preview').textContent = 'Enter a number.';
+    return;
+  }
+  if (state.recent.length === 0) {
+    $('flip-preview').textContent = 'Inspect some images to preview the effect of a new threshold.';
+    return;
+  }
+  const flips = state.recent.filter((r) => r.score > value !== (r.label === 'defect')).length;
+  const defects = state.recent.filter((r) => r.score > value).length;
+  $('flip-preview').textContent =
+    `At ${value.toFixed(4)}${current === undefined ? '' : ` (now ${current.toFixed(4)})`}: ` +
+    `${flips} of ${state.recent.length} recent images would change verdict; ${defects} would be DEFECT.`;
+}
+
+async function applyThreshold() {
+  clearError();
+  const value = Number($('threshold-number').value);
+  if (!Number.isFinite(value) || value < 0) {
+    showError('Cannot apply the threshold', { code: 'E_ARGUMENT', message: 'the threshold must be a number of 0 or more' });
+    return;
+  }
+  const r = await api(`/v1/lines/${encodeURIComponent(state.line)}/threshold`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', ...authHeaders() },
+    body: JSON.stringify({ value }),
+  });
+  if (!r.ok) {
+    showError('Could not change the threshold', r.error);
+    return;
+  }
+  $('threshold-status').textContent = `Threshold is now ${fmt(r.body.threshold?.value)} (store version ${r.body.version}).`;
+  setInfo(r.body);
+}
+
+// ---- wiring ------------------------------------------------------------------------------------------------------
+
+function wire() {
+  const drop = $('drop');
+  const file = $('file');
+  drop.addEventListener('click', () => file.click());
+  drop.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      file.click();
+    }
+  });
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    if (e.dataTransfer?.files.length) void inspectFiles(e.dataTransfer.files);
+  });
+  file.addEventListener('change', () => {
+    if (file.files?.length) void inspectFiles(file.files);
+    file.value = '';
+  });
+  $('line').addEventListener('change', () => void selectLine($('line').value));
+  $('mark').addEventListener('click', () => void markNormal());
+  $('error-close').addEventListener('click', clearError);
+  for (const radio of document.querySelectorAll('input[name="filter"]')) {
+    radio.addEventListener('change', () => {
+      state.filter = radio.value;
+      renderGallery();
+    });
+  }
+  $('threshold-range').addEventListener('input', () => {
+    $('threshold-number').value = Number($('threshold-range').value).toFixed(4);
+    updateFlipPreview();
+  });
+  $('threshold-number').addEventListener('input', () => {
+    $('threshold-range').value = $('threshold-number').value;
+    updateFlipPreview();
+  });
+  $('threshold-apply').addEventListener('click', () => void applyThreshold());
+  const token = $('token');
+  token.value = sessionStorage.getItem('hetmm-token') ?? '';
+  token.addEventListener('change', () => sessionStorage.setItem('hetmm-token', token.value.trim()));
+}
+
+wire();
+void loadLines();
