@@ -69,6 +69,11 @@ export const SETTINGS = {
     default: 'none (no download)',
     description: 'base URL models are downloaded from (HOST/FILE, verified by sha256)',
   },
+  token: {
+    variable: 'HETMM_TOKEN',
+    default: 'none (mutating endpoints disabled)',
+    description: 'bearer token of hetmm serve\'s mutating endpoints (overridden by --token-file; at least 16 characters)',
+  },
   debug: {
     variable: 'HETMM_DEBUG',
     default: 'off',

@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { HetmmError } from '../errors.js';
+import { setting, type Environment } from '../config.js';
 import { ServerError } from './errors.js';
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
@@ -25,7 +26,7 @@ export function checkBearer(configured: string | undefined, authorization: strin
 }
 
 /** The token from --token-file (first line, trimmed) or else HETMM_TOKEN; undefined when neither is set. */
-export async function resolveToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+export async function resolveToken(tokenFile: string | undefined, env?: Environment): Promise<string | undefined> {
   let token: string | undefined;
   if (tokenFile !== undefined) {
     try {
@@ -34,7 +35,7 @@ export async function resolveToken(tokenFile: string | undefined, env: NodeJS.Pr
       throw new HetmmError('E_ARGUMENT', `cannot read --token-file '${tokenFile}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
     }
   } else {
-    token = env.HETMM_TOKEN?.trim();
+    token = setting('token', env)?.trim();
     if (token === '') token = undefined;
   }
   if (token !== undefined && token.length < 16) {

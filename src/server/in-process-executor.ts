@@ -17,6 +17,7 @@ import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector
 import { isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadImage, npyHeader, renderHeatmapOverlay, type LoadedImage } from '../image/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
+import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import type {
   ExecutorEvent,
@@ -40,7 +41,7 @@ export interface InProcessExecutorOptions {
   /** a directory of <line>.hetmm stores; lines can be created and deleted in it */
   readonly dataDir?: string;
   readonly model?: string;
-  readonly backend?: 'auto' | 'reference' | 'fast';
+  readonly backend?: BackendPreference;
   readonly threads?: number;
   readonly matchPrecision?: 'float' | 'int8';
   /** predictions computed at once per line; default 2 (overlaps one image's backbone with another's matching) */
@@ -359,7 +360,7 @@ export class InProcessExecutor implements InspectionExecutor {
     return line;
   }
 
-  #detectorOptions(): { model?: string; backend?: 'auto' | 'reference' | 'fast'; threads?: number; matchPrecision?: 'float' | 'int8' } {
+  #detectorOptions(): { model?: string; backend?: BackendPreference; threads?: number; matchPrecision?: 'float' | 'int8' } {
     const o = this.#options;
     return {
       ...(o.model === undefined ? {} : { model: o.model }),
