@@ -9,7 +9,6 @@
  * score > threshold.
  */
 import { HetmmError } from '../errors.js';
-import type { Prediction } from './detector.js';
 
 /** The decision rule every hetmm threshold is chosen for. */
 export function isAnomalous(score: number, threshold: number): boolean {
@@ -263,12 +262,13 @@ export function describeFalseAlarms(t: StoredThreshold): string {
  * threshold), else the map's own min..max (then colours are not comparable
  * across images, and the caller says so).
  */
-export function heatmapRange(prediction: Pick<Prediction, 'pixelMap'>, meta: Record<string, unknown>, presetName: string): [number, number] {
+export function heatmapRange(prediction: { readonly pixelMap: ArrayLike<number> }, meta: Record<string, unknown>, presetName: string): [number, number] {
   const t = storedThreshold(meta, presetName);
   if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
   let lo = Infinity;
   let hi = -Infinity;
-  for (const v of prediction.pixelMap) {
+  for (let i = 0; i < prediction.pixelMap.length; i++) {
+    const v = prediction.pixelMap[i]!;
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
