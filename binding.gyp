@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "hetmm_native",
-      "sources": ["native/hetmm_native.c"],
+      "sources": ["native/hetmm_native.c", "native/pixel_norm.c"],
       "cflags": ["-O3", "-fno-strict-aliasing", "-Wall", "-Wno-psabi", "-Wno-unused-function"],
       "cflags_c": ["-std=gnu11"],
       "libraries": ["-lpthread"],

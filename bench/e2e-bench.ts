@@ -29,6 +29,7 @@ import { Detector } from '../src/detector/detector.js';
 import type { FeatureDType } from '../src/kernels/contract.js';
 import { loadFastBackend, type FastBackend } from '../src/kernels/fast/index.js';
 import { TemplateStore } from '../src/store/index.js';
+import { quantizeModel } from '../src/backbone/index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const datasetRoot = path.resolve(repoRoot, '../shared/datasets/magnetic-tile/magnetic_tile');
@@ -47,13 +48,22 @@ export interface EndToEndOptions {
   readonly threads: readonly [number, number];
   /** also run each float32 store with int8 matching (fast backend precision 'int8') */
   readonly int8: boolean;
+  /**
+   * also quantise the backbone (hetmm quantize-model, calibrated on the
+   * first templates' images), build float32 stores with it, and run them
+   * with float and with int8 matching (int8 backbone / int8 end to end)
+   */
+  readonly int8Backbone: boolean;
   readonly json: boolean;
 }
 
 export type MatchPrecisionSetting = 'float' | 'int8';
+export type BackboneSetting = 'float' | 'int8';
 
 interface ChildConfig {
   readonly store: string;
+  /** the int8 backbone's .onnx (undefined: the float model) */
+  readonly model?: string;
   readonly ortThreads: number;
   readonly images: readonly string[];
   readonly concurrencies: readonly number[];
@@ -95,6 +105,7 @@ export interface EndToEndRow extends ChildResult {
   templates: number;
   dtype: FeatureDType;
   precision: MatchPrecisionSetting;
+  backbone: BackboneSetting;
   ortThreads: number;
 }
 
@@ -147,7 +158,7 @@ const cpuMs = (since: NodeJS.CpuUsage): number => {
 
 async function runChild(config: ChildConfig): Promise<ChildResult> {
   const t0 = performance.now();
-  const detector = await Detector.open({ store: config.store, threads: config.ortThreads, preset: 'default', backend: 'fast' });
+  const detector = await Detector.open({ store: config.store, model: config.model, threads: config.ortThreads, preset: 'default', backend: 'fast' });
   const openMs = performance.now() - t0;
   const store = detector.store;
   const elements = store.identity.layers.reduce((s, l) => s + l.channels * l.height * l.width, 0);
@@ -283,11 +294,16 @@ function spawnChild(config: ChildConfig, nativeThreads: number, precision: Match
 
 // ---- parent ------------------------------------------------------------------------
 
-async function buildStores(dir: string, templates: readonly number[], dtypes: readonly FeatureDType[]): Promise<EndToEndReport['storeBuild'] & { paths: Map<string, string> }> {
+async function buildStores(
+  dir: string,
+  templates: readonly number[],
+  dtypes: readonly FeatureDType[],
+  model?: string,
+): Promise<EndToEndReport['storeBuild'] & { paths: Map<string, string> }> {
   const trainGood = listImages(path.join(datasetRoot, 'train', 'good'));
   const maxK = Math.max(...templates);
   if (trainGood.length < maxK) throw new Error(`${maxK} templates requested but ${trainGood.length} train/good images exist`);
-  const detector = await Detector.open({ preset: 'default', backend: 'fast' });
+  const detector = await Detector.open({ preset: 'default', backend: 'fast', model });
   const stores = templates.flatMap((k) => dtypes.map((dtype) => ({ k, dtype, store: TemplateStore.create(detector.backbone.identity, { dtype, meta: { preset: 'default' } }) })));
   const t0 = performance.now();
   for (let i = 0; i < maxK; i++) {
@@ -298,7 +314,7 @@ async function buildStores(dir: string, templates: readonly number[], dtypes: re
   const paths = new Map<string, string>();
   const out: EndToEndReport['storeBuild']['stores'] = [];
   for (const s of stores) {
-    const file = path.join(dir, `magnetic-tile-${s.k}-${s.dtype}.hetmm`);
+    const file = path.join(dir, `magnetic-tile-${s.k}-${s.dtype}${model ? '-int8bb' : ''}.hetmm`);
     const t = performance.now();
     await s.store.save(file);
     const elements = s.store.identity.layers.reduce((sum, l) => sum + l.channels * l.height * l.width, 0);
@@ -334,39 +350,62 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRep
     log('|---:|---|---:|---:|---:|');
     for (const s of built.stores) log(`| ${s.templates} | ${s.dtype} | ${mib(s.fileBytes)} | ${mib(s.memoryBytes)} | ${fixed(s.saveMs, 0)} |`);
 
+    let int8Model: string | undefined;
+    if (options.int8Backbone) {
+      // Calibrated on the images of the smallest store (the images being fitted), at most 32.
+      const calibrate = listImages(path.join(datasetRoot, 'train', 'good')).slice(0, Math.min(...options.templates));
+      int8Model = path.join(dir, 'backbone-int8.onnx');
+      const t = performance.now();
+      const q = await quantizeModel({ calibrate, output: int8Model });
+      log(`\nint8 backbone: quantize-model (${typeof q.method === 'string' ? q.method : 'percentile'}, ${q.calibrationImages} images) took ${fixed((performance.now() - t) / 1000)} s.`);
+      const int8Built = await buildStores(dir, options.templates, ['float32'], int8Model);
+      for (const [key, file] of int8Built.paths) built.paths.set(`int8/${key}`, file);
+      log(`Stores of the int8 backbone: features of ${int8Built.images} images in ${fixed(int8Built.featureSeconds)} s (${fixed((int8Built.featureSeconds * 1000) / int8Built.images, 0)} ms/image).`);
+    }
     const images = testImages(options.images, Math.max(...options.templates));
     const rows: EndToEndRow[] = [];
-    const settings: Array<{ templates: number; dtype: FeatureDType; precision: MatchPrecisionSetting; threads: readonly [number, number] }> = [];
-    const first = { templates: options.templates[0]!, dtype: options.dtypes[0]!, precision: 'float' as const };
+    const settings: Array<{
+      templates: number;
+      dtype: FeatureDType;
+      precision: MatchPrecisionSetting;
+      backbone: BackboneSetting;
+      threads: readonly [number, number];
+    }> = [];
+    const first = { templates: options.templates[0]!, dtype: options.dtypes[0]!, precision: 'float' as const, backbone: 'float' as const };
     for (const t of options.threadStudy) settings.push({ ...first, threads: t });
     for (const templates of options.templates) {
       for (const dtype of options.dtypes) {
         const dup = settings.some((s) => s.templates === templates && s.dtype === dtype && s.threads[0] === options.threads[0] && s.threads[1] === options.threads[1]);
-        if (!dup) settings.push({ templates, dtype, precision: 'float', threads: options.threads });
+        if (!dup) settings.push({ templates, dtype, precision: 'float', backbone: 'float', threads: options.threads });
       }
       if (options.int8 && options.dtypes.includes('float32')) {
-        settings.push({ templates, dtype: 'float32', precision: 'int8', threads: options.threads });
+        settings.push({ templates, dtype: 'float32', precision: 'int8', backbone: 'float', threads: options.threads });
+      }
+      if (int8Model !== undefined) {
+        settings.push({ templates, dtype: 'float32', precision: 'float', backbone: 'int8', threads: options.threads });
+        if (options.int8) settings.push({ templates, dtype: 'float32', precision: 'int8', backbone: 'int8', threads: options.threads });
       }
     }
     log(`\n${images.length} test images per run (defective test images and unseen good ones); ms are per image.`);
     log(`"CPU-time basis" = ${os.availableParallelism()} cores / CPU time per image: the rate with the cores to itself.\n`);
     const cHeads = options.concurrencies.map((c) => `img/s c=${c}`).join(' | ');
     log(
-      `| templates | store dtype / matching | ORT thr | native thr | decode | backbone | match | score | total (median) | CPU ms/img | ${cHeads} | best img/s CPU-time basis | max RSS MiB | load avg |`,
+      `| templates | backbone | store dtype / matching | ORT thr | native thr | decode | backbone | match | score | total (median) | CPU ms/img | ${cHeads} | best img/s CPU-time basis | max RSS MiB | load avg |`,
     );
-    log(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|${options.concurrencies.map(() => '---:').join('|')}|---:|---:|---:|`);
+    log(`|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|${options.concurrencies.map(() => '---:').join('|')}|---:|---:|---:|`);
     for (const s of settings) {
-      const store = built.paths.get(`${s.templates}/${s.dtype}`)!;
+      const store = built.paths.get(`${s.backbone === 'int8' ? 'int8/' : ''}${s.templates}/${s.dtype}`)!;
+      const model = s.backbone === 'int8' ? int8Model : undefined;
       const r = await spawnChild(
-        { store, ortThreads: s.threads[0], images, concurrencies: options.concurrencies, warmup: 3, deviation: s.precision === 'int8' },
+        { store, model, ortThreads: s.threads[0], images, concurrencies: options.concurrencies, warmup: 3, deviation: s.precision === 'int8' },
         s.threads[1],
         s.precision,
       );
-      rows.push({ ...r, templates: s.templates, dtype: s.dtype, precision: s.precision, ortThreads: s.threads[0] });
+      rows.push({ ...r, templates: s.templates, dtype: s.dtype, precision: s.precision, backbone: s.backbone, ortThreads: s.threads[0] });
       const m = r.sequentialMean;
       const bestCpu = Math.min(r.sequentialCpuMs, ...r.pipelined.map((p) => p.cpuMsPerImage));
       log(
-        `| ${s.templates} | ${s.dtype} / ${s.precision === 'int8' ? 'int8' : s.dtype} | ${s.threads[0]} | ${r.nativeThreads} | ${fixed(m.decode)} | ${fixed(m.backbone)} | ${fixed(m.match)} | ${fixed(m.score)} | ` +
+        `| ${s.templates} | ${s.backbone === 'int8' ? '**int8**' : 'float32'} | ${s.dtype} / ${s.precision === 'int8' ? 'int8' : s.dtype} | ${s.threads[0]} | ${r.nativeThreads} | ${fixed(m.decode)} | ${fixed(m.backbone)} | ${fixed(m.match)} | ${fixed(m.score)} | ` +
           `${fixed(m.total)} (${fixed(r.sequentialMedian.total)}) | ${fixed(r.sequentialCpuMs)} | ` +
           `${r.pipelined.map((p) => fixed(p.imagesPerSecond, 2)).join(' | ')} | ${fixed((os.availableParallelism() * 1000) / bestCpu, 1)} | ` +
           `${fixed(r.maxRssMiB, 0)} | ${r.loadAverage.map((v) => fixed(v, 2)).join(' ')} |`,
@@ -379,7 +418,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRep
       log('|---:|---:|---:|---:|---:|');
       for (const r of deviations) {
         const d = r.deviation!;
-        log(`| ${r.templates} | ${d.maxScore.toExponential(2)} | ${d.meanScore.toExponential(2)} | ${d.maxMap.toExponential(2)} | ${d.meanMap.toExponential(2)} |`);
+        log(`| ${r.templates} ${r.backbone === 'int8' ? '(int8 backbone)' : ''} | ${d.maxScore.toExponential(2)} | ${d.meanScore.toExponential(2)} | ${d.maxMap.toExponential(2)} | ${d.meanMap.toExponential(2)} |`);
       }
     }
     const { paths: _paths, ...storeBuild } = built;

@@ -25,7 +25,8 @@
  *          --concurrency 1,2,3 (predictMany concurrencies),
  *          --threads ORTxNATIVE (setting for every store, default 2x2),
  *          --thread-study 2x2,1x1,2x1,1x2 (settings tried on the first store;
- *          "none" to skip), --no-int8 (skip the int8-matching rows).
+ *          "none" to skip), --no-int8 (skip the int8-matching rows),
+ *          --no-int8-backbone (skip the quantised-backbone rows).
  */
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
@@ -37,6 +38,8 @@ import { referenceBackend } from '../src/kernels/reference/index.js';
 import type { FeatureDType } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { runEndToEnd, type EndToEndReport } from './e2e-bench.js';
+import { realMacs, sessionMacsPerSecond } from './bench-util.js';
+import { benchInt8Kernels, ortMatMulIntegerPeak, type Int8KernelRow } from './int8-bench.js';
 
 interface Args {
   variant: NativeVariant | undefined;
@@ -53,6 +56,7 @@ interface Args {
   threads: [number, number];
   threadStudy: Array<[number, number]>;
   int8: boolean;
+  int8Backbone: boolean;
 }
 
 function positiveInts(text: string, what: string): number[] {
@@ -85,6 +89,7 @@ function parseArgs(argv: string[]): Args {
     threads: [2, 2],
     threadStudy: [[2, 2], [1, 1], [2, 1], [1, 2]],
     int8: true,
+    int8Backbone: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -100,6 +105,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--skip-kernels') args.skipKernels = true;
     else if (a === '--skip-e2e') args.skipE2e = true;
     else if (a === '--no-int8') args.int8 = false;
+    else if (a === '--no-int8-backbone') args.int8Backbone = false;
     else if (a === '--e2e-images') args.e2eImages = positiveInts(value(), '--e2e-images')[0]!;
     else if (a === '--templates') args.templates = positiveInts(value(), '--templates');
     else if (a === '--concurrency') args.concurrencies = positiveInts(value(), '--concurrency');
@@ -117,7 +123,7 @@ function parseArgs(argv: string[]): Args {
       if (!(NATIVE_VARIANTS as readonly string[]).includes(v)) throw new Error(`--variant must be one of ${NATIVE_VARIANTS.join(', ')}, got ${v}`);
       args.variant = v as NativeVariant;
     }
-    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json, --skip-kernels, --skip-e2e, --e2e-images N, --templates K,K, --dtypes D,D, --concurrency C,C, --threads OxN, --thread-study OxN,..., --no-int8)`);
+    else throw new Error(`unknown option ${a} (expected --reps N, --reference-templates K, --only NAME, --variant V, --json, --skip-kernels, --skip-e2e, --e2e-images N, --templates K,K, --dtypes D,D, --concurrency C,C, --threads OxN, --thread-study OxN,..., --no-int8, --no-int8-backbone)`);
   }
   if (!Number.isInteger(args.reps) || args.reps < 1) throw new Error(`--reps must be a positive integer, got ${args.reps}`);
   if (!Number.isInteger(args.referenceTemplates) || args.referenceTemplates < 1 || args.referenceTemplates > 60) {
@@ -194,17 +200,7 @@ async function ortMatMulMacsPerSecond(threads: number, reps: number): Promise<{ 
   const first = await session.run({ A: a, B: b });
   const y = first['Y'];
   if (y === undefined || (y.data as Float32Array)[0] !== m * 0.125) throw new Error('onnxruntime MatMul returned a wrong value');
-  const times: number[] = [];
-  const cpu0 = process.cpuUsage();
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await session.run({ A: a, B: b });
-    times.push(performance.now() - t0);
-  }
-  const cpu = process.cpuUsage(cpu0);
-  await session.release();
-  const cpuSecondsPerRun = (cpu.user + cpu.system) / 1e6 / reps;
-  return { wall: m ** 3 / (Math.min(...times) / 1000), perCpu: (m ** 3 * threads) / cpuSecondsPerRun };
+  return sessionMacsPerSecond(session, { A: a, B: b }, m, threads, reps);
 }
 
 // ---- inputs -------------------------------------------------------------------------
@@ -268,15 +264,6 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Dot products really computed: K * C * #{(p, d): |d|_inf <= R, p and p + d inside}. */
-function realMacs(k: number, c: number, h: number, w: number, radius: number): number {
-  const along = (n: number): number => {
-    let pairs = 0;
-    for (let d = -radius; d <= radius; d++) pairs += Math.max(0, n - Math.abs(d));
-    return pairs;
-  };
-  return k * c * along(h) * along(w);
-}
 
 // ---- cases --------------------------------------------------------------------------------
 
@@ -436,6 +423,11 @@ async function main(): Promise<void> {
     if (args.only && !`gram ${dtype}`.includes(args.only)) continue;
     emit(await benchGram(fast, 60, 256, 64, 64, dtype, args, ortPeak));
   }
+  let int8Kernels: { peak: { wall: number; perCpu: number }; rows: Int8KernelRow[] } | undefined;
+  if (!args.skipKernels && loadBinding().info().int8 === true && (args.only === undefined || 'int8'.includes(args.only))) {
+    const peak = await ortMatMulIntegerPeak(fast.threads, 5);
+    int8Kernels = { peak, rows: await benchInt8Kernels(args.reps, peak, (line) => !args.json && console.log(line)) };
+  }
   let endToEnd: EndToEndReport | undefined;
   if (!args.skipE2e) {
     endToEnd = await runEndToEnd({
@@ -446,10 +438,11 @@ async function main(): Promise<void> {
       threadStudy: args.threadStudy,
       threads: args.threads,
       int8: args.int8 && loadBinding().info().int8 === true,
+      int8Backbone: args.int8Backbone,
       json: args.json,
     });
   }
-  if (args.json) console.log(JSON.stringify({ header, rows, endToEnd }, null, 2));
+  if (args.json) console.log(JSON.stringify({ header, rows, int8Kernels, endToEnd }, null, 2));
 }
 
 main().catch((e: unknown) => {

@@ -27,7 +27,22 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 
+/* x86: the AVX-512 and AVX2 variants and the int8 VNNI kernel are compiled
+ * with per-function target pragmas and chosen at run time from CPUID. Any
+ * other target (arm64, ...) builds the generic variant only (GCC vector
+ * extensions, portable). -DHETMM_NO_X86_SIMD builds that portable addon on
+ * x86 too, which is how the guards are tested (docs/INSTALL.md). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(HETMM_NO_X86_SIMD)
+#define HETMM_X86 1
 #include <immintrin.h>
+#else
+#define HETMM_X86 0
+#endif
+
+/* The JS-visible surface's version: bump it whenever a function, its
+ * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
+ * whose `abi` differs (a stale build or prebuild). */
+#define HETMM_NATIVE_ABI 1
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +51,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "pixel_norm.h"
 
 typedef float v16sf __attribute__((vector_size(64)));
 typedef int32_t v16si __attribute__((vector_size(64)));
@@ -138,6 +155,7 @@ static inline float half_to_float(uint16_t h) {
 
 /* ---- the three compiled variants ----------------------------------------- */
 
+#if HETMM_X86
 #define VARIANT(name) name##_avx512
 #define MAX_ACC 28
 #define MAX_NDX 8
@@ -174,6 +192,7 @@ static inline void f16_row_avx2(float *dst, const uint16_t *src, int n) {
 #define F16_ROW f16_row_avx2
 #include "variant_bodies.h"
 #pragma GCC pop_options
+#endif /* HETMM_X86 */
 
 #define VARIANT(name) name##_generic
 #define MAX_ACC 2
@@ -187,10 +206,12 @@ static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
 #define F16_ROW f16_row_generic
 #include "variant_bodies.h"
 
+#if HETMM_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma")
 #include "int8_body.h"
 #pragma GCC pop_options
+#endif
 
 /* int8 matching needs AVX-512 VNNI (Zen 4, Ice Lake and later). */
 static int g_int8Supported = 0;
@@ -204,13 +225,16 @@ typedef struct Variant {
 
 /* Best first. */
 static Variant g_variants[] = {
+#if HETMM_X86
     {"avx512", match_item_avx512, gram_task_avx512, 0},
     {"avx2", match_item_avx2, gram_task_avx2, 0},
+#endif
     {"generic", match_item_generic, gram_task_generic, 1},
 };
 #define N_VARIANTS ((int)(sizeof g_variants / sizeof g_variants[0]))
 
 static void detect_variants(void) {
+#if HETMM_X86
   __builtin_cpu_init();
   g_variants[0].supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                             __builtin_cpu_supports("avx512bw") &&
@@ -218,6 +242,7 @@ static void detect_variants(void) {
   g_variants[1].supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   g_int8Supported = g_variants[0].supported && __builtin_cpu_supports("avx512vnni");
   /* F16C is not in __builtin_cpu_supports's list on every GCC; every AVX2 CPU has it. */
+#endif
 }
 
 /* ---- thread pool --------------------------------------------------------- */
@@ -643,7 +668,11 @@ static napi_value js_match_layer_int8(napi_env env, napi_callback_info info) {
   j->tSum = to.data;
   j->fwdOut = fo.data;
   j->bwdOut = bo.data;
+#if HETMM_X86
   j->item = match_item_int8;
+#else
+  j->item = NULL; /* unreachable: g_int8Supported is 0 off x86 */
+#endif
   napi_value keep[7] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[11], argv[12]};
   return start_async(env, call, keep, 7, "hetmm.matchLayerInt8");
 }
@@ -796,8 +825,12 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayerInt8", NULL, js_match_layer_int8, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantizeInt8", NULL, js_quantize_int8, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"l2NormalizePixels", NULL, hetmm_js_l2_normalize_pixels, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  napi_value abi;
+  NAPI_CALL(env, napi_create_int32(env, HETMM_NATIVE_ABI, &abi));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "abi", abi));
   return exports;
 }
 

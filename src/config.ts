@@ -64,6 +64,11 @@ export const SETTINGS = {
     default: '~/.cache/hetmm (Linux), ~/Library/Caches/hetmm (macOS), %LOCALAPPDATA%\\hetmm\\Cache (Windows)',
     description: 'directory of downloaded models',
   },
+  modelsDir: {
+    variable: 'HETMM_MODELS_DIR',
+    default: '../shared/models beside the current directory, then beside hetmm',
+    description: 'a local directory of model files, looked at after the cache',
+  },
   modelHost: {
     variable: 'HETMM_MODEL_HOST',
     default: 'none (no download)',
@@ -83,6 +88,51 @@ export const SETTINGS = {
     variable: 'HETMM_PARITY_DIR',
     default: '../shared/fixtures/parity',
     description: 'development only: the golden-vector fixtures of npm run test:parity',
+  },
+  queuePrefix: {
+    variable: 'HETMM_QUEUE_PREFIX',
+    default: 'hetmm',
+    description: 'queue mode: prefix of every Redis key (several clusters can share one Redis)',
+  },
+  queueInlineBytes: {
+    variable: 'HETMM_QUEUE_INLINE_BYTES',
+    default: '262144',
+    description: 'queue mode: images up to this size travel inside the job; larger ones through the blob directory',
+  },
+  queueLockMs: {
+    variable: 'HETMM_QUEUE_LOCK_MS',
+    default: '30000',
+    description: 'queue mode: job lock; a worker that stops renewing it (killed, hung) loses its job to another after this',
+  },
+  queueStalledMs: {
+    variable: 'HETMM_QUEUE_STALLED_MS',
+    default: '30000',
+    description: 'queue mode: how often workers look for jobs whose lock expired',
+  },
+  queueMaxStalled: {
+    variable: 'HETMM_QUEUE_MAX_STALLED',
+    default: '1',
+    description: 'queue mode: a job whose worker died more often than this fails (no endless retries of a crashing image)',
+  },
+  queueKeepResultsMs: {
+    variable: 'HETMM_QUEUE_KEEP_RESULTS_MS',
+    default: '3600000',
+    description: 'queue mode: finished jobs and their result maps are kept this long (GET /v1/jobs/{id})',
+  },
+  queueUpdateRetention: {
+    variable: 'HETMM_QUEUE_UPDATE_RETENTION',
+    default: '1000',
+    description: "queue mode: store updates kept on each line's Redis stream",
+  },
+  queueHeartbeatMs: {
+    variable: 'HETMM_QUEUE_HEARTBEAT_MS',
+    default: '2000',
+    description: "queue mode: how often a worker publishes its status (store versions, health); it expires after 3 missed beats",
+  },
+  queueSyncTimeoutMs: {
+    variable: 'HETMM_QUEUE_SYNC_TIMEOUT_MS',
+    default: '30000',
+    description: 'queue mode: how long a synchronous request waits for its job',
   },
 } as const satisfies Record<string, SettingSpec>;
 

@@ -20,6 +20,8 @@ export type HetmmErrorCode =
   | 'E_WRITE' // an output file (heat map, report) could not be written
   | 'E_DATASET' // data-set layout problems (missing mask, empty split)
   | 'E_BACKEND' // a kernel backend could not load or failed
+  | 'E_UNAVAILABLE' // a service the call needs (Redis, a worker for the line) is not reachable now: retry later
+  | 'E_TIMEOUT' // the work did not finish within the time the caller allowed (it may still finish)
   | 'E_INTERNAL';
 
 export class HetmmError extends Error {

@@ -9,22 +9,22 @@
  * p.score;        // image anomaly score, e.g. 0.7586
  * p.anomalyMap;   // Float32Array 256*256, raw ATMM map
  * ```
+ *
+ * The root is the public API a user needs (about 30 names, listed in the
+ * README's API section and pinned by test/api.test.ts); building blocks are
+ * behind subpaths: hetmm/image, hetmm/backbone, hetmm/store, hetmm/kernels,
+ * hetmm/matching, hetmm/selection, hetmm/metrics, hetmm/eval, hetmm/models. Importing it
+ * loads neither onnxruntime nor sharp: they load on first use.
  */
+export { version } from './version.js';
+export { configure, setting, type SettingName } from './config.js';
 export { HetmmError, isHetmmError, type HetmmErrorCode } from './errors.js';
 export { Detector, type DetectorOptions, type Prediction, type ProgressEvent } from './detector/detector.js';
-export { storedThreshold, describeFalseAlarms, type StoredThreshold } from './detector/threshold.js';
-export { calibrateStore, DEFAULT_FALSE_ALARM_RATE, type CalibrateOptions } from './detector/calibrate.js';
-export { fitStore, type FitStoreOptions, type FitStoreResult } from './eval/fit-store.js';
-export { tunePreset, type TuneOptions, type TuneRecord } from './eval/tune.js';
-export * from './image/index.js';
-export * from './backbone/index.js';
-export * from './store/index.js';
-export * from './matching/index.js';
-export type { FeatureDType, FeatureStack, KernelBackend, MatchOptions, MatchResult, QueryMap } from './kernels/contract.js';
-export { getBackend, listBackends, registerBackend, type BackendPreference } from './kernels/index.js';
-export { optics, opticsCosine, type OpticsResult } from './selection/optics.js';
-export { selectTemplates } from './selection/pts.js';
-export * from './eval/index.js';
+export { TemplateStore } from './store/index.js';
+export { resolvePreset, type Preset } from './matching/index.js';
+export { storedThreshold, type StoredThreshold } from './detector/threshold.js';
+export { fitStore } from './eval/fit-store.js';
+export { compressStore, type CompressOptions, type CompressResult } from './selection/compress-store.js';
 export { evaluate, type EvaluateOptions, type EvaluationResult } from './eval/run.js';
-export { compressStore } from './selection/compress-store.js';
-export { createServer, InProcessExecutor, ServerError, type ServerOptions, type InspectionExecutor } from './server/index.js';
+export { getBackend, listBackends, registerBackend, type BackendPreference, type KernelBackend } from './kernels/index.js';
+export { MODELS, resolveModel } from './models/index.js';

@@ -20,7 +20,7 @@ const srcDir = path.join(repoRoot, 'src');
  * ending in .ts for that file directly in src/.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'config.ts'],
+  ['errors.ts', 'config.ts', 'version.ts'],
   ['image'],
   ['backbone', 'models'],
   ['store'],

@@ -19,17 +19,18 @@ const README_SHA256 = 'a5cf6993e6443f99be82a1bdb8b0194cddabeb889240ec75e7064ca50
 const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good/000.png');
 const bottle2 = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good/001.png');
 const tmp = tempDir('backbone');
-const noEnv = {};
+// an empty cache: a model pulled into the user's cache must not change what these tests see
+const noEnv = { HETMM_CACHE_DIR: path.join(tmp, 'no-cache') };
 
 test('resolveModelPath: --model, HETMM_MODEL, default relative to cwd then package root', () => {
   assert.equal(resolveModelPath({ model: defaultModelPath, env: noEnv }).path, defaultModelPath);
-  assert.equal(resolveModelPath({ env: { HETMM_MODEL: defaultModelPath } }).path, defaultModelPath);
+  assert.equal(resolveModelPath({ env: { ...noEnv, HETMM_MODEL: defaultModelPath } }).path, defaultModelPath);
   const fromCwd = resolveModelPath({ env: noEnv, cwd: repoRoot });
   assert.equal(fromCwd.path, defaultModelPath);
-  assert.deepEqual(fromCwd.tried, [defaultModelPath]);
+  assert.deepEqual(fromCwd.tried, [path.join(noEnv.HETMM_CACHE_DIR, 'resnet50v2-imagenet-l123.onnx'), defaultModelPath]);
   const viaRoot = resolveModelPath({ env: noEnv, cwd: tmp, packageRoot: repoRoot });
   assert.equal(viaRoot.path, defaultModelPath);
-  assert.deepEqual(viaRoot.tried, [path.resolve(tmp, '../shared/models/resnet50v2-imagenet-l123.onnx'), defaultModelPath]);
+  assert.deepEqual(viaRoot.tried.slice(1), [path.resolve(tmp, '../shared/models/resnet50v2-imagenet-l123.onnx'), defaultModelPath]);
 });
 
 test('resolveModelPath: not found lists every path tried and how to supply one', () => {

@@ -287,7 +287,9 @@ test('loadImagesFrom: sorted, non-recursive, extension filter, errors', async ()
   writeFileSync(path.join(empty, 'readme.txt'), 'x');
   await assert.rejects(loadImagesFrom([empty]), expectHetmm('E_NO_IMAGES', 'emptydir'));
   await assert.rejects(loadImagesFrom([]), expectHetmm('E_NO_IMAGES'));
-  await assert.rejects(loadImagesFrom([path.join(tmp, 'nope')]), expectHetmm('E_IMAGE_READ', 'nope'));
+  // A missing entry stays in the list: it fails on its own when loaded, and the batch goes on (issue 8, observation 3).
+  assert.deepEqual(await loadImagesFrom([path.join(tmp, 'nope'), bottle]), [path.join(tmp, 'nope'), bottle]);
+  await assert.rejects(loadImage(path.join(tmp, 'nope')), expectHetmm('E_IMAGE_READ', 'nope', 'no such file'));
 });
 
 test('encodeMapPng16 scales the range to 0..65535 and clamps', async () => {

@@ -13,6 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import { storeVersion } from '../src/server/in-process-executor.js';
 import { TemplateStore } from '../src/store/index.js';
 import { tempDir } from './helpers/io-paths.js';
 import {
@@ -119,7 +120,7 @@ describe('server API', () => {
     assert.equal(info.templates, bottleTrain.length);
     assert.equal(info.preset, 'bottle');
     assert.equal(typeof info.threshold.value, 'number');
-    assert.equal(info.version, 0);
+    assert.equal(info.version, bottleTrain.length, 'version = templates + revision (no revision yet)');
     assert.equal(info.bytesOnDisk, readFileSync(storeFile).length);
   });
 
@@ -186,7 +187,7 @@ describe('server API', () => {
     assert.deepEqual(added, { line: 'bottle', added: 1, templates: before.templates + 1, version: before.version + 1 } as typeof added);
     const onDisk = await TemplateStore.load(storeFile);
     assert.equal(onDisk.count, added.templates);
-    assert.equal(onDisk.meta.version, added.version);
+    assert.equal(storeVersion(onDisk), added.version);
     assert.equal(onDisk.files.at(-1), 'good-000.png');
     const again = (await (await postImage(server.base, 'bottle', good)).json()) as PredictionJson;
     assert.equal(again.templates, added.templates);
@@ -222,6 +223,7 @@ describe('server API', () => {
     const r = await fetch(`${server.base}/v1/lines/bottle/threshold`, { method: 'PUT', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ value: 5 }) });
     assert.equal(r.status, 200);
     assert.equal(((await r.json()) as { version: number }).version, info.version + 1);
+    assert.equal(storeVersion(await TemplateStore.load(storeFile)), info.version + 1);
     assert.equal((await TemplateStore.load(storeFile)).meta.threshold && ((await TemplateStore.load(storeFile)).meta.threshold as { value: number }).value, 5);
     assert.equal(((await (await postImage(server.base, 'bottle', broken)).json()) as PredictionJson).label, 'ok');
     await expectError(await fetch(`${server.base}/v1/lines/bottle/threshold`, { method: 'PUT', headers: { 'content-type': 'application/json', ...auth }, body: '{"value":"high"}' }), 400, 'E_ARGUMENT');

@@ -1,5 +1,5 @@
 /**
- * The feature extractor: the only module that imports onnxruntime-node.
+ * The feature extractor: the only module that imports onnxruntime-node (loadOrt; quantize/calibrate.ts uses it too).
  * Image [3, H, W] in [0, 1] -> ImageNet-normalised [1, 3, H, W] -> three
  * feature maps, each pixel vector L2-normalised over channels (HETMM matches
  * by cosine similarity, so normalising once here makes every later
@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import type { Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/types.js';
@@ -21,13 +21,13 @@ import {
   type BackboneIdentity,
   type BackboneLayerIdentity,
 } from './description.js';
-import { resolveModelPath } from './model-path.js';
+import { resolveModel } from '../models/index.js';
 
 /** Pixel vectors with a smaller norm are divided by this instead (as F.normalize's eps). */
 const NORM_EPSILON = 1e-12;
 
 export interface BackboneLoadOptions {
-  /** path to the .onnx file; default: see resolveModelPath (HETMM_MODEL, then the shipped model) */
+  /** path to the .onnx file; default: the model store (../models: HETMM_MODEL, cache, local, npm package, download) */
   readonly model?: string;
   /** default: `<model>.json` next to the model if it exists, else DEFAULT_BACKBONE */
   readonly description?: BackboneDescription;
@@ -43,6 +43,20 @@ interface SharedSession {
   users: number;
 }
 
+/** onnxruntime-node, imported on the first Backbone.load (importing hetmm must not load it). */
+let ortModule: Promise<typeof ort> | undefined;
+let ortLoaded: typeof ort | undefined;
+/** onnxruntime-node, imported on first use (importing hetmm must not load it); the quantiser's calibration shares it. */
+export async function loadOrt(): Promise<typeof ort> {
+  ortModule ??= import('onnxruntime-node').then((m) => (ortLoaded = m));
+  return ortModule;
+}
+/** The loaded onnxruntime (a Backbone exists only after loadOrt resolved). */
+function ortRuntime(): typeof ort {
+  if (ortLoaded === undefined) throw new Error('onnxruntime-node is used before Backbone.load');
+  return ortLoaded;
+}
+
 /** One InferenceSession per model file per process: sessions hold the weights (~100 MB) and thread pools. */
 const sessions = new Map<string, Promise<SharedSession>>();
 
@@ -55,7 +69,7 @@ async function sha256File(file: string): Promise<string> {
 async function openSession(modelPath: string, threads: number): Promise<SharedSession> {
   const [sha256, session] = await Promise.all([
     sha256File(modelPath),
-    ort.InferenceSession.create(modelPath, {
+    (await loadOrt()).InferenceSession.create(modelPath, {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -101,6 +115,9 @@ export function l2NormalisePixels(src: ArrayLike<number>, channels: number, heig
   return out;
 }
 
+/** l2NormalisePixels' signature: a native implementation may be plugged in (Backbone.usePixelNormaliser). */
+export type PixelNormaliser = (src: Float32Array, channels: number, height: number, width: number, offset?: number) => Float32Array;
+
 export class Backbone {
   readonly identity: BackboneIdentity;
   readonly description: BackboneDescription;
@@ -108,6 +125,7 @@ export class Backbone {
   /** true when the model's batch dimension is symbolic, so extractBatch runs one batch */
   readonly dynamicBatch: boolean;
   #shared: SharedSession | undefined;
+  #normalise: PixelNormaliser = l2NormalisePixels;
 
   private constructor(
     shared: SharedSession,
@@ -128,7 +146,7 @@ export class Backbone {
     if (!Number.isInteger(threads) || threads <= 0) {
       throw new HetmmError('E_ARGUMENT', `Expected positive integer for threads but received ${String(threads)}`);
     }
-    const { path: modelPath } = resolveModelPath({ model: options.model, env: options.env });
+    const { path: modelPath } = await resolveModel({ model: options.model, env: options.env });
     let description = options.description;
     if (description === undefined) {
       const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;
@@ -173,7 +191,7 @@ export class Backbone {
     const dynamicBatch = typeof batchDim === 'string' || (typeof batchDim === 'number' && batchDim < 0);
 
     const [H, W] = d.inputSize;
-    const zeros = new ort.Tensor('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
+    const zeros = new (ortRuntime().Tensor)('float32', new Float32Array(3 * H * W), [1, 3, H, W]);
     let results: ort.InferenceSession.OnnxValueMapType;
     try {
       results = await s.run({ [d.inputName]: zeros }, [...d.outputNames]);
@@ -200,6 +218,18 @@ export class Backbone {
     };
   }
 
+  /**
+   * Use another implementation of l2NormalisePixels (the fast backend's
+   * native one: the detector plugs it in; this layer cannot import kernels).
+   */
+  usePixelNormaliser(normalise: PixelNormaliser): void {
+    this.#normalise = normalise;
+  }
+
+  get pixelNormaliser(): PixelNormaliser {
+    return this.#normalise;
+  }
+
   #session(): ort.InferenceSession {
     if (this.#shared === undefined) throw new HetmmError('E_ARGUMENT', 'this Backbone was disposed');
     return this.#shared.session;
@@ -209,14 +239,19 @@ export class Backbone {
   #input(images: readonly LoadedImage[]): ort.Tensor {
     const [H, W] = this.description.inputSize;
     const plane = H * W;
-    const data = new Float32Array(images.length * 3 * plane);
-    images.forEach((img, n) => {
+    for (const img of images) {
       if (img.height !== H || img.width !== W || img.data.length !== 3 * plane) {
         throw new HetmmError(
           'E_ARGUMENT',
           `image '${img.source}' is ${img.height}x${img.width}, expected ${H}x${W} (load it with size [${H}, ${W}])`,
         );
       }
+    }
+    // A model that normalises inside its graph (hetmm quantize-model output) takes the pixels as they are.
+    const identity = this.description.mean.every((m) => m === 0) && this.description.std.every((s) => s === 1);
+    if (identity && images.length === 1) return new (ortRuntime().Tensor)('float32', images[0].data, [1, 3, H, W]);
+    const data = new Float32Array(images.length * 3 * plane);
+    images.forEach((img, n) => {
       for (let c = 0; c < 3; c++) {
         const mean = this.description.mean[c];
         const invStd = 1 / this.description.std[c];
@@ -225,7 +260,7 @@ export class Backbone {
         for (let p = 0; p < plane; p++) data[dst + p] = (img.data[src + p] - mean) * invStd;
       }
     });
-    return new ort.Tensor('float32', data, [images.length, 3, H, W]);
+    return new (ortRuntime().Tensor)('float32', data, [images.length, 3, H, W]);
   }
 
   async #run(images: readonly LoadedImage[]): Promise<Float32Array[][]> {
@@ -238,7 +273,7 @@ export class Backbone {
       const data = t.data as Float32Array;
       const size = layer.channels * layer.height * layer.width;
       for (let n = 0; n < images.length; n++) {
-        perImage[n].push(l2NormalisePixels(data, layer.channels, layer.height, layer.width, n * size));
+        perImage[n].push(this.#normalise(data, layer.channels, layer.height, layer.width, n * size));
       }
     });
     return perImage;

@@ -11,4 +11,13 @@ export type { BackboneDescription, BackboneIdentity, BackboneLayerIdentity } fro
 export { resolveModelPath, packageRoot } from './model-path.js';
 export type { ResolveModelOptions } from './model-path.js';
 export { Backbone, l2NormalisePixels } from './backbone.js';
-export type { BackboneLoadOptions } from './backbone.js';
+export type { BackboneLoadOptions, PixelNormaliser } from './backbone.js';
+export {
+  quantizeModel,
+  quantizedDescription,
+  parseCalibrationMethod,
+  prepareFloatModel,
+  DEFAULT_CALIBRATION,
+  DEFAULT_CALIBRATION_IMAGES,
+} from './quantize/index.js';
+export type { QuantizeModelOptions, QuantizeModelResult, CalibrationMethod } from './quantize/index.js';

@@ -7,7 +7,9 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setting } from '../config.js';
-import { isHetmmError, type HetmmErrorCode } from '../errors.js';
+import { version } from '../version.js';
+import { isHetmmError } from '../errors.js';
+import { BatchStopped, EXIT_STDOUT_CLOSED, exitCodeFor } from './batch.js';
 import type { CliContext } from './context.js';
 import { addCommand } from './commands/add.js';
 import { demoCommand } from './commands/demo.js';
@@ -26,6 +28,13 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },
   serve: { run: async (args, ctx) => (await import('./commands/serve.js')).serveCommand(args, ctx), summary: 'inspection server and web page: predict, review, hot-update over HTTP' },
+  models: { run: async (args, ctx) => (await import('./commands/models.js')).modelsCommand(args, ctx), summary: 'list, download (pull), verify and locate backbone models' },
+  worker: { run: async (args, ctx) => (await import('./commands/worker.js')).workerCommand(args, ctx), summary: 'queue worker: process a cluster\'s jobs from Redis (docs/SCALING.md)' },
+  queue: { run: async (args, ctx) => (await import('./commands/queue.js')).queueCommand(args, ctx), summary: 'queue status: depth, workers, store versions (docs/SCALING.md)' },
+  'quantize-model': {
+    run: async (args, ctx) => (await import('./commands/quantize-model.js')).quantizeModelCommand(args, ctx),
+    summary: 'write an int8 backbone (static quantisation calibrated on normal images)',
+  },
 };
 
 export function registerCommand(name: string, run: Command, summary: string): void {
@@ -37,31 +46,8 @@ function usage(): string {
   return `usage: hetmm <command> [options]   (hetmm <command> --help for details)\n\ncommands:\n${lines.join('\n')}\n`;
 }
 
-/** Exit codes by error kind: 2 usage, 3 input data, 4 model/store, 5 write, 70 internal. */
-function exitCode(code: HetmmErrorCode): number {
-  switch (code) {
-    case 'E_ARGUMENT':
-      return 2;
-    case 'E_IMAGE_READ':
-    case 'E_IMAGE_DECODE':
-    case 'E_IMAGE_TOO_LARGE':
-    case 'E_IMAGE_TOO_SMALL':
-    case 'E_NO_IMAGES':
-    case 'E_DATASET':
-      return 3;
-    case 'E_MODEL_NOT_FOUND':
-    case 'E_MODEL_INVALID':
-    case 'E_STORE_READ':
-    case 'E_STORE_FORMAT':
-    case 'E_STORE_MISMATCH':
-    case 'E_BACKEND':
-      return 4;
-    case 'E_STORE_WRITE':
-      return 5;
-    default:
-      return 70;
-  }
-}
+/** Exit codes: src/cli/batch.ts (the table) and README "Exit codes". */
+const exitCode = exitCodeFor;
 
 export async function main(argv: string[], ctx: CliContext = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const [name, ...rest] = argv;
@@ -70,7 +56,7 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
-    ctx.stdout.write('hetmm 0.1.0\n');
+    ctx.stdout.write(`hetmm ${version}\n`);
     return 0;
   }
   const command = COMMANDS[name];
@@ -82,6 +68,7 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
   try {
     return await command.run(rest, ctx);
   } catch (e) {
+    if (e instanceof BatchStopped) return e.exitCode;
     if (isHetmmError(e)) {
       ctx.stderr.write(`hetmm ${name}: error: ${e.message}\n`);
       if (setting('debug') !== undefined) ctx.stderr.write(`${e.stack ?? ''}\n`);
@@ -95,6 +82,12 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
 
 // Run when executed directly (bin symlinks resolve to this file).
 if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // A closed stdout (`hetmm predict ... | head -1`) ends the run quietly, like SIGPIPE ends a C tool.
+  // Store writes are unaffected: an append is durable before anything is printed about it.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT_STDOUT_CLOSED);
+    throw e;
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

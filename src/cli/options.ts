@@ -54,17 +54,42 @@ export function backendOption(value: string | undefined): BackendPreference | un
 }
 
 /**
+ * Options of every command that reads a batch of images: `--max-pixels N`
+ * (decoder limit per image, default 64 Mpx) and `--fail-fast` (stop at the
+ * first bad input instead of reporting it and going on: src/cli/batch.ts).
+ */
+export const INPUT_OPTIONS = {
+  'max-pixels': { type: 'string' },
+  'fail-fast': { type: 'boolean', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+export function maxPixelsOption(values: { 'max-pixels'?: string }): { maxPixels?: number } {
+  const n = intOption(values['max-pixels'], 'max-pixels', 1);
+  return n === undefined ? {} : { maxPixels: n };
+}
+
+/**
+ * `--precision float|int8` (backbone and matching together; `--int8` is an
+ * alias of `--precision int8`): docs/PERFORMANCE.md.
+ */
+export const INT8_OPTION = {
+  int8: { type: 'boolean', default: false },
+  precision: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+export function matchPrecisionOption(values: { int8?: boolean; precision?: string }): { precision?: 'float' | 'int8' } {
+  const p = values.precision;
+  if (p !== undefined && p !== 'float' && p !== 'int8') throw new HetmmError('E_ARGUMENT', `Expected --precision float or int8 but received "${p}"`);
+  if (values.int8 && p === 'float') throw new HetmmError('E_ARGUMENT', '--int8 contradicts --precision float');
+  const precision = values.int8 ? 'int8' : p;
+  return precision === undefined ? {} : { precision };
+}
+
+/**
  * Detector.open with the COMMON_OPTIONS every detector command takes
  * (--model, --backend, --threads), plus the command's own options (store,
  * preset, dtype).
  */
-/** `--int8`: match with int8 VNNI kernels (faster, approximate: docs/PERFORMANCE.md). */
-export const INT8_OPTION = { int8: { type: 'boolean', default: false } } as const satisfies ParseArgsConfig['options'];
-
-export function matchPrecisionOption(values: { int8?: boolean }): { matchPrecision?: 'int8' } {
-  return values.int8 ? { matchPrecision: 'int8' } : {};
-}
-
 export function openDetector(
   values: { model?: string; backend?: string; threads?: string },
   extra: Parameters<typeof Detector.open>[0] = {},

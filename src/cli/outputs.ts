@@ -1,8 +1,10 @@
 /** Files written per predicted image: colour heat map overlay, raw map (.npy) and, with a threshold, a binary mask. */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prediction } from '../detector/detector.js';
-import { encodeMaskPng, renderHeatmapOverlay, resizeBilinearFloat, saveFloatMap } from '../image/index.js';
+import { HetmmError } from '../errors.js';
+import { encodeFloatMap, encodeMaskPng, renderHeatmapOverlay, resizeBilinearFloat } from '../image/index.js';
 
 export interface WrittenFiles {
   readonly heatmap: string;
@@ -48,7 +50,7 @@ export async function writePredictionFiles(
   range: readonly [number, number],
   options: { mapSize?: MapSize } = {},
 ): Promise<WrittenFiles> {
-  await mkdir(outDir, { recursive: true });
+  await ensureOutputDir(outDir);
   const { height: h, width: w } = prediction;
   const original = (options.mapSize ?? 'original') === 'original' && prediction.image.source !== '<buffer>';
   const [H, W] = original ? [prediction.image.originalHeight, prediction.image.originalWidth] : [h, w];
@@ -56,12 +58,77 @@ export async function writePredictionFiles(
   const pixelMap = resize(prediction.pixelMap);
   const heatmap = path.join(outDir, `${stem}.heatmap.png`);
   const map = path.join(outDir, `${stem}.map.npy`);
-  await writeFile(heatmap, await renderHeatmapOverlay(original ? prediction.image.source : prediction.image, pixelMap, H, W, { range, alpha: 0.5, outSize: original ? 'original' : 'model' }));
-  await saveFloatMap(map, resize(prediction.anomalyMap), H, W);
+  await writeOutputFile(
+    heatmap,
+    await renderHeatmapOverlay(original ? prediction.image.source : prediction.image, pixelMap, H, W, {
+      range,
+      alpha: 0.5,
+      outSize: original ? 'original' : 'model',
+    }),
+  );
+  await writeOutputFile(map, encodeFloatMap(resize(prediction.anomalyMap), H, W));
   if (prediction.threshold === undefined) return { heatmap, map, size: [H, W] };
   const mask = new Uint8Array(H * W);
   for (let i = 0; i < mask.length; i++) mask[i] = pixelMap[i]! > prediction.threshold ? 1 : 0;
   const maskFile = path.join(outDir, `${stem}.mask.png`);
-  await writeFile(maskFile, await encodeMaskPng(mask, H, W));
+  await writeOutputFile(maskFile, await encodeMaskPng(mask, H, W));
   return { heatmap, map, mask: maskFile, size: [H, W] };
 }
+
+function writeError(file: string, e: unknown): HetmmError {
+  const code = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on the device',
+    EDQUOT: 'disk quota exceeded',
+    EACCES: 'permission denied',
+    EROFS: 'read-only file system',
+    ENOTDIR: 'a path component is not a directory',
+    EEXIST: 'exists and is not a directory',
+    EISDIR: 'is a directory',
+  };
+  return new HetmmError('E_WRITE', `cannot write '${file}': ${code}${words[code] ? ` (${words[code]})` : ''}`, { cause: e });
+}
+
+/**
+ * Creates the output directory and its parents, one level at a time (Node's
+ * recursive mkdir loops forever on paths like /proc/x). E_WRITE naming the
+ * path when it cannot be a directory.
+ */
+export async function ensureOutputDir(dir: string): Promise<void> {
+  const absolute = path.resolve(dir);
+  const info = await stat(absolute).catch(() => undefined);
+  if (info?.isDirectory()) return;
+  if (info !== undefined) throw writeError(dir, Object.assign(new Error('EEXIST'), { code: 'EEXIST' }));
+  const parent = path.dirname(absolute);
+  if (parent !== absolute) await ensureOutputDir(parent);
+  try {
+    await mkdir(absolute);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(absolute).catch(() => undefined))?.isDirectory()) return;
+    throw writeError(dir, e);
+  }
+}
+
+/**
+ * Writes a whole output file or nothing: to a temp file beside it, then
+ * renamed over it. E_WRITE (exit 5) naming the file on failure (disk full,
+ * permissions); the temp file is removed.
+ */
+export async function writeOutputFile(file: string, bytes: Uint8Array): Promise<void> {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let handle;
+  try {
+    handle = await open(temp, 'wx');
+    let done = 0;
+    while (done < bytes.length) done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten;
+    await handle.close();
+    handle = undefined;
+    await rename(temp, file);
+  } catch (e) {
+    await handle?.close().catch(() => undefined);
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw writeError(file, e);
+  }
+}
+
+

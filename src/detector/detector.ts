@@ -8,7 +8,10 @@
  * the snapshot's end and never rewrites images a snapshot can see), so an
  * image added mid-prediction takes effect from the next prediction on.
  */
-import { Backbone, type BackboneDescription, type BackboneIdentity } from '../backbone/index.js';
+// backbone.js and description.js, not the folder's index: the index also exports the quantiser (onnx-proto), loaded only when used
+import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
+import path from 'node:path';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
@@ -16,8 +19,14 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
+import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
+/** Everything Detector.open takes. */
 export interface DetectorOptions {
+  /** a template store file, a loaded store, or undefined for a new empty store (fill it with `add`) */
+  readonly store?: string | TemplateStore;
+  /** element type of a new store's features; default 'float32' (a loaded store keeps its own) */
+  readonly dtype?: FeatureDType;
   /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
   readonly model?: string;
   readonly backboneDescription?: BackboneDescription;
@@ -33,7 +42,20 @@ export interface DetectorOptions {
    * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
    */
   readonly matchPrecision?: 'float' | 'int8';
+  /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
+  readonly maxPixels?: number;
+  /**
+   * The whole pipeline's precision: 'int8' matches in int8 (as
+   * matchPrecision) and, when `model` is not given and the store file was
+   * fitted with `precision: 'int8'` (its meta names an int8 backbone beside
+   * it, see fitBackboneInt8), runs that int8 backbone. matchPrecision, when
+   * given, overrides the matching part.
+   */
+  readonly precision?: 'float' | 'int8';
 }
+
+/** Store meta key: file name (relative to the store's directory) of the int8 backbone the store was fitted with. */
+export const INT8_BACKBONE_META = 'int8Backbone';
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
 export interface Prediction {
@@ -78,6 +100,7 @@ export class Detector {
   #store: TemplateStore;
   /** the store file this detector was opened from: `add` appends to it durably (locked, merged) */
   #storeFile: string | undefined;
+  #maxPixels: number | undefined;
 
   private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset, storeFile?: string) {
     this.backbone = backbone;
@@ -91,26 +114,39 @@ export class Detector {
    * Opens a detector. `store` is a template store file, a loaded store, or
    * undefined for a new empty store (fill it with `add`).
    */
-  static async open(
-    options: DetectorOptions & { store?: string | TemplateStore; dtype?: FeatureDType } = {},
-  ): Promise<Detector> {
+  static async open(options: DetectorOptions = {}): Promise<Detector> {
+    validateDetectorOptions(options);
+    // int8 precision: a store fitted with an int8 backbone names it; read the store first to find it.
+    let preloaded: TemplateStore | undefined;
+    let model = options.model;
+    if (model === undefined && options.precision === 'int8' && typeof options.store === 'string') {
+      preloaded = await TemplateStore.load(options.store);
+      const named = preloaded.meta[INT8_BACKBONE_META];
+      if (typeof named === 'string') model = path.join(path.dirname(options.store), named);
+    }
     const backbone = await Backbone.load({
-      model: options.model,
+      model,
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision });
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision ?? options.precision });
+    const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
+    if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
     let store: TemplateStore;
     if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
-    else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
+    else if (preloaded !== undefined) {
+      store = preloaded;
+      assertSameBackbone(store.identity, backbone.identity);
+    } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
       assertSameBackbone(store.identity, backbone.identity);
     }
     // A store remembers the preset it was fitted (and calibrated) with.
-    const presetOption = options.preset ?? presetFromMeta(store.meta.preset) ?? 'default';
-    const preset = typeof presetOption === 'string' ? resolvePreset(presetOption) : presetOption;
-    return new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    const preset = options.preset !== undefined ? checkedPreset(options.preset, 'options.preset') : presetFromMeta(store.meta.preset) ?? resolvePreset('default');
+    const detector = new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    detector.#maxPixels = options.maxPixels;
+    return detector;
   }
 
   get store(): TemplateStore {
@@ -132,14 +168,25 @@ export class Detector {
     this.#storeFile = file;
   }
 
+  /**
+   * A detector for another store sharing this one's backbone and backend (one
+   * ONNX session for many lines); dispose only the detector that opened them.
+   */
+  withStore(store: TemplateStore, preset?: Preset | string): Detector {
+    assertSameBackbone(store.identity, this.backbone.identity);
+    const option = preset ?? presetFromMeta(store.meta.preset) ?? 'default';
+    return new Detector(this.backbone, this.backend, store, typeof option === 'string' ? resolvePreset(option) : option);
+  }
+
   /** Decodes and resizes an image to the backbone's input size. */
   async loadImage(source: string | Buffer): Promise<LoadedImage> {
     const [h, w] = this.backbone.identity.inputSize;
-    return loadImage(source, { size: [h, w] });
+    return loadImage(source, { size: [h, w], maxPixels: this.#maxPixels });
   }
 
   /** Per-layer L2-normalised features [C,H,W] of one image. */
   async features(source: string | Buffer | LoadedImage): Promise<{ image: LoadedImage; features: Float32Array[] }> {
+    validateImageSource(source, 'features(source)');
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     return { image, features: await this.backbone.extract(image) };
   }
@@ -243,6 +290,7 @@ export class Detector {
    * with a given threshold, so that a prediction sees one published store version.
    */
   async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
+    validateImageSource(source, 'predict(source)');
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
@@ -291,7 +339,7 @@ export class Detector {
     sources: readonly string[],
     options: { concurrency?: number } = {},
   ): AsyncGenerator<{ source: string; prediction?: Prediction; error?: Error }> {
-    const concurrency = Math.max(1, options.concurrency ?? 2);
+    const concurrency = validatePredictMany(sources, options);
     const inFlight: Promise<{ source: string; prediction?: Prediction; error?: Error }>[] = [];
     let next = 0;
     const start = (i: number): Promise<{ source: string; prediction?: Prediction; error?: Error }> =>
@@ -317,8 +365,15 @@ export class Detector {
   }
 }
 
-function presetFromMeta(value: unknown): Preset | string | undefined {
-  if (typeof value === 'string') return value;
+/** The preset a store was fitted with; one this hetmm does not know is a store problem (exit 4), not a usage error. */
+function presetFromMeta(value: unknown): Preset | undefined {
+  if (typeof value === 'string') {
+    try {
+      return resolvePreset(value);
+    } catch (e) {
+      throw new HetmmError('E_STORE_FORMAT', `the store names preset ${JSON.stringify(value)}, which this hetmm does not know (${e instanceof Error ? e.message : String(e)}); pass --preset`);
+    }
+  }
   if (typeof value !== 'object' || value === null) return undefined;
   try {
     validatePreset(value as Preset);

@@ -251,7 +251,7 @@ export function describeFalseAlarms(t: StoredThreshold): string {
   const conf = Math.round((t.confidence ?? FALSE_ALARM_CONFIDENCE) * 100);
   const line =
     `expected false alarms ${formatRate(t.expectedFalseAlarmRate)} (${conf}% upper bound ${formatRate(t.falseAlarmBound)}) ` +
-    `from ${t.scores.length} normal scores` +
+    `from ${Array.isArray(t.scores) ? t.scores.length : '?'} normal scores` +
     (t.falseAlarmRate === undefined ? '' : `, asked ${formatRate(t.falseAlarmRate)}`);
   return t.warning === undefined ? line : `${line}; warning: ${t.warning}`;
 }

@@ -11,6 +11,7 @@
  */
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import type { Detector } from '../detector/detector.js';
+import { HetmmError } from '../errors.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
 import { tunePreset, type TuneOptions, type TuneResult } from './tune.js';
@@ -20,6 +21,10 @@ export type FitPhase = 'fit' | 'tune' | 'compress' | 'calibrate';
 export interface FitStoreOptions {
   /** normal images to add (none: use the detector's store as it is, e.g. a loaded store to compress) */
   readonly files?: readonly string[];
+  /** an input that cannot be read or decoded: reported here and skipped (without it, the fit fails) */
+  readonly onFailure?: (file: string, error: Error) => void;
+  /** entries merged into the store's meta after the images are added (e.g. the int8 backbone's provenance) */
+  readonly meta?: Record<string, unknown>;
   /** choose the preset from the normals (synthetic defects); the detector's preset otherwise */
   readonly tune?: boolean | TuneOptions;
   /** compress to K PTS sheets per pixel */
@@ -61,8 +66,12 @@ export async function fitStore(detector: Detector, options: FitStoreOptions = {}
 
   const files = options.files ?? [];
   if (files.length > 0) {
-    await detector.add(files, (e) => progress('fit', e.done, e.total));
+    await detector.add(files, (e) => progress('fit', e.done, e.total), options.onFailure === undefined ? {} : { onFailure: options.onFailure });
+    if (detector.store.count === 0) {
+      throw new HetmmError('E_NO_IMAGES', `none of the ${files.length} inputs could be used (listed above): no store written`);
+    }
   }
+  if (options.meta !== undefined) Object.assign(detector.store.meta, options.meta);
   lap('fit');
 
   let tuning: TuneResult | undefined;

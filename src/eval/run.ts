@@ -24,7 +24,7 @@
  * 6. Optionally the HTML report: overlays rendered only for the worst false
  *    positives and false negatives.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
@@ -82,6 +82,12 @@ export interface EvaluateOptions {
   readonly backend?: BackendPreference;
   /** 'int8': approximate int8 matching (see DetectorOptions.matchPrecision) */
   readonly matchPrecision?: 'float' | 'int8';
+  /**
+   * 'int8': int8 matching and, when the stores are fitted here and no
+   * `model` is given, an int8 backbone quantised on the selected
+   * categories' train/good images (hetmm quantize-model, in a temp dir)
+   */
+  readonly precision?: 'float' | 'int8';
   /** ONNX model path (default: the shipped backbone) */
   readonly model?: string;
   /** onnxruntime threads */
@@ -244,12 +250,24 @@ interface Scored {
 export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallback = () => {}): Promise<EvaluationResult> {
   const t0 = performance.now();
   const settled = await plan(options);
+  let model = options.model;
+  let int8Dir: string | undefined;
+  if (options.precision === 'int8' && model === undefined && options.templates === undefined) {
+    const trainFiles = (await Promise.all(settled.categories.map(async (c) => (await c.read()).trainFiles))).flat();
+    int8Dir = await mkdtemp(path.join(os.tmpdir(), 'hetmm-eval-int8-'));
+    const { quantizeBackboneFor } = await import('../detector/precision.js');
+    model = (await quantizeBackboneFor(trainFiles, path.join(int8Dir, 'backbone.int8.onnx'), { threads: options.threads })).result.output;
+  }
+  const matchPrecision = options.matchPrecision ?? options.precision;
   const detector = await Detector.open({
-    model: options.model,
+    model,
     backend: options.backend,
     threads: options.threads,
     dtype: options.dtype,
-    ...(options.matchPrecision === undefined ? {} : { matchPrecision: options.matchPrecision }),
+    ...(matchPrecision === undefined ? {} : { matchPrecision }),
+  }).catch(async (e: unknown) => {
+    if (int8Dir !== undefined) await rm(int8Dir, { recursive: true, force: true });
+    throw e;
   });
   try {
     const reports: CategoryReport[] = [];
@@ -278,6 +296,7 @@ export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallba
     };
   } finally {
     detector.dispose();
+    if (int8Dir !== undefined) await rm(int8Dir, { recursive: true, force: true });
   }
 }
 

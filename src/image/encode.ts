@@ -4,8 +4,8 @@
  */
 import { open } from 'node:fs/promises';
 import os from 'node:os';
-import sharp from 'sharp';
 import { HetmmError } from '../errors.js';
+import { loadSharp } from './sharp.js';
 import { decodeRgb } from './load.js';
 import { resizeBilinearFloat, resizeBilinearU8 } from './resample.js';
 import type { LoadedImage } from './types.js';
@@ -38,7 +38,7 @@ export async function encodeMapPng16(map: Float32Array, h: number, w: number, ra
   const [lo, hi] = range;
   const pixels = new Uint16Array(h * w);
   for (let i = 0; i < pixels.length; i++) pixels[i] = Math.round(normalise(map[i], lo, hi) * 65535);
-  return sharp(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16').png().toBuffer();
+  return (await loadSharp())(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16').png().toBuffer();
 }
 
 /** An 8-bit grey PNG: 0 -> black, non-zero -> white (255). */
@@ -46,7 +46,7 @@ export async function encodeMaskPng(mask: Uint8Array, h: number, w: number): Pro
   checkMap(mask, h, w, 'mask');
   const pixels = new Uint8Array(h * w);
   for (let i = 0; i < pixels.length; i++) pixels[i] = mask[i] ? 255 : 0;
-  return sharp(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+  return (await loadSharp())(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('b-w').png().toBuffer();
 }
 
 /**
@@ -132,7 +132,7 @@ export async function renderHeatmapOverlay(
     const colour = jetColour(normalise(resizedMap[i], lo, hi));
     for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round((1 - alpha) * basePixels[i * 3 + c] + alpha * colour[c]);
   }
-  return sharp(out, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+  return (await loadSharp())(out, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
 }
 
 /**
@@ -154,20 +154,26 @@ export function npyHeader(shape: readonly number[]): Buffer {
   return buf;
 }
 
-/** Write `map` ([h*w] float32) as a .npy file of shape (h, w): `numpy.load(path)` reads it. */
-export async function saveFloatMap(filePath: string, map: Float32Array, h: number, w: number): Promise<void> {
+/** `map` ([h*w] float32) as the bytes of a .npy file of shape (h, w). */
+export function encodeFloatMap(map: Float32Array, h: number, w: number): Buffer {
   checkMap(map, h, w, 'map');
   let data = Buffer.from(map.buffer, map.byteOffset, map.byteLength);
   if (os.endianness() !== 'LE') {
     data = Buffer.alloc(map.byteLength);
     for (let i = 0; i < map.length; i++) data.writeFloatLE(map[i], i * 4);
   }
+  return Buffer.concat([npyHeader([h, w]), data]);
+}
+
+/** Write `map` ([h*w] float32) as a .npy file of shape (h, w): `numpy.load(path)` reads it. */
+export async function saveFloatMap(filePath: string, map: Float32Array, h: number, w: number): Promise<void> {
+  const bytes = encodeFloatMap(map, h, w);
   let handle;
   try {
     handle = await open(filePath, 'w');
-    await handle.writeFile(Buffer.concat([npyHeader([h, w]), data]));
+    await handle.writeFile(bytes);
   } catch (e) {
-    throw new HetmmError('E_ARGUMENT', `cannot write float map '${filePath}': ${(e as Error).message}`, { cause: e });
+    throw new HetmmError('E_WRITE', `cannot write float map '${filePath}': ${(e as Error).message}`, { cause: e });
   } finally {
     await handle?.close();
   }

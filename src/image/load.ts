@@ -16,9 +16,10 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import { HetmmError } from '../errors.js';
-import { decodeBmp, isBmp } from './bmp.js';
+import { loadSharp } from './sharp.js';
+import { decodeBmp } from './bmp.js';
+import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, sniffImageFormat } from './format.js';
 import { resizeBilinearFloat, resizeBilinearU8 } from './resample.js';
 import {
   DEFAULT_IMAGE_SIZE,
@@ -28,7 +29,7 @@ import {
   type RawRgb,
 } from './types.js';
 
-export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'];
+export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.gif'];
 
 const BUFFER_SOURCE = '<buffer>';
 
@@ -55,7 +56,15 @@ function checkMaxPixels(maxPixels: number | undefined): number {
 /** A file-system error in words. */
 function readFailure(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code ?? 'unknown error';
-  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : code;
+  const words: Record<string, string> = {
+    ENOENT: 'no such file',
+    EACCES: 'permission denied',
+    EISDIR: 'is a directory',
+    ELOOP: 'a symbolic link loop',
+    ENOTDIR: 'a path component is not a directory',
+    ENAMETOOLONG: 'the name is too long',
+  };
+  return words[code] ?? code;
 }
 
 async function readSourceBytes(source: string | Buffer): Promise<Buffer> {
@@ -79,12 +88,29 @@ export async function decodeRgb(
   const maxPixels = checkMaxPixels(options.maxPixels);
   const bytes = await readSourceBytes(source);
   if (bytes.length === 0) throw new HetmmError('E_IMAGE_DECODE', `cannot decode image '${name}': the file is empty`);
-  if (isBmp(bytes)) return decodeBmp(bytes, name, maxPixels);
+  // By content, never by extension (src/image/format.ts).
+  const format = sniffImageFormat(bytes);
+  if (format === undefined) {
+    throw new HetmmError('E_IMAGE_DECODE', `cannot decode image '${name}': ${describeRefusedContent(bytes)}; hetmm reads ${ACCEPTED_FORMATS_TEXT}`);
+  }
+  if (format === 'bmp') return decodeBmp(bytes, name, maxPixels);
   try {
     const sharpOptions = { limitInputPixels: maxPixels, failOn: 'warning' as const, autoOrient: options.autoOrient ?? false };
-    const meta = await sharp(bytes, sharpOptions).metadata();
+    const meta = await (await loadSharp())(bytes, sharpOptions).metadata();
+    if ((meta.pages ?? 1) > 1) {
+      throw new HetmmError(
+        'E_IMAGE_DECODE',
+        `cannot decode image '${name}': an animated or multi-page ${format.toUpperCase()} (${meta.pages} frames); hetmm reads single still images`,
+      );
+    }
+    if (meta.width !== undefined && meta.height !== undefined && meta.width * meta.height > maxPixels) {
+      throw new HetmmError(
+        'E_IMAGE_TOO_LARGE',
+        `image '${name}' is ${meta.width}x${meta.height} = ${meta.width * meta.height} pixels, over the limit of ${maxPixels} pixels (raise it with --max-pixels / maxPixels)`,
+      );
+    }
     const sixteen = meta.depth === 'ushort' || meta.depth === 'short';
-    const { data, info } = await sharp(bytes, sharpOptions)
+    const { data, info } = await (await loadSharp())(bytes, sharpOptions)
       .toColourspace(sixteen ? 'rgb16' : 'srgb')
       .removeAlpha()
       .raw({ depth: sixteen ? 'ushort' : 'uchar' })
@@ -92,15 +118,18 @@ export async function decodeRgb(
     if (info.channels !== 3) {
       throw new HetmmError('E_IMAGE_DECODE', `cannot decode image '${name}': got ${info.channels} channels, expected 3 after conversion`);
     }
+    // A view when aligned (the usual case): a copy would double a 16-bit image's memory.
     const samples = sixteen
-      ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2).slice()
+      ? data.byteOffset % 2 === 0
+        ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2)
+        : new Uint16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))
       : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return { width: info.width, height: info.height, data: samples };
   } catch (e) {
     if (e instanceof HetmmError) throw e;
     const message = e instanceof Error ? e.message : String(e);
     if (/pixel limit/i.test(message)) {
-      throw new HetmmError('E_IMAGE_TOO_LARGE', `image '${name}' is over the limit of ${maxPixels} pixels (${message})`, { cause: e });
+      throw new HetmmError('E_IMAGE_TOO_LARGE', `image '${name}' is over the limit of ${maxPixels} pixels (${message}; raise it with --max-pixels / maxPixels)`, { cause: e });
     }
     throw new HetmmError('E_IMAGE_DECODE', `cannot decode image '${name}': not an image, corrupt or truncated (${message})`, {
       cause: e,
@@ -183,18 +212,15 @@ function isImageFileName(name: string): boolean {
 /**
  * Expand a list of files and directories to image paths: a directory
  * contributes its image files (non-recursive, extensions png/jpg/jpeg/bmp/
- * tif/tiff in any case, sorted by name); a file is kept as given.
+ * tif/tiff/webp/gif in any case, sorted by name; what they hold is checked
+ * by content when decoded); anything else is kept as given, even when it
+ * cannot be read: that image then fails on its own and the batch goes on.
  */
 export async function loadImagesFrom(dirOrFiles: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const entry of dirOrFiles) {
-    let info;
-    try {
-      info = await stat(entry);
-    } catch (e) {
-      throw new HetmmError('E_IMAGE_READ', `cannot read '${entry}': ${readFailure(e)}`, { cause: e });
-    }
-    if (info.isDirectory()) {
+    const info = await stat(entry).catch(() => undefined);
+    if (info?.isDirectory()) {
       const names = (await readdir(entry, { withFileTypes: true }))
         .filter((d) => !d.isDirectory() && isImageFileName(d.name))
         .map((d) => d.name)

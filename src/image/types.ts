@@ -14,7 +14,12 @@ export interface LoadedImage {
 export interface LoadImageOptions {
   /** Output [height, width]; default [256, 256] (HETMM's input size). Aspect ratio is NOT kept. */
   readonly size?: readonly [number, number];
-  /** Decoder pixel limit (width*height); default 268402689 (sharp's default, 16383^2). */
+  /**
+   * Decoder pixel limit (width*height), checked from the file's header before
+   * decoding; default DEFAULT_MAX_PIXELS (64 Mpx). Peak decoding memory is
+   * about 3.2 bytes per pixel for 8-bit images and 6 for 16-bit ones (README,
+   * "Inputs"), so the default bounds one image's decoding near 200 / 400 MiB.
+   */
   readonly maxPixels?: number;
   /**
    * Apply the EXIF orientation tag. Default false: PIL's Image.open (used by
@@ -33,5 +38,11 @@ export interface RawRgb {
 }
 
 export const DEFAULT_IMAGE_SIZE: readonly [number, number] = [256, 256];
-/** sharp's own default limitInputPixels (0x3FFF * 0x3FFF). */
-export const DEFAULT_MAX_PIXELS = 0x3fff * 0x3fff;
+/**
+ * 64 Mpx (e.g. 8192 x 7812): above any industrial camera hetmm is meant for
+ * (50 Mpx sensors), far below what fits a 249 KB PNG (16000 x 16000 decodes
+ * to ~1 GB). Raise it with `--max-pixels` / `maxPixels`.
+ */
+export const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
+/** Bytes of memory per pixel decoding needs at its peak (measured: README "Inputs"). */
+export const DECODE_BYTES_PER_PIXEL = { depth8: 3.2, depth16: 6 } as const;

@@ -3,11 +3,17 @@
  *
  * Consistency: each line has a published state (store snapshot, threshold,
  * version). A prediction pins the published state when it starts matching,
- * so it sees exactly one version. A change is applied to the store, saved
- * (atomic write + fsync + rename), and only then published and answered:
- * no prediction ever sees a change that is not on disk, and a crash after
- * the answer loses nothing. Changes to one line are serialised; predictions
- * never wait for them (snapshots stay valid while the store grows).
+ * so it sees exactly one version. A change is written to the store file
+ * first (normals: one locked, fsynced append record; threshold: a full
+ * atomic save) and only then published and answered: no prediction ever
+ * sees a change that is not on disk, and a crash after the answer loses
+ * nothing. Changes to one line are serialised; predictions never wait for
+ * them (snapshots stay valid while the store grows).
+ *
+ * Version = templates + meta.revision (revision counts the changes that are
+ * not appends, such as thresholds): it grows with every change, is the same
+ * in every process that reads the file, and needs nothing written besides
+ * the change itself.
  */
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
@@ -16,7 +22,7 @@ import { calibrateStore } from '../detector/calibrate.js';
 import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadImage, npyHeader, renderHeatmapOverlay, type LoadedImage } from '../image/index.js';
-import { TemplateStore, type StoreSnapshot } from '../store/index.js';
+import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import type {
@@ -73,17 +79,22 @@ interface Line {
   deleted: boolean;
 }
 
-/** The store's version (meta.version), 0 for stores written before versions existed. */
-function versionOf(store: TemplateStore): number {
-  const v = store.meta.version;
+/** Changes to the store that are not appends (meta.revision; 0 when never changed). */
+function revisionOf(store: TemplateStore): number {
+  const v = store.meta.revision;
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
+}
+
+/** The store's version: templates + revision (see the top of this file). */
+export function storeVersion(store: TemplateStore): number {
+  return store.count + revisionOf(store);
 }
 
 function publish(line: Line): void {
   const store = line.detector.store;
   line.published = {
     snapshot: store.snapshot(),
-    version: versionOf(store),
+    version: storeVersion(store),
     threshold: storedThreshold(store.meta, line.detector.preset.name),
   };
 }
@@ -220,15 +231,13 @@ export class InProcessExecutor implements InspectionExecutor {
         checkSignal(options.signal);
         features.push((await line.detector.features(await this.#decode(line, upload))).features);
       }
-      const store = line.detector.store;
-      const before = store.count;
-      store.reserve(images.length);
-      images.forEach((upload, i) => store.append(features[i]!, upload.name));
-      store.meta.version = line.published.version + 1;
-      await this.#save(line);
+      // One locked, fsynced append record; other processes' appends to the file are merged in too.
+      const result = await line.detector.store.appendToFile(line.file, images.map((upload, i) => ({ features: features[i]!, file: upload.name })), {
+        lock: { purpose: `hetmm serve: hot update of line ${line.name}` },
+      });
       publish(line);
       this.#emitStore(line, 'normals');
-      return { line: line.name, added: store.count - before, templates: line.published.snapshot.count, version: line.published.version };
+      return { line: line.name, added: result.appended, templates: line.published.snapshot.count, version: line.published.version };
     });
   }
 
@@ -249,9 +258,17 @@ export class InProcessExecutor implements InspectionExecutor {
         pixelMedian: old?.pixelMedian ?? 0,
         scores: old?.scores ?? [],
       };
+      const before = { threshold: store.meta.threshold, revision: store.meta.revision };
       store.meta.threshold = threshold;
-      store.meta.version = line.published.version + 1;
-      await this.#save(line);
+      store.meta.revision = revisionOf(store) + 1;
+      try {
+        await store.save(line.file, { lock: { purpose: `hetmm serve: threshold of line ${line.name}` } });
+      } catch (e) {
+        // memory stays as the file on disk
+        store.meta.threshold = before.threshold;
+        store.meta.revision = before.revision;
+        throw e;
+      }
       publish(line);
       this.#emitStore(line, 'threshold');
       return this.lineInfo(line.name);
@@ -288,7 +305,6 @@ export class InProcessExecutor implements InspectionExecutor {
           const total = Math.min(samples, detector.store.count);
           await calibrateStore(detector, { samples, onProgress: (e) => onProgress?.({ stage: 'calibrate', done: e.done, total }) });
         }
-        detector.store.meta.version = 1;
         onProgress?.({ stage: 'save', done: 0, total: 1 });
         await detector.store.save(file);
         onProgress?.({ stage: 'save', done: 1, total: 1 });
@@ -402,20 +418,6 @@ export class InProcessExecutor implements InspectionExecutor {
     });
     line.writes = result.catch(() => undefined);
     return this.#track(result);
-  }
-
-  /** Saves the line's store; on failure reloads the file so memory matches disk again (published state is untouched). */
-  async #save(line: Line): Promise<void> {
-    try {
-      await line.detector.store.save(line.file);
-    } catch (e) {
-      try {
-        line.detector.setStore(await TemplateStore.load(line.file, { expect: line.detector.backbone.identity }));
-      } catch {
-        // the published snapshot still serves; the next change retries from the in-memory store
-      }
-      throw e;
-    }
   }
 
   #track<T>(work: Promise<T>): Promise<T> {

@@ -9,7 +9,8 @@ import { CALIBRATION_OPTIONS, calibrationFromOptions, isTunePreset } from '../ca
 
 export const EVAL_USAGE = `usage: hetmm eval --data ROOT [--category NAME ...] [--preset NAME|auto|tune] [--json FILE|-] [--report DIR]
                  [--templates STORE|DIR] [--save-templates DIR] [--pts K] [--dtype float32|float16]
-                 [--calibrate N] [--false-alarm-rate R] [--seed S] [--tune-budget SECONDS] [--examples N] [--concurrency N] [--model PATH] [--backend auto|reference|fast] [--int8] [--quiet]
+                 [--calibrate N] [--false-alarm-rate R] [--seed S] [--tune-budget SECONDS] [--examples N] [--concurrency N]
+                 [--model PATH] [--backend auto|reference|fast] [--precision float|int8] [--quiet]
        hetmm eval --folder-normal DIR [--folder-abnormal DIR [--folder-mask DIR]] [--folder-normal-test DIR] ...
 
 Evaluates HETMM on a data set. ROOT is an MVTec AD root (every category

@@ -5,12 +5,14 @@ import { fitStore } from '../../eval/fit-store.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, intOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { BatchFailures } from '../batch.js';
 import { CALIBRATION_OPTIONS, calibrationFromOptions, describeTuning, isTunePreset } from '../calibration-options.js';
+import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME|tune] [--dtype float32|float16]
                  [--false-alarm-rate R] [--calibrate N | --no-calibrate] [--pts K] [--seed S] [--tune-budget SECONDS]
-                 [--model PATH] [--backend auto|reference|fast] [--quiet] [--json]
+                 [--precision float|int8] [--model PATH]
+                 [--backend auto|reference|fast] [--max-pixels N] [--fail-fast] [--quiet] [--json]
 
 Builds a template store from normal (defect-free) images. With calibration
 (the default) it also stores a deployment threshold so that predict can say
@@ -20,7 +22,13 @@ OK / DEFECT: the order statistic of leave-one-out scores (all images up to
 expected rate and its 95% upper bound, and says so when too few images
 support R. --preset tune chooses the preset from the normal images alone
 (synthetic defects, docs/TUNING.md). --pts K then compresses the store to K
-PTS sheets (as hetmm compress; calibration scores the images against them).`;
+PTS sheets (as hetmm compress; calibration scores the images against them).
+An input that cannot be read or decoded is reported and the store is built
+from the others (exit 3); with --fail-fast the first stops the run and no
+store is written.
+--precision int8 first quantises the backbone on these images (hetmm
+quantize-model) into STORE's folder as <store>.int8.onnx and builds the store
+with it; predict --precision int8 then runs that backbone and int8 matching.`;
 
 export async function fitCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -28,9 +36,11 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     {
       ...COMMON_OPTIONS,
       ...PRESET_OPTIONS,
+      ...INPUT_OPTIONS,
       output: { type: 'string', short: 'o' },
       dtype: { type: 'string' },
       pts: { type: 'string' },
+      ...INT8_OPTION,
       ...CALIBRATION_OPTIONS,
     },
     FIT_USAGE,
@@ -51,21 +61,33 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   const files = await loadImagesFrom(positionals);
   const tune = isTunePreset(values.preset);
   const preset = tune ? undefined : presetFromOptions(values, 'default');
-  const detector = await openDetector(values, { ...(preset === undefined ? {} : { preset }), dtype });
+  let model = values.model;
+  let int8Meta: Record<string, string> = {};
+  if (matchPrecisionOption(values).precision === 'int8') {
+    const { int8BackbonePathFor, quantizeBackboneFor } = await import('../../detector/precision.js');
+    const q = await quantizeBackboneFor(files, int8BackbonePathFor(values.output), { model, threads: intOption(values.threads, 'threads') });
+    report.note(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions, calibrated on ${q.result.calibrationImages} images)`);
+    model = q.result.output;
+    int8Meta = q.meta;
+  }
+  const detector = await openDetector({ ...values, model }, { ...(preset === undefined ? {} : { preset }), dtype, ...maxPixelsOption(values) });
   try {
     const t0 = performance.now();
+    const failures = new BatchFailures(report, 'fit', values['fail-fast']);
     const bars = new Map<string, ReturnType<Reporter['progress']>>();
     const fitted = await fitStore(detector, {
       files,
+      onFailure: (file, error) => failures.add(file, error),
+      meta: int8Meta,
       ...(tune ? { tune: calibration.tune } : {}),
-      ...(ptsSize === undefined ? {} : { pts: ptsSize, ptsGram: backendOption(values.backend) ?? 'auto' }),
+      ...(ptsSize === undefined ? {} : { pts: ptsSize, ptsGram: gramOf(backendOption(values.backend)) }),
       calibrate: calibration.calibrate,
       falseAlarmRate: calibration.falseAlarmRate,
       calibrationSamples: calibration.samples,
       output: values.output,
       onProgress: (phase, done, total) => {
         let bar = bars.get(phase);
-        if (bar === undefined) bars.set(phase, (bar = report.progress(phase, total)));
+        if (bar === undefined) bars.set(phase, (bar = report.progress(phase === 'fit' ? 'features' : phase, total)));
         bar.tick(done);
         if (done === total) bar.end();
       },
@@ -82,8 +104,13 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
         `backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,
     );
     report.record({ store: path.resolve(values.output), templates: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, seconds, phases: fitted.seconds, meta: d.meta });
-    return 0;
+    return failures.exitCode();
   } finally {
     detector.dispose();
   }
+}
+
+/** The PTS Gram kernel for --backend (a custom registered backend leaves the choice to PTS). */
+function gramOf(backend: string | undefined): 'auto' | 'fast' | 'reference' {
+  return backend === 'fast' || backend === 'reference' ? backend : 'auto';
 }

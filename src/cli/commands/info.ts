@@ -27,6 +27,10 @@ export async function infoCommand(args: string[], ctx: CliContext): Promise<numb
   const report = new Reporter(ctx, values);
   const store = await TemplateStore.load(positionals[0]!);
   const d = store.describe();
+  const threshold = (d.meta as { threshold?: { value?: unknown } | null }).threshold;
+  if (threshold !== undefined && (typeof threshold?.value !== 'number' || !Number.isFinite(threshold.value))) {
+    throw new HetmmError('E_STORE_FORMAT', `template store '${positionals[0]}': its threshold is not a number (meta.threshold.value = ${JSON.stringify(threshold?.value) ?? 'undefined'}); refit or recalibrate it`);
+  }
   report.record({ file: positionals[0], ...d, files: store.files });
   const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
   report.out(`${positionals[0]}`);
@@ -35,10 +39,11 @@ export async function infoCommand(args: string[], ctx: CliContext): Promise<numb
   for (const l of d.layers) report.out(`  ${l.name.padEnd(10)} [${l.shape.join(', ')}] stride ${l.stride}`);
   report.out(`  size       ${mib(d.bytesOnDisk)} on disk, ${mib(d.bytesInMemory)} in memory`);
   const meta = d.meta as { preset?: { name?: string } | string; threshold?: StoredThreshold; tuning?: TuneRecord; pts?: unknown };
-  if (meta.preset !== undefined) report.out(`  preset     ${typeof meta.preset === 'string' ? meta.preset : meta.preset.name}`);
-  if (meta.tuning !== undefined) report.out(`  tuning     ${describeTuning(meta.tuning)}`);
+  if (meta.preset !== undefined && meta.preset !== null) report.out(`  preset     ${typeof meta.preset === 'string' ? meta.preset : String(meta.preset.name)}`);
+  if (typeof meta.tuning === 'object' && meta.tuning !== null && typeof meta.tuning.proxy === 'object') report.out(`  tuning     ${describeTuning(meta.tuning)}`);
   if (meta.threshold !== undefined) {
-    report.out(`  threshold  ${meta.threshold.value.toFixed(4)} (${meta.threshold.method})`);
+    const value = (meta.threshold as { value: number }).value;
+    report.out(`  threshold  ${value.toFixed(4)} (${String(meta.threshold.method)})`);
     report.out(`             ${describeFalseAlarms(meta.threshold)}`);
   }
   if (meta.pts !== undefined) report.out(`  pts        ${JSON.stringify(meta.pts)}`);

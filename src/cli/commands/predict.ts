@@ -3,11 +3,24 @@ import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { COMMON_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { BatchFailures } from '../batch.js';
+import {
+  COMMON_OPTIONS,
+  INPUT_OPTIONS,
+  INT8_OPTION,
+  intOption,
+  matchPrecisionOption,
+  maxPixelsOption,
+  openDetector,
+  parse,
+  PRESET_OPTIONS,
+  presetFromOptions,
+} from '../options.js';
 import { heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
-                     [--map-size original|model] [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--int8]
+                     [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
+                     [--max-pixels N] [--fail-fast] [--map-size original|model]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
@@ -16,9 +29,13 @@ anomaly map) and <name>.mask.png (pixels over the threshold), at the image's
 own size (--map-size original, the default: maps resampled bilinearly, the
 threshold applied after resampling, so overlays line up with the input) or
 at the model's input size (--map-size model, 256x256).
-With --json prints one JSON object per image instead. --int8 matches with
-int8 VNNI kernels: about 2.5x faster matching, scores within ~2e-3
-(docs/PERFORMANCE.md).`;
+With --json prints one JSON object per image instead. --precision int8 (alias
+--int8) matches with int8 VNNI kernels (about 2.5x faster matching, scores
+within ~2e-3) and, for a store fitted with --precision int8, runs its int8
+backbone too (docs/PERFORMANCE.md). Default: float. An input that cannot be
+read or decoded is reported on its own line and the others still run (exit 3;
+--fail-fast stops at the first); a heat map that cannot be written stops the
+run (exit 5).`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -27,6 +44,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
       ...COMMON_OPTIONS,
       ...PRESET_OPTIONS,
       ...INT8_OPTION,
+      ...INPUT_OPTIONS,
       templates: { type: 'string', short: 't' },
       output: { type: 'string', short: 'o' },
       concurrency: { type: 'string' },
@@ -50,11 +68,12 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     store: values.templates,
     preset: presetFromOptions(values, ''),
     ...matchPrecisionOption(values),
+    ...maxPixelsOption(values),
   });
   try {
     const stems = outputStems(files);
     const bar = report.progress('predict', files.length);
-    let failures = 0;
+    const failures = new BatchFailures(report, 'predict', values['fail-fast']);
     let i = 0;
     const t0 = performance.now();
     if (detector.threshold === undefined) {
@@ -63,10 +82,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     for await (const r of detector.predictMany(files, { concurrency: intOption(values.concurrency, 'concurrency') })) {
       const stem = stems[i++]!;
       if (r.error !== undefined) {
-        failures++;
-        const where = r.error.message.includes(r.source) ? '' : `${r.source}: `;
-        report.error(`hetmm predict: error: ${where}${r.error.message}`);
-        report.record({ file: r.source, error: r.error.message, code: (r.error as { code?: string }).code ?? 'E_INTERNAL' });
+        failures.add(r.source, r.error);
         continue;
       }
       const p = r.prediction!;
@@ -92,8 +108,10 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     }
     bar.end();
     const seconds = (performance.now() - t0) / 1000;
-    report.note(`${files.length - failures} images in ${seconds.toFixed(2)} s (${((files.length - failures) / seconds).toFixed(1)} images/s, backend ${detector.backend.name})`);
-    return failures > 0 ? 1 : 0;
+    const scored = files.length - failures.count;
+    report.note(`${scored} images in ${seconds.toFixed(2)} s (${(scored / seconds).toFixed(1)} images/s, backend ${detector.backend.name})`);
+    if (failures.count > 0) report.note(`${failures.count} of ${files.length} inputs failed (listed above)`);
+    return failures.exitCode();
   } finally {
     detector.dispose();
   }

@@ -3,12 +3,23 @@
  * module in hetmm that loads native code. Everything else talks to the fast
  * backend through ./index.ts, which validates arguments before any call lands
  * here: the addon only re-checks what memory safety needs.
+ *
+ * Which addon file: HETMM_NATIVE_PATH when set, else node-gyp-build's search
+ * order from the package root: build/Release (a developer's or a from-source
+ * build), build/Debug, then prebuilds/<platform>-<arch>/ (N-API prebuilds
+ * shipped in the npm package, so no install script is needed). The addon
+ * reports its ABI version; one that differs from NATIVE_ABI_VERSION is
+ * refused as stale.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setting } from '../../config.js';
 import { HetmmError } from '../../errors.js';
+
+/** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
+export const NATIVE_ABI_VERSION = 1;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -21,11 +32,13 @@ export interface NativeInfo {
   readonly variants: readonly NativeVariant[];
   /** size of the persistent kernel thread pool (CPUs, or HETMM_THREADS) */
   readonly threads: number;
-  /** whether matchLayerInt8 runs on this CPU (AVX-512 VNNI); absent on older builds */
-  readonly int8?: boolean;
+  /** whether matchLayerInt8 runs on this CPU (AVX-512 VNNI) */
+  readonly int8: boolean;
 }
 
 export interface NativeBinding {
+  /** the surface version, NATIVE_ABI_VERSION */
+  readonly abi: number;
   info(): NativeInfo;
   /**
    * Forward and backward window matching of one layer (see contract.ts).
@@ -49,7 +62,7 @@ export interface NativeBinding {
    * matchLayer on int8-quantised maps (layout and formula: ../fast/int8.ts).
    * g = ceil(C/4) channel groups; needs w % 16 == 0 and radii <= 7.
    */
-  matchLayerInt8?(
+  matchLayerInt8(
     query: Uint8Array,
     queryScale: Float32Array,
     templates: Int8Array,
@@ -68,7 +81,7 @@ export interface NativeBinding {
    * Synchronous int8 quantisation of one [C, hw] float32 map into packed
    * 4-channel words (same arithmetic as quantizeMap in ./int8.ts).
    */
-  quantizeInt8?(
+  quantizeInt8(
     src: Float32Array,
     c: number,
     hw: number,
@@ -89,11 +102,16 @@ export interface NativeBinding {
     p1: number,
     out: Float32Array,
   ): Promise<void>;
+  /**
+   * Synchronous per-pixel L2 normalisation of one [c, hw] map starting at
+   * src[srcOffset] into out (native/pixel_norm.c; bit-identical to
+   * l2NormalisePixels in src/backbone/backbone.ts). Absent on older builds.
+   */
+  l2NormalizePixels?(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
 }
 
-const ADDON_RELATIVE_PATH = path.join('build', 'Release', 'hetmm_native.node');
 const FIX =
-  'Build it with `npm rebuild hetmm` in your project (in a hetmm checkout: `npm run install`); ' +
+  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `npx node-gyp rebuild`); ' +
   'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
   '(e.g. add "hetmm": true to allowScripts) and rebuild.';
 
@@ -120,35 +138,62 @@ function packageRoot(): string {
   }
 }
 
-function isNativeBinding(v: unknown): v is NativeBinding {
-  if (typeof v !== 'object' || v === null) return false;
-  const b = v as Record<string, unknown>;
-  return typeof b['info'] === 'function' && typeof b['matchLayer'] === 'function' && typeof b['pixelGram'] === 'function';
+/** The addon file to load (see the module comment), or a HetmmError saying what was searched. */
+export function findAddon(root: string = packageRoot()): string {
+  const override = setting('nativePath');
+  if (override !== undefined) {
+    const file = path.resolve(override);
+    if (!existsSync(file)) throw new HetmmError('E_BACKEND', `HETMM_NATIVE_PATH names ${file}, which does not exist`);
+    return file;
+  }
+  const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
+  try {
+    return nodeGypBuild.path(root);
+  } catch (e) {
+    throw new HetmmError(
+      'E_BACKEND',
+      `the native addon was not built (no ${path.join(root, 'build', 'Release')}) and no prebuilt addon in ` +
+        `${path.join(root, 'prebuilds')} matches ${process.platform}-${process.arch}. ${FIX}`,
+      { cause: e },
+    );
+  }
+}
+
+function checkSurface(v: unknown, file: string): NativeBinding {
+  const abi = typeof v === 'object' && v !== null ? (v as { abi?: unknown }).abi : undefined;
+  if (abi !== NATIVE_ABI_VERSION) {
+    throw new HetmmError(
+      'E_BACKEND',
+      `the native addon ${file} has ABI version ${String(abi ?? 'none')}, but this hetmm needs ${NATIVE_ABI_VERSION} (a stale build or prebuild). ${FIX}`,
+    );
+  }
+  return v as NativeBinding;
 }
 
 let cached: NativeBinding | undefined;
 
 /**
- * Loads build/Release/hetmm_native.node from the package root once per
- * process. Throws HetmmError('E_BACKEND') with the reason and the fix.
+ * Loads the addon (findAddon) once per process and checks its ABI version.
+ * Throws HetmmError('E_BACKEND') with the reason and the fix.
  */
 export function loadBinding(): NativeBinding {
   if (cached !== undefined) return cached;
-  const root = packageRoot();
-  const addonPath = path.join(root, ADDON_RELATIVE_PATH);
-  if (!existsSync(addonPath)) {
-    throw new HetmmError('E_BACKEND', `the native addon was not built (${addonPath} is missing). ${FIX}`);
-  }
+  const file = findAddon();
   let loaded: unknown;
   try {
-    loaded = createRequire(import.meta.url)(addonPath);
+    loaded = createRequire(import.meta.url)(file);
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
-    throw new HetmmError('E_BACKEND', `the native addon ${addonPath} failed to load (${reason}). ${FIX}`, { cause: e });
+    throw new HetmmError('E_BACKEND', `the native addon ${file} failed to load (${reason}). ${FIX}`, { cause: e });
   }
-  if (!isNativeBinding(loaded)) {
-    throw new HetmmError('E_BACKEND', `the native addon ${addonPath} does not export info/matchLayer/pixelGram (stale build?). ${FIX}`);
-  }
-  cached = loaded;
-  return loaded;
+  cached = checkSurface(loaded, file);
+  loadedFrom = file;
+  return cached;
+}
+
+let loadedFrom: string | undefined;
+
+/** The addon file loadBinding loaded, for diagnostics (undefined before). */
+export function loadedAddonPath(): string | undefined {
+  return loadedFrom;
 }

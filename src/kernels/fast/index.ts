@@ -51,6 +51,11 @@ export interface FastBackend extends KernelBackend {
   readonly precision: MatchPrecision;
   /** Per-pixel Gram matrices for PTS (the contract's pixelGram capability); same result as ../reference/gram.ts within float32 rounding. */
   pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
+  /**
+   * l2NormalisePixels (src/backbone/backbone.ts) in native code, same
+   * signature and bit-identical results; undefined when the addon predates it.
+   */
+  readonly l2NormalisePixels?: (src: Float32Array, channels: number, height: number, width: number, offset?: number) => Float32Array;
 }
 
 export type { MatchPrecision } from '../contract.js';
@@ -167,6 +172,22 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
       const [n, c, h, w] = stack.shape;
       await callNative('pixelGram', () => binding.pixelGram(variant, stack.data, n, c, h, w, p0, p1, out));
     },
+
+    l2NormalisePixels: nativeL2Normaliser(binding),
+  };
+}
+
+function nativeL2Normaliser(binding: NativeBinding): FastBackend['l2NormalisePixels'] {
+  const native = binding.l2NormalizePixels?.bind(binding);
+  if (native === undefined) return undefined;
+  return (src, channels, height, width, offset = 0) => {
+    const size = channels * height * width;
+    if (!(src instanceof Float32Array) || !Number.isInteger(offset) || offset < 0 || offset + size > src.length || size <= 0) {
+      throw new HetmmError('E_ARGUMENT', `l2NormalisePixels: a [${channels}, ${height}, ${width}] map at offset ${offset} does not fit the source`);
+    }
+    const out = new Float32Array(size);
+    native(src, offset, channels, height * width, out);
+    return out;
   };
 }
 

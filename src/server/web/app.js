@@ -251,7 +251,8 @@ function renderResult() {
   heat.parentElement.hidden = item.heatmapUrl === undefined;
   if (item.heatmapUrl) heat.src = item.heatmapUrl;
   const mark = $('mark');
-  mark.disabled = item.id === undefined || state.changes === 'disabled';
+  mark.disabled = item.id === undefined || state.changes === 'disabled' || item.marked === true;
+  mark.textContent = item.marked ? 'Marked as normal' : 'Mark as normal';
   mark.classList.toggle('primary', item.label === 'defect');
   mark.title = state.changes === 'disabled' ? 'Changes are disabled on this server' : 'Add this image to the line’s normal templates (hot update)';
 }
@@ -273,12 +274,15 @@ async function markNormal() {
     headers: { 'content-type': 'application/json', ...authHeaders() },
     body: JSON.stringify({ prediction: item.id }),
   });
-  $('mark').disabled = false;
   if (!r.ok) {
+    $('mark').disabled = false;
     $('mark-status').textContent = '';
     showError(`Could not mark “${item.name}” as normal`, r.error);
     return;
   }
+  item.marked = true;
+  renderResult();
+  renderGallery();
   $('mark-status').textContent = `Added: the line now has ${r.body.templates} templates${before === undefined ? '' : ` (was ${before})`}, store version ${r.body.version}. It counts from the next inspection on.`;
   await refreshInfo();
 }
@@ -311,6 +315,12 @@ function renderGallery() {
       const detail = document.createElement('span');
       detail.textContent = ` ${fmt(item.score)} · ${item.name}${item.own ? '' : ' (line)'}`;
       caption.append(badge, detail);
+      if (item.marked) {
+        const marked = document.createElement('span');
+        marked.className = 'marked';
+        marked.textContent = 'marked normal';
+        caption.append(marked);
+      }
       button.append(caption);
       button.addEventListener('click', () => show(item));
       li.append(button);

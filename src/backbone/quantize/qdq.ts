@@ -1,0 +1,205 @@
+/**
+ * QDQ rewrite of a float graph's convolutions, in the form onnxruntime's CPU
+ * provider fuses into QLinearConv (u8 activations x s8 weights, the VNNI
+ * path): DequantizeLinear on the activation, the weight and the bias in front
+ * of each Conv, and QuantizeLinear as the only reader of its output.
+ *
+ * - weights: int8, symmetric, one scale per output channel (axis 0);
+ * - bias: int32 with scale = input scale x weight scale, zero point 0;
+ * - activations: uint8, one scale and zero point per tensor, from the
+ *   calibrated range widened to include 0 (so 0, e.g. padding, is exact);
+ * - a Relu that is the only reader of a Conv output is removed: the conv
+ *   output is quantised with the Relu output's range (minimum 0, so zero
+ *   point 0), and the clamp at 0 of QuantizeLinear is exactly the Relu.
+ *
+ * Other operators (Add, BatchNormalization, MaxPool, ...) stay float32 and
+ * read the dequantised tensors.
+ */
+import { HetmmError } from '../../errors.js';
+import type { TensorRange } from './calibrate.js';
+import {
+  consumerMap,
+  dimsOf,
+  floatTensor,
+  floatValues,
+  graphOf,
+  initializerMap,
+  int32Tensor,
+  int8Tensor,
+  intAttr,
+  makeNode,
+  uint8Tensor,
+  type ModelProto,
+  type NodeProto,
+} from './onnx-graph.js';
+
+/** A tensor to quantise: `name` is what readers read; `source` what the Q node reads (differs for an absorbed Relu). */
+export interface ActivationSite {
+  readonly name: string;
+  readonly source: string;
+}
+
+export interface QdqPlan {
+  readonly convs: readonly NodeProto[];
+  readonly activations: readonly ActivationSite[];
+  /** Relu nodes whose effect moves into their conv's output quantisation */
+  readonly absorbedRelus: readonly NodeProto[];
+}
+
+/** Which tensors get quantised; the names whose ranges calibration must observe are the `name`s. */
+export function planQdq(model: ModelProto): QdqPlan {
+  const graph = graphOf(model);
+  const inits = initializerMap(graph);
+  const consumers = consumerMap(graph);
+  const graphOutputs = new Set(graph.output.map((o) => o.name));
+  const convs: NodeProto[] = [];
+  const sites = new Map<string, ActivationSite>();
+  const absorbed: NodeProto[] = [];
+  for (const node of graph.node as NodeProto[]) {
+    if (node.opType !== 'Conv') continue;
+    const weight = inits.get(node.input[1]);
+    if (weight === undefined || dimsOf(weight).length !== 4) continue;
+    if (node.input[2] && !inits.has(node.input[2])) continue;
+    const x = node.input[0];
+    if (inits.has(x) || graphOutputs.has(x)) continue;
+    convs.push(node);
+    if (!sites.has(x)) sites.set(x, { name: x, source: x });
+    const y = node.output[0];
+    if (graphOutputs.has(y)) continue;
+    const readers = consumers.get(y) ?? [];
+    const relu = readers.length === 1 && readers[0].opType === 'Relu' ? readers[0] : undefined;
+    if (relu && !graphOutputs.has(relu.output[0])) {
+      absorbed.push(relu);
+      sites.set(relu.output[0], { name: relu.output[0], source: y });
+    } else if (!sites.has(y)) {
+      sites.set(y, { name: y, source: y });
+    }
+  }
+  return { convs, activations: [...sites.values()], absorbedRelus: absorbed };
+}
+
+interface ActivationParams {
+  readonly scale: number;
+  readonly zeroPoint: number;
+}
+
+/** uint8 asymmetric parameters for a range (widened to include 0). */
+export function activationParams(range: TensorRange): ActivationParams {
+  const lo = Math.min(range.min, 0);
+  const hi = Math.max(range.max, 0);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new HetmmError('E_MODEL_INVALID', `calibration saw a non-finite value (${lo}, ${hi})`);
+  const scale = hi - lo > 1e-12 ? (hi - lo) / 255 : 1;
+  const zeroPoint = Math.min(255, Math.max(0, Math.round(-lo / scale)));
+  return { scale, zeroPoint };
+}
+
+/** Symmetric int8 per output channel (axis 0). */
+export function quantizeWeightsPerChannel(w: Float32Array, outChannels: number): { q: Int8Array; scales: Float32Array } {
+  const per = w.length / outChannels;
+  const q = new Int8Array(w.length);
+  const scales = new Float32Array(outChannels);
+  for (let o = 0; o < outChannels; o++) {
+    let m = 0;
+    for (let k = 0; k < per; k++) m = Math.max(m, Math.abs(w[o * per + k]));
+    const s = m > 0 ? m / 127 : 1;
+    scales[o] = s;
+    for (let k = 0; k < per; k++) q[o * per + k] = Math.max(-127, Math.min(127, Math.round(w[o * per + k] / s)));
+  }
+  return { q, scales };
+}
+
+export interface QdqStats {
+  readonly convs: number;
+  readonly activations: number;
+  readonly absorbedRelus: number;
+}
+
+/** Rewrite `model` in place. `ranges` must hold every `plan.activations[].name`. */
+export function insertQdq(model: ModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, TensorRange>): QdqStats {
+  const graph = graphOf(model);
+  const inits = initializerMap(graph);
+  const qParams = new Map<string, ActivationParams & { q: string; scaleName: string; zpName: string }>();
+  for (const site of plan.activations) {
+    const range = ranges.get(site.name);
+    if (range === undefined) throw new HetmmError('E_INTERNAL', `no calibrated range for '${site.name}'`);
+    const p = activationParams(range);
+    const scaleName = `${site.name}_scale`;
+    const zpName = `${site.name}_zero_point`;
+    graph.initializer.push(floatTensor(scaleName, [], new Float32Array([p.scale])), uint8Tensor(zpName, [], new Uint8Array([p.zeroPoint])));
+    qParams.set(site.name, { ...p, q: `${site.name}_quantized`, scaleName, zpName });
+  }
+  const bySource = new Map(plan.activations.map((s) => [s.source, s]));
+  const dead = new Set<NodeProto>(plan.absorbedRelus);
+
+  // Weights and biases of each conv: int8 / int32 initializers behind DequantizeLinear (axis 0).
+  const before = new Map<NodeProto, NodeProto[]>();
+  plan.convs.forEach((conv, index) => {
+    const tag = conv.name ? `${conv.name}` : `conv${index}`;
+    const weight = inits.get(conv.input[1]);
+    if (weight === undefined) return;
+    const dims = dimsOf(weight);
+    const { q, scales } = quantizeWeightsPerChannel(floatValues(weight), dims[0]);
+    const wq = `${tag}_weight_quantized`;
+    graph.initializer.push(
+      int8Tensor(wq, dims, q),
+      floatTensor(`${wq}_scale`, [dims[0]], scales),
+      int8Tensor(`${wq}_zero_point`, [dims[0]], new Int8Array(dims[0])),
+    );
+    const extra: NodeProto[] = [
+      makeNode('DequantizeLinear', [wq, `${wq}_scale`, `${wq}_zero_point`], [`${wq}_dq`], `${wq}_DequantizeLinear`, [intAttr('axis', 0)]),
+    ];
+    const inputs = [conv.input[0], `${wq}_dq`];
+    const xParams = qParams.get(conv.input[0]);
+    if (conv.input[2]) {
+      const b = floatValues(inits.get(conv.input[2]) as NonNullable<ReturnType<typeof inits.get>>);
+      if (xParams === undefined) {
+        inputs.push(conv.input[2]);
+      } else {
+        const bq = `${tag}_bias_quantized`;
+        const bScale = new Float32Array(dims[0]);
+        const bInt = new Int32Array(dims[0]);
+        for (let o = 0; o < dims[0]; o++) {
+          bScale[o] = xParams.scale * scales[o];
+          bInt[o] = Math.max(-2147483647, Math.min(2147483647, Math.round(b[o] / bScale[o])));
+        }
+        graph.initializer.push(int32Tensor(bq, [dims[0]], bInt), floatTensor(`${bq}_scale`, [dims[0]], bScale), int32Tensor(`${bq}_zero_point`, [dims[0]], new Int32Array(dims[0])));
+        extra.push(makeNode('DequantizeLinear', [bq, `${bq}_scale`, `${bq}_zero_point`], [`${bq}_dq`], `${bq}_DequantizeLinear`, [intAttr('axis', 0)]));
+        inputs.push(`${bq}_dq`);
+      }
+    }
+    conv.input = inputs;
+    before.set(conv, extra);
+  });
+
+  // Activations: one QuantizeLinear after the producer, one DequantizeLinear per reader.
+  const quantize = (site: ActivationSite): NodeProto => {
+    const p = qParams.get(site.name) as NonNullable<ReturnType<typeof qParams.get>>;
+    return makeNode('QuantizeLinear', [site.source, p.scaleName, p.zpName], [p.q], `${site.name}_QuantizeLinear`);
+  };
+  let dqCount = 0;
+  const out: NodeProto[] = [];
+  for (const site of plan.activations) {
+    if (!(graph.node as NodeProto[]).some((n) => n.output.includes(site.source))) out.push(quantize(site));
+  }
+  for (const node of graph.node as NodeProto[]) {
+    if (dead.has(node)) continue;
+    out.push(...(before.get(node) ?? []));
+    node.input = node.input.map((input) => {
+      const p = qParams.get(input);
+      if (p === undefined) return input;
+      const dq = `${input}_dequantized_${dqCount++}`;
+      out.push(makeNode('DequantizeLinear', [p.q, p.scaleName, p.zpName], [dq], `${dq}_DequantizeLinear`));
+      return dq;
+    });
+    out.push(node);
+    for (const o of node.output) {
+      const site = bySource.get(o);
+      if (site) out.push(quantize(site));
+    }
+  }
+  graph.node = out;
+  const used = new Set<string>();
+  for (const n of graph.node as NodeProto[]) for (const i of n.input) used.add(i);
+  graph.initializer = graph.initializer.filter((t) => used.has(t.name as string));
+  return { convs: plan.convs.length, activations: plan.activations.length, absorbedRelus: plan.absorbedRelus.length };
+}

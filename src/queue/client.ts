@@ -1,0 +1,281 @@
+/**
+ * The producer side of queue mode (what an API node runs): enqueues
+ * predictions and hot updates on the line's BullMQ queue, waits for results
+ * (synchronously with a timeout, or later by job id), and reads the maps the
+ * worker left in the blob store.
+ *
+ * Producers fail fast: with Redis away, every call rejects at once with
+ * E_UNAVAILABLE (HTTP 503) and the next call after Redis returns succeeds;
+ * nothing queues up in this process meanwhile.
+ */
+import { randomUUID } from 'node:crypto';
+import { Job, Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { HetmmError, type HetmmErrorCode } from '../errors.js';
+import type { BlobStore } from './blob-store.js';
+import {
+  decodeMaps,
+  type ImageRef,
+  type JobData,
+  type MapName,
+  type MapsOption,
+  type NormalsJobResult,
+  type PredictJobResult,
+} from './protocol.js';
+import { QueueKeys, assertLineName, bullConnection, connect, isConnectionError, unavailable } from './redis.js';
+import { queueSettings, type QueueSettings } from './settings.js';
+
+export interface QueueClientOptions {
+  readonly redisUrl: string;
+  readonly blobs: BlobStore;
+  readonly settings?: Partial<QueueSettings>;
+}
+
+export interface QueuedImage {
+  readonly bytes: Buffer;
+  readonly name: string;
+}
+
+export interface QueuedPredictOptions {
+  readonly maps?: MapsOption;
+  /** at least this store version (default: the line's version now: read-your-writes) */
+  readonly minVersion?: number;
+  readonly timeoutMs?: number;
+}
+
+export interface QueuedPrediction extends Omit<PredictJobResult, 'maps' | 'kind'> {
+  readonly jobId: string;
+  readonly line: string;
+  readonly maps: Partial<Record<MapName, Buffer>>;
+  /** ms from enqueue to the worker's start, and from the worker's finish to this client having the result */
+  readonly queueTimings: { readonly wait: number; readonly total: number };
+}
+
+export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'delayed' | 'prioritized' | 'waiting-children' | 'unknown';
+
+export interface JobStatus {
+  readonly id: string;
+  readonly line: string;
+  readonly state: JobState;
+  readonly attempts: number;
+  readonly result?: QueuedPrediction | NormalsJobResult;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** Job ids name their line (`line.uuid`), so a bare id finds its queue. */
+export function lineOfJobId(id: string): string {
+  const dot = id.indexOf('.');
+  const line = dot > 0 ? id.slice(0, dot) : '';
+  assertLineName(line);
+  return line;
+}
+
+/** The library error a failed job carries ("E_CODE: message" as its failure reason). */
+export function errorOfFailure(reason: string | undefined): HetmmError {
+  const m = /^(E_[A-Z_]+): ([\s\S]*)$/.exec(reason ?? '');
+  if (m) return new HetmmError(m[1] as HetmmErrorCode, m[2]!);
+  return new HetmmError('E_INTERNAL', `the job failed: ${reason ?? 'no reason given'}`);
+}
+
+export class QueueClient {
+  readonly settings: QueueSettings;
+  readonly keys: QueueKeys;
+  readonly blobs: BlobStore;
+  readonly #url: string;
+  readonly #redis: Redis;
+  readonly #queues = new Map<string, Queue>();
+  readonly #events = new Map<string, Promise<QueueEvents>>();
+  #closed = false;
+
+  private constructor(options: QueueClientOptions, redis: Redis) {
+    this.settings = queueSettings(options.settings);
+    this.keys = new QueueKeys(this.settings.prefix);
+    this.blobs = options.blobs;
+    this.#url = options.redisUrl;
+    this.#redis = redis;
+  }
+
+  static async open(options: QueueClientOptions): Promise<QueueClient> {
+    return new QueueClient(options, await connect(options.redisUrl, 'producer'));
+  }
+
+  /** The producer connection (for status and metrics readers). */
+  get redis(): Redis {
+    return this.#redis;
+  }
+
+  /** Lines some worker has registered. */
+  async lineNames(): Promise<string[]> {
+    return (await this.#call(() => this.#redis.smembers(this.keys.lines()))).sort();
+  }
+
+  /** The line's current store version (the one a new job will require). */
+  async version(line: string): Promise<number> {
+    assertLineName(line);
+    const v = await this.#call(() => this.#redis.get(this.keys.version(line)));
+    if (v === null) throw new HetmmError('E_ARGUMENT', `no line named "${line}" is served by any worker (start a worker with its store)`);
+    return Number(v);
+  }
+
+  /** Enqueues a prediction; returns its job id at once. */
+  async submitPredict(line: string, image: QueuedImage, options: QueuedPredictOptions = {}): Promise<string> {
+    const minVersion = options.minVersion ?? (await this.version(line));
+    const id = `${line}.${randomUUID()}`;
+    const ref = await this.#imageRef(image.bytes);
+    await this.#add(line, id, { kind: 'predict', line, minVersion, image: ref, name: image.name, maps: options.maps ?? 'none' });
+    return id;
+  }
+
+  /** Predicts through the queue and waits for the result (E_TIMEOUT after timeoutMs; the job may still finish). */
+  async predict(line: string, image: QueuedImage, options: QueuedPredictOptions = {}): Promise<QueuedPrediction> {
+    const id = await this.submitPredict(line, image, options);
+    const job = await this.#wait(line, id, options.timeoutMs ?? this.settings.syncTimeoutMs);
+    // A synchronous result is delivered to this caller only: its maps are read once and removed.
+    const result = await this.#prediction(line, job);
+    const ref = (job.returnvalue as PredictJobResult).maps;
+    if (ref !== undefined) await this.blobs.delete(ref.blob).catch(() => undefined);
+    return result;
+  }
+
+  /**
+   * Hot update through the line's queue: a worker appends the images under
+   * the line's cluster-wide lock, writes the store file and announces the
+   * new version. Answers once the file holds it.
+   */
+  async addNormals(line: string, images: readonly QueuedImage[], options: { timeoutMs?: number } = {}): Promise<NormalsJobResult> {
+    if (images.length === 0) throw new HetmmError('E_NO_IMAGES', 'no images to add: send one or more normal images');
+    await this.version(line); // unknown lines fail here, not in a worker
+    const id = `${line}.${randomUUID()}`;
+    const refs: ImageRef[] = [];
+    for (const image of images) refs.push(await this.#imageRef(image.bytes));
+    await this.#add(line, id, { kind: 'normals', line, images: refs, names: images.map((i) => i.name) });
+    const job = await this.#wait(line, id, options.timeoutMs ?? Math.max(this.settings.syncTimeoutMs, 60_000));
+    return job.returnvalue as NormalsJobResult;
+  }
+
+  /** State and, once finished, result or error of a job (kept for settings.keepResultsMs). */
+  async job(id: string): Promise<JobStatus> {
+    const line = lineOfJobId(id);
+    // state first: a job read before it completes would carry no result
+    const state = (await this.#call(() => this.#queue(line).getJobState(id))) as JobState;
+    const job = await this.#call(() => Job.fromId(this.#queue(line), id));
+    if (job === undefined || state === 'unknown') throw new HetmmError('E_ARGUMENT', `no job ${id} (unknown, or its result expired)`);
+    const base = { id, line, state, attempts: job.attemptsStarted };
+    if (state === 'completed') {
+      const value = job.returnvalue as PredictJobResult | NormalsJobResult;
+      return { ...base, result: value.kind === 'predict' ? await this.#prediction(line, job) : value };
+    }
+    if (state === 'failed') {
+      const e = errorOfFailure(job.failedReason);
+      return { ...base, error: { code: e.code, message: e.message } };
+    }
+    return base;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#queues.values()].map((q) => q.close().catch(() => undefined)));
+    await Promise.all([...this.#events.values()].map(async (e) => (await e.catch(() => undefined))?.close().catch(() => undefined)));
+    this.#redis.disconnect();
+  }
+
+  /** The BullMQ queue of a line (status and metrics read it). */
+  queue(line: string): Queue {
+    assertLineName(line);
+    return this.#queue(line);
+  }
+
+  #queue(line: string): Queue {
+    let queue = this.#queues.get(line);
+    if (queue === undefined) {
+      queue = new Queue(this.keys.queueName(line), {
+        connection: bullConnection(this.#url, 'producer'),
+        prefix: this.settings.prefix,
+        // events are for live waiters and feeds, not history
+        streams: { events: { maxLen: 10_000 } },
+      });
+      queue.on('error', () => undefined); // surfaced by the failing call
+      this.#queues.set(line, queue);
+    }
+    return queue;
+  }
+
+  #queueEvents(line: string): Promise<QueueEvents> {
+    let events = this.#events.get(line);
+    if (events === undefined) {
+      const e = new QueueEvents(this.keys.queueName(line), { connection: bullConnection(this.#url, 'worker'), prefix: this.settings.prefix });
+      e.on('error', () => undefined);
+      events = e.waitUntilReady().then(() => e);
+      this.#events.set(line, events);
+    }
+    return events;
+  }
+
+  async #imageRef(bytes: Buffer): Promise<ImageRef> {
+    if (bytes.length <= this.settings.inlineImageBytes) return { inline: bytes.toString('base64') };
+    const blob = `images/${randomUUID()}`;
+    await this.blobs.put(blob, bytes);
+    return { blob };
+  }
+
+  async #add(line: string, id: string, data: JobData): Promise<void> {
+    const age = Math.ceil(this.settings.keepResultsMs / 1000);
+    await this.#queueEvents(line); // subscribed before the job can finish
+    await this.#call(() =>
+      this.#queue(line).add(data.kind, data, {
+        jobId: id,
+        // input errors fail at once (UnrecoverableError); one retry for anything else
+        attempts: 2,
+        backoff: { type: 'fixed', delay: 500 },
+        removeOnComplete: { age },
+        removeOnFail: { age },
+      }),
+    );
+  }
+
+  async #wait(line: string, id: string, timeoutMs: number): Promise<Job> {
+    const events = await this.#queueEvents(line);
+    const queue = this.#queue(line);
+    const job = await this.#call(() => Job.fromId(queue, id));
+    if (job === undefined) throw new HetmmError('E_INTERNAL', `job ${id} vanished before it finished`);
+    try {
+      await job.waitUntilFinished(events, timeoutMs);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (/timed out before finishing/i.test(message)) {
+        throw new HetmmError('E_TIMEOUT', `job ${id} did not finish within ${timeoutMs} ms (it may still finish: GET /v1/jobs/${id})`);
+      }
+      if (isConnectionError(e)) throw unavailable(`Redis is not reachable: ${message}`, e);
+      throw errorOfFailure(message);
+    }
+    const finished = await this.#call(() => Job.fromId(queue, id));
+    if (finished === undefined) throw new HetmmError('E_INTERNAL', `job ${id} finished but its result expired already`);
+    return finished;
+  }
+
+  async #prediction(line: string, job: Job): Promise<QueuedPrediction> {
+    const value = job.returnvalue as PredictJobResult;
+    const { maps: ref, kind: _kind, ...rest } = value;
+    const maps = ref === undefined ? {} : decodeMaps(await this.blobs.get(ref.blob), ref);
+    const started = job.processedOn ?? job.timestamp;
+    return {
+      ...rest,
+      jobId: job.id!,
+      line,
+      maps,
+      queueTimings: { wait: started - job.timestamp, total: Date.now() - job.timestamp },
+    };
+  }
+
+  /** Runs a Redis call; connection failures become E_UNAVAILABLE (HTTP 503). */
+  async #call<T>(f: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw unavailable('the queue client is closed');
+    try {
+      return await f();
+    } catch (e) {
+      if (isConnectionError(e)) throw unavailable(`Redis is not reachable: ${e instanceof Error ? e.message : String(e)}`, e);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * What travels through Redis: job payloads, job results and store-update
+ * announcements, with the binary codecs of the bytes that travel beside
+ * them in the blob store (large images, rendered result maps). Maps are
+ * copied byte for byte, so a result read back is bit-identical to the
+ * worker's.
+ */
+import { HetmmError } from '../errors.js';
+
+/** An image inside the job (base64) or in the blob store. */
+export type ImageRef = { readonly inline: string } | { readonly blob: string };
+
+export interface PredictJobData {
+  readonly kind: 'predict';
+  readonly line: string;
+  /** the line's store version when the job was enqueued: the worker must have at least this one */
+  readonly minVersion: number;
+  readonly image: ImageRef;
+  /** shown as the prediction's `file` */
+  readonly name: string;
+  /** which maps to render into the blob store: none, PNG heat map (+ mask), or the raw anomaly map as .npy */
+  readonly maps: MapsOption;
+}
+
+export interface NormalsJobData {
+  readonly kind: 'normals';
+  readonly line: string;
+  readonly images: readonly ImageRef[];
+  readonly names: readonly string[];
+}
+
+export type JobData = PredictJobData | NormalsJobData;
+
+export type MapsOption = 'none' | 'png' | 'npy';
+export type MapName = 'heatmapPng' | 'maskPng' | 'anomalyNpy';
+
+/** Maps rendered by the worker: one blob, the parts concatenated in this order. */
+export interface MapsRef {
+  readonly blob: string;
+  readonly parts: ReadonlyArray<readonly [MapName, number]>;
+}
+
+export interface PredictJobResult {
+  readonly kind: 'predict';
+  readonly score: number;
+  readonly label?: 'ok' | 'defect';
+  readonly threshold?: number;
+  readonly templates: number;
+  /** the store version the worker answered from (>= the job's minVersion) */
+  readonly version: number;
+  readonly height: number;
+  readonly width: number;
+  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number };
+  readonly worker: string;
+  readonly maps?: MapsRef;
+}
+
+export interface NormalsJobResult {
+  readonly kind: 'normals';
+  readonly added: number;
+  readonly templates: number;
+  readonly version: number;
+  readonly worker: string;
+}
+
+/** One entry of a line's update stream. */
+export interface StoreUpdate {
+  readonly version: number;
+  /** 'append': templates were appended to the store file; 'meta': the store's metadata (threshold) changed; 'reload': load the file again */
+  readonly kind: 'append' | 'meta' | 'reload';
+  /** the new metadata, for 'meta' */
+  readonly meta?: Record<string, unknown>;
+  readonly files: readonly string[];
+  /** template count after the update */
+  readonly templates: number;
+}
+
+export function updateToFields(u: StoreUpdate): string[] {
+  return ['version', String(u.version), 'kind', u.kind, 'files', JSON.stringify(u.files), 'templates', String(u.templates), ...(u.meta === undefined ? [] : ['meta', JSON.stringify(u.meta)])];
+}
+
+export function updateFromFields(fields: readonly string[]): StoreUpdate {
+  const m = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) m.set(fields[i]!, fields[i + 1]!);
+  const version = Number(m.get('version'));
+  const kind = m.get('kind');
+  const templates = Number(m.get('templates'));
+  if (!Number.isInteger(version) || (kind !== 'append' && kind !== 'meta' && kind !== 'reload') || !Number.isInteger(templates)) {
+    throw new HetmmError('E_INTERNAL', `malformed store update entry: ${JSON.stringify(fields)}`);
+  }
+  const meta = m.get('meta');
+  return { version, kind, files: JSON.parse(m.get('files') ?? '[]') as string[], templates, ...(meta === undefined ? {} : { meta: JSON.parse(meta) as Record<string, unknown> }) };
+}
+
+export function encodeMaps(maps: Partial<Record<MapName, Buffer>>, blob: string): { ref: MapsRef; data: Buffer[] } {
+  const parts = (Object.entries(maps) as [MapName, Buffer | undefined][]).filter((e): e is [MapName, Buffer] => e[1] !== undefined);
+  return { ref: { blob, parts: parts.map(([name, b]) => [name, b.length] as const) }, data: parts.map(([, b]) => b) };
+}
+
+export function decodeMaps(buffer: Buffer, ref: MapsRef): Partial<Record<MapName, Buffer>> {
+  const expected = ref.parts.reduce((sum, [, n]) => sum + n, 0);
+  if (buffer.length !== expected) throw new HetmmError('E_INTERNAL', `result maps blob ${ref.blob} has ${buffer.length} bytes, expected ${expected}`);
+  const maps: Partial<Record<MapName, Buffer>> = {};
+  let offset = 0;
+  for (const [name, n] of ref.parts) {
+    maps[name] = buffer.subarray(offset, offset + n);
+    offset += n;
+  }
+  return maps;
+}

@@ -1,0 +1,430 @@
+/**
+ * A queue worker: loads its lines' template stores once, consumes their
+ * BullMQ queues, and keeps every store at the cluster's version by applying
+ * the updates announced on each line's Redis stream: it reads only the
+ * new templates' records from the shared store file (TemplateStore.refresh),
+ * never the whole store again unless the file was replaced.
+ *
+ * The heavy work runs in a compute thread (./compute-thread.ts): the
+ * backbone blocks its caller's thread for a whole forward pass, and on the
+ * main thread that stalled BullMQ's lock renewal by up to 1.4 s on a loaded
+ * machine. The main thread only talks to Redis; it publishes its measured
+ * event-loop delay (docs/SCALING.md).
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { DetectorOptions } from '../detector/detector.js';
+import { HetmmError, isHetmmError } from '../errors.js';
+import type { BlobStore } from './blob-store.js';
+import { ComputeThread } from './compute.js';
+import { acquireLock } from './lock.js';
+import {
+  encodeMaps,
+  updateFromFields,
+  updateToFields,
+  type ImageRef,
+  type JobData,
+  type NormalsJobData,
+  type NormalsJobResult,
+  type PredictJobData,
+  type PredictJobResult,
+  type StoreUpdate,
+} from './protocol.js';
+import { QueueKeys, assertLineName, bullConnection, connect } from './redis.js';
+import { queueSettings, type QueueSettings } from './settings.js';
+import { storeVersionOf } from './store-version.js';
+
+export interface WorkerLine {
+  readonly name: string;
+  readonly storePath: string;
+}
+
+export interface QueueWorkerOptions {
+  readonly redisUrl: string;
+  readonly lines: readonly WorkerLine[];
+  readonly blobs: BlobStore;
+  /** jobs processed at once per line (default 1: one image's backbone overlaps nothing else on a busy machine) */
+  readonly concurrency?: number;
+  readonly settings?: Partial<QueueSettings>;
+  readonly detector?: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision'>;
+  readonly id?: string;
+  /** one line per event (job start/end, store updates, errors) */
+  readonly log?: (line: string) => void;
+}
+
+/** Library error codes that mean "this input is bad": the job fails at once, no retry. */
+const INPUT_ERRORS = new Set(['E_ARGUMENT', 'E_IMAGE_READ', 'E_IMAGE_DECODE', 'E_IMAGE_TOO_LARGE', 'E_IMAGE_TOO_SMALL', 'E_NO_IMAGES', 'E_STORE_MISMATCH']);
+
+export interface LineStatus {
+  readonly state: 'loading' | 'ready' | 'failed';
+  readonly version: number;
+  readonly templates: number;
+  readonly error?: string;
+}
+
+export interface WorkerStatus {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly startedAt: number;
+  readonly concurrency: number;
+  readonly lines: Record<string, LineStatus>;
+  readonly processed: number;
+  readonly failed: number;
+  /** jobs started again after an earlier attempt (a dead worker's, or a transient error) */
+  readonly retried: number;
+  readonly active: number;
+  /** event-loop delay since start: max and p99 in ms (lock renewal runs on this loop) */
+  readonly eventLoop: { readonly maxMs: number; readonly p99Ms: number };
+  /** ms from enqueue to start, and of processing, summed over processed jobs */
+  readonly waitMsTotal: number;
+  readonly processMsTotal: number;
+  readonly updatedAt: number;
+}
+
+class SerialQueue {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(task, task);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+class LineRuntime {
+  state: LineStatus['state'] = 'loading';
+  error?: string;
+  /** template count of the compute thread's copy */
+  templates = 0;
+  version = 0;
+  /** last stream entry applied (or skipped as already contained) */
+  lastId = '0';
+  bull?: Worker;
+  readonly serial = new SerialQueue();
+  constructor(readonly name: string, readonly storePath: string) {}
+}
+
+export class QueueWorker {
+  readonly id: string;
+  readonly settings: QueueSettings;
+  readonly keys: QueueKeys;
+  readonly #options: QueueWorkerOptions;
+  readonly #lines = new Map<string, LineRuntime>();
+  readonly #log: (line: string) => void;
+  readonly #loop = monitorEventLoopDelay({ resolution: 10 });
+  #redis?: Redis;
+  #follower?: Redis;
+  #compute?: ComputeThread;
+  #heartbeat?: NodeJS.Timeout;
+  #stopping = false;
+  #followerDone?: Promise<void>;
+  #counters = { processed: 0, failed: 0, retried: 0, active: 0, waitMsTotal: 0, processMsTotal: 0 };
+  readonly #startedAt = Date.now();
+
+  constructor(options: QueueWorkerOptions) {
+    this.#options = options;
+    this.settings = queueSettings(options.settings);
+    this.keys = new QueueKeys(this.settings.prefix);
+    this.id = options.id ?? `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.#log = options.log ?? (() => undefined);
+    if (options.lines.length === 0) throw new HetmmError('E_ARGUMENT', 'a worker needs at least one line (a store to serve)');
+    for (const line of options.lines) {
+      assertLineName(line.name);
+      if (this.#lines.has(line.name)) throw new HetmmError('E_ARGUMENT', `line "${line.name}" is given twice`);
+      this.#lines.set(line.name, new LineRuntime(line.name, line.storePath));
+    }
+  }
+
+  /** Connects, loads every line's store and starts consuming the lines that loaded. */
+  async start(): Promise<void> {
+    this.#loop.enable();
+    this.#redis = await connect(this.#options.redisUrl, 'worker');
+    this.#follower = await connect(this.#options.redisUrl, 'worker');
+    this.#compute = new ComputeThread();
+    await this.#compute.init({ ...this.#options.detector });
+    await this.#publish();
+    this.#heartbeat = setInterval(() => void this.#publish().catch(() => undefined), this.settings.heartbeatMs);
+    for (const line of this.#lines.values()) {
+      try {
+        await this.#load(line);
+        await this.#catchUp(line);
+        line.state = 'ready';
+        await this.#redis.sadd(this.keys.lines(), line.name);
+        this.#log(`line ${line.name}: ${line.templates} templates, version ${line.version}`);
+      } catch (e) {
+        // Take no jobs for a line we cannot serve; say why in status/readiness.
+        line.state = 'failed';
+        line.error = e instanceof Error ? e.message : String(e);
+        this.#log(`line ${line.name}: cannot load: ${line.error}`);
+        continue;
+      }
+      line.bull = this.#consume(line);
+    }
+    this.#loop.reset(); // measure serving, not the model load
+    await this.#publish();
+    this.#followerDone = this.#follow();
+  }
+
+  get lines(): ReadonlyMap<string, LineStatus> {
+    return new Map([...this.#lines.values()].map((l) => [l.name, this.#lineStatus(l)]));
+  }
+
+  status(): WorkerStatus {
+    const p99 = this.#loop.percentile(99) / 1e6;
+    return {
+      id: this.id,
+      host: os.hostname(),
+      pid: process.pid,
+      startedAt: this.#startedAt,
+      concurrency: this.#options.concurrency ?? 1,
+      lines: Object.fromEntries([...this.#lines.values()].map((l) => [l.name, this.#lineStatus(l)])),
+      ...this.#counters,
+      eventLoop: { maxMs: Number.isFinite(this.#loop.max) ? this.#loop.max / 1e6 : 0, p99Ms: Number.isFinite(p99) ? p99 : 0 },
+      updatedAt: Date.now(),
+    };
+  }
+
+  /**
+   * Graceful shutdown: stops taking jobs, lets the active ones finish (BullMQ
+   * returns nothing half-done: a job either completes or, if this process dies
+   * first, its lock expires and another worker takes it), then deregisters.
+   */
+  async close(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    await Promise.all([...this.#lines.values()].map((l) => l.bull?.close()));
+    this.#follower?.disconnect();
+    await this.#followerDone?.catch(() => undefined);
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#redis) {
+      await this.#redis.multi().del(this.keys.worker(this.id)).srem(this.keys.workers(), this.id).exec().catch(() => undefined);
+      this.#redis.disconnect();
+    }
+    this.#loop.disable();
+    await this.#compute?.close();
+  }
+
+  #lineStatus(l: LineRuntime): LineStatus {
+    return { state: l.state, version: l.version, templates: l.templates, ...(l.error === undefined ? {} : { error: l.error }) };
+  }
+
+  async #publish(): Promise<void> {
+    const redis = this.#redis;
+    if (redis === undefined || this.#stopping) return;
+    await redis
+      .multi()
+      .set(this.keys.worker(this.id), JSON.stringify(this.status()), 'PX', this.settings.heartbeatMs * 3)
+      .sadd(this.keys.workers(), this.id)
+      .exec();
+  }
+
+  /**
+   * Loads the line's store file and takes the cluster's version for it: the
+   * file holds every announced update (writers append to the file before
+   * they announce), so a file with at least the announced template count is
+   * at the announced version.
+   */
+  async #load(line: LineRuntime): Promise<void> {
+    const { count, meta } = await this.#compute!.load(line.name, line.storePath);
+    line.templates = count;
+    const redis = this.#redis!;
+    // First worker to see the line (or a Redis that lost its data) seeds the version from the file.
+    await redis.multi().set(this.keys.version(line.name), String(storeVersionOf(meta)), 'NX').set(this.keys.templates(line.name), String(count), 'NX').exec();
+    const [version, templates] = await redis.mget(this.keys.version(line.name), this.keys.templates(line.name));
+    if (count < Number(templates)) {
+      throw new HetmmError('E_STORE_READ', `line ${line.name}: the store file holds ${count} templates, the cluster announced ${templates}: was the file replaced or rolled back?`);
+    }
+    line.version = Number(version);
+  }
+
+  #consume(line: LineRuntime): Worker {
+    const worker = new Worker(this.keys.queueName(line.name), (job: Job<JobData>) => this.#process(line, job), {
+      connection: bullConnection(this.#options.redisUrl, 'worker'),
+      prefix: this.settings.prefix,
+      concurrency: this.#options.concurrency ?? 1,
+      lockDuration: this.settings.lockDurationMs,
+      stalledInterval: this.settings.stalledIntervalMs,
+      maxStalledCount: this.settings.maxStalledCount,
+      removeOnComplete: { age: Math.ceil(this.settings.keepResultsMs / 1000) },
+      removeOnFail: { age: Math.ceil(this.settings.keepResultsMs / 1000) },
+    });
+    worker.on('error', (e) => this.#log(`line ${line.name}: queue error: ${e.message}`));
+    return worker;
+  }
+
+  async #process(line: LineRuntime, job: Job<JobData>): Promise<PredictJobResult | NormalsJobResult> {
+    const started = Date.now();
+    this.#counters.active++;
+    if (job.attemptsStarted > 1 || job.stalledCounter > 0) this.#counters.retried++;
+    this.#log(`job ${job.id} ${job.data.kind} start line=${line.name} attempt=${job.attemptsStarted}`);
+    try {
+      const result = job.data.kind === 'normals' ? await this.#addNormals(line, job.data) : await this.#predict(line, job.id!, job.data);
+      this.#counters.processed++;
+      this.#counters.waitMsTotal += started - job.timestamp;
+      this.#counters.processMsTotal += Date.now() - started;
+      this.#log(`job ${job.id} done`);
+      return result;
+    } catch (e) {
+      this.#counters.failed++;
+      this.#log(`job ${job.id} failed: ${e instanceof Error ? e.message : String(e)}`);
+      // The library's error code travels as the failure reason's first word.
+      if (isHetmmError(e)) {
+        const message = `${e.code}: ${e.message}`;
+        throw INPUT_ERRORS.has(e.code) ? new UnrecoverableError(message) : new Error(message);
+      }
+      throw e;
+    } finally {
+      this.#counters.active--;
+    }
+  }
+
+  async #image(ref: ImageRef): Promise<Buffer> {
+    if ('inline' in ref) return Buffer.from(ref.inline, 'base64');
+    return this.#options.blobs.get(ref.blob);
+  }
+
+  async #predict(line: LineRuntime, jobId: string, data: PredictJobData): Promise<PredictJobResult> {
+    // Read-your-writes: never answer from a store older than the job needs.
+    if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
+    const version = line.version;
+    const image = await this.#image(data.image);
+    const prediction = await this.#compute!.predict(line.name, image, data.maps);
+    let maps: PredictJobResult['maps'];
+    if (Object.keys(prediction.maps).length > 0) {
+      const rendered = Object.fromEntries(Object.entries(prediction.maps).map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
+      const encoded = encodeMaps(rendered, `results/${jobId}`);
+      await this.#options.blobs.put(encoded.ref.blob, encoded.data);
+      maps = encoded.ref;
+    }
+    // The client has the result now; a large input's blob is not needed any more.
+    if ('blob' in data.image) await this.#options.blobs.delete(data.image.blob).catch(() => undefined);
+    return {
+      kind: 'predict',
+      score: prediction.score,
+      ...(prediction.label === undefined ? {} : { label: prediction.label, threshold: prediction.threshold }),
+      templates: prediction.templates,
+      version,
+      height: prediction.height,
+      width: prediction.width,
+      timings: prediction.timings,
+      worker: this.id,
+      ...(maps === undefined ? {} : { maps }),
+    };
+  }
+
+  /**
+   * Hot update, the cluster's single writer for the line: under the line's
+   * Redis lock (which orders versions cluster-wide), catch up, extract the
+   * new images' features, append them to the store file as one durable
+   * record (TemplateStore.appendToFile: the file lock, fsync; it also merges
+   * appends made outside the cluster, e.g. `hetmm add`), then announce
+   * version v+1. The file is written before the announcement, so a worker
+   * that reads the file never misses an announced update.
+   */
+  async #addNormals(line: LineRuntime, data: NormalsJobData): Promise<NormalsJobResult> {
+    const redis = this.#redis!;
+    const lock = await acquireLock(redis, this.keys.lock(line.name), { ttlMs: 30_000, holder: this.id });
+    try {
+      return await line.serial.run(async () => {
+        await this.#applyAnnounced(line);
+        const images: Buffer[] = [];
+        for (const ref of data.images) images.push(await this.#image(ref));
+        const { count, merged } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
+        line.templates = count;
+        if (!lock.held) this.#log(`line ${line.name}: the store lock expired during the update (Redis unreachable?)`);
+        const version = line.version + 1;
+        line.lastId = await this.#announce(line.name, { version, kind: 'append', files: data.names, templates: count });
+        line.version = version;
+        this.#log(`line ${line.name}: +${images.length} templates -> ${count} (${merged} merged from the file), version ${version}`);
+        return { kind: 'normals', added: images.length, templates: count, version, worker: this.id };
+      });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Sets the line's version and appends the update to its stream, atomically; returns the entry id. */
+  async #announce(line: string, update: StoreUpdate): Promise<string> {
+    const results = await this.#redis!
+      .multi()
+      .set(this.keys.version(line), String(update.version))
+      .set(this.keys.templates(line), String(update.templates))
+      .xadd(this.keys.updates(line), 'MAXLEN', '~', String(this.settings.updateRetention), '*', ...updateToFields(update))
+      .exec();
+    const failure = results?.find(([e]) => e !== null)?.[0];
+    if (failure) throw failure;
+    return results![2]![1] as string;
+  }
+
+  /** Applies announced updates in order; serialised per line. */
+  #catchUp(line: LineRuntime, target?: number): Promise<void> {
+    return line.serial.run(async () => {
+      await this.#applyAnnounced(line);
+      if (target !== undefined && line.version < target) {
+        // Not on the stream (trimmed, or Redis lost it): the file has every acknowledged update.
+        await this.#load(line);
+        if (line.version < target) {
+          throw new HetmmError('E_UNAVAILABLE', `line ${line.name}: the store is at version ${line.version}, the job needs ${target}`);
+        }
+      }
+    });
+  }
+
+  async #applyAnnounced(line: LineRuntime): Promise<void> {
+    const entries = await this.#redis!.xrange(this.keys.updates(line.name), line.lastId === '0' ? '-' : `(${line.lastId}`, '+');
+    for (const [id, fields] of entries) {
+      const update = updateFromFields(fields);
+      if (update.version > line.version) {
+        const before = line.templates;
+        if (update.kind === 'append') {
+          // Reads only the records appended since this worker last read the
+          // file (a few MB per image), whichever version they belong to; a
+          // file that was replaced (new lineage) is reloaded whole.
+          line.templates = (await this.#compute!.refresh(line.name)).count;
+        } else if (update.kind === 'meta' && update.meta !== undefined) {
+          await this.#compute!.setMeta(line.name, update.meta);
+        } else {
+          await this.#load(line);
+        }
+        line.version = update.version;
+        this.#log(`line ${line.name}: applied version ${update.version} (${update.kind}: ${before} -> ${line.templates} templates)`);
+      }
+      line.lastId = id;
+    }
+  }
+
+  /** Applies updates as they are announced, so jobs rarely wait for a catch-up. */
+  async #follow(): Promise<void> {
+    const redis = this.#follower!;
+    const ready = [...this.#lines.values()].filter((l) => l.state === 'ready');
+    if (ready.length === 0) return;
+    const ids = new Map(ready.map((l) => [l.name, '$']));
+    // '$' would miss entries added between catch-up and the first XREAD: start from what was applied.
+    for (const l of ready) ids.set(l.name, l.lastId === '0' ? '0' : l.lastId);
+    while (!this.#stopping) {
+      let reply: [string, [string, string[]][]][] | null;
+      try {
+        reply = (await redis.xread(
+          'BLOCK',
+          2000,
+          'STREAMS',
+          ...ready.map((l) => this.keys.updates(l.name)),
+          ...ready.map((l) => ids.get(l.name)!),
+        )) as [string, [string, string[]][]][] | null;
+      } catch {
+        if (this.#stopping) return;
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      for (const [key, entries] of reply ?? []) {
+        const line = ready.find((l) => this.keys.updates(l.name) === key);
+        if (line === undefined || entries.length === 0) continue;
+        ids.set(line.name, entries[entries.length - 1]![0]);
+        await this.#catchUp(line).catch((e: unknown) => this.#log(`line ${line.name}: update failed: ${(e as Error).message}`));
+      }
+    }
+  }
+}
