@@ -54,7 +54,8 @@ export async function calibrateStore(detector: Detector, options: CalibrateOptio
     options.source === undefined ? await leaveOneOutScores(detector, sampling) : await heldOutTemplateScores(detector, options.source, sampling);
   const what = options.source === undefined ? 'leave-one-out template scores' : 'original template scores against the PTS sheets';
   const chosen = normalOnlyThreshold(cal.scores, { falseAlarmRate: rate });
-  const matching = backend === undefined ? '' : ', int8 matching';
+  const int8 = backend !== undefined || (detector.backend as { precision?: string }).precision === 'int8';
+  const matching = int8 ? ', int8 matching' : '';
   const threshold: StoredThreshold = {
     value: chosen.threshold,
     method: `${formatRate(rate)} false-alarm order statistic of ${cal.scores.length} ${what}${matching}`,
