@@ -20,7 +20,7 @@ const srcDir = path.join(repoRoot, 'src');
  * ending in .ts for that file directly in src/.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'config.ts', 'version.ts'],
+  ['errors.ts', 'config.ts', 'version.ts', 'package-root.ts'],
   ['image'],
   ['backbone', 'models'],
   ['store'],

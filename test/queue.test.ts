@@ -18,14 +18,18 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { QueueEvents } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
 import { Detector } from '../src/detector/detector.js';
 import { HetmmError } from '../src/errors.js';
 import { npyHeader } from '../src/image/index.js';
 import { SharedDirBlobStore } from '../src/queue/blob-store.js';
 import { QueueClient, type QueuedPrediction } from '../src/queue/client.js';
+import { QueueExecutor } from '../src/queue/executor.js';
 import { bullConnection } from '../src/queue/redis.js';
+import { createServer } from '../src/server/index.js';
 import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
 import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
+import { runCli } from './helpers/cli.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
@@ -50,6 +54,11 @@ let redis: TestRedis;
 let detector: Detector;
 let nodeA: QueueClient;
 let nodeB: QueueClient;
+/** two API nodes in queue mode (hetmm serve --redis), driven over HTTP with inject */
+let serverA: FastifyInstance;
+let serverB: FastifyInstance;
+let executors: QueueExecutor[] = [];
+const TOKEN = 'queue-test-token-0123456789';
 const workers: WorkerProcess[] = [];
 
 async function addWorker(): Promise<WorkerProcess> {
@@ -95,9 +104,15 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     await Promise.all([addWorker(), addWorker()]);
     nodeA = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
     nodeB = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
+    executors = await Promise.all([0, 1].map(() => QueueExecutor.open({ redisUrl: redis.url, blobs, settings: SETTINGS })));
+    serverA = await createServer({ executor: executors[0]!, token: TOKEN, logger: false });
+    serverB = await createServer({ executor: executors[1]!, token: TOKEN, logger: false });
   });
 
   after(async () => {
+    await serverA?.close();
+    await serverB?.close();
+    for (const e of executors) await e.close();
     await nodeA?.close();
     await nodeB?.close();
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
@@ -163,6 +178,57 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const metrics = await clusterMetrics(nodeA, status);
     assert.match(metrics, /hetmm_worker_line_ready\{worker="[^"]+",line="broken"\} 0/);
     assert.match(metrics, /hetmm_worker_store_version\{worker="[^"]+",line="tile"\} 1/);
+    const cli = await runCli('queue', 'status', '--redis', redis.url);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /tile: version 1, waiting 0/);
+    assert.match(cli.stdout, /tile@v1 \(4\)/);
+    assert.match(cli.stdout, /broken FAILED: /);
+    const cliDown = await runCli('queue', 'status', '--redis', 'redis://127.0.0.1:1');
+    assert.equal(cliDown.code, 69, 'Redis unreachable: exit 69 (EX_UNAVAILABLE)');
+  });
+
+  it('over HTTP (hetmm serve --redis): bit-for-bit predictions, hot update on one node seen by the other, async jobs, readiness and metrics', async () => {
+    const post = (server: FastifyInstance, url: string, file: string, auth = false) =>
+      server.inject({ method: 'POST', url, payload: readFileSync(file), headers: { 'content-type': 'image/jpeg', ...(auth ? { authorization: `Bearer ${TOKEN}` } : {}) } });
+    const before = await post(serverB, `/v1/lines/${LINE}/predict?maps=npy&inline=true`, defects[2]!);
+    assert.equal(before.statusCode, 200, before.body);
+    const body = before.json<{ score: number; templates: number; version: number; maps: { npy: string } }>();
+    const local = await detector.predict(defects[2]!);
+    assert.equal(body.score, local.score);
+    assert.ok(Buffer.from(body.maps.npy.split(',')[1]!, 'base64').equals(rawMap(local)), 'raw map bytes over HTTP');
+    // hot update through node A (token needed), the very next predict through node B sees it
+    assert.equal((await post(serverA, `/v1/lines/${LINE}/normals`, good[4]!)).statusCode, 401);
+    const added = await post(serverA, `/v1/lines/${LINE}/normals?name=extra.jpg`, good[4]!, true);
+    assert.equal(added.statusCode, 200, added.body);
+    const update = added.json<{ templates: number; version: number }>();
+    assert.deepEqual([update.templates, update.version], [body.templates + 1, body.version + 1]);
+    await detector.add([good[4]!]);
+    const after = await post(serverB, `/v1/lines/${LINE}/predict?maps=npy&inline=true`, defects[2]!);
+    const a = after.json<{ score: number; templates: number; version: number; maps: { npy: string } }>();
+    assert.deepEqual([a.templates, a.version], [update.templates, update.version]);
+    const local2 = await detector.predict(defects[2]!);
+    assert.equal(a.score, local2.score);
+    assert.ok(Buffer.from(a.maps.npy.split(',')[1]!, 'base64').equals(rawMap(local2)));
+    // png maps are rendered by the worker like the in-process server renders them
+    const png = (await post(serverA, `/v1/lines/${LINE}/predict?maps=png&inline=true`, defects[3]!)).json<{ maps: { heatmap: string } }>();
+    assert.match(png.maps.heatmap, /^data:image\/png;base64,iVBORw0KGgo/);
+    // async: a job id at once, the result later
+    const queued = await post(serverA, `/v1/lines/${LINE}/predict?async=true&maps=npy`, defects[4]!);
+    assert.equal(queued.statusCode, 202, queued.body);
+    const jobId = queued.json<{ job: { id: string } }>().job.id;
+    let job: { state: string; result?: { score: number } } = { state: 'waiting' };
+    for (let i = 0; i < 300 && job.state !== 'completed'; i++) {
+      job = (await serverB.inject({ url: `/v1/jobs/${jobId}` })).json();
+      if (job.state !== 'completed') await sleep(100);
+    }
+    assert.equal(job.result!.score, (await detector.predict(defects[4]!)).score);
+    // readiness names the line no worker can serve; metrics carry per-worker store versions
+    const ready = await serverA.inject({ url: '/readyz' });
+    assert.equal(ready.statusCode, 503);
+    assert.match(ready.body, /line 'broken': no worker serves it/);
+    const metrics = (await serverA.inject({ url: '/metrics' })).body;
+    assert.match(metrics, new RegExp(`hetmm_worker_store_version\\{worker="[^"]+",line="tile"\\} ${update.version}`));
+    assert.match(metrics, /hetmm_queue_jobs\{line="tile",state="completed"\}/);
   });
 
   it('kill -9 of a worker mid-job: the job is retried elsewhere and delivered exactly once', async () => {
@@ -202,7 +268,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     }
     // a worker that starts now loads the updated store file
     const late = await addWorker();
-    assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(4 templates, version 1\)/);
+    assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(5 templates, version 2\)/);
   });
 
   it('Redis killed and restarted mid-run (AOF): no acknowledged job lost, 503 meanwhile, then recovery', async () => {
@@ -213,6 +279,8 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const t0 = Date.now();
     await assert.rejects(nodeA.submitPredict(LINE, image(files[0]!)), (e: unknown) => e instanceof HetmmError && e.code === 'E_UNAVAILABLE');
     assert.ok(Date.now() - t0 < 3000, `fails fast (${Date.now() - t0} ms)`);
+    const down = await serverA.inject({ method: 'POST', url: `/v1/lines/${LINE}/predict`, payload: readFileSync(files[0]!), headers: { 'content-type': 'image/jpeg' } });
+    assert.equal(down.statusCode, 503, down.body);
     await sleep(500);
     await redis.restart();
     const statuses = await Promise.all(ids.map((id) => settle(nodeA, id)));

@@ -287,14 +287,18 @@ export class Detector {
   /**
    * Scores one image: anomaly score, maps and, when the store has a threshold, a label.
    * `pinned` (the server) matches against a given snapshot of this store and labels
-   * with a given threshold, so that a prediction sees one published store version.
+   * with a given threshold, so that a prediction sees one published store version,
+   * and may bring the image's features (extracted on another thread).
    */
-  async predict(source: string | Buffer | LoadedImage, pinned?: { snapshot: StoreSnapshot; threshold: number | undefined }): Promise<Prediction> {
+  async predict(
+    source: string | Buffer | LoadedImage,
+    pinned?: { snapshot: StoreSnapshot; threshold: number | undefined; features?: Float32Array[] },
+  ): Promise<Prediction> {
     validateImageSource(source, 'predict(source)');
     const t0 = now();
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
-    const features = await this.backbone.extract(image);
+    const features = pinned?.features ?? (await this.backbone.extract(image));
     const t2 = now();
     const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();

@@ -59,11 +59,20 @@ export async function connect(url: string, role: ConnectionRole, timeoutMs = 500
       cleanup();
       resolve();
     };
+    // producers fail fast: the first refused connection is the answer
+    const onError = (e: Error): void => {
+      if (role !== 'producer') return;
+      cleanup();
+      redis.disconnect();
+      reject(unavailable(`Redis at ${url} is not reachable: ${e.message}`, e));
+    };
     const cleanup = (): void => {
       clearTimeout(timer);
       redis.off('ready', onReady);
+      redis.off('error', onError);
     };
     redis.on('ready', onReady);
+    redis.on('error', onError);
   });
   return redis;
 }

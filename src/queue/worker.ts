@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import type { DetectorOptions } from '../detector/detector.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
-import { ComputeThread } from './compute.js';
+import { ComputeThread, type LineDescription } from './compute.js';
 import { acquireLock } from './lock.js';
 import {
   encodeMaps,
@@ -31,6 +31,8 @@ import {
   type NormalsJobResult,
   type PredictJobData,
   type PredictJobResult,
+  type ThresholdJobData,
+  type ThresholdJobResult,
   type StoreUpdate,
 } from './protocol.js';
 import { QueueKeys, assertLineName, bullConnection, connect } from './redis.js';
@@ -63,6 +65,8 @@ export interface LineStatus {
   readonly version: number;
   readonly templates: number;
   readonly error?: string;
+  /** what /v1/lines/{line} shows (preset, threshold, dtype, ...) */
+  readonly info?: LineDescription;
 }
 
 export interface WorkerStatus {
@@ -99,6 +103,7 @@ class LineRuntime {
   error?: string;
   /** template count of the compute thread's copy */
   templates = 0;
+  info?: LineDescription;
   version = 0;
   /** last stream entry applied (or skipped as already contained) */
   lastId = '0';
@@ -208,7 +213,7 @@ export class QueueWorker {
   }
 
   #lineStatus(l: LineRuntime): LineStatus {
-    return { state: l.state, version: l.version, templates: l.templates, ...(l.error === undefined ? {} : { error: l.error }) };
+    return { state: l.state, version: l.version, templates: l.templates, ...(l.info === undefined ? {} : { info: l.info }), ...(l.error === undefined ? {} : { error: l.error }) };
   }
 
   async #publish(): Promise<void> {
@@ -228,8 +233,9 @@ export class QueueWorker {
    * at the announced version.
    */
   async #load(line: LineRuntime): Promise<void> {
-    const { count, meta } = await this.#compute!.load(line.name, line.storePath);
+    const { count, meta, info } = await this.#compute!.load(line.name, line.storePath);
     line.templates = count;
+    line.info = info;
     const redis = this.#redis!;
     // First worker to see the line (or a Redis that lost its data) seeds the version from the file.
     await redis.multi().set(this.keys.version(line.name), String(storeVersionOf(meta)), 'NX').set(this.keys.templates(line.name), String(count), 'NX').exec();
@@ -255,13 +261,19 @@ export class QueueWorker {
     return worker;
   }
 
-  async #process(line: LineRuntime, job: Job<JobData>): Promise<PredictJobResult | NormalsJobResult> {
+  async #process(line: LineRuntime, job: Job<JobData>): Promise<PredictJobResult | NormalsJobResult | ThresholdJobResult> {
     const started = Date.now();
     this.#counters.active++;
     if (job.attemptsStarted > 1 || job.stalledCounter > 0) this.#counters.retried++;
     this.#log(`job ${job.id} ${job.data.kind} start line=${line.name} attempt=${job.attemptsStarted}`);
     try {
-      const result = job.data.kind === 'normals' ? await this.#addNormals(line, job.data) : await this.#predict(line, job.id!, job.data);
+      const data = job.data;
+      const result =
+        data.kind === 'normals'
+          ? await this.#addNormals(line, data)
+          : data.kind === 'threshold'
+            ? await this.#setThreshold(line, data)
+            : await this.#predict(line, job.id!, data, { enqueuedAt: job.timestamp, startedAt: started });
       this.#counters.processed++;
       this.#counters.waitMsTotal += started - job.timestamp;
       this.#counters.processMsTotal += Date.now() - started;
@@ -286,7 +298,7 @@ export class QueueWorker {
     return this.#options.blobs.get(ref.blob);
   }
 
-  async #predict(line: LineRuntime, jobId: string, data: PredictJobData): Promise<PredictJobResult> {
+  async #predict(line: LineRuntime, jobId: string, data: PredictJobData, times: { enqueuedAt: number; startedAt: number }): Promise<PredictJobResult> {
     // Read-your-writes: never answer from a store older than the job needs.
     if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
     const version = line.version;
@@ -312,6 +324,9 @@ export class QueueWorker {
       timings: prediction.timings,
       worker: this.id,
       ...(maps === undefined ? {} : { maps }),
+      name: data.name,
+      ...(data.requestId === undefined ? {} : { requestId: data.requestId }),
+      ...times,
     };
   }
 
@@ -332,14 +347,36 @@ export class QueueWorker {
         await this.#applyAnnounced(line);
         const images: Buffer[] = [];
         for (const ref of data.images) images.push(await this.#image(ref));
-        const { count, merged } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
-        line.templates = count;
+        const { count, merged, info } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
+        [line.templates, line.info] = [count, info];
         if (!lock.held) this.#log(`line ${line.name}: the store lock expired during the update (Redis unreachable?)`);
         const version = line.version + 1;
         line.lastId = await this.#announce(line.name, { version, kind: 'append', files: data.names, templates: count });
         line.version = version;
         this.#log(`line ${line.name}: +${images.length} templates -> ${count} (${merged} merged from the file), version ${version}`);
+        await this.#publish().catch(() => undefined);
         return { kind: 'normals', added: images.length, templates: count, version, worker: this.id };
+      });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** A threshold change: like a hot update (lock, file first, then the announcement), the new metadata travels on the stream. */
+  async #setThreshold(line: LineRuntime, data: ThresholdJobData): Promise<ThresholdJobResult> {
+    if (typeof data.value !== 'number' || !Number.isFinite(data.value)) {
+      throw new HetmmError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(data.value)}`);
+    }
+    const lock = await acquireLock(this.#redis!, this.keys.lock(line.name), { ttlMs: 30_000, holder: this.id });
+    try {
+      return await line.serial.run(async () => {
+        await this.#applyAnnounced(line);
+        const version = line.version + 1;
+        const { count, meta, info } = await this.#compute!.setThreshold(line.name, data.value, version, `hetmm worker ${this.id}`);
+        line.lastId = await this.#announce(line.name, { version, kind: 'meta', meta, files: [], templates: count });
+        [line.version, line.templates, line.info] = [version, count, info];
+        await this.#publish().catch(() => undefined);
+        return { kind: 'threshold', value: data.value, templates: count, version, worker: this.id };
       });
     } finally {
       await lock.release();
@@ -383,9 +420,10 @@ export class QueueWorker {
           // Reads only the records appended since this worker last read the
           // file (a few MB per image), whichever version they belong to; a
           // file that was replaced (new lineage) is reloaded whole.
-          line.templates = (await this.#compute!.refresh(line.name)).count;
+          const r = await this.#compute!.refresh(line.name);
+          [line.templates, line.info] = [r.count, r.info];
         } else if (update.kind === 'meta' && update.meta !== undefined) {
-          await this.#compute!.setMeta(line.name, update.meta);
+          line.info = (await this.#compute!.setMeta(line.name, update.meta)).info;
         } else {
           await this.#load(line);
         }

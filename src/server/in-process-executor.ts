@@ -21,10 +21,11 @@ import { Detector, type Prediction } from '../detector/detector.js';
 import { calibrateStore } from '../detector/calibrate.js';
 import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
-import { encodeMaskPng, loadImage, npyHeader, renderHeatmapOverlay, type LoadedImage } from '../image/index.js';
+import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
 import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
+import { FeatureThread, type PreparedImage } from './feature-thread.js';
 import type {
   ExecutorEvent,
   FitOptions,
@@ -107,6 +108,8 @@ export class InProcessExecutor implements InspectionExecutor {
   readonly #creating = new Set<string>();
   readonly #events = new EventEmitter();
   #closing = false;
+  /** decoding and the backbone, off the event loop */
+  #thread!: FeatureThread;
   #pending = new Set<Promise<unknown>>();
 
   private constructor(options: InProcessExecutorOptions) {
@@ -138,6 +141,10 @@ export class InProcessExecutor implements InspectionExecutor {
         if (executor.#lines.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
         executor.#lines.set(f.name, executor.#newLine(f.name, f.file, await executor.#openDetector(f.file), f.pinned));
       }
+      executor.#thread = await FeatureThread.start(
+        { ...(options.model === undefined ? {} : { model: options.model }), ...(options.threads === undefined ? {} : { threads: options.threads }) },
+        executor.#lines.values().next().value?.detector.backbone.identity,
+      );
     } catch (e) {
       for (const line of executor.#lines.values()) line.detector.dispose();
       throw e;
@@ -146,7 +153,7 @@ export class InProcessExecutor implements InspectionExecutor {
   }
 
   ready(): boolean {
-    return !this.#closing;
+    return !this.#closing && this.#thread.alive;
   }
 
   lineNames(): string[] {
@@ -156,20 +163,7 @@ export class InProcessExecutor implements InspectionExecutor {
   lineInfo(name: string): LineInfo {
     const line = this.#line(name);
     const { detector, published } = line;
-    const d = detector.store.describe();
-    const t = published.threshold;
-    return {
-      name,
-      templates: published.snapshot.count,
-      version: published.version,
-      preset: detector.preset.name,
-      ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
-      ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
-      dtype: d.dtype,
-      bytesOnDisk: d.bytesOnDisk,
-      backbone: d.backbone.name,
-      backend: detector.backend.name,
-    };
+    return { name, version: published.version, ...describeLine(detector, published.snapshot.count, published.threshold) };
   }
 
   async predict(request: PredictRequest): Promise<PredictOutcome> {
@@ -183,12 +177,11 @@ export class InProcessExecutor implements InspectionExecutor {
     }
     return this.#track(
       line.queue.run(async (queued) => {
-        const t0 = performance.now();
-        const image = await this.#decode(line, request.image);
+        const prepared = await this.#prepare(request.image);
         checkSignal(request.signal);
         // One instant: the snapshot, the threshold and the version agree.
         const pinned = line.published;
-        const p = await line.detector.predict(image, { snapshot: pinned.snapshot, threshold: pinned.threshold?.value });
+        const p = await line.detector.predict(prepared.image, { snapshot: pinned.snapshot, threshold: pinned.threshold?.value, features: prepared.features });
         checkSignal(request.signal);
         const t1 = performance.now();
         const maps = await renderMaps(p, request.maps, pinned.threshold);
@@ -199,9 +192,9 @@ export class InProcessExecutor implements InspectionExecutor {
           ...(p.label === undefined ? {} : { label: p.label, threshold: p.threshold }),
           templates: p.templates,
           version: pinned.version,
-          width: image.originalWidth,
-          height: image.originalHeight,
-          timings: { queue: queued, decode: t1 - t0 - (p.timings.backbone + p.timings.match + p.timings.score), ...pick(p.timings), maps: mapsMs },
+          width: prepared.image.originalWidth,
+          height: prepared.image.originalHeight,
+          timings: { queue: queued, decode: prepared.decodeMs, backbone: prepared.backboneMs, match: p.timings.match, score: p.timings.score, maps: mapsMs },
           maps,
         };
         this.#emit({
@@ -229,7 +222,7 @@ export class InProcessExecutor implements InspectionExecutor {
       const features: Float32Array[][] = [];
       for (const upload of images) {
         checkSignal(options.signal);
-        features.push((await line.detector.features(await this.#decode(line, upload))).features);
+        features.push((await this.#prepare(upload)).features);
       }
       // One locked, fsynced append record; other processes' appends to the file are merged in too.
       const result = await line.detector.store.appendToFile(line.file, images.map((upload, i) => ({ features: features[i]!, file: upload.name })), {
@@ -293,11 +286,9 @@ export class InProcessExecutor implements InspectionExecutor {
         dtype: options.dtype ?? 'float32',
       });
       try {
-        const [h, w] = detector.backbone.identity.inputSize;
         detector.store.reserve(images.length);
         for (let i = 0; i < images.length; i++) {
-          const image = await decodeUpload(images[i]!, [h, w], this.#maxPixels());
-          detector.store.append((await detector.features(image)).features, images[i]!.name);
+          detector.store.append((await this.#prepare(images[i]!)).features, images[i]!.name);
           onProgress?.({ stage: 'features', done: i + 1, total: images.length });
         }
         detector.store.meta.preset = detector.preset;
@@ -344,12 +335,13 @@ export class InProcessExecutor implements InspectionExecutor {
   }
 
   load(): LineLoad[] {
-    return [...this.#lines.values()].map((l) => ({ line: l.name, queued: l.queue.queued, running: l.queue.running, queueLimit: l.queue.limit }));
-  }
-
-  /** Rejections (429) so far per line. */
-  rejections(): Array<{ line: string; rejected: number }> {
-    return [...this.#lines.values()].map((l) => ({ line: l.name, rejected: l.queue.rejected }));
+    return [...this.#lines.values()].map((l) => ({
+      line: l.name,
+      queued: l.queue.queued,
+      running: l.queue.running,
+      queueLimit: l.queue.limit,
+      retryAfter: l.queue.retryAfter(),
+    }));
   }
 
   async close(): Promise<void> {
@@ -359,6 +351,7 @@ export class InProcessExecutor implements InspectionExecutor {
     for (const line of this.#lines.values()) await line.writes.catch(() => undefined);
     for (const line of this.#lines.values()) line.detector.dispose();
     this.#lines.clear();
+    await this.#thread.close();
   }
 
   #newLine(name: string, file: string, detector: Detector, pinned: boolean): Line {
@@ -394,8 +387,15 @@ export class InProcessExecutor implements InspectionExecutor {
     return this.#options.maxPixels ?? DEFAULT_MAX_PIXELS;
   }
 
-  #decode(line: Line, upload: ImageUpload): Promise<LoadedImage> {
-    return decodeUpload(upload, line.detector.backbone.identity.inputSize, this.#maxPixels());
+  /** Decodes an upload and extracts its features on the feature thread; errors name the upload. */
+  async #prepare(upload: ImageUpload): Promise<PreparedImage> {
+    try {
+      return await this.#thread.prepare(upload.bytes, this.#maxPixels());
+    } catch (e) {
+      // The library names the source '<buffer>'; the operator knows the upload by its name.
+      if (isHetmmError(e)) e.message = e.message.replace("'<buffer>'", JSON.stringify(upload.name));
+      throw e;
+    }
   }
 
   #line(name: string): Line {
@@ -446,25 +446,26 @@ export class InProcessExecutor implements InspectionExecutor {
   }
 }
 
-function pick(t: Prediction['timings']): { backbone: number; match: number; score: number } {
-  return { backbone: t.backbone, match: t.match, score: t.score };
-}
-
 function checkSignal(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);
 }
 
-async function decodeUpload(upload: ImageUpload, size: readonly [number, number], maxPixels: number): Promise<LoadedImage> {
-  try {
-    return await loadImage(upload.bytes, { size, maxPixels });
-  } catch (e) {
-    // The library names the source '<buffer>'; the operator knows the upload by its name.
-    if (isHetmmError(e)) e.message = e.message.replace("'<buffer>'", JSON.stringify(upload.name));
-    throw e;
-  }
+/** A line's LineInfo apart from name and version (also what queue workers publish). */
+export function describeLine(detector: Detector, templates: number, t: StoredThreshold | undefined): Omit<LineInfo, 'name' | 'version'> {
+  const d = detector.store.describe();
+  return {
+    templates,
+    preset: detector.preset.name,
+    ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
+    ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
+    dtype: d.dtype,
+    bytesOnDisk: d.bytesOnDisk,
+    backbone: d.backbone.name,
+    backend: detector.backend.name,
+  };
 }
 
-async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
+export async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
   if (maps === 'none') return {};
   if (maps === 'npy') {
     const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);

@@ -19,7 +19,6 @@ export class LineQueue {
   readonly #waiting: Waiter[] = [];
   /** exponential moving average of the time a slot is held, ms */
   #averageMs = 0;
-  rejected = 0;
 
   constructor(concurrency: number, limit: number) {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new ServerError('E_ARGUMENT', `Expected concurrency >= 1 but received ${concurrency}`);
@@ -68,7 +67,6 @@ export class LineQueue {
       return Promise.resolve();
     }
     if (this.#waiting.length >= this.limit) {
-      this.rejected++;
       return Promise.reject(
         new ServerError('E_BUSY', `the line is busy (${this.#running} running, ${this.#waiting.length} waiting): retry later`, {
           retryAfter: this.retryAfter(),

@@ -11,12 +11,13 @@
  * reports its ABI version; one that differs from NATIVE_ABI_VERSION is
  * refused as stale.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setting } from '../../config.js';
 import { HetmmError } from '../../errors.js';
+import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
 export const NATIVE_ABI_VERSION = 1;
@@ -111,35 +112,19 @@ export interface NativeBinding {
 }
 
 const FIX =
-  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `npx node-gyp rebuild`); ' +
+  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `rm -rf build && npm run install`); ' +
   'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
   '(e.g. add "hetmm": true to allowScripts) and rebuild.';
 
-/** The directory holding hetmm's package.json, found by walking up from this file. */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = path.join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      try {
-        const parsed: unknown = JSON.parse(readFileSync(manifest, 'utf8'));
-        if (typeof parsed === 'object' && parsed !== null && (parsed as { name?: unknown }).name === 'hetmm') {
-          return dir;
-        }
-      } catch {
-        // not ours (or unreadable): keep walking up
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new HetmmError('E_BACKEND', `Cannot locate the hetmm package root above ${fileURLToPath(import.meta.url)}`);
-    }
-    dir = parent;
-  }
+/** hetmm's package root, where build/ and prebuilds/ are. */
+function addonRoot(): string {
+  const root = packageRoot();
+  if (root === undefined) throw new HetmmError('E_BACKEND', `Cannot locate the hetmm package root above ${fileURLToPath(import.meta.url)}`);
+  return root;
 }
 
 /** The addon file to load (see the module comment), or a HetmmError saying what was searched. */
-export function findAddon(root: string = packageRoot()): string {
+export function findAddon(root: string = addonRoot()): string {
   const override = setting('nativePath');
   if (override !== undefined) {
     const file = path.resolve(override);
