@@ -51,6 +51,12 @@ async function pool<T>(items: readonly T[], concurrency: number, run: (item: T) 
   return items.length / ((performance.now() - t0) / 1000);
 }
 
+/** Commands Redis has processed so far (blocking reads and heartbeats included). */
+async function redisCommands(client: QueueClient): Promise<number> {
+  const info = await client.redis.info('stats');
+  return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const dataDir = tempDir('queue-bench');
 const line = 'bench';
@@ -79,7 +85,10 @@ try {
   for (const count of [1, 2]) {
     while (workers.length < count) workers.push(await startWorker(redis.url, dataDir, { args: values['worker-args'].split(' ').filter(Boolean) }));
     await pool(images.slice(0, 4), 2, (i) => client.predict(line, i, { maps })); // warm-up
+    const commandsBefore = await redisCommands(client);
     const rate = await pool(images, inflight, (i) => client.predict(line, i, { maps }));
+    const perJob = ((await redisCommands(client)) - commandsBefore) / images.length;
+    console.log(`  Redis commands per job (all clients and workers, INFO total_commands_processed): ${perJob.toFixed(1)}`);
     rows.push([`queue, ${count} worker${count > 1 ? 's' : ''}`, rate]);
     console.log(`queue with ${count} worker(s): ${rate.toFixed(2)} img/s = ${((rate / inProcess) * 100).toFixed(1)}% of in-process`);
   }

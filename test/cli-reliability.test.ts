@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
+import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { Detector } from '../src/detector/detector.js';
 import { resolvePreset } from '../src/matching/index.js';
@@ -222,7 +223,37 @@ test('8: input policy by content: SVG and animations refused, a PNG named .jpg a
   const big = await run('predict', '-t', store, good(0), '--max-pixels', '500000', '--quiet');
   assert.equal(big.code, 3);
   assert.match(big.stderr, /over the limit of 500000 pixels/);
+  // a small file (a few hundred KB) of 16000x16000 pixels: over the 64 Mpx default, refused without decoding
+  const bomb = path.join(dir, 'bomb.png');
+  writeFileSync(bomb, zeroPng(16000, 16000));
+  const t0 = performance.now();
+  const b = await run('predict', '-t', store, bomb, '--quiet');
+  assert.equal(b.code, 3, b.stderr);
+  assert.match(b.stderr, /bomb\.png.*16000x16000 = 256000000 pixels, over the limit of 67108864 pixels/);
+  assert.ok(performance.now() - t0 < 20_000);
 });
+
+/** A valid 1-bit grey PNG of width x height, all black: tiny on disk (deflated zeros), huge decoded. */
+function zeroPng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type, 'latin1'), data])) >>> 0);
+    return Buffer.concat([len, Buffer.from(type, 'latin1'), data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 1; // bit depth 1, colour type 0 (grey)
+  const rows = Buffer.alloc((1 + Math.ceil(width / 8)) * height);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(rows, { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
 
 test('8: a file name with a newline stays on one error line', async () => {
   const odd = path.join(tmp, 'two\nlines.png');

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -66,8 +66,11 @@ test('portable build: with the x86 SIMD compiled out (as on arm64) the generic v
   assert.ok(existsSync(path.join(headers, 'node_api.h')), `Node headers not found at ${headers} (needed to build the addon)`);
   const addon = path.join(tmp, 'portable.node');
   const cc = process.env['CC'] || 'cc';
+  // every C source the addon is built from, as binding.gyp lists them
+  const gyp = JSON.parse(readFileSync(path.join(repoRoot, 'binding.gyp'), 'utf8')) as { targets: { sources: string[] }[] };
+  const sources = gyp.targets[0]!.sources.map((s) => path.join(repoRoot, s));
   await run(cc, ['-shared', '-fPIC', '-O2', '-std=gnu11', '-fno-strict-aliasing', '-Wall', '-Werror', '-Wno-psabi', '-Wno-unused-function',
-    '-DHETMM_NO_X86_SIMD', `-I${headers}`, path.join(repoRoot, 'native', 'hetmm_native.c'), '-o', addon, '-lpthread']);
+    '-DHETMM_NO_X86_SIMD', `-I${headers}`, ...sources, '-o', addon, '-lpthread']);
   const { stdout } = await run(process.execPath, [path.join(here, 'helpers', 'portable-addon-check.js')], {
     env: { ...process.env, HETMM_NATIVE_PATH: addon, HETMM_FAST_VARIANT: '' },
   });

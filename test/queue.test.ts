@@ -18,14 +18,18 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { QueueEvents } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
 import { Detector } from '../src/detector/detector.js';
 import { HetmmError } from '../src/errors.js';
 import { npyHeader } from '../src/image/index.js';
 import { SharedDirBlobStore } from '../src/queue/blob-store.js';
 import { QueueClient, type QueuedPrediction } from '../src/queue/client.js';
+import { QueueExecutor } from '../src/queue/executor.js';
 import { bullConnection } from '../src/queue/redis.js';
+import { createServer } from '../src/server/index.js';
 import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
 import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
+import { runCli } from './helpers/cli.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
@@ -50,6 +54,11 @@ let redis: TestRedis;
 let detector: Detector;
 let nodeA: QueueClient;
 let nodeB: QueueClient;
+/** two API nodes in queue mode (hetmm serve --redis), driven over HTTP with inject */
+let serverA: FastifyInstance;
+let serverB: FastifyInstance;
+let executors: QueueExecutor[] = [];
+const TOKEN = 'queue-test-token-0123456789';
 const workers: WorkerProcess[] = [];
 
 async function addWorker(): Promise<WorkerProcess> {
@@ -95,9 +104,15 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     await Promise.all([addWorker(), addWorker()]);
     nodeA = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
     nodeB = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
+    executors = await Promise.all([0, 1].map(() => QueueExecutor.open({ redisUrl: redis.url, blobs, settings: SETTINGS })));
+    serverA = await createServer({ executor: executors[0]!, token: TOKEN, logger: false });
+    serverB = await createServer({ executor: executors[1]!, token: TOKEN, logger: false });
   });
 
   after(async () => {
+    await serverA?.close();
+    await serverB?.close();
+    for (const e of executors) await e.close();
     await nodeA?.close();
     await nodeB?.close();
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
@@ -110,7 +125,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const files = [...defects.slice(0, 4), good[10]!, bigImage];
     const results = await Promise.all(files.map((f) => nodeA.predict(LINE, image(f), { maps: 'npy' })));
     for (let i = 0; i < files.length; i++) await expectBitEqual(files[i]!, results[i]!);
-    assert.ok(results.every((r) => r.version === 0));
+    assert.ok(results.every((r) => r.version === 3), 'version = templates + revision, as in-process');
     assert.equal(new Set(results.map((r) => r.worker)).size, 2, 'both workers took jobs');
     // the large image went through the blob store, and both blobs were cleaned up after delivery
     assert.deepEqual(readdirSync(path.join(dataDir, '.blobs/results')), []);
@@ -132,21 +147,21 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
   it('a hot update through one node is seen by the next prediction through another, on every worker', async () => {
     const added = good[3]!;
     const update = await nodeA.addNormals(LINE, [image(added)]);
-    assert.deepEqual([update.added, update.templates, update.version], [1, 4, 1]);
+    assert.deepEqual([update.added, update.templates, update.version], [1, 4, 4]);
     await detector.add([added]);
     // every job now requires version 1; whichever worker takes it must answer from it
     const files = [added, defects[0]!, defects[1]!, good[11]!];
     const results = await Promise.all(files.map((f) => nodeB.predict(LINE, image(f), { maps: 'npy' })));
     for (let i = 0; i < files.length; i++) {
       assert.equal(results[i]!.templates, 4);
-      assert.ok(results[i]!.version >= 1);
+      assert.equal(results[i]!.version, 4);
       await expectBitEqual(files[i]!, results[i]!);
     }
     assert.ok(results[0]!.score < 1e-3, `an added image scores ~0 against itself, got ${results[0]!.score}`);
     // both workers applied the update by appending (their status says version 1, 4 templates)
     await sleep(1200);
     const status = await clusterStatus(nodeB);
-    for (const w of status.workers) assert.deepEqual([w.lines[LINE]!.version, w.lines[LINE]!.templates], [1, 4], w.id);
+    for (const w of status.workers) assert.deepEqual([w.lines[LINE]!.version, w.lines[LINE]!.templates], [4, 4], w.id);
   });
 
   it('reports a store it cannot load instead of serving it', async () => {
@@ -162,7 +177,65 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     assert.equal(status.lines.find((l) => l.line === 'broken')?.readyWorkers ?? 0, 0);
     const metrics = await clusterMetrics(nodeA, status);
     assert.match(metrics, /hetmm_worker_line_ready\{worker="[^"]+",line="broken"\} 0/);
-    assert.match(metrics, /hetmm_worker_store_version\{worker="[^"]+",line="tile"\} 1/);
+    assert.match(metrics, /hetmm_worker_store_version\{worker="[^"]+",line="tile"\} 4/);
+    const cli = await runCli('queue', 'status', '--redis', redis.url);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /tile: version 4, waiting 0/);
+    assert.match(cli.stdout, /tile@v4 \(4\)/);
+    assert.match(cli.stdout, /broken FAILED: /);
+    const cliDown = await runCli('queue', 'status', '--redis', 'redis://127.0.0.1:1');
+    assert.equal(cliDown.code, 69, 'Redis unreachable: exit 69 (EX_UNAVAILABLE)');
+  });
+
+  it('over HTTP (hetmm serve --redis): bit-for-bit predictions, hot update on one node seen by the other, async jobs, readiness and metrics', async () => {
+    const post = (server: FastifyInstance, url: string, file: string, auth = false) =>
+      server.inject({ method: 'POST', url, payload: readFileSync(file), headers: { 'content-type': 'image/jpeg', ...(auth ? { authorization: `Bearer ${TOKEN}` } : {}) } });
+    const before = await post(serverB, `/v1/lines/${LINE}/predict?maps=npy&inline=true`, defects[2]!);
+    assert.equal(before.statusCode, 200, before.body);
+    const body = before.json<{ score: number; templates: number; version: number; maps: { npy: string } }>();
+    const local = await detector.predict(defects[2]!);
+    assert.equal(body.score, local.score);
+    assert.ok(Buffer.from(body.maps.npy.split(',')[1]!, 'base64').equals(rawMap(local)), 'raw map bytes over HTTP');
+    // hot update through node A (token needed), the very next predict through node B sees it
+    assert.equal((await post(serverA, `/v1/lines/${LINE}/normals`, good[4]!)).statusCode, 401);
+    const added = await post(serverA, `/v1/lines/${LINE}/normals?name=extra.jpg`, good[4]!, true);
+    assert.equal(added.statusCode, 200, added.body);
+    const update = added.json<{ templates: number; version: number }>();
+    assert.deepEqual([update.templates, update.version], [body.templates + 1, body.version + 1]);
+    await detector.add([good[4]!]);
+    const after = await post(serverB, `/v1/lines/${LINE}/predict?maps=npy&inline=true`, defects[2]!);
+    const a = after.json<{ score: number; templates: number; version: number; maps: { npy: string } }>();
+    assert.deepEqual([a.templates, a.version], [update.templates, update.version]);
+    const local2 = await detector.predict(defects[2]!);
+    assert.equal(a.score, local2.score);
+    assert.ok(Buffer.from(a.maps.npy.split(',')[1]!, 'base64').equals(rawMap(local2)));
+    // png maps are rendered by the worker like the in-process server renders them
+    const png = (await post(serverA, `/v1/lines/${LINE}/predict?maps=png&inline=true`, defects[3]!)).json<{ maps: { heatmap: string } }>();
+    assert.match(png.maps.heatmap, /^data:image\/png;base64,iVBORw0KGgo/);
+    // async: a job id at once, the result later
+    const queued = await post(serverA, `/v1/lines/${LINE}/predict?async=true&maps=npy`, defects[4]!);
+    assert.equal(queued.statusCode, 202, queued.body);
+    const jobId = queued.json<{ job: { id: string } }>().job.id;
+    let job: { state: string; result?: { score: number } } = { state: 'waiting' };
+    for (let i = 0; i < 300 && job.state !== 'completed'; i++) {
+      job = (await serverB.inject({ url: `/v1/jobs/${jobId}` })).json();
+      if (job.state !== 'completed') await sleep(100);
+    }
+    assert.equal(job.result!.score, (await detector.predict(defects[4]!)).score);
+    // readiness names the line no worker can serve; metrics carry per-worker store versions
+    const ready = await serverA.inject({ url: '/readyz' });
+    assert.equal(ready.statusCode, 503);
+    assert.match(ready.body, /line 'broken': no worker serves it/);
+    const metrics = (await serverA.inject({ url: '/metrics' })).body;
+    assert.match(metrics, new RegExp(`hetmm_worker_store_version\\{worker="[^"]+",line="tile"\\} ${update.version}`));
+    assert.match(metrics, /hetmm_queue_jobs\{line="tile",state="completed"\}/);
+    // a threshold set through node A: one more revision, seen by node B and by the workers' labels
+    const put = await serverA.inject({ method: 'PUT', url: `/v1/lines/${LINE}/threshold`, payload: { value: 0.25 }, headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(put.statusCode, 200, put.body);
+    assert.equal(put.json<{ version: number }>().version, update.version + 1);
+    const labelled = (await post(serverB, `/v1/lines/${LINE}/predict`, defects[2]!)).json<{ label: string; threshold: number; version: number }>();
+    assert.deepEqual([labelled.threshold, labelled.version], [0.25, update.version + 1]);
+    assert.equal(labelled.label, local2.score > 0.25 ? 'defect' : 'ok');
   });
 
   it('kill -9 of a worker mid-job: the job is retried elsewhere and delivered exactly once', async () => {
@@ -202,7 +275,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     }
     // a worker that starts now loads the updated store file
     const late = await addWorker();
-    assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(4 templates, version 1\)/);
+    assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(5 templates, version 6\)/);
   });
 
   it('Redis killed and restarted mid-run (AOF): no acknowledged job lost, 503 meanwhile, then recovery', async () => {
@@ -213,6 +286,8 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const t0 = Date.now();
     await assert.rejects(nodeA.submitPredict(LINE, image(files[0]!)), (e: unknown) => e instanceof HetmmError && e.code === 'E_UNAVAILABLE');
     assert.ok(Date.now() - t0 < 3000, `fails fast (${Date.now() - t0} ms)`);
+    const down = await serverA.inject({ method: 'POST', url: `/v1/lines/${LINE}/predict`, payload: readFileSync(files[0]!), headers: { 'content-type': 'image/jpeg' } });
+    assert.equal(down.statusCode, 503, down.body);
     await sleep(500);
     await redis.restart();
     const statuses = await Promise.all(ids.map((id) => settle(nodeA, id)));

@@ -21,7 +21,7 @@ import {
   type BackboneIdentity,
   type BackboneLayerIdentity,
 } from './description.js';
-import { resolveModel } from '../models/index.js';
+import { resolveModel } from '../models/resolve.js';
 
 /** Pixel vectors with a smaller norm are divided by this instead (as F.normalize's eps). */
 const NORM_EPSILON = 1e-12;

@@ -96,7 +96,8 @@ export async function decodeRgb(
   if (format === 'bmp') return decodeBmp(bytes, name, maxPixels);
   try {
     const sharpOptions = { limitInputPixels: maxPixels, failOn: 'warning' as const, autoOrient: options.autoOrient ?? false };
-    const meta = await (await loadSharp())(bytes, sharpOptions).metadata();
+    // The header only (no pixel limit needed: nothing is decoded), to name the size of a refused image.
+    const meta = await (await loadSharp())(bytes, { ...sharpOptions, limitInputPixels: false }).metadata();
     if ((meta.pages ?? 1) > 1) {
       throw new HetmmError(
         'E_IMAGE_DECODE',

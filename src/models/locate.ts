@@ -6,35 +6,18 @@
  * (e.g. @hetmm/model-resnet50v2) when it is installed. ./download.ts adds the
  * last resort, a download from HETMM_MODEL_HOST into the cache.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { cacheDir, setting, type Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
+import { packageRoot } from '../package-root.js';
 import { DEFAULT_MODEL_NAME, findModelEntry, MODELS, type ModelEntry } from './manifest.js';
 
 /** Relative to the current directory or to hetmm's package root. */
-export const LOCAL_MODELS_DIR = path.join('..', 'shared', 'models');
+export { packageRoot };
 
-/** The directory holding hetmm's package.json, found upwards from this module; undefined if none. */
-export function packageRoot(): string | undefined {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = path.join(dir, 'package.json');
-    if (existsSync(candidate)) {
-      try {
-        const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: unknown };
-        if (pkg.name === 'hetmm') return dir;
-      } catch {
-        // not ours or unreadable: keep walking up
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
-}
+export const LOCAL_MODELS_DIR = path.join('..', 'shared', 'models');
 
 function fileSize(p: string): number | undefined {
   try {

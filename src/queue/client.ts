@@ -20,7 +20,9 @@ import {
   type MapName,
   type MapsOption,
   type NormalsJobResult,
+  type PredictJobData,
   type PredictJobResult,
+  type ThresholdJobResult,
 } from './protocol.js';
 import { QueueKeys, assertLineName, bullConnection, connect, isConnectionError, unavailable } from './redis.js';
 import { queueSettings, type QueueSettings } from './settings.js';
@@ -38,12 +40,14 @@ export interface QueuedImage {
 
 export interface QueuedPredictOptions {
   readonly maps?: MapsOption;
+  /** the API node's prediction id, echoed in the verdict event */
+  readonly requestId?: string;
   /** at least this store version (default: the line's version now: read-your-writes) */
   readonly minVersion?: number;
   readonly timeoutMs?: number;
 }
 
-export interface QueuedPrediction extends Omit<PredictJobResult, 'maps' | 'kind'> {
+export interface QueuedPrediction extends Omit<PredictJobResult, 'maps' | 'kind' | 'enqueuedAt' | 'startedAt'> {
   readonly jobId: string;
   readonly line: string;
   readonly maps: Partial<Record<MapName, Buffer>>;
@@ -58,7 +62,7 @@ export interface JobStatus {
   readonly line: string;
   readonly state: JobState;
   readonly attempts: number;
-  readonly result?: QueuedPrediction | NormalsJobResult;
+  readonly result?: QueuedPrediction | NormalsJobResult | ThresholdJobResult;
   readonly error?: { readonly code: string; readonly message: string };
 }
 
@@ -85,6 +89,7 @@ export class QueueClient {
   readonly #redis: Redis;
   readonly #queues = new Map<string, Queue>();
   readonly #events = new Map<string, Promise<QueueEvents>>();
+  readonly #waiters = new Map<string, { resolve: (value: unknown) => void; reject: (e: Error) => void }>();
   #closed = false;
 
   private constructor(options: QueueClientOptions, redis: Redis) {
@@ -119,22 +124,19 @@ export class QueueClient {
 
   /** Enqueues a prediction; returns its job id at once. */
   async submitPredict(line: string, image: QueuedImage, options: QueuedPredictOptions = {}): Promise<string> {
-    const minVersion = options.minVersion ?? (await this.version(line));
-    const id = `${line}.${randomUUID()}`;
-    const ref = await this.#imageRef(image.bytes);
-    await this.#add(line, id, { kind: 'predict', line, minVersion, image: ref, name: image.name, maps: options.maps ?? 'none' });
+    const { id, data } = await this.#predictJob(line, image, options);
+    await this.#add(line, id, data);
     return id;
   }
 
   /** Predicts through the queue and waits for the result (E_TIMEOUT after timeoutMs; the job may still finish). */
   async predict(line: string, image: QueuedImage, options: QueuedPredictOptions = {}): Promise<QueuedPrediction> {
-    const id = await this.submitPredict(line, image, options);
-    const job = await this.#wait(line, id, options.timeoutMs ?? this.settings.syncTimeoutMs);
+    const { id, data } = await this.#predictJob(line, image, options);
+    const value = (await this.#run(line, id, data, options.timeoutMs ?? this.settings.syncTimeoutMs)) as PredictJobResult;
     // A synchronous result is delivered to this caller only: its maps are read once and removed.
-    const result = await this.#prediction(line, job);
-    const ref = (job.returnvalue as PredictJobResult).maps;
-    if (ref !== undefined) await this.blobs.delete(ref.blob).catch(() => undefined);
-    return result;
+    const prediction = await this.#prediction(line, id, value);
+    if (value.maps !== undefined) await this.blobs.delete(value.maps.blob).catch(() => undefined);
+    return prediction;
   }
 
   /**
@@ -148,9 +150,28 @@ export class QueueClient {
     const id = `${line}.${randomUUID()}`;
     const refs: ImageRef[] = [];
     for (const image of images) refs.push(await this.#imageRef(image.bytes));
-    await this.#add(line, id, { kind: 'normals', line, images: refs, names: images.map((i) => i.name) });
-    const job = await this.#wait(line, id, options.timeoutMs ?? Math.max(this.settings.syncTimeoutMs, 60_000));
-    return job.returnvalue as NormalsJobResult;
+    return (await this.#run(line, id, { kind: 'normals', line, images: refs, names: images.map((i) => i.name) }, options.timeoutMs)) as NormalsJobResult;
+  }
+
+  /** Sets the line's deployment threshold (a new store version, like a hot update). */
+  async setThreshold(line: string, value: number, options: { timeoutMs?: number } = {}): Promise<ThresholdJobResult> {
+    await this.version(line);
+    const id = `${line}.${randomUUID()}`;
+    return (await this.#run(line, id, { kind: 'threshold', line, value }, options.timeoutMs)) as ThresholdJobResult;
+  }
+
+  /** Calls `listener` with every finished job's result on these lines, from any API node (BullMQ's event stream). */
+  async onCompleted(lines: readonly string[], listener: (line: string, result: PredictJobResult | NormalsJobResult | ThresholdJobResult) => void): Promise<void> {
+    for (const line of lines) {
+      const events = await this.#queueEvents(line);
+      events.on('completed', ({ returnvalue }) => {
+        try {
+          listener(line, (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as PredictJobResult);
+        } catch {
+          // a malformed event is not worth a crash
+        }
+      });
+    }
   }
 
   /** State and, once finished, result or error of a job (kept for settings.keepResultsMs). */
@@ -162,8 +183,8 @@ export class QueueClient {
     if (job === undefined || state === 'unknown') throw new HetmmError('E_ARGUMENT', `no job ${id} (unknown, or its result expired)`);
     const base = { id, line, state, attempts: job.attemptsStarted };
     if (state === 'completed') {
-      const value = job.returnvalue as PredictJobResult | NormalsJobResult;
-      return { ...base, result: value.kind === 'predict' ? await this.#prediction(line, job) : value };
+      const value = job.returnvalue as PredictJobResult | NormalsJobResult | ThresholdJobResult;
+      return { ...base, result: value.kind === 'predict' ? await this.#prediction(line, id, value) : value };
     }
     if (state === 'failed') {
       const e = errorOfFailure(job.failedReason);
@@ -206,6 +227,19 @@ export class QueueClient {
     if (events === undefined) {
       const e = new QueueEvents(this.keys.queueName(line), { connection: bullConnection(this.#url, 'worker'), prefix: this.settings.prefix });
       e.on('error', () => undefined);
+      e.on('completed', ({ jobId, returnvalue }) => {
+        const w = this.#waiters.get(jobId);
+        if (w === undefined) return;
+        this.#waiters.delete(jobId);
+        w.resolve(typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue);
+      });
+      // emitted when a job fails for good (not for an attempt that will be retried)
+      e.on('failed', ({ jobId, failedReason }) => {
+        const w = this.#waiters.get(jobId);
+        if (w === undefined) return;
+        this.#waiters.delete(jobId);
+        w.reject(errorOfFailure(failedReason));
+      });
       events = e.waitUntilReady().then(() => e);
       this.#events.set(line, events);
     }
@@ -234,38 +268,79 @@ export class QueueClient {
     );
   }
 
-  async #wait(line: string, id: string, timeoutMs: number): Promise<Job> {
-    const events = await this.#queueEvents(line);
-    const queue = this.#queue(line);
-    const job = await this.#call(() => Job.fromId(queue, id));
-    if (job === undefined) throw new HetmmError('E_INTERNAL', `job ${id} vanished before it finished`);
-    try {
-      await job.waitUntilFinished(events, timeoutMs);
-    } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
-      if (/timed out before finishing/i.test(message)) {
-        throw new HetmmError('E_TIMEOUT', `job ${id} did not finish within ${timeoutMs} ms (it may still finish: GET /v1/jobs/${id})`);
-      }
-      if (isConnectionError(e)) throw unavailable(`Redis is not reachable: ${message}`, e);
-      throw errorOfFailure(message);
-    }
-    const finished = await this.#call(() => Job.fromId(queue, id));
-    if (finished === undefined) throw new HetmmError('E_INTERNAL', `job ${id} finished but its result expired already`);
-    return finished;
+  /** A prediction job: the line's current version as its minimum (read-your-writes), the image inline or as a blob. */
+  async #predictJob(line: string, image: QueuedImage, options: QueuedPredictOptions): Promise<{ id: string; data: PredictJobData }> {
+    const minVersion = options.minVersion ?? (await this.version(line));
+    const data: PredictJobData = {
+      kind: 'predict',
+      line,
+      minVersion,
+      image: await this.#imageRef(image.bytes),
+      name: image.name,
+      maps: options.maps ?? 'none',
+      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+    };
+    return { id: `${line}.${randomUUID()}`, data };
   }
 
-  async #prediction(line: string, job: Job): Promise<QueuedPrediction> {
-    const value = job.returnvalue as PredictJobResult;
-    const { maps: ref, kind: _kind, ...rest } = value;
+  /**
+   * Adds a job and waits for its result, listening before the job exists so
+   * its completion event cannot be missed (changes may wait for the line's
+   * lock: at least a minute by default).
+   */
+  async #run(line: string, id: string, data: JobData, timeoutMs?: number): Promise<unknown> {
+    const result = this.#waitFor(line, id, timeoutMs ?? Math.max(this.settings.syncTimeoutMs, 60_000));
+    try {
+      await this.#add(line, id, data);
+    } catch (e) {
+      this.#forget(id);
+      throw e;
+    }
+    return result;
+  }
+
+  /**
+   * The job's result from the line's event stream; on timeout the job is
+   * read once (an event lost while Redis was away), else E_TIMEOUT.
+   */
+  #waitFor(line: string, id: string, timeoutMs: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timedOut = (): HetmmError => new HetmmError('E_TIMEOUT', `job ${id} did not finish within ${timeoutMs} ms (it may still finish: GET /v1/jobs/${id})`);
+      const timer = setTimeout(() => {
+        this.#waiters.delete(id);
+        this.job(id).then(
+          (s) => {
+            if (s.state === 'completed') resolve(s.result);
+            else if (s.state === 'failed') reject(new HetmmError(s.error!.code as HetmmErrorCode, s.error!.message));
+            else reject(timedOut());
+          },
+          () => reject(timedOut()),
+        );
+      }, timeoutMs);
+      this.#waiters.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  /** Drops a waiter whose job was never added. */
+  #forget(id: string): void {
+    const w = this.#waiters.get(id);
+    this.#waiters.delete(id);
+    w?.resolve(undefined);
+  }
+
+  async #prediction(line: string, id: string, value: PredictJobResult): Promise<QueuedPrediction> {
+    const { maps: ref, kind: _kind, enqueuedAt, startedAt, ...rest } = value;
     const maps = ref === undefined ? {} : decodeMaps(await this.blobs.get(ref.blob), ref);
-    const started = job.processedOn ?? job.timestamp;
-    return {
-      ...rest,
-      jobId: job.id!,
-      line,
-      maps,
-      queueTimings: { wait: started - job.timestamp, total: Date.now() - job.timestamp },
-    };
+    return { ...rest, jobId: id, line, maps, queueTimings: { wait: startedAt - enqueuedAt, total: Date.now() - enqueuedAt } };
   }
 
   /** Runs a Redis call; connection failures become E_UNAVAILABLE (HTTP 503). */

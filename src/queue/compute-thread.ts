@@ -7,12 +7,12 @@
  * and BullMQ's lock renewal. Driven by ./compute.ts.
  */
 import { parentPort } from 'node:worker_threads';
-import { Detector, type DetectorOptions, type Prediction } from '../detector/detector.js';
+import { Detector, type DetectorOptions } from '../detector/detector.js';
+import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
-import { npyHeader } from '../image/index.js';
+import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
 import { TemplateStore } from '../store/index.js';
-import type { ComputeReply, ComputeRequest } from './compute.js';
-import type { MapName, MapsOption } from './protocol.js';
+import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
 
 let engine: Detector | undefined;
 const lines = new Map<string, { detector: Detector; path: string }>();
@@ -23,14 +23,9 @@ function line(name: string): { detector: Detector; path: string } {
   return l;
 }
 
-/** The maps a request asked for, rendered as the in-process server renders them. */
-async function renderMaps(p: Prediction, maps: MapsOption): Promise<Partial<Record<MapName, Buffer>>> {
-  if (maps === 'none') return {};
-  if (maps === 'npy') {
-    const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
-    return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
-  }
-  throw new HetmmError('E_ARGUMENT', 'maps=png is rendered by the server layer (not wired to queue mode yet): ask for npy or none');
+/** What /v1/lines/{line} shows about a line, from this thread's copy of its store. */
+function describe(detector: Detector): LineDescription {
+  return describeLine(detector, detector.store.count, storedThreshold(detector.store.meta, detector.preset.name));
 }
 
 async function handle(request: ComputeRequest): Promise<unknown> {
@@ -43,27 +38,59 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const existing = lines.get(request.line);
       if (existing === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path });
       else existing.detector.setStore(store);
-      return { count: store.count, meta: store.meta };
+      return { count: store.count, version: storeVersion(store), info: describe(line(request.line).detector) };
     }
     case 'refresh': {
       const l = line(request.line);
       await l.detector.store.refresh(l.path);
-      return { count: l.detector.store.count };
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
     }
     case 'setMeta': {
-      line(request.line).detector.store.meta = { ...request.meta };
-      return { count: line(request.line).detector.store.count };
+      const l = line(request.line);
+      l.detector.store.meta = { ...request.meta };
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
+    }
+    case 'setThreshold': {
+      // the in-process server's rule: keep the calibrated colour scale, record what it replaced
+      const l = line(request.line);
+      const store = l.detector.store;
+      const old = storedThreshold(store.meta, l.detector.preset.name);
+      const threshold: StoredThreshold = {
+        value: request.value,
+        method: `set over HTTP${old === undefined ? '' : ` (was ${old.value.toPrecision(6)}, ${old.method})`}`,
+        preset: l.detector.preset.name,
+        pixelMedian: old?.pixelMedian ?? 0,
+        scores: old?.scores ?? [],
+      };
+      const before = store.meta;
+      // a change that is not an append: one more revision (version = templates + revision)
+      store.meta = { ...store.meta, threshold, revision: storeVersion(store) - store.count + 1 };
+      try {
+        await store.save(l.path, { lock: { purpose: request.purpose } });
+      } catch (e) {
+        store.meta = before;
+        throw e;
+      }
+      return { count: store.count, version: storeVersion(store), meta: store.meta, info: describe(l.detector) };
     }
     case 'predict': {
-      const p = await line(request.line).detector.predict(Buffer.from(request.image.buffer, request.image.byteOffset, request.image.byteLength));
-      const maps = await renderMaps(p, request.maps);
+      const l = line(request.line);
+      // One instant: the snapshot and the threshold agree (the version is the worker's, read before).
+      const threshold = storedThreshold(l.detector.store.meta, l.detector.preset.name);
+      const snapshot = l.detector.store.snapshot();
+      const version = snapshot.count + storeVersion(l.detector.store) - l.detector.store.count;
+      const pinned = { snapshot, threshold: threshold?.value };
+      const p = await l.detector.predict(Buffer.from(request.image.buffer, request.image.byteOffset, request.image.byteLength), pinned);
+      const t0 = performance.now();
+      const maps = await renderMaps(p, request.maps, threshold);
       return {
         score: p.score,
         ...(p.label === undefined ? {} : { label: p.label, threshold: p.threshold }),
         templates: p.templates,
-        height: p.height,
-        width: p.width,
-        timings: p.timings,
+        version,
+        height: p.image.originalHeight,
+        width: p.image.originalWidth,
+        timings: { ...p.timings, maps: performance.now() - t0 },
         maps,
       };
     }
@@ -78,7 +105,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       }
       const before = l.detector.store.count;
       await l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose } });
-      return { count: l.detector.store.count, merged: l.detector.store.count - before - items.length };
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
     }
     case 'dispose':
       engine?.dispose();

@@ -1,6 +1,7 @@
 /** The worker's side of its compute thread (./compute-thread.ts): one promise per request. */
 import { Worker } from 'node:worker_threads';
 import type { DetectorOptions } from '../detector/detector.js';
+import type { LineInfo } from '../server/executor.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
 import type { MapName, MapsOption } from './protocol.js';
 
@@ -9,6 +10,7 @@ type Op =
   | { op: 'load'; line: string; path: string }
   | { op: 'refresh'; line: string }
   | { op: 'setMeta'; line: string; meta: Record<string, unknown> }
+  | { op: 'setThreshold'; line: string; value: number; purpose: string }
   | { op: 'predict'; line: string; image: Uint8Array; maps: MapsOption }
   | { op: 'append'; line: string; images: Uint8Array[]; names: readonly string[]; purpose: string }
   | { op: 'dispose' };
@@ -20,14 +22,26 @@ export interface ComputeReply {
   readonly error?: { readonly code?: string; readonly message: string };
 }
 
+/** A line as /v1/lines/{line} shows it (LineInfo less name and version, which the cluster owns). */
+export type LineDescription = Omit<LineInfo, 'name' | 'version'>;
+
+/** A line's copy after an operation: templates, store version (templates + revision), description. */
+export interface Versioned {
+  readonly count: number;
+  readonly version: number;
+  readonly info: LineDescription;
+}
+
 export interface ComputedPrediction {
   readonly score: number;
   readonly label?: 'ok' | 'defect';
   readonly threshold?: number;
   readonly templates: number;
+  /** the store version of the snapshot matched against */
+  readonly version: number;
   readonly height: number;
   readonly width: number;
-  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number };
+  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number; readonly maps: number };
   readonly maps: Partial<Record<MapName, Uint8Array>>;
 }
 
@@ -68,22 +82,26 @@ export class ComputeThread {
     return this.#call({ op: 'init', detector });
   }
   /** Loads (or reloads) a line's store file; its template count and metadata. */
-  load(line: string, path: string): Promise<{ count: number; meta: Record<string, unknown> }> {
+  load(line: string, path: string): Promise<Versioned> {
     return this.#call({ op: 'load', line, path });
   }
   /** Reads the records other writers appended to the line's file since it was last read. */
-  refresh(line: string): Promise<{ count: number }> {
+  refresh(line: string): Promise<Versioned> {
     return this.#call({ op: 'refresh', line });
   }
-  setMeta(line: string, meta: Record<string, unknown>): Promise<{ count: number }> {
+  setMeta(line: string, meta: Record<string, unknown>): Promise<Versioned> {
     return this.#call({ op: 'setMeta', line, meta });
+  }
+  /** Sets the line's threshold and rewrites its store file (under the file lock) with one more revision. */
+  setThreshold(line: string, value: number, purpose: string): Promise<Versioned & { meta: Record<string, unknown> }> {
+    return this.#call({ op: 'setThreshold', line, value, purpose });
   }
   predict(line: string, image: Buffer, maps: MapsOption): Promise<ComputedPrediction> {
     const copy = new Uint8Array(image); // transferred, so the caller's buffer stays usable
     return this.#call({ op: 'predict', line, image: copy, maps }, [copy.buffer as ArrayBuffer]);
   }
   /** Embeds the images and appends them to the line's store file as one durable record. */
-  append(line: string, images: readonly Buffer[], names: readonly string[], purpose: string): Promise<{ count: number; merged: number }> {
+  append(line: string, images: readonly Buffer[], names: readonly string[], purpose: string): Promise<Versioned & { merged: number }> {
     const copies = images.map((b) => new Uint8Array(b));
     return this.#call({ op: 'append', line, images: copies, names, purpose }, copies.map((c) => c.buffer as ArrayBuffer));
   }

@@ -16,8 +16,10 @@ export interface PredictJobData {
   /** the line's store version when the job was enqueued: the worker must have at least this one */
   readonly minVersion: number;
   readonly image: ImageRef;
-  /** shown as the prediction's `file` */
+  /** the image's display name (upload name) */
   readonly name: string;
+  /** the API node's prediction id, echoed in the verdict event */
+  readonly requestId?: string;
   /** which maps to render into the blob store: none, PNG heat map (+ mask), or the raw anomaly map as .npy */
   readonly maps: MapsOption;
 }
@@ -29,7 +31,13 @@ export interface NormalsJobData {
   readonly names: readonly string[];
 }
 
-export type JobData = PredictJobData | NormalsJobData;
+export interface ThresholdJobData {
+  readonly kind: 'threshold';
+  readonly line: string;
+  readonly value: number;
+}
+
+export type JobData = PredictJobData | NormalsJobData | ThresholdJobData;
 
 export type MapsOption = 'none' | 'png' | 'npy';
 export type MapName = 'heatmapPng' | 'maskPng' | 'anomalyNpy';
@@ -50,9 +58,22 @@ export interface PredictJobResult {
   readonly version: number;
   readonly height: number;
   readonly width: number;
-  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number };
+  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number; readonly maps: number };
   readonly worker: string;
   readonly maps?: MapsRef;
+  readonly name: string;
+  readonly requestId?: string;
+  /** ms since the epoch: when the job was added, and when this attempt started */
+  readonly enqueuedAt: number;
+  readonly startedAt: number;
+}
+
+export interface ThresholdJobResult {
+  readonly kind: 'threshold';
+  readonly value: number;
+  readonly templates: number;
+  readonly version: number;
+  readonly worker: string;
 }
 
 export interface NormalsJobResult {

@@ -59,11 +59,20 @@ export async function connect(url: string, role: ConnectionRole, timeoutMs = 500
       cleanup();
       resolve();
     };
+    // producers fail fast: the first refused connection is the answer
+    const onError = (e: Error): void => {
+      if (role !== 'producer') return;
+      cleanup();
+      redis.disconnect();
+      reject(unavailable(`Redis at ${url} is not reachable: ${e.message}`, e));
+    };
     const cleanup = (): void => {
       clearTimeout(timer);
       redis.off('ready', onReady);
+      redis.off('error', onError);
     };
     redis.on('ready', onReady);
+    redis.on('error', onError);
   });
   return redis;
 }
@@ -95,13 +104,9 @@ export class QueueKeys {
   queueName(line: string): string {
     return `line-${line}`;
   }
-  /** the line's current store version (an integer, set together with the stream entry) */
+  /** the line's latest announced store version (templates + revision; set together with the stream entry) */
   version(line: string): string {
     return `${this.prefix}:line:${line}:version`;
-  }
-  /** template count at the line's current version */
-  templates(line: string): string {
-    return `${this.prefix}:line:${line}:templates`;
   }
   /** stream of the line's store updates, one entry per version */
   updates(line: string): string {

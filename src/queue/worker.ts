@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import type { DetectorOptions } from '../detector/detector.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
-import { ComputeThread } from './compute.js';
+import { ComputeThread, type LineDescription } from './compute.js';
 import { acquireLock } from './lock.js';
 import {
   encodeMaps,
@@ -31,11 +31,12 @@ import {
   type NormalsJobResult,
   type PredictJobData,
   type PredictJobResult,
+  type ThresholdJobData,
+  type ThresholdJobResult,
   type StoreUpdate,
 } from './protocol.js';
 import { QueueKeys, assertLineName, bullConnection, connect } from './redis.js';
 import { queueSettings, type QueueSettings } from './settings.js';
-import { storeVersionOf } from './store-version.js';
 
 export interface WorkerLine {
   readonly name: string;
@@ -63,6 +64,8 @@ export interface LineStatus {
   readonly version: number;
   readonly templates: number;
   readonly error?: string;
+  /** what /v1/lines/{line} shows (preset, threshold, dtype, ...) */
+  readonly info?: LineDescription;
 }
 
 export interface WorkerStatus {
@@ -99,6 +102,7 @@ class LineRuntime {
   error?: string;
   /** template count of the compute thread's copy */
   templates = 0;
+  info?: LineDescription;
   version = 0;
   /** last stream entry applied (or skipped as already contained) */
   lastId = '0';
@@ -208,7 +212,7 @@ export class QueueWorker {
   }
 
   #lineStatus(l: LineRuntime): LineStatus {
-    return { state: l.state, version: l.version, templates: l.templates, ...(l.error === undefined ? {} : { error: l.error }) };
+    return { state: l.state, version: l.version, templates: l.templates, ...(l.info === undefined ? {} : { info: l.info }), ...(l.error === undefined ? {} : { error: l.error }) };
   }
 
   async #publish(): Promise<void> {
@@ -222,22 +226,26 @@ export class QueueWorker {
   }
 
   /**
-   * Loads the line's store file and takes the cluster's version for it: the
-   * file holds every announced update (writers append to the file before
-   * they announce), so a file with at least the announced template count is
-   * at the announced version.
+   * Loads the line's store file. Its version is the file's (templates +
+   * revision, as the in-process server counts): the same in every process
+   * that reads the file. Writers append to the file before they announce,
+   * so a file behind the announced version was replaced or rolled back:
+   * the line is refused rather than served from it.
    */
   async #load(line: LineRuntime): Promise<void> {
-    const { count, meta } = await this.#compute!.load(line.name, line.storePath);
-    line.templates = count;
+    const { count, version, info } = await this.#compute!.load(line.name, line.storePath);
+    [line.templates, line.version, line.info] = [count, version, info];
     const redis = this.#redis!;
-    // First worker to see the line (or a Redis that lost its data) seeds the version from the file.
-    await redis.multi().set(this.keys.version(line.name), String(storeVersionOf(meta)), 'NX').set(this.keys.templates(line.name), String(count), 'NX').exec();
-    const [version, templates] = await redis.mget(this.keys.version(line.name), this.keys.templates(line.name));
-    if (count < Number(templates)) {
-      throw new HetmmError('E_STORE_READ', `line ${line.name}: the store file holds ${count} templates, the cluster announced ${templates}: was the file replaced or rolled back?`);
+    // The first worker to see the line (or a Redis that lost its data) publishes the file's version.
+    await redis.set(this.keys.version(line.name), String(version), 'NX');
+    const announced = Number(await redis.get(this.keys.version(line.name)));
+    if (version < announced) {
+      throw new HetmmError(
+        'E_STORE_READ',
+        `line ${line.name}: the store file is at version ${version}, the cluster announced ${announced}: was the file replaced or rolled back? ` +
+          `(after a deliberate replacement: redis-cli DEL ${this.keys.version(line.name)}, then restart the workers)`,
+      );
     }
-    line.version = Number(version);
   }
 
   #consume(line: LineRuntime): Worker {
@@ -255,13 +263,19 @@ export class QueueWorker {
     return worker;
   }
 
-  async #process(line: LineRuntime, job: Job<JobData>): Promise<PredictJobResult | NormalsJobResult> {
+  async #process(line: LineRuntime, job: Job<JobData>): Promise<PredictJobResult | NormalsJobResult | ThresholdJobResult> {
     const started = Date.now();
     this.#counters.active++;
     if (job.attemptsStarted > 1 || job.stalledCounter > 0) this.#counters.retried++;
     this.#log(`job ${job.id} ${job.data.kind} start line=${line.name} attempt=${job.attemptsStarted}`);
     try {
-      const result = job.data.kind === 'normals' ? await this.#addNormals(line, job.data) : await this.#predict(line, job.id!, job.data);
+      const data = job.data;
+      const result =
+        data.kind === 'normals'
+          ? await this.#addNormals(line, data)
+          : data.kind === 'threshold'
+            ? await this.#setThreshold(line, data)
+            : await this.#predict(line, job.id!, data, { enqueuedAt: job.timestamp, startedAt: started });
       this.#counters.processed++;
       this.#counters.waitMsTotal += started - job.timestamp;
       this.#counters.processMsTotal += Date.now() - started;
@@ -286,10 +300,9 @@ export class QueueWorker {
     return this.#options.blobs.get(ref.blob);
   }
 
-  async #predict(line: LineRuntime, jobId: string, data: PredictJobData): Promise<PredictJobResult> {
+  async #predict(line: LineRuntime, jobId: string, data: PredictJobData, times: { enqueuedAt: number; startedAt: number }): Promise<PredictJobResult> {
     // Read-your-writes: never answer from a store older than the job needs.
     if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
-    const version = line.version;
     const image = await this.#image(data.image);
     const prediction = await this.#compute!.predict(line.name, image, data.maps);
     let maps: PredictJobResult['maps'];
@@ -306,12 +319,15 @@ export class QueueWorker {
       score: prediction.score,
       ...(prediction.label === undefined ? {} : { label: prediction.label, threshold: prediction.threshold }),
       templates: prediction.templates,
-      version,
+      version: prediction.version,
       height: prediction.height,
       width: prediction.width,
       timings: prediction.timings,
       worker: this.id,
       ...(maps === undefined ? {} : { maps }),
+      name: data.name,
+      ...(data.requestId === undefined ? {} : { requestId: data.requestId }),
+      ...times,
     };
   }
 
@@ -332,14 +348,34 @@ export class QueueWorker {
         await this.#applyAnnounced(line);
         const images: Buffer[] = [];
         for (const ref of data.images) images.push(await this.#image(ref));
-        const { count, merged } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
-        line.templates = count;
+        const { count, version, merged, info } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
+        [line.templates, line.info] = [count, info];
         if (!lock.held) this.#log(`line ${line.name}: the store lock expired during the update (Redis unreachable?)`);
-        const version = line.version + 1;
         line.lastId = await this.#announce(line.name, { version, kind: 'append', files: data.names, templates: count });
         line.version = version;
         this.#log(`line ${line.name}: +${images.length} templates -> ${count} (${merged} merged from the file), version ${version}`);
+        await this.#publish().catch(() => undefined);
         return { kind: 'normals', added: images.length, templates: count, version, worker: this.id };
+      });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** A threshold change: like a hot update (lock, file first, then the announcement), the new metadata travels on the stream. */
+  async #setThreshold(line: LineRuntime, data: ThresholdJobData): Promise<ThresholdJobResult> {
+    if (typeof data.value !== 'number' || !Number.isFinite(data.value)) {
+      throw new HetmmError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(data.value)}`);
+    }
+    const lock = await acquireLock(this.#redis!, this.keys.lock(line.name), { ttlMs: 30_000, holder: this.id });
+    try {
+      return await line.serial.run(async () => {
+        await this.#applyAnnounced(line);
+        const { count, version, meta, info } = await this.#compute!.setThreshold(line.name, data.value, `hetmm worker ${this.id}`);
+        line.lastId = await this.#announce(line.name, { version, kind: 'meta', meta, files: [], templates: count });
+        [line.version, line.templates, line.info] = [version, count, info];
+        await this.#publish().catch(() => undefined);
+        return { kind: 'threshold', value: data.value, templates: count, version, worker: this.id };
       });
     } finally {
       await lock.release();
@@ -351,12 +387,11 @@ export class QueueWorker {
     const results = await this.#redis!
       .multi()
       .set(this.keys.version(line), String(update.version))
-      .set(this.keys.templates(line), String(update.templates))
       .xadd(this.keys.updates(line), 'MAXLEN', '~', String(this.settings.updateRetention), '*', ...updateToFields(update))
       .exec();
     const failure = results?.find(([e]) => e !== null)?.[0];
     if (failure) throw failure;
-    return results![2]![1] as string;
+    return results![1]![1] as string;
   }
 
   /** Applies announced updates in order; serialised per line. */
@@ -383,13 +418,14 @@ export class QueueWorker {
           // Reads only the records appended since this worker last read the
           // file (a few MB per image), whichever version they belong to; a
           // file that was replaced (new lineage) is reloaded whole.
-          line.templates = (await this.#compute!.refresh(line.name)).count;
+          const r = await this.#compute!.refresh(line.name);
+          [line.templates, line.version, line.info] = [r.count, r.version, r.info];
         } else if (update.kind === 'meta' && update.meta !== undefined) {
-          await this.#compute!.setMeta(line.name, update.meta);
+          const r = await this.#compute!.setMeta(line.name, update.meta);
+          [line.templates, line.version, line.info] = [r.count, r.version, r.info];
         } else {
           await this.#load(line);
         }
-        line.version = update.version;
         this.#log(`line ${line.name}: applied version ${update.version} (${update.kind}: ${before} -> ${line.templates} templates)`);
       }
       line.lastId = id;

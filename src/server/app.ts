@@ -71,7 +71,7 @@ const ANY_OBJECT = { type: 'object', additionalProperties: true } as const;
 
 /** Creates the server (not yet listening): `await app.listen({port, host: '127.0.0.1'})`, or `app.inject(...)`. */
 export async function createServer(options: ServerOptions = {}): Promise<FastifyInstance> {
-  const executor = options.executor ?? (await InProcessExecutor.open(options));
+  const executor: InspectionExecutor = options.executor ?? (await InProcessExecutor.open(options));
   const limits: UploadLimits = { bodyLimit: options.bodyLimit ?? 32 * 2 ** 20, maxFiles: options.maxFiles ?? 32 };
   const requestTimeout = options.requestTimeout ?? 30_000;
   const token = options.token;
@@ -157,12 +157,12 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   // ---- health, metrics, OpenAPI -------------------------------------------------------------------
   app.get('/healthz', { config: relaxed, schema: { summary: 'liveness', response: { 200: ANY_OBJECT } } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: relaxed, schema: { summary: 'readiness: stores loaded, backend ready', response: { 200: ANY_OBJECT, 503: ERROR_RESPONSE } } }, async (_request, reply) => {
-    if (!executor.ready()) throw new ServerError('E_UNAVAILABLE', 'not ready', { retryAfter: 5 });
+    if (!executor.ready()) throw new ServerError('E_UNAVAILABLE', executor.notReadyReason?.() ?? 'not ready', { retryAfter: 5 });
     return reply.send({ status: 'ready', executor: executor.kind, lines: executor.lineNames() });
   });
   app.get('/metrics', { config: relaxed, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) => {
     void reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
+    return (await metrics.registry.metrics()) + ((await executor.metricsText?.()) ?? '');
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
@@ -265,6 +265,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   );
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'a fit job: state and progress', response: { 200: ANY_OBJECT } } }, async (request) => {
     const job = jobs.get(request.params.id);
+    if (job === undefined && executor.jobStatus !== undefined) return executor.jobStatus(request.params.id); // queue mode: predictions too
     if (job === undefined) throw new ServerError('E_NOT_FOUND', `no job ${JSON.stringify(request.params.id.slice(0, 40))}`);
     return job;
   });
@@ -275,6 +276,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
     inline?: boolean;
     name?: string;
     minVersion?: number;
+    async?: boolean;
   }
   app.post<{ Params: { line: string }; Querystring: PredictQuery }>(
     '/v1/lines/:line/predict',
@@ -300,6 +302,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
             inline: { type: 'boolean' },
             name: { type: 'string', maxLength: 200 },
             minVersion: { type: 'integer', minimum: 0 },
+            async: { type: 'boolean' },
           },
         },
         response: { 200: ANY_OBJECT, 413: ERROR_RESPONSE, 415: ERROR_RESPONSE, 422: ERROR_RESPONSE, 429: ERROR_RESPONSE, 503: ERROR_RESPONSE },
@@ -314,6 +317,15 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
         if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no image in the request');
         const maps = request.query.maps ?? 'none';
         const inline = request.query.inline === true;
+        if (request.query.async === true) {
+          // queue mode: answer job ids at once; results by GET /v1/jobs/{id} and on the SSE feed
+          const submit = executor.submitPredict?.bind(executor);
+          if (submit === undefined) throw new ServerError('E_ARGUMENT', 'async=1 needs queue mode (hetmm serve --redis URL)');
+          const minVersion = request.query.minVersion === undefined ? {} : { minVersion: request.query.minVersion };
+          const ids = await Promise.all(images.map((image) => submit({ line, id: newPredictionId(), image, maps, ...minVersion })));
+          const jobs = ids.map((id) => ({ id, url: `/v1/jobs/${id}` }));
+          return reply.code(202).header('location', jobs[0]!.url).send(jobs.length === 1 ? { job: jobs[0] } : { jobs });
+        }
         const one = async (image: (typeof images)[number]): Promise<Record<string, unknown>> => {
           const id = newPredictionId();
           const outcome = await deadline.race(

@@ -175,4 +175,12 @@ export interface InspectionExecutor {
   load(): LineLoad[];
   /** refuses new work, finishes accepted work, flushes stores */
   close(): Promise<void>;
+  /** why ready() is false, in words (queue mode: Redis down, a line no worker can serve) */
+  notReadyReason?(): string;
+  /** extra Prometheus text for /metrics (queue mode: queue depth, per-worker store versions) */
+  metricsText?(): Promise<string>;
+  /** enqueue a prediction and answer its job id at once (`?async=1`; queue mode) */
+  submitPredict?(request: PredictRequest): Promise<string>;
+  /** a submitted job's state and, once finished, its result (GET /v1/jobs/{id}); E_NOT_FOUND when unknown */
+  jobStatus?(id: string): Promise<Record<string, unknown>>;
 }

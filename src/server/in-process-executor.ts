@@ -18,7 +18,8 @@
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { Detector, type Prediction } from '../detector/detector.js';
-import { calibrateStore, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { calibrateStore } from '../detector/calibrate.js';
+import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
 import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
 import type { StoreSnapshot, TemplateStore } from '../store/index.js';
@@ -162,20 +163,7 @@ export class InProcessExecutor implements InspectionExecutor {
   lineInfo(name: string): LineInfo {
     const line = this.#line(name);
     const { detector, published } = line;
-    const d = detector.store.describe();
-    const t = published.threshold;
-    return {
-      name,
-      templates: published.snapshot.count,
-      version: published.version,
-      preset: detector.preset.name,
-      ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
-      ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
-      dtype: d.dtype,
-      bytesOnDisk: d.bytesOnDisk,
-      backbone: d.backbone.name,
-      backend: detector.backend.name,
-    };
+    return { name, version: published.version, ...describeLine(detector, published.snapshot.count, published.threshold) };
   }
 
   async predict(request: PredictRequest): Promise<PredictOutcome> {
@@ -460,6 +448,21 @@ export class InProcessExecutor implements InspectionExecutor {
 
 function checkSignal(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);
+}
+
+/** A line's LineInfo apart from name and version (also what queue workers publish). */
+export function describeLine(detector: Detector, templates: number, t: StoredThreshold | undefined): Omit<LineInfo, 'name' | 'version'> {
+  const d = detector.store.describe();
+  return {
+    templates,
+    preset: detector.preset.name,
+    ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
+    ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
+    dtype: d.dtype,
+    bytesOnDisk: d.bytesOnDisk,
+    backbone: d.backbone.name,
+    backend: detector.backend.name,
+  };
 }
 
 export async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {

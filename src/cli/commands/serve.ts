@@ -1,9 +1,12 @@
+import path from 'node:path';
+import { SharedDirBlobStore } from '../../queue/blob-store.js';
+import { QueueExecutor } from '../../queue/executor.js';
 import { createServer, resolveToken } from '../../server/index.js';
 import { HetmmError } from '../../errors.js';
 import type { CliContext } from '../context.js';
 import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, parse } from '../options.js';
 
-export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...] | --data-dir DIR
+export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...] | --data-dir DIR | --redis URL [--blob-dir DIR]
                    [--port 8080] [--host 127.0.0.1] [--token-file FILE]
                    [--concurrency 2] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 40000000]
                    [--model PATH] [--backend auto|reference|fast] [--threads N] [--int8] [--log-level info]
@@ -14,7 +17,11 @@ named after the file; --data-dir holds any number of <line>.hetmm stores,
 created and deleted over the API. Changes (hot updates, thresholds, lines)
 need the bearer token from --token-file or HETMM_TOKEN; without one they
 are disabled. Binds to 127.0.0.1 unless --host says otherwise. SIGTERM or
-SIGINT finishes accepted work and stops. Details: docs/SERVING.md.`;
+SIGINT finishes accepted work and stops. Details: docs/SERVING.md.
+With --redis the server runs nothing itself: predictions and changes are
+jobs for \`hetmm worker\` processes (docs/SCALING.md); --blob-dir (default
+DIR/.blobs of --data-dir) is the directory the workers share for large
+images and result maps.`;
 
 export async function serveCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values } = parse(
@@ -33,6 +40,8 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
       'body-limit-mb': { type: 'string' },
       'max-pixels': { type: 'string' },
       'log-level': { type: 'string' },
+      redis: { type: 'string' },
+      'blob-dir': { type: 'string' },
     },
     SERVE_USAGE,
   );
@@ -41,7 +50,8 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     return 0;
   }
   const stores = values.store ?? [];
-  if (stores.length === 0 && values['data-dir'] === undefined) throw new HetmmError('E_ARGUMENT', `serve needs --store STORE or --data-dir DIR\n${SERVE_USAGE}`);
+  const queue = values.redis === undefined ? undefined : await openQueueExecutor(values.redis, values['blob-dir'], values['data-dir']);
+  if (queue === undefined && stores.length === 0 && values['data-dir'] === undefined) throw new HetmmError('E_ARGUMENT', `serve needs --store STORE or --data-dir DIR\n${SERVE_USAGE}`);
   const port = intOption(values.port, 'port', 0) ?? 8080;
   if (port > 65535) throw new HetmmError('E_ARGUMENT', `Expected --port in 0..65535 but received ${port}`);
   const host = values.host ?? '127.0.0.1';
@@ -64,6 +74,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     ...(values['max-pixels'] === undefined ? {} : { maxPixels: intOption(values['max-pixels'], 'max-pixels')! }),
     ...(token === undefined ? {} : { token }),
     logger: { level: logLevel },
+    ...(queue === undefined ? {} : { executor: queue }),
   });
   const stopped = new Promise<void>((resolve) => {
     let stopping = false;
@@ -71,7 +82,10 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
       if (stopping) return;
       stopping = true;
       ctx.stderr.write(`hetmm serve: ${signal}: finishing accepted requests, then stopping\n`);
-      app.close().then(resolve, resolve);
+      app
+        .close()
+        .then(() => queue?.close())
+        .then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
@@ -80,6 +94,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     await app.listen({ port, host });
   } catch (e) {
     await app.close();
+    await queue?.close();
     throw new HetmmError('E_ARGUMENT', `cannot listen on ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
   const address = app.server.address();
@@ -92,4 +107,11 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
   await stopped;
   ctx.stderr.write('hetmm serve: stopped\n');
   return 0;
+}
+
+/** Queue mode: the executor that turns every call into a job for `hetmm worker` processes. */
+async function openQueueExecutor(redisUrl: string, blobDir: string | undefined, dataDir: string | undefined): Promise<QueueExecutor> {
+  const dir = blobDir ?? (dataDir === undefined ? undefined : path.join(dataDir, '.blobs'));
+  if (dir === undefined) throw new HetmmError('E_ARGUMENT', `serve --redis needs --blob-dir DIR (or --data-dir DIR): the directory workers share\n${SERVE_USAGE}`);
+  return QueueExecutor.open({ redisUrl, blobs: new SharedDirBlobStore(dir) });
 }

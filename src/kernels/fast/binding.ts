@@ -11,15 +11,16 @@
  * reports its ABI version; one that differs from NATIVE_ABI_VERSION is
  * refused as stale.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setting } from '../../config.js';
 import { HetmmError } from '../../errors.js';
+import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -105,41 +106,25 @@ export interface NativeBinding {
   /**
    * Synchronous per-pixel L2 normalisation of one [c, hw] map starting at
    * src[srcOffset] into out (native/pixel_norm.c; bit-identical to
-   * l2NormalisePixels in src/backbone/backbone.ts). Absent on older builds.
+   * l2NormalisePixels in src/backbone/backbone.ts). Since ABI 2.
    */
-  l2NormalizePixels?(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
+  l2NormalizePixels(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
 }
 
 const FIX =
-  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `npx node-gyp rebuild`); ' +
+  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `rm -rf build prebuilds && npm run install`); ' +
   'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
   '(e.g. add "hetmm": true to allowScripts) and rebuild.';
 
-/** The directory holding hetmm's package.json, found by walking up from this file. */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = path.join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      try {
-        const parsed: unknown = JSON.parse(readFileSync(manifest, 'utf8'));
-        if (typeof parsed === 'object' && parsed !== null && (parsed as { name?: unknown }).name === 'hetmm') {
-          return dir;
-        }
-      } catch {
-        // not ours (or unreadable): keep walking up
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new HetmmError('E_BACKEND', `Cannot locate the hetmm package root above ${fileURLToPath(import.meta.url)}`);
-    }
-    dir = parent;
-  }
+/** hetmm's package root, where build/ and prebuilds/ are. */
+function addonRoot(): string {
+  const root = packageRoot();
+  if (root === undefined) throw new HetmmError('E_BACKEND', `Cannot locate the hetmm package root above ${fileURLToPath(import.meta.url)}`);
+  return root;
 }
 
 /** The addon file to load (see the module comment), or a HetmmError saying what was searched. */
-export function findAddon(root: string = packageRoot()): string {
+export function findAddon(root: string = addonRoot()): string {
   const override = setting('nativePath');
   if (override !== undefined) {
     const file = path.resolve(override);
