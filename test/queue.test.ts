@@ -125,7 +125,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const files = [...defects.slice(0, 4), good[10]!, bigImage];
     const results = await Promise.all(files.map((f) => nodeA.predict(LINE, image(f), { maps: 'npy' })));
     for (let i = 0; i < files.length; i++) await expectBitEqual(files[i]!, results[i]!);
-    assert.ok(results.every((r) => r.version === 0));
+    assert.ok(results.every((r) => r.version === 3), 'version = templates + revision, as in-process');
     assert.equal(new Set(results.map((r) => r.worker)).size, 2, 'both workers took jobs');
     // the large image went through the blob store, and both blobs were cleaned up after delivery
     assert.deepEqual(readdirSync(path.join(dataDir, '.blobs/results')), []);
@@ -147,21 +147,21 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
   it('a hot update through one node is seen by the next prediction through another, on every worker', async () => {
     const added = good[3]!;
     const update = await nodeA.addNormals(LINE, [image(added)]);
-    assert.deepEqual([update.added, update.templates, update.version], [1, 4, 1]);
+    assert.deepEqual([update.added, update.templates, update.version], [1, 4, 4]);
     await detector.add([added]);
     // every job now requires version 1; whichever worker takes it must answer from it
     const files = [added, defects[0]!, defects[1]!, good[11]!];
     const results = await Promise.all(files.map((f) => nodeB.predict(LINE, image(f), { maps: 'npy' })));
     for (let i = 0; i < files.length; i++) {
       assert.equal(results[i]!.templates, 4);
-      assert.ok(results[i]!.version >= 1);
+      assert.equal(results[i]!.version, 4);
       await expectBitEqual(files[i]!, results[i]!);
     }
     assert.ok(results[0]!.score < 1e-3, `an added image scores ~0 against itself, got ${results[0]!.score}`);
     // both workers applied the update by appending (their status says version 1, 4 templates)
     await sleep(1200);
     const status = await clusterStatus(nodeB);
-    for (const w of status.workers) assert.deepEqual([w.lines[LINE]!.version, w.lines[LINE]!.templates], [1, 4], w.id);
+    for (const w of status.workers) assert.deepEqual([w.lines[LINE]!.version, w.lines[LINE]!.templates], [4, 4], w.id);
   });
 
   it('reports a store it cannot load instead of serving it', async () => {
@@ -177,11 +177,11 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     assert.equal(status.lines.find((l) => l.line === 'broken')?.readyWorkers ?? 0, 0);
     const metrics = await clusterMetrics(nodeA, status);
     assert.match(metrics, /hetmm_worker_line_ready\{worker="[^"]+",line="broken"\} 0/);
-    assert.match(metrics, /hetmm_worker_store_version\{worker="[^"]+",line="tile"\} 1/);
+    assert.match(metrics, /hetmm_worker_store_version\{worker="[^"]+",line="tile"\} 4/);
     const cli = await runCli('queue', 'status', '--redis', redis.url);
     assert.equal(cli.code, 0, cli.stderr);
-    assert.match(cli.stdout, /tile: version 1, waiting 0/);
-    assert.match(cli.stdout, /tile@v1 \(4\)/);
+    assert.match(cli.stdout, /tile: version 4, waiting 0/);
+    assert.match(cli.stdout, /tile@v4 \(4\)/);
     assert.match(cli.stdout, /broken FAILED: /);
     const cliDown = await runCli('queue', 'status', '--redis', 'redis://127.0.0.1:1');
     assert.equal(cliDown.code, 69, 'Redis unreachable: exit 69 (EX_UNAVAILABLE)');
@@ -229,6 +229,13 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     const metrics = (await serverA.inject({ url: '/metrics' })).body;
     assert.match(metrics, new RegExp(`hetmm_worker_store_version\\{worker="[^"]+",line="tile"\\} ${update.version}`));
     assert.match(metrics, /hetmm_queue_jobs\{line="tile",state="completed"\}/);
+    // a threshold set through node A: one more revision, seen by node B and by the workers' labels
+    const put = await serverA.inject({ method: 'PUT', url: `/v1/lines/${LINE}/threshold`, payload: { value: 0.25 }, headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(put.statusCode, 200, put.body);
+    assert.equal(put.json<{ version: number }>().version, update.version + 1);
+    const labelled = (await post(serverB, `/v1/lines/${LINE}/predict`, defects[2]!)).json<{ label: string; threshold: number; version: number }>();
+    assert.deepEqual([labelled.threshold, labelled.version], [0.25, update.version + 1]);
+    assert.equal(labelled.label, local2.score > 0.25 ? 'defect' : 'ok');
   });
 
   it('kill -9 of a worker mid-job: the job is retried elsewhere and delivered exactly once', async () => {
@@ -268,7 +275,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     }
     // a worker that starts now loads the updated store file
     const late = await addWorker();
-    assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(5 templates, version 2\)/);
+    assert.match(late.log.find((l) => / ready: /.test(l))!, /tile \(5 templates, version 6\)/);
   });
 
   it('Redis killed and restarted mid-run (AOF): no acknowledged job lost, 503 meanwhile, then recovery', async () => {

@@ -10,7 +10,7 @@ import { parentPort } from 'node:worker_threads';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
-import { describeLine, renderMaps } from '../server/in-process-executor.js';
+import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
 import { TemplateStore } from '../store/index.js';
 import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
 
@@ -38,17 +38,17 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const existing = lines.get(request.line);
       if (existing === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path });
       else existing.detector.setStore(store);
-      return { count: store.count, meta: store.meta, info: describe(line(request.line).detector) };
+      return { count: store.count, version: storeVersion(store), info: describe(line(request.line).detector) };
     }
     case 'refresh': {
       const l = line(request.line);
       await l.detector.store.refresh(l.path);
-      return { count: l.detector.store.count, info: describe(l.detector) };
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
     }
     case 'setMeta': {
       const l = line(request.line);
       l.detector.store.meta = { ...request.meta };
-      return { count: l.detector.store.count, info: describe(l.detector) };
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
     }
     case 'setThreshold': {
       // the in-process server's rule: keep the calibrated colour scale, record what it replaced
@@ -63,20 +63,23 @@ async function handle(request: ComputeRequest): Promise<unknown> {
         scores: old?.scores ?? [],
       };
       const before = store.meta;
-      store.meta = { ...store.meta, threshold, version: request.version };
+      // a change that is not an append: one more revision (version = templates + revision)
+      store.meta = { ...store.meta, threshold, revision: storeVersion(store) - store.count + 1 };
       try {
         await store.save(l.path, { lock: { purpose: request.purpose } });
       } catch (e) {
         store.meta = before;
         throw e;
       }
-      return { count: store.count, meta: store.meta, info: describe(l.detector) };
+      return { count: store.count, version: storeVersion(store), meta: store.meta, info: describe(l.detector) };
     }
     case 'predict': {
       const l = line(request.line);
       // One instant: the snapshot and the threshold agree (the version is the worker's, read before).
       const threshold = storedThreshold(l.detector.store.meta, l.detector.preset.name);
-      const pinned = { snapshot: l.detector.store.snapshot(), threshold: threshold?.value };
+      const snapshot = l.detector.store.snapshot();
+      const version = snapshot.count + storeVersion(l.detector.store) - l.detector.store.count;
+      const pinned = { snapshot, threshold: threshold?.value };
       const p = await l.detector.predict(Buffer.from(request.image.buffer, request.image.byteOffset, request.image.byteLength), pinned);
       const t0 = performance.now();
       const maps = await renderMaps(p, request.maps, threshold);
@@ -84,6 +87,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
         score: p.score,
         ...(p.label === undefined ? {} : { label: p.label, threshold: p.threshold }),
         templates: p.templates,
+        version,
         height: p.image.originalHeight,
         width: p.image.originalWidth,
         timings: { ...p.timings, maps: performance.now() - t0 },
@@ -101,7 +105,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       }
       const before = l.detector.store.count;
       await l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose } });
-      return { count: l.detector.store.count, merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
     }
     case 'dispose':
       engine?.dispose();

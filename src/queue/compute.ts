@@ -10,7 +10,7 @@ type Op =
   | { op: 'load'; line: string; path: string }
   | { op: 'refresh'; line: string }
   | { op: 'setMeta'; line: string; meta: Record<string, unknown> }
-  | { op: 'setThreshold'; line: string; value: number; version: number; purpose: string }
+  | { op: 'setThreshold'; line: string; value: number; purpose: string }
   | { op: 'predict'; line: string; image: Uint8Array; maps: MapsOption }
   | { op: 'append'; line: string; images: Uint8Array[]; names: readonly string[]; purpose: string }
   | { op: 'dispose' };
@@ -25,11 +25,20 @@ export interface ComputeReply {
 /** A line as /v1/lines/{line} shows it (LineInfo less name and version, which the cluster owns). */
 export type LineDescription = Omit<LineInfo, 'name' | 'version'>;
 
+/** A line's copy after an operation: templates, store version (templates + revision), description. */
+export interface Versioned {
+  readonly count: number;
+  readonly version: number;
+  readonly info: LineDescription;
+}
+
 export interface ComputedPrediction {
   readonly score: number;
   readonly label?: 'ok' | 'defect';
   readonly threshold?: number;
   readonly templates: number;
+  /** the store version of the snapshot matched against */
+  readonly version: number;
   readonly height: number;
   readonly width: number;
   readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number; readonly maps: number };
@@ -73,26 +82,26 @@ export class ComputeThread {
     return this.#call({ op: 'init', detector });
   }
   /** Loads (or reloads) a line's store file; its template count and metadata. */
-  load(line: string, path: string): Promise<{ count: number; meta: Record<string, unknown>; info: LineDescription }> {
+  load(line: string, path: string): Promise<Versioned> {
     return this.#call({ op: 'load', line, path });
   }
   /** Reads the records other writers appended to the line's file since it was last read. */
-  refresh(line: string): Promise<{ count: number; info: LineDescription }> {
+  refresh(line: string): Promise<Versioned> {
     return this.#call({ op: 'refresh', line });
   }
-  setMeta(line: string, meta: Record<string, unknown>): Promise<{ count: number; info: LineDescription }> {
+  setMeta(line: string, meta: Record<string, unknown>): Promise<Versioned> {
     return this.#call({ op: 'setMeta', line, meta });
   }
-  /** Sets the line's threshold and rewrites its store file (under the file lock) with `version`. */
-  setThreshold(line: string, value: number, version: number, purpose: string): Promise<{ count: number; meta: Record<string, unknown>; info: LineDescription }> {
-    return this.#call({ op: 'setThreshold', line, value, version, purpose });
+  /** Sets the line's threshold and rewrites its store file (under the file lock) with one more revision. */
+  setThreshold(line: string, value: number, purpose: string): Promise<Versioned & { meta: Record<string, unknown> }> {
+    return this.#call({ op: 'setThreshold', line, value, purpose });
   }
   predict(line: string, image: Buffer, maps: MapsOption): Promise<ComputedPrediction> {
     const copy = new Uint8Array(image); // transferred, so the caller's buffer stays usable
     return this.#call({ op: 'predict', line, image: copy, maps }, [copy.buffer as ArrayBuffer]);
   }
   /** Embeds the images and appends them to the line's store file as one durable record. */
-  append(line: string, images: readonly Buffer[], names: readonly string[], purpose: string): Promise<{ count: number; merged: number; info: LineDescription }> {
+  append(line: string, images: readonly Buffer[], names: readonly string[], purpose: string): Promise<Versioned & { merged: number }> {
     const copies = images.map((b) => new Uint8Array(b));
     return this.#call({ op: 'append', line, images: copies, names, purpose }, copies.map((c) => c.buffer as ArrayBuffer));
   }

@@ -104,13 +104,9 @@ export class QueueKeys {
   queueName(line: string): string {
     return `line-${line}`;
   }
-  /** the line's current store version (an integer, set together with the stream entry) */
+  /** the line's latest announced store version (templates + revision; set together with the stream entry) */
   version(line: string): string {
     return `${this.prefix}:line:${line}:version`;
-  }
-  /** template count at the line's current version */
-  templates(line: string): string {
-    return `${this.prefix}:line:${line}:templates`;
   }
   /** stream of the line's store updates, one entry per version */
   updates(line: string): string {

@@ -37,7 +37,6 @@ import {
 } from './protocol.js';
 import { QueueKeys, assertLineName, bullConnection, connect } from './redis.js';
 import { queueSettings, type QueueSettings } from './settings.js';
-import { storeVersionOf } from './store-version.js';
 
 export interface WorkerLine {
   readonly name: string;
@@ -227,23 +226,26 @@ export class QueueWorker {
   }
 
   /**
-   * Loads the line's store file and takes the cluster's version for it: the
-   * file holds every announced update (writers append to the file before
-   * they announce), so a file with at least the announced template count is
-   * at the announced version.
+   * Loads the line's store file. Its version is the file's (templates +
+   * revision, as the in-process server counts): the same in every process
+   * that reads the file. Writers append to the file before they announce,
+   * so a file behind the announced version was replaced or rolled back:
+   * the line is refused rather than served from it.
    */
   async #load(line: LineRuntime): Promise<void> {
-    const { count, meta, info } = await this.#compute!.load(line.name, line.storePath);
-    line.templates = count;
-    line.info = info;
+    const { count, version, info } = await this.#compute!.load(line.name, line.storePath);
+    [line.templates, line.version, line.info] = [count, version, info];
     const redis = this.#redis!;
-    // First worker to see the line (or a Redis that lost its data) seeds the version from the file.
-    await redis.multi().set(this.keys.version(line.name), String(storeVersionOf(meta)), 'NX').set(this.keys.templates(line.name), String(count), 'NX').exec();
-    const [version, templates] = await redis.mget(this.keys.version(line.name), this.keys.templates(line.name));
-    if (count < Number(templates)) {
-      throw new HetmmError('E_STORE_READ', `line ${line.name}: the store file holds ${count} templates, the cluster announced ${templates}: was the file replaced or rolled back?`);
+    // The first worker to see the line (or a Redis that lost its data) publishes the file's version.
+    await redis.set(this.keys.version(line.name), String(version), 'NX');
+    const announced = Number(await redis.get(this.keys.version(line.name)));
+    if (version < announced) {
+      throw new HetmmError(
+        'E_STORE_READ',
+        `line ${line.name}: the store file is at version ${version}, the cluster announced ${announced}: was the file replaced or rolled back? ` +
+          `(after a deliberate replacement: redis-cli DEL ${this.keys.version(line.name)}, then restart the workers)`,
+      );
     }
-    line.version = Number(version);
   }
 
   #consume(line: LineRuntime): Worker {
@@ -301,7 +303,6 @@ export class QueueWorker {
   async #predict(line: LineRuntime, jobId: string, data: PredictJobData, times: { enqueuedAt: number; startedAt: number }): Promise<PredictJobResult> {
     // Read-your-writes: never answer from a store older than the job needs.
     if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
-    const version = line.version;
     const image = await this.#image(data.image);
     const prediction = await this.#compute!.predict(line.name, image, data.maps);
     let maps: PredictJobResult['maps'];
@@ -318,7 +319,7 @@ export class QueueWorker {
       score: prediction.score,
       ...(prediction.label === undefined ? {} : { label: prediction.label, threshold: prediction.threshold }),
       templates: prediction.templates,
-      version,
+      version: prediction.version,
       height: prediction.height,
       width: prediction.width,
       timings: prediction.timings,
@@ -347,10 +348,9 @@ export class QueueWorker {
         await this.#applyAnnounced(line);
         const images: Buffer[] = [];
         for (const ref of data.images) images.push(await this.#image(ref));
-        const { count, merged, info } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
+        const { count, version, merged, info } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
         [line.templates, line.info] = [count, info];
         if (!lock.held) this.#log(`line ${line.name}: the store lock expired during the update (Redis unreachable?)`);
-        const version = line.version + 1;
         line.lastId = await this.#announce(line.name, { version, kind: 'append', files: data.names, templates: count });
         line.version = version;
         this.#log(`line ${line.name}: +${images.length} templates -> ${count} (${merged} merged from the file), version ${version}`);
@@ -371,8 +371,7 @@ export class QueueWorker {
     try {
       return await line.serial.run(async () => {
         await this.#applyAnnounced(line);
-        const version = line.version + 1;
-        const { count, meta, info } = await this.#compute!.setThreshold(line.name, data.value, version, `hetmm worker ${this.id}`);
+        const { count, version, meta, info } = await this.#compute!.setThreshold(line.name, data.value, `hetmm worker ${this.id}`);
         line.lastId = await this.#announce(line.name, { version, kind: 'meta', meta, files: [], templates: count });
         [line.version, line.templates, line.info] = [version, count, info];
         await this.#publish().catch(() => undefined);
@@ -388,12 +387,11 @@ export class QueueWorker {
     const results = await this.#redis!
       .multi()
       .set(this.keys.version(line), String(update.version))
-      .set(this.keys.templates(line), String(update.templates))
       .xadd(this.keys.updates(line), 'MAXLEN', '~', String(this.settings.updateRetention), '*', ...updateToFields(update))
       .exec();
     const failure = results?.find(([e]) => e !== null)?.[0];
     if (failure) throw failure;
-    return results![2]![1] as string;
+    return results![1]![1] as string;
   }
 
   /** Applies announced updates in order; serialised per line. */
@@ -421,13 +419,13 @@ export class QueueWorker {
           // file (a few MB per image), whichever version they belong to; a
           // file that was replaced (new lineage) is reloaded whole.
           const r = await this.#compute!.refresh(line.name);
-          [line.templates, line.info] = [r.count, r.info];
+          [line.templates, line.version, line.info] = [r.count, r.version, r.info];
         } else if (update.kind === 'meta' && update.meta !== undefined) {
-          line.info = (await this.#compute!.setMeta(line.name, update.meta)).info;
+          const r = await this.#compute!.setMeta(line.name, update.meta);
+          [line.templates, line.version, line.info] = [r.count, r.version, r.info];
         } else {
           await this.#load(line);
         }
-        line.version = update.version;
         this.#log(`line ${line.name}: applied version ${update.version} (${update.kind}: ${before} -> ${line.templates} templates)`);
       }
       line.lastId = id;
