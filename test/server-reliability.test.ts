@@ -114,7 +114,7 @@ describe('kill -9 during hot updates, then restart', () => {
     const acknowledged: string[] = [];
     let next = 0;
     // HETMM_TEST_KILL_CYCLES=20 for a longer run
-    const cycles = Number(process.env.HETMM_TEST_KILL_CYCLES ?? 2);
+    const cycles = Number(process.env.HETMM_TEST_KILL_CYCLES ?? 3);
     for (let cycle = 0; cycle < cycles; cycle++) {
       const serve = await spawnServe(['--store', storeFile, '--token-file', tokenFile]);
       const exited = new Promise<void>((resolve) => serve.child.once('exit', () => resolve()));

@@ -90,9 +90,15 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   app.addHook('onClose', async () => {
     if (options.executor === undefined) await executor.close();
   });
+  let closing: NodeJS.Timeout | undefined;
   app.addHook('preClose', async () => {
     for (const s of streams) s.end();
+    // Keep-alive connections that finish their last request while the server drains would
+    // otherwise hold the close open for the keep-alive timeout (72 s).
+    closing = setInterval(() => app.server.closeIdleConnections(), 100);
+    closing.unref();
   });
+  app.addHook('onClose', async () => clearInterval(closing));
 
   // ---- errors: one shape, the library's codes -------------------------------------------------
   app.setErrorHandler((error, request, reply) => {
