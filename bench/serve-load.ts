@@ -28,7 +28,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Detector } from '../src/detector/detector.js';
-import { calibrateStore } from '../src/detector/threshold.js';
+import { calibrateStore } from '../src/detector/calibrate.js';
 import { TemplateStore } from '../src/store/index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

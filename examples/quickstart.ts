@@ -2,7 +2,7 @@
  * Fit a detector on normal images, calibrate a threshold, score new images.
  * Run (after `npm run build`): node --experimental-strip-types examples/quickstart.ts good/ test/
  */
-import { calibrateStore, Detector, type DetectorOptions, type Prediction, version } from 'hetmm';
+import { Detector, fitStore, type DetectorOptions, type Prediction, version } from 'hetmm';
 
 const [goodDir = 'good', testDir = 'test'] = process.argv.slice(2);
 
@@ -11,14 +11,18 @@ const detector = await Detector.open(options);
 try {
   const { readdir } = await import('node:fs/promises');
   const list = async (dir: string): Promise<string[]> => (await readdir(dir)).map((f) => `${dir}/${f}`);
-  await detector.add(await list(goodDir), (e) => console.log(`templates ${e.done}/${e.total}`));
-  const threshold = await calibrateStore(detector);
-  console.log(`hetmm ${version}, backend ${detector.backend.name}, threshold ${threshold.value.toFixed(4)}`);
+  // add the normals, calibrate a threshold for 1% false alarms, save (tune: true would also choose the preset)
+  const fitted = await fitStore(detector, {
+    files: await list(goodDir),
+    falseAlarmRate: 0.01,
+    output: 'line3.hetmm',
+    onProgress: (phase, done, total) => console.log(`${phase} ${done}/${total}`),
+  });
+  console.log(`hetmm ${version}, backend ${detector.backend.name}, threshold ${fitted.threshold?.value.toFixed(4) ?? 'none'}`);
   for await (const { source, prediction, error } of detector.predictMany(await list(testDir))) {
     if (error !== undefined) console.error(`${source}: ${error.message}`);
     else report(prediction!);
   }
-  await detector.store.save('line3.hetmm');
 } finally {
   detector.dispose();
 }

@@ -42,7 +42,7 @@
 /* The JS-visible surface's version: bump it whenever a function, its
  * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
  * whose `abi` differs (a stale build or prebuild). */
-#define HETMM_NATIVE_ABI 1
+#define HETMM_NATIVE_ABI 2 /* 2: l2NormalizePixels */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>

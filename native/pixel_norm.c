@@ -17,7 +17,7 @@
 #define HETMM_NORM_EPSILON 1e-12
 #define HETMM_NORM_BLOCK 512
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(HETMM_NO_X86_SIMD)
 #define HETMM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HETMM_CLONES

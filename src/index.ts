@@ -16,6 +16,8 @@
  * hetmm/matching, hetmm/selection, hetmm/metrics, hetmm/eval, hetmm/models. Importing it
  * loads neither onnxruntime nor sharp: they load on first use.
  */
+import type { Detector } from './detector/detector.js';
+import type { FitStoreOptions, FitStoreResult } from './eval/fit-store.js';
 import type { EvaluateCallback, EvaluateOptions, EvaluationResult } from './eval/run.js';
 import type { CompressOptions, CompressResult } from './selection/compress-store.js';
 import { TemplateStore } from './store/index.js';
@@ -26,7 +28,7 @@ export { HetmmError, isHetmmError, type HetmmErrorCode } from './errors.js';
 export { Detector, type DetectorOptions, type Prediction, type ProgressEvent } from './detector/detector.js';
 export { TemplateStore };
 export { resolvePreset, type Preset } from './matching/index.js';
-export { calibrateStore, storedThreshold, type StoredThreshold } from './detector/threshold.js';
+export { storedThreshold, type StoredThreshold } from './detector/threshold.js';
 export type { CompressOptions, CompressResult } from './selection/compress-store.js';
 export type { EvaluateOptions, EvaluationResult } from './eval/run.js';
 export { getBackend, listBackends, registerBackend, type BackendPreference, type KernelBackend } from './kernels/index.js';
@@ -43,4 +45,13 @@ export async function evaluate(options: EvaluateOptions, onEvent?: EvaluateCallb
 /** PTS: compresses a store to K template sheets per layer; see src/selection/compress-store.ts. */
 export async function compressStore(source: TemplateStore, k: number, options?: CompressOptions): Promise<CompressResult> {
   return (await import('./selection/compress-store.js')).compressStore(source, k, options);
+}
+
+/**
+ * The one call that makes a store ready from normal images: add them, tune
+ * the preset (optional), PTS (optional), calibrate the threshold for a
+ * stated false-alarm rate, save; see src/eval/fit-store.ts.
+ */
+export async function fitStore(detector: Detector, options?: FitStoreOptions): Promise<FitStoreResult> {
+  return (await import('./eval/fit-store.js')).fitStore(detector, options);
 }

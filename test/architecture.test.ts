@@ -36,12 +36,6 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['index.ts'],
 ];
 
-/**
- * Issue 13 is consolidating calibration into one module; until that lands the
- * detector's threshold/calibration files and eval/thresholds.ts import each
- * other's layers (detector -> eval). This allowance goes when issue 13 merges.
- */
-const ISSUE_13_ALLOWED = new Set(['detector/threshold.ts', 'detector/calibrate.ts', 'eval/thresholds.ts']);
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
@@ -142,12 +136,12 @@ const files = sourceFiles(srcDir);
 const { edges, nonLiteral } = importEdges(files);
 
 test('architecture: every import goes down the layer order', () => {
-  const bad = upwardEdges(edges.filter((e) => !(ISSUE_13_ALLOWED.has(e.from) && e.to.startsWith('eval/'))));
+  const bad = upwardEdges(edges);
   assert.deepEqual(bad, []);
 });
 
 test('architecture: the import graph has no cycles', () => {
-  const found = cycles(edges).filter((c) => !c.some((f) => ISSUE_13_ALLOWED.has(f)));
+  const found = cycles(edges);
   assert.deepEqual(found, []);
 });
 

@@ -56,7 +56,7 @@ test('predict: every broken bottle scores above every good one, files and JSON l
   assert.ok(Math.min(...broken) > Math.max(...good), `good ${good} vs broken ${broken}`);
   for (const l of lines) {
     assert.ok(existsSync(l.heatmap) && existsSync(l.map), l.file);
-    assert.equal(readFileSync(l.map).length, 128 + 256 * 256 * 4); // .npy: header + float32 map
+    assert.equal(readFileSync(l.map).length, 128 + 900 * 900 * 4); // .npy: header + float32 map at the image's own 900x900 (--map-size original)
   }
   // Same stems in two folders must not overwrite each other.
   assert.equal(new Set(lines.map((l) => l.heatmap)).size, 10);

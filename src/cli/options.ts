@@ -77,12 +77,18 @@ export const INT8_OPTION = {
   precision: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
-export function matchPrecisionOption(values: { int8?: boolean; precision?: string }): { precision?: 'float' | 'int8' } {
+export function precisionOption(values: { int8?: boolean; precision?: string }): { precision?: 'float' | 'int8' } {
   const p = values.precision;
   if (p !== undefined && p !== 'float' && p !== 'int8') throw new HetmmError('E_ARGUMENT', `Expected --precision float or int8 but received "${p}"`);
   if (values.int8 && p === 'float') throw new HetmmError('E_ARGUMENT', '--int8 contradicts --precision float');
   const precision = values.int8 ? 'int8' : p;
   return precision === undefined ? {} : { precision };
+}
+
+/** The same option applied to matching only (serve, worker: give --model for a store fitted with an int8 backbone). */
+export function matchPrecisionOption(values: { int8?: boolean; precision?: string }): { matchPrecision?: 'float' | 'int8' } {
+  const { precision } = precisionOption(values);
+  return precision === undefined ? {} : { matchPrecision: precision };
 }
 
 /**

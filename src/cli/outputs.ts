@@ -3,15 +3,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prediction } from '../detector/detector.js';
-import { storedThreshold } from '../detector/threshold.js';
 import { HetmmError } from '../errors.js';
-import { encodeFloatMap, encodeMaskPng, renderHeatmapOverlay } from '../image/index.js';
+import { encodeFloatMap, encodeMaskPng, renderHeatmapOverlay, resizeBilinearFloat } from '../image/index.js';
 
 export interface WrittenFiles {
   readonly heatmap: string;
   readonly map: string;
   readonly mask?: string;
+  /** [height, width] of the written heat map, map and mask */
+  readonly size: readonly [number, number];
 }
+
+/** 'original': outputs at the input image's own size (overlays line up with it); 'model': at the backbone's input size. */
+export type MapSize = 'original' | 'model';
 
 /**
  * Output names for a batch: the file stem, or parent_stem where two inputs
@@ -32,24 +36,43 @@ export function outputStems(files: readonly string[]): string[] {
 
 export { heatmapRange } from '../detector/threshold.js';
 
+/**
+ * Writes the heat map overlay, the raw map (.npy) and, with a threshold, the
+ * mask. At mapSize 'original' (the default) the maps are resampled to the
+ * image file's size first (bilinear, as PIL), and the threshold is applied
+ * to the resampled pixel map, so the mask, the overlay and the map all line
+ * up with the input image.
+ */
 export async function writePredictionFiles(
   prediction: Prediction,
   outDir: string,
   stem: string,
   range: readonly [number, number],
+  options: { mapSize?: MapSize } = {},
 ): Promise<WrittenFiles> {
   await ensureOutputDir(outDir);
   const { height: h, width: w } = prediction;
+  const original = (options.mapSize ?? 'original') === 'original' && prediction.image.source !== '<buffer>';
+  const [H, W] = original ? [prediction.image.originalHeight, prediction.image.originalWidth] : [h, w];
+  const resize = (map: Float32Array): Float32Array => (H === h && W === w ? map : Float32Array.from(resizeBilinearFloat(map, h, w, 1, H, W)));
+  const pixelMap = resize(prediction.pixelMap);
   const heatmap = path.join(outDir, `${stem}.heatmap.png`);
   const map = path.join(outDir, `${stem}.map.npy`);
-  await writeOutputFile(heatmap, await renderHeatmapOverlay(prediction.image, prediction.pixelMap, h, w, { range, alpha: 0.5 }));
-  await writeOutputFile(map, encodeFloatMap(prediction.anomalyMap, h, w));
-  if (prediction.threshold === undefined) return { heatmap, map };
-  const mask = new Uint8Array(h * w);
-  for (let i = 0; i < mask.length; i++) mask[i] = prediction.pixelMap[i]! > prediction.threshold ? 1 : 0;
+  await writeOutputFile(
+    heatmap,
+    await renderHeatmapOverlay(original ? prediction.image.source : prediction.image, pixelMap, H, W, {
+      range,
+      alpha: 0.5,
+      outSize: original ? 'original' : 'model',
+    }),
+  );
+  await writeOutputFile(map, encodeFloatMap(resize(prediction.anomalyMap), H, W));
+  if (prediction.threshold === undefined) return { heatmap, map, size: [H, W] };
+  const mask = new Uint8Array(H * W);
+  for (let i = 0; i < mask.length; i++) mask[i] = pixelMap[i]! > prediction.threshold ? 1 : 0;
   const maskFile = path.join(outDir, `${stem}.mask.png`);
-  await writeOutputFile(maskFile, await encodeMaskPng(mask, h, w));
-  return { heatmap, map, mask: maskFile };
+  await writeOutputFile(maskFile, await encodeMaskPng(mask, H, W));
+  return { heatmap, map, mask: maskFile, size: [H, W] };
 }
 
 function writeError(file: string, e: unknown): HetmmError {

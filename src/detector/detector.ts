@@ -250,7 +250,10 @@ export class Detector {
   }
 
   /** Matches already-extracted features against the current store snapshot. */
-  async matchFeatures(features: readonly Float32Array[], options: { exclude?: number; snapshot?: StoreSnapshot } = {}): Promise<{
+  async matchFeatures(
+    features: readonly Float32Array[],
+    options: { exclude?: number; snapshot?: StoreSnapshot; backend?: KernelBackend } = {},
+  ): Promise<{
     results: MatchResult[];
     templates: number;
   }> {
@@ -259,6 +262,7 @@ export class Detector {
       throw new HetmmError('E_ARGUMENT', 'the template store is empty: add normal images first (hetmm fit / hetmm add)');
     }
     const layers = this.backbone.identity.layers;
+    const backend = options.backend ?? this.backend; // calibration may match in int8
     const results: MatchResult[] = [];
     for (let l = 0; l < layers.length; l++) {
       const layer = layers[l]!;
@@ -267,14 +271,14 @@ export class Detector {
       const match = { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch };
       const stack = snapshot.layers[l]!;
       if (options.exclude === undefined) {
-        results.push(await this.backend.matchLayer(query, stack, match));
+        results.push(await backend.matchLayer(query, stack, match));
         continue;
       }
       // Leave one out without copying the store: both sides of the excluded
       // image are contiguous views, and Fwd/Bwd are maxima over templates.
       const parts = splitAround(stack, options.exclude);
       const partial: MatchResult[] = [];
-      for (const part of parts) partial.push(await this.backend.matchLayer(query, part, match));
+      for (const part of parts) partial.push(await backend.matchLayer(query, part, match));
       results.push(maxMerge(partial));
     }
     return { results, templates: options.exclude === undefined ? snapshot.count : snapshot.count - 1 };

@@ -27,6 +27,23 @@ export interface ThresholdReport {
   readonly recall: number | null;
   /** share of normal test images flagged (false alarms); null when there is no normal image */
   readonly false_positive_rate: number | null;
+  /** deployment threshold: the false-alarm rate it was calibrated for */
+  readonly stated_false_alarm_rate?: number;
+  /** deployment threshold: expected false-alarm rate on new normal images, from the calibration sample */
+  readonly expected_false_alarm_rate?: number;
+  /** deployment threshold: one-sided 95% upper bound on it (Clopper-Pearson) */
+  readonly false_alarm_bound?: number;
+  /** deployment threshold: set when too few normals support the stated rate */
+  readonly false_alarm_warning?: string;
+}
+
+/** A tuned preset (`--preset tune`): what was chosen, its proxy scores on synthetic defects and the time it took. */
+export interface TuningReport {
+  readonly preset: string;
+  readonly seconds: number;
+  readonly candidates: number;
+  readonly proxy: { readonly image_auroc: number; readonly pixel_auroc: number; readonly aupro: number };
+  readonly default_proxy: { readonly image_auroc: number; readonly pixel_auroc: number; readonly aupro: number };
 }
 
 /** The two thresholds of docs/THRESHOLDS.md, each null (with its reason in `reasons`) when unavailable. */
@@ -49,6 +66,8 @@ export interface CategoryReport extends MetricValues {
   readonly thresholds?: CategoryThresholds;
   /** why a metric or threshold is null, by key (e.g. `pixel_auroc`, `f1_optimal`) */
   readonly reasons?: Readonly<Record<string, string>>;
+  /** the tuned preset, when the category was fitted with `--preset tune` */
+  readonly tuning?: TuningReport;
 }
 
 export interface EvalReport {
@@ -137,6 +156,7 @@ export function reportToJson(report: EvalReport): string {
       templates: c.templates,
       seconds_per_image: c.seconds_per_image,
       ...(c.thresholds === undefined ? {} : { thresholds: c.thresholds }),
+      ...(c.tuning === undefined ? {} : { tuning: c.tuning }),
       ...(c.reasons === undefined || Object.keys(c.reasons).length === 0 ? {} : { reasons: c.reasons }),
     })),
     mean: metrics(report.mean),
@@ -237,9 +257,23 @@ function categoryNotesHtml(c: CategoryReport): string[] {
     if (t === null || t === undefined) return;
     lines.push(
       `<p>${title}: score &gt; ${t.threshold.toPrecision(4)} (${escapeHtml(t.method)}): precision ${formatPercent(t.precision)}, ` +
-        `recall ${formatPercent(t.recall)}, false alarms ${formatPercent(t.false_positive_rate)} (percent)</p>`,
+        `recall ${formatPercent(t.recall)}, false alarms ${formatPercent(t.false_positive_rate)} (percent)` +
+        (t.expected_false_alarm_rate === undefined
+          ? ''
+          : `; stated rate ${formatPercent(t.stated_false_alarm_rate ?? null)}, expected ${formatPercent(t.expected_false_alarm_rate)}, ` +
+            `95% upper bound ${formatPercent(t.false_alarm_bound ?? null)}`) +
+        (t.false_alarm_warning === undefined ? '' : ` (${escapeHtml(t.false_alarm_warning)})`) +
+        '</p>',
     );
   };
+  if (c.tuning !== undefined) {
+    const p = (x: { image_auroc: number; pixel_auroc: number; aupro: number }): string =>
+      `image AUROC ${formatPercent(x.image_auroc)}, pixel AUROC ${formatPercent(x.pixel_auroc)}, AUPRO ${formatPercent(x.aupro)}`;
+    lines.push(
+      `<p>Tuned preset (${escapeHtml(c.tuning.preset)}) in ${c.tuning.seconds.toFixed(1)} s, ${c.tuning.candidates} candidates; ` +
+        `proxy on synthetic defects ${p(c.tuning.proxy)} (default ${p(c.tuning.default_proxy)})</p>`,
+    );
+  }
   describe('Deployment threshold', c.thresholds?.normal_only);
   describe('F1-optimal threshold', c.thresholds?.f1_optimal);
   for (const [key, reason] of Object.entries(c.reasons ?? {})) lines.push(`<p class="none">${escapeHtml(key)} n/a: ${escapeHtml(reason)}</p>`);

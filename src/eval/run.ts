@@ -28,14 +28,16 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
-import { calibrateStore, calibrateStoreFromTemplates, storedThreshold } from '../detector/threshold.js';
+import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
+import { storedThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';
 import type { FeatureDType } from '../kernels/contract.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
-import { compressStore } from '../selection/compress-store.js';
 import { TemplateStore } from '../store/index.js';
+import { fitStore, type FitStoreResult } from './fit-store.js';
+import type { TuneOptions } from './tune.js';
 import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';
 import { aupro, f1Max, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from './metrics/index.js';
 import {
@@ -63,6 +65,10 @@ export interface EvaluateOptions {
    * a preset name, a Preset, or a function choosing the preset per category
    */
   readonly preset?: string | Preset | ((category: string) => Preset);
+  /** tune the preset of each fitted store on synthetic defects from its normals (fitStore's tune); `preset` is then ignored */
+  readonly tune?: boolean | TuneOptions;
+  /** target false-alarm rate of the deployment threshold; default 0.01 */
+  readonly falseAlarmRate?: number;
   /** a store file (one category only) or a directory of `<category>.hetmm`; default: fit train/good */
   readonly templates?: string;
   /** save each evaluated store as `<dir>/<category>.hetmm` */
@@ -88,7 +94,7 @@ export interface EvaluateOptions {
   readonly threads?: number;
   /** test images in flight in predictMany; default 2 */
   readonly concurrency?: number;
-  /** leave-one-out samples for the deployment threshold of a fitted store; default 16 (as `hetmm fit`); 0 = none */
+  /** cap on leave-one-out samples for the deployment threshold of a fitted store; default 200 (as `hetmm fit`); 0 = none */
   readonly calibrationSamples?: number;
   /** write the JSON report to this file */
   readonly jsonFile?: string;
@@ -100,7 +106,7 @@ export interface EvaluateOptions {
   readonly datasetName?: string;
 }
 
-export type EvaluatePhase = 'fit' | 'calibrate' | 'compress' | 'predict';
+export type EvaluatePhase = 'fit' | 'tune' | 'calibrate' | 'compress' | 'predict';
 
 export type EvaluateEvent =
   | {
@@ -211,7 +217,7 @@ async function plan(options: EvaluateOptions): Promise<Plan> {
     categories,
     presetFor,
     concurrency: options.concurrency ?? 2,
-    calibrationSamples: options.calibrationSamples ?? 16,
+    calibrationSamples: options.calibrationSamples ?? DEFAULT_CALIBRATION_SAMPLES,
     examples: options.examples ?? 8,
   };
 }
@@ -305,16 +311,16 @@ async function evaluateCategory(
   const note = (message: string): void => onEvent({ type: 'note', category: name, message });
   const progress = (phase: EvaluatePhase, done: number, total: number): void =>
     onEvent({ type: 'progress', category: name, phase, done, total });
-  const preset = settled.presetFor(name);
-  detector.preset = preset;
+  detector.preset = settled.presetFor(name);
 
   // ---- templates
   const tFit = performance.now();
-  await prepareStore(detector, name, dataset, settled, options, note, progress);
+  const tuning = await prepareStore(detector, name, dataset, settled, options, note, progress);
   const fitSeconds = (performance.now() - tFit) / 1000;
 
   // ---- predictions: keep the score and the maps, drop the decoded image
   const [height, width] = detector.backbone.identity.inputSize;
+  const preset = detector.preset; // tuning may have replaced the preset asked for
   const separateProMap = !samePostProcess(preset.pixel, preset.pro);
   const scored: Scored[] = [];
   const pixelMaps: Float32Array[] = [];
@@ -378,8 +384,19 @@ async function evaluateCategory(
     seconds_per_image: scored.length > 0 ? predictSeconds / scored.length : 0,
     thresholds,
     ...(Object.keys(reasons).length > 0 ? { reasons } : {}),
+    ...(tuning === undefined
+      ? {}
+      : {
+          tuning: {
+            preset: tuning.record.summary,
+            seconds: tuning.record.seconds,
+            candidates: tuning.record.candidates,
+            proxy: tuning.record.proxy,
+            default_proxy: tuning.record.defaultProxy,
+          },
+        }),
   };
-  onEvent({ type: 'category', report, preset: preset.name, fitSeconds, predictSeconds });
+  onEvent({ type: 'category', report, preset: detector.preset.name, fitSeconds, predictSeconds });
 
   const worst =
     options.reportDir === undefined ? undefined : await renderWorst(detector, scored, pixelMaps, masks, settled.examples, height, width);
@@ -392,7 +409,7 @@ function failedImage(source: string, error: Error): HetmmError {
   return new HetmmError(code, `test image ${source}: ${error.message}`, { cause: error });
 }
 
-/** Fits or loads the category's store into the detector, calibrates, compresses and saves it as asked. */
+/** Fits (fitStore) or loads the category's store into the detector, calibrating, tuning, compressing and saving it as asked. */
 async function prepareStore(
   detector: Detector,
   name: string,
@@ -401,9 +418,11 @@ async function prepareStore(
   options: EvaluateOptions,
   note: (message: string) => void,
   progress: (phase: EvaluatePhase, done: number, total: number) => void,
-): Promise<void> {
+): Promise<FitStoreResult['tuning']> {
   const preset = detector.preset;
   const identity = detector.backbone.identity;
+  const falseAlarmRate = options.falseAlarmRate ?? DEFAULT_FALSE_ALARM_RATE;
+  let calibrate = settled.calibrationSamples > 0;
   if (options.templates !== undefined) {
     const file = (await isDir(options.templates)) ? path.join(options.templates, `${name}.hetmm`) : options.templates;
     const store = await TemplateStore.load(file, { expect: identity });
@@ -411,45 +430,34 @@ async function prepareStore(
     if (options.dtype !== undefined && options.dtype !== store.dtype) {
       note(`--dtype ${options.dtype} ignored: the loaded store ${file} holds ${store.dtype} templates`);
     }
-    if (storedThreshold(store.meta, preset.name) === undefined) {
-      if (store.meta.pts !== undefined) {
-        note(`the PTS store ${file} has no threshold for preset ${preset.name} (leave-one-out needs whole images): no normal-only threshold`);
-      } else if (settled.calibrationSamples > 0 && store.count >= 2) {
-        note(`the store ${file} has no threshold for preset ${preset.name}: calibrating it in memory (${Math.min(settled.calibrationSamples, store.count)} leave-one-out samples)`);
-        await calibrateStore(detector, { samples: settled.calibrationSamples, onProgress: (e) => progress('calibrate', e.done, e.total) });
+    const tuning = options.tune !== undefined && options.tune !== false; // a tuned preset needs its own threshold
+    if (tuning || storedThreshold(store.meta, preset.name) === undefined) {
+      if (calibrate && store.count >= 2 && store.meta.pts === undefined) {
+        note(`calibrating the store ${file} in memory for ${tuning ? 'the tuned preset' : `preset ${preset.name}`} (${Math.min(settled.calibrationSamples, store.count)} leave-one-out samples)`);
       }
+    } else calibrate = options.pts !== undefined && calibrate;
+    if (store.meta.pts !== undefined && storedThreshold(store.meta, preset.name) === undefined) {
+      note(`the PTS store ${file} has no threshold for preset ${preset.name} (leave-one-out needs whole images): no normal-only threshold`);
+      calibrate = false;
     }
   } else {
     detector.setStore(TemplateStore.create(identity, { dtype: options.dtype ?? 'float32' }));
-    await detector.add(dataset.trainFiles, (e) => progress('fit', e.done, e.total));
-    detector.store.meta.preset = preset; // a store remembers the preset it was fitted and calibrated with
-    if (settled.calibrationSamples > 0 && detector.store.count >= 2) {
-      await calibrateStore(detector, { samples: settled.calibrationSamples, onProgress: (e) => progress('calibrate', e.done, e.total) });
-    } else if (settled.calibrationSamples > 0) {
-      note('not calibrated: leave-one-out calibration needs at least 2 training images (no normal-only threshold)');
-    }
   }
-  if (options.pts !== undefined) {
-    const compressed = await compressStore(detector.store, options.pts, {
-      workers: options.ptsWorkers ?? os.availableParallelism(),
-      onProgress: (done, total) => progress('compress', done, total),
-    });
-    for (const n of compressed.notes) note(n);
-    const full = detector.store.snapshot();
-    detector.setStore(compressed.store);
-    // Fewer templates raise normal scores: the full store's threshold would
-    // flag most good parts, so score the original templates against the sheets.
-    if (settled.calibrationSamples > 0) {
-      await calibrateStoreFromTemplates(detector, full, {
-        samples: settled.calibrationSamples,
-        onProgress: (e) => progress('calibrate', e.done, e.total),
-      });
-    }
-  }
+  const fitted = await fitStore(detector, {
+    ...(options.templates === undefined ? { files: dataset.trainFiles } : {}),
+    ...(options.tune === undefined || options.tune === false ? {} : { tune: options.tune }),
+    ...(options.pts === undefined ? {} : { pts: options.pts, ptsWorkers: options.ptsWorkers ?? os.availableParallelism() }),
+    calibrate,
+    falseAlarmRate,
+    calibrationSamples: Math.max(1, settled.calibrationSamples),
+    onProgress: progress,
+    onNote: note,
+  });
   if (options.saveTemplates !== undefined) {
     await mkdir(options.saveTemplates, { recursive: true });
     await detector.store.save(path.join(options.saveTemplates, `${name}.hetmm`));
   }
+  return fitted.tuning;
 }
 
 async function loadMasks(dataset: Dataset, height: number, width: number): Promise<Uint8Array[]> {
@@ -482,7 +490,15 @@ function thresholdReports(
   }
   const stored = storedThreshold(detector.store.meta, detector.preset.name);
   let normal_only: ThresholdReport | null = null;
-  if (stored !== undefined) normal_only = at(stored.value, stored.method);
+  if (stored !== undefined) {
+    normal_only = {
+      ...at(stored.value, stored.method),
+      ...(stored.falseAlarmRate === undefined ? {} : { stated_false_alarm_rate: stored.falseAlarmRate }),
+      ...(stored.expectedFalseAlarmRate === undefined ? {} : { expected_false_alarm_rate: stored.expectedFalseAlarmRate }),
+      ...(stored.falseAlarmBound === undefined ? {} : { false_alarm_bound: stored.falseAlarmBound }),
+      ...(stored.warning === undefined ? {} : { false_alarm_warning: stored.warning }),
+    };
+  }
   else reasons['normal_only'] = `the store holds no deployment threshold for preset ${detector.preset.name}`;
   return { f1_optimal, normal_only };
 }

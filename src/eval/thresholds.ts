@@ -5,20 +5,25 @@
  * Two ways to choose the threshold, both pure functions:
  * - `f1OptimalThreshold`: from labelled scores (normal and defective
  *   validation images), the threshold of best F1.
- * - `normalOnlyThreshold`: from scores of defect-free images only (held-out
- *   normals, or leave-one-out scores of the templates), a high quantile of
- *   the normal score distribution. This is the usual industrial situation:
- *   defects are rare and unknown in advance, and the operator chooses an
- *   acceptable false-alarm rate instead.
+ * - `normalOnlyThreshold` (src/detector/threshold.ts, re-exported): from
+ *   scores of defect-free images only, the order statistic of a stated
+ *   false-alarm rate. This is the usual industrial situation: defects are
+ *   rare and unknown in advance, and the operator chooses an acceptable
+ *   false-alarm rate instead.
  */
 import { HetmmError } from '../errors.js';
 import { f1Max } from './metrics/f1-max.js';
 import { checkScoresLabels } from './metrics/validate.js';
+import { isAnomalous } from '../detector/threshold.js';
 
-/** The decision rule every hetmm threshold is chosen for. */
-export function isAnomalous(score: number, threshold: number): boolean {
-  return score > threshold;
-}
+// Normal-only thresholds are chosen at fit, in the detector layer; re-exported here next to the labelled ones.
+export {
+  clopperPearsonUpper,
+  isAnomalous,
+  normalOnlyThreshold,
+  type NormalThreshold,
+  type NormalThresholdOptions,
+} from '../detector/threshold.js';
 
 /** The largest float64 below x (x finite). */
 function nextDown(x: number): number {
@@ -65,105 +70,6 @@ export function f1OptimalThreshold(scores: ArrayLike<number>, labels: ArrayLike<
   for (let i = 0; i < scores.length; i++) if (scores[i]! < cut && scores[i]! > below) below = scores[i]!;
   const threshold = below === -Infinity ? nextDown(cut) : below + (cut - below) / 2;
   return { threshold, f1: best.value.f1, precision: best.value.precision, recall: best.value.recall };
-}
-
-export interface NormalThresholdOptions {
-  /** quantile of the normal scores, in (0, 1]; default 0.99 (1 = the maximum) */
-  readonly quantile?: number;
-  /**
-   * extra safety margin, as a multiple of the spread (quantile - median) of
-   * the normal scores, so it is independent of the score scale; default 0
-   */
-  readonly margin?: number;
-}
-
-export interface NormalThreshold {
-  /** use with `score > threshold` */
-  readonly threshold: number;
-  readonly quantile: number;
-  readonly margin: number;
-  /** number of normal scores it was estimated from */
-  readonly samples: number;
-  /** share of the given normal scores above the threshold */
-  readonly empiricalFalseAlarmRate: number;
-  /**
-   * distribution-free estimate of the false-alarm rate on new normal
-   * images: (n - k + 1) / (n + 1) with k = #scores <= threshold, i.e. the
-   * expected exceedance of the next order statistic above the threshold
-   * (an upper estimate; at the maximum it is 1 / (n + 1)).
-   */
-  readonly expectedFalseAlarmRate: number;
-  /** set when the sample is too small for the requested quantile */
-  readonly warning?: string;
-}
-
-/**
- * A threshold from scores of defect-free images only.
- *
- * Choice: the 0.99 quantile (numpy's default linear interpolation between
- * order statistics), i.e. about 1% of normal images flagged, a common
- * operating point for inspection (a false alarm costs a second look; a
- * miss costs a defective part). With fewer than 1 / (1 - q) scores (100
- * for 0.99) the quantile is interpolated between the two largest scores,
- * so the false-alarm rate cannot be lower than about 1 / (n + 1): the
- * result carries a warning and the distribution-free estimate.
- *
- * Leave-one-out scores of the templates (each template matched against
- * the others) come from N - 1 templates instead of N, so they run slightly
- * higher than a new normal image's score: the threshold errs towards fewer
- * false alarms.
- *
- * Throws HetmmError('E_ARGUMENT') for no scores, non-finite scores, a
- * quantile outside (0, 1] or a negative margin.
- */
-export function normalOnlyThreshold(normalScores: ArrayLike<number>, options: NormalThresholdOptions = {}): NormalThreshold {
-  const quantile = options.quantile ?? 0.99;
-  const margin = options.margin ?? 0;
-  if (typeof quantile !== 'number' || !(quantile > 0 && quantile <= 1)) {
-    throw new HetmmError('E_ARGUMENT', `normalOnlyThreshold: expected quantile in (0, 1], but received ${String(quantile)}`);
-  }
-  if (typeof margin !== 'number' || !(margin >= 0 && Number.isFinite(margin))) {
-    throw new HetmmError('E_ARGUMENT', `normalOnlyThreshold: expected a finite margin >= 0, but received ${String(margin)}`);
-  }
-  const n = normalScores.length;
-  if (n === 0) throw new HetmmError('E_ARGUMENT', 'normalOnlyThreshold: expected at least one normal score, but received none');
-  const sorted = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = normalScores[i];
-    if (typeof s !== 'number' || !Number.isFinite(s)) {
-      throw new HetmmError('E_ARGUMENT', `normalOnlyThreshold: expected finite scores, but normalScores[${i}] is ${String(s)}`);
-    }
-    sorted[i] = s;
-  }
-  sorted.sort();
-  const at = (q: number): number => {
-    const h = (n - 1) * q;
-    const lo = Math.floor(h);
-    return lo + 1 < n ? sorted[lo]! + (h - lo) * (sorted[lo + 1]! - sorted[lo]!) : sorted[lo]!;
-  };
-  const q = at(quantile);
-  const threshold = q + margin * (q - at(0.5));
-  let notAbove = 0;
-  while (notAbove < n && sorted[notAbove]! <= threshold) notAbove++;
-  const result: NormalThreshold = {
-    threshold,
-    quantile,
-    margin,
-    samples: n,
-    empiricalFalseAlarmRate: (n - notAbove) / n,
-    expectedFalseAlarmRate: (n - notAbove + 1) / (n + 1),
-  };
-  // samples needed so the quantile falls below the largest score (1e-9 absorbs 1 / (1 - 0.9) = 10.000000000000002)
-  const needed = quantile < 1 ? Math.ceil(1 / (1 - quantile) - 1e-9) : 0;
-  if (n < needed) {
-    return {
-      ...result,
-      warning:
-        `only ${n} normal scores for the ${quantile} quantile (needs ${needed}): ` +
-        `the threshold sits near the maximum and the false-alarm rate is about ${result.expectedFalseAlarmRate.toFixed(3)}, not ${(1 - quantile).toFixed(3)}`,
-    };
-  }
-  return result;
 }
 
 export interface OperatingPoint {

@@ -17,7 +17,7 @@ export interface LoadImageOptions {
   /**
    * Decoder pixel limit (width*height), checked from the file's header before
    * decoding; default DEFAULT_MAX_PIXELS (64 Mpx). Peak decoding memory is
-   * about 3.2 bytes per pixel for 8-bit images and 6 for 16-bit ones (README,
+   * about 3.2 bytes per pixel for 8-bit images and 6.4 for 16-bit ones (README,
    * "Inputs"), so the default bounds one image's decoding near 200 / 400 MiB.
    */
   readonly maxPixels?: number;
@@ -45,4 +45,4 @@ export const DEFAULT_IMAGE_SIZE: readonly [number, number] = [256, 256];
  */
 export const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
 /** Bytes of memory per pixel decoding needs at its peak (measured: README "Inputs"). */
-export const DECODE_BYTES_PER_PIXEL = { depth8: 3.2, depth16: 6 } as const;
+export const DECODE_BYTES_PER_PIXEL = { depth8: 3.2, depth16: 6.4 } as const;

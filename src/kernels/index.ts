@@ -116,7 +116,9 @@ export function createBackendRegistry(options: RegistryOptions = {}): BackendReg
     if ('reason' in result) {
       throw new HetmmError(
         'E_BACKEND',
-        `Backend "${name}" could not be loaded: ${result.reason}. Unset HETMM_BACKEND or use --backend auto to fall back to the reference backend.`,
+        precision === 'float'
+          ? `Backend "${name}" could not be loaded: ${result.reason}. Unset HETMM_BACKEND or use --backend auto to fall back to the reference backend.`
+          : `Backend "${name}" cannot match in ${precision}: ${result.reason}. Use the fast backend on an AVX-512 VNNI CPU, or float precision.`,
       );
     }
     return result.backend;

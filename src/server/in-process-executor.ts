@@ -18,7 +18,8 @@
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { Detector, type Prediction } from '../detector/detector.js';
-import { calibrateStore, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { calibrateStore } from '../detector/calibrate.js';
+import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
 import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
 import type { StoreSnapshot, TemplateStore } from '../store/index.js';

@@ -1,16 +1,9 @@
 /** Seeded random test data, so failures reproduce (shared by tests and benches). */
 
-/** mulberry32: a small seeded PRNG returning numbers in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded PRNG returning numbers in [0, 1) (the one synthetic defects use). */
+import { makeRng as rng } from '../../src/eval/synthetic.js';
+
+export { rng };
 
 /**
  * [M, C, H, W] random signed values, each pixel vector L2-normalised over C.

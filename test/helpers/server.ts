@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Detector } from '../../src/detector/detector.js';
-import { calibrateStore } from '../../src/detector/threshold.js';
+import { calibrateStore } from '../../src/detector/calibrate.js';
 import { createServer, type ServerOptions } from '../../src/server/index.js';
 import { datasetsDir, defaultModelPath, repoRoot } from './io-paths.js';
 

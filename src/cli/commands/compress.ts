@@ -1,22 +1,24 @@
 import path from 'node:path';
 import { Detector } from '../../detector/detector.js';
-import { calibrateStoreFromTemplates } from '../../detector/threshold.js';
+import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../../detector/calibrate.js';
+import { describeFalseAlarms } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../../selection/compress-store.js';
 import { TemplateStore } from '../../store/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, COMMON_OPTIONS, intOption, parse } from '../options.js';
+import { backendOption, COMMON_OPTIONS, intOption, numberOption, parse } from '../options.js';
 
 export const COMPRESS_USAGE = `usage: hetmm compress -t STORE --size K -o OUT [--workers N] [--backend auto|reference|fast]
-                      [--calibrate N | --no-recalibrate] [--model PATH] [--quiet] [--json]
+                      [--calibrate N | --no-recalibrate] [--false-alarm-rate R] [--model PATH] [--quiet] [--json]
 
 PTS (pixel-level template selection): keeps K template "sheets" per layer,
 chosen at every pixel among the N stored images (OPTICS clusters, their
 centres, then hard normals; docs/PTS.md). Matching cost drops by N / K.
 --backend picks the Gram kernel (auto: native when built). When STORE has a
-threshold, a new one is calibrated for the sheets: N (default 16) of the
-original templates are scored against them (needs the model). With
+threshold, a new one is calibrated for the sheets: N (default 200) of the
+original templates are scored against them (needs the model), for the
+store's false-alarm rate (or --false-alarm-rate R; default 0.01). With
 --no-recalibrate the full store's threshold is copied (it flags more good
 parts: fewer templates raise normal scores).`;
 
@@ -40,11 +42,16 @@ export async function compressWithProgress(
 }
 
 /** Calibrates a PTS store from a sample of the templates it came from; shared by compress and fit --pts. */
-export async function recalibratePts(detector: Detector, source: TemplateStore, samples: number, report: Reporter): Promise<void> {
-  const cal = report.progress('calibrate', Math.min(samples, source.count));
-  const threshold = await calibrateStoreFromTemplates(detector, source.snapshot(), { samples, onProgress: (e) => cal.tick(e.done) });
+export async function recalibratePts(
+  detector: Detector,
+  source: TemplateStore,
+  options: { samples: number; falseAlarmRate: number },
+  report: Reporter,
+): Promise<void> {
+  const cal = report.progress('calibrate', Math.min(options.samples, source.count));
+  const threshold = await calibrateStore(detector, { ...options, source: source.snapshot(), onProgress: (e) => cal.tick(e.done) });
   cal.end();
-  report.note(`threshold ${threshold.value.toFixed(4)} (${threshold.method})`);
+  report.note(`threshold ${threshold.value.toFixed(4)} (${threshold.method}); ${describeFalseAlarms(threshold)}`);
 }
 
 export async function compressCommand(args: string[], ctx: CliContext): Promise<number> {
@@ -59,6 +66,7 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
       recalibrate: { type: 'boolean', default: false },
       'no-recalibrate': { type: 'boolean', default: false },
       calibrate: { type: 'string' },
+      'false-alarm-rate': { type: 'string' },
     },
     COMPRESS_USAGE,
   );
@@ -71,7 +79,7 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   if (values.output === undefined) throw new HetmmError('E_ARGUMENT', `compress needs -o OUT (the compressed store file to write)\n${COMPRESS_USAGE}`);
   const k = intOption(values.size, 'size', 1)!;
   const workers = intOption(values.workers, 'workers', 1);
-  const samples = intOption(values.calibrate, 'calibrate', 1) ?? 16;
+  const samples = intOption(values.calibrate, 'calibrate', 1) ?? DEFAULT_CALIBRATION_SAMPLES;
   const gram = gramChoice(values.backend);
   const report = new Reporter(ctx, values);
 
@@ -84,7 +92,9 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
     // the model is only needed to score: same backbone check as every other command
     const detector = await Detector.open({ store, model: values.model, threads: intOption(values.threads, 'threads') });
     try {
-      await recalibratePts(detector, source, samples, report);
+      const stored = (source.meta.threshold as { falseAlarmRate?: number } | undefined)?.falseAlarmRate;
+      const falseAlarmRate = numberOption(values['false-alarm-rate'], 'false-alarm-rate') ?? stored ?? DEFAULT_FALSE_ALARM_RATE;
+      await recalibratePts(detector, source, { samples, falseAlarmRate }, report);
     } finally {
       detector.dispose();
     }

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../backbone/index.js';
-import { calibrateStore } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
+import { fitStore } from '../../eval/fit-store.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { COMMON_OPTIONS, openDetector, parse } from '../options.js';
@@ -52,13 +52,10 @@ export async function demoCommand(args: string[], ctx: CliContext): Promise<numb
   const t0 = performance.now();
   const detector = await openDetector(values, { preset: path.basename(data) === 'bottle' ? 'bottle' : 'default' });
   try {
-    await detector.add(train);
-    detector.store.meta.preset = detector.preset;
-    await calibrateStore(detector, { samples: 16 });
     const storeFile = path.join(outDir, `${path.basename(data)}.hetmm`);
     const { mkdir } = await import('node:fs/promises');
     await mkdir(outDir, { recursive: true });
-    await detector.store.save(storeFile);
+    await fitStore(detector, { files: train, output: storeFile, onNote: (m) => report.note(m) });
     const fitSeconds = (performance.now() - t0) / 1000;
     report.out(`fitted ${train.length} normal images from ${data} in ${fitSeconds.toFixed(1)} s (preset ${detector.preset.name}, backend ${detector.backend.name})`);
     report.out(`threshold ${detector.threshold?.toFixed(4) ?? 'n/a'}; heat maps in ${outDir}\n`);

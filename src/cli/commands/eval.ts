@@ -3,12 +3,14 @@ import { evaluate, type EvaluateEvent } from '../../eval/run.js';
 import { formatPercent, formatTable, reportToJson } from '../../eval/report.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { backendOption, INT8_OPTION, matchPrecisionOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, INT8_OPTION, precisionOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 import type { Progress } from '../progress.js';
+import { CALIBRATION_OPTIONS, calibrationFromOptions, isTunePreset } from '../calibration-options.js';
 
-export const EVAL_USAGE = `usage: hetmm eval --data ROOT [--category NAME ...] [--preset NAME|auto] [--json FILE|-] [--report DIR]
+export const EVAL_USAGE = `usage: hetmm eval --data ROOT [--category NAME ...] [--preset NAME|auto|tune] [--json FILE|-] [--report DIR]
                  [--templates STORE|DIR] [--save-templates DIR] [--pts K] [--dtype float32|float16]
-                 [--calibrate N] [--examples N] [--concurrency N] [--model PATH] [--backend auto|reference|fast] [--precision float|int8] [--quiet]
+                 [--calibrate N] [--false-alarm-rate R] [--seed S] [--tune-budget SECONDS] [--examples N] [--concurrency N]
+                 [--model PATH] [--backend auto|reference|fast] [--precision float|int8] [--quiet]
        hetmm eval --folder-normal DIR [--folder-abnormal DIR [--folder-mask DIR]] [--folder-normal-test DIR] ...
 
 Evaluates HETMM on a data set. ROOT is an MVTec AD root (every category
@@ -22,7 +24,10 @@ writes the JSON report (fractions; - for stdout), --report an HTML page with
 the worst false positives and false negatives per category.
 
 --preset auto (the default) uses an MVTec category's official preset, else
-'default'. --pts K compresses each store to K sheets per pixel with PTS.
+'default'; --preset tune chooses one per category from its normal images
+(synthetic defects, docs/TUNING.md). The deployment threshold is calibrated
+for a false-alarm rate R (default 0.01) from up to N (default 200)
+leave-one-out scores. --pts K compresses each store to K sheets per pixel with PTS.
 Folder layout: without --folder-normal-test every 5th normal image is held
 out as a normal test image; without --folder-mask only image metrics apply.`;
 
@@ -43,7 +48,7 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
       'folder-normal-test': { type: 'string' },
       pts: { type: 'string' },
       dtype: { type: 'string' },
-      calibrate: { type: 'string' },
+      ...CALIBRATION_OPTIONS,
       examples: { type: 'string' },
       concurrency: { type: 'string' },
       model: { type: 'string' },
@@ -77,6 +82,8 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
     throw new HetmmError('E_ARGUMENT', `Expected --dtype float32 or float16 but received "${dtype}"`);
   }
   const jsonToStdout = values.json === '-';
+  const calibration = calibrationFromOptions(values);
+  const tune = isTunePreset(values.preset);
   const reporter = new Reporter(ctx, { quiet: values.quiet, json: jsonToStdout });
   // --category a,b and --category a --category b both work.
   const categories = (values.category ?? []).flatMap((c) => c.split(',')).filter((c) => c !== '');
@@ -135,17 +142,19 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
           }
         : {}),
       // per category: --preset (default auto) with --config / --layerN / --*-post overrides
-      preset: (category: string) => presetFromOptions(values, 'auto', category)!,
+      preset: (category: string) => presetFromOptions({ ...values, preset: tune ? 'default' : values.preset }, 'auto', category)!,
+      ...(tune ? { tune: calibration.tune } : {}),
+      falseAlarmRate: calibration.falseAlarmRate,
       templates: values.templates,
       saveTemplates: values['save-templates'],
       pts: intOption(values.pts, 'pts'),
       dtype,
       backend: backendOption(values.backend),
-      ...matchPrecisionOption(values),
+      ...precisionOption(values),
       model: values.model,
       threads: intOption(values.threads, 'threads'),
       concurrency: intOption(values.concurrency, 'concurrency'),
-      calibrationSamples: intOption(values.calibrate, 'calibrate', 0),
+      calibrationSamples: calibration.calibrate ? calibration.samples : 0,
       examples: intOption(values.examples, 'examples', 0),
       jsonFile: values.json === undefined || jsonToStdout ? undefined : values.json,
       reportDir: values.report,

@@ -1,20 +1,28 @@
 import path from 'node:path';
-import { calibrateStore } from '../../detector/threshold.js';
+import { describeFalseAlarms } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
+import { fitStore } from '../../eval/fit-store.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { BatchFailures } from '../batch.js';
-import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { CALIBRATION_OPTIONS, calibrationFromOptions, describeTuning, isTunePreset } from '../calibration-options.js';
+import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, precisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
-export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME] [--dtype float32|float16]
-                 [--calibrate N | --no-calibrate] [--pts K] [--precision float|int8] [--model PATH]
+export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME|tune] [--dtype float32|float16]
+                 [--false-alarm-rate R] [--calibrate N | --no-calibrate] [--pts K] [--seed S] [--tune-budget SECONDS]
+                 [--precision float|int8] [--model PATH]
                  [--backend auto|reference|fast] [--max-pixels N] [--fail-fast] [--quiet] [--json]
 
 Builds a template store from normal (defect-free) images. With calibration
-(default: 16 leave-one-out samples) it also stores a deployment threshold so
-that predict can say OK / DEFECT. --pts K then compresses the store to K PTS
-sheets (as hetmm compress; calibration scores the images against the sheets).
+(the default) it also stores a deployment threshold so that predict can say
+OK / DEFECT: the order statistic of leave-one-out scores (all images up to
+--calibrate N, default 200) for a false-alarm rate R on new good parts
+(--false-alarm-rate, default 0.01 = 1%; docs/THRESHOLDS.md). It prints the
+expected rate and its 95% upper bound, and says so when too few images
+support R. --preset tune chooses the preset from the normal images alone
+(synthetic defects, docs/TUNING.md). --pts K then compresses the store to K
+PTS sheets (as hetmm compress; calibration scores the images against them).
 An input that cannot be read or decoded is reported and the store is built
 from the others (exit 3); with --fail-fast the first stops the run and no
 store is written.
@@ -31,10 +39,9 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
       ...INPUT_OPTIONS,
       output: { type: 'string', short: 'o' },
       dtype: { type: 'string' },
-      calibrate: { type: 'string' },
-      'no-calibrate': { type: 'boolean', default: false },
       pts: { type: 'string' },
       ...INT8_OPTION,
+      ...CALIBRATION_OPTIONS,
     },
     FIT_USAGE,
   );
@@ -48,55 +55,63 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   if (dtype !== 'float32' && dtype !== 'float16') {
     throw new HetmmError('E_ARGUMENT', `Expected --dtype float32 or float16 but received "${dtype}"`);
   }
-  const samples = values['no-calibrate'] ? 0 : intOption(values.calibrate, 'calibrate', 0) ?? 16;
+  const calibration = calibrationFromOptions(values);
   const ptsSize = intOption(values.pts, 'pts', 1);
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
-  const preset = presetFromOptions(values, 'default');
+  const tune = isTunePreset(values.preset);
+  const preset = tune ? undefined : presetFromOptions(values, 'default');
   let model = values.model;
   let int8Meta: Record<string, string> = {};
   // The leave-one-out threshold is calibrated with float matching (int8 would re-quantise the store per sample).
-  if (matchPrecisionOption(values).precision === 'int8') {
+  if (precisionOption(values).precision === 'int8') {
     const { int8BackbonePathFor, quantizeBackboneFor } = await import('../../detector/precision.js');
     const q = await quantizeBackboneFor(files, int8BackbonePathFor(values.output), { model, threads: intOption(values.threads, 'threads') });
     report.note(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions, calibrated on ${q.result.calibrationImages} images)`);
     model = q.result.output;
     int8Meta = q.meta;
   }
-  const detector = await openDetector({ ...values, model }, { preset, dtype, ...maxPixelsOption(values) });
+  const detector = await openDetector({ ...values, model }, { ...(preset === undefined ? {} : { preset }), dtype, ...maxPixelsOption(values) });
   try {
     const t0 = performance.now();
-    const bar = report.progress('features', files.length);
     const failures = new BatchFailures(report, 'fit', values['fail-fast']);
-    await detector.add(files, (e) => bar.tick(e.done), { onFailure: (file, error) => failures.add(file, error) });
-    bar.end();
-    if (detector.store.count === 0) throw new HetmmError('E_NO_IMAGES', `none of the ${files.length} inputs could be used (listed above): no store written`);
-    detector.store.meta.preset = detector.preset;
-    Object.assign(detector.store.meta, int8Meta);
-    if (ptsSize !== undefined) {
-      // PTS before calibration: the threshold must hold for the sheets that get saved
-      const full = detector.store;
-      const { compressWithProgress, recalibratePts } = await import('./compress.js');
-      detector.setStore((await compressWithProgress(full, ptsSize, report, { gram: backendOption(values.backend) })).store);
-      if (samples > 0) await recalibratePts(detector, full, samples, report);
-    } else if (samples > 0 && detector.store.count >= 2) {
-      const cal = report.progress('calibrate', Math.min(samples, detector.store.count));
-      const threshold = await calibrateStore(detector, { samples, onProgress: (e) => cal.tick(e.done) });
-      cal.end();
-      report.note(`threshold ${threshold.value.toFixed(4)} (${threshold.method})`);
-    } else if (samples > 0) {
-      report.note('not calibrated: leave-one-out calibration needs at least 2 images (predict will print scores without OK/DEFECT)');
+    const bars = new Map<string, ReturnType<Reporter['progress']>>();
+    const fitted = await fitStore(detector, {
+      files,
+      onFailure: (file, error) => failures.add(file, error),
+      meta: int8Meta,
+      ...(tune ? { tune: calibration.tune } : {}),
+      ...(ptsSize === undefined ? {} : { pts: ptsSize, ptsGram: gramOf(backendOption(values.backend)) }),
+      calibrate: calibration.calibrate,
+      falseAlarmRate: calibration.falseAlarmRate,
+      calibrationSamples: calibration.samples,
+      output: values.output,
+      onProgress: (phase, done, total) => {
+        let bar = bars.get(phase);
+        if (bar === undefined) bars.set(phase, (bar = report.progress(phase === 'fit' ? 'features' : phase, total)));
+        bar.tick(done);
+        if (done === total) bar.end();
+      },
+      onNote: (message) => report.note(message),
+    });
+    if (fitted.tuning !== undefined) report.note(describeTuning(fitted.tuning.record));
+    if (fitted.threshold !== undefined) {
+      report.out(`threshold ${fitted.threshold.value.toFixed(4)} (${fitted.threshold.method}); ${describeFalseAlarms(fitted.threshold)}`);
     }
-    await detector.store.save(values.output);
     const seconds = (performance.now() - t0) / 1000;
     const d = detector.store.describe();
     report.out(
       `wrote ${values.output}: ${d.count} templates, ${(d.bytesOnDisk / 2 ** 20).toFixed(1)} MiB, ${d.dtype}, ` +
         `backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,
     );
-    report.record({ store: path.resolve(values.output), templates: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, seconds, meta: d.meta });
+    report.record({ store: path.resolve(values.output), templates: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, seconds, phases: fitted.seconds, meta: d.meta });
     return failures.exitCode();
   } finally {
     detector.dispose();
   }
+}
+
+/** The PTS Gram kernel for --backend (a custom registered backend leaves the choice to PTS). */
+function gramOf(backend: string | undefined): 'auto' | 'fast' | 'reference' {
+  return backend === 'fast' || backend === 'reference' ? backend : 'auto';
 }

@@ -1,4 +1,7 @@
+import { describeFalseAlarms, type StoredThreshold } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
+import type { TuneRecord } from '../../eval/tune.js';
+import { describeTuning } from '../calibration-options.js';
 import { TemplateStore } from '../../store/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
@@ -7,7 +10,8 @@ import { parse } from '../options.js';
 export const INFO_USAGE = `usage: hetmm info STORE [--json]
 
 Describes a template store: backbone, data type, images, layer shapes, sizes,
-preset, threshold and PTS provenance. Validates the whole file (checksum).`;
+preset (and its tuning), threshold (with its expected false-alarm rate
+and upper bound) and PTS provenance. Validates the whole file (checksum).`;
 
 export async function infoCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -34,11 +38,13 @@ export async function infoCommand(args: string[], ctx: CliContext): Promise<numb
   report.out(`  templates  ${d.count} (${d.dtype})`);
   for (const l of d.layers) report.out(`  ${l.name.padEnd(10)} [${l.shape.join(', ')}] stride ${l.stride}`);
   report.out(`  size       ${mib(d.bytesOnDisk)} on disk, ${mib(d.bytesInMemory)} in memory`);
-  const meta = d.meta as { preset?: { name?: string } | string; threshold?: { value: number; method: string }; pts?: unknown };
+  const meta = d.meta as { preset?: { name?: string } | string; threshold?: StoredThreshold; tuning?: TuneRecord; pts?: unknown };
   if (meta.preset !== undefined && meta.preset !== null) report.out(`  preset     ${typeof meta.preset === 'string' ? meta.preset : String(meta.preset.name)}`);
+  if (typeof meta.tuning === 'object' && meta.tuning !== null && typeof meta.tuning.proxy === 'object') report.out(`  tuning     ${describeTuning(meta.tuning)}`);
   if (meta.threshold !== undefined) {
     const value = (meta.threshold as { value: number }).value;
     report.out(`  threshold  ${value.toFixed(4)} (${String(meta.threshold.method)})`);
+    report.out(`             ${describeFalseAlarms(meta.threshold)}`);
   }
   if (meta.pts !== undefined) report.out(`  pts        ${JSON.stringify(meta.pts)}`);
   return 0;

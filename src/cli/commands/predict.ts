@@ -9,23 +9,26 @@ import {
   INPUT_OPTIONS,
   INT8_OPTION,
   intOption,
-  matchPrecisionOption,
+  precisionOption,
   maxPixelsOption,
   openDetector,
   parse,
   PRESET_OPTIONS,
   presetFromOptions,
 } from '../options.js';
-import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
+import { heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
                      [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
-                     [--max-pixels N] [--fail-fast]
+                     [--max-pixels N] [--fail-fast] [--map-size original|model]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
 <name>.heatmap.png (colour map over the image), <name>.map.npy (raw float32
-anomaly map, 256x256) and <name>.mask.png (pixels over the threshold).
+anomaly map) and <name>.mask.png (pixels over the threshold), at the image's
+own size (--map-size original, the default: maps resampled bilinearly, the
+threshold applied after resampling, so overlays line up with the input) or
+at the model's input size (--map-size model, 256x256).
 With --json prints one JSON object per image instead. --precision int8 (alias
 --int8) matches with int8 VNNI kernels (about 2.5x faster matching, scores
 within ~2e-3) and, for a store fitted with --precision int8, runs its int8
@@ -45,6 +48,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
       templates: { type: 'string', short: 't' },
       output: { type: 'string', short: 'o' },
       concurrency: { type: 'string' },
+      'map-size': { type: 'string' },
     },
     PREDICT_USAGE,
   );
@@ -54,12 +58,16 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
   }
   if (values.templates === undefined) throw new HetmmError('E_ARGUMENT', `predict needs -t STORE\n${PREDICT_USAGE}`);
   if (positionals.length === 0) throw new HetmmError('E_ARGUMENT', `predict needs images or directories\n${PREDICT_USAGE}`);
+  const mapSize = (values['map-size'] ?? 'original') as MapSize;
+  if (mapSize !== 'original' && mapSize !== 'model') {
+    throw new HetmmError('E_ARGUMENT', `Expected --map-size original or model but received "${values['map-size']}"`);
+  }
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
   const detector = await openDetector(values, {
     store: values.templates,
     preset: presetFromOptions(values, ''),
-    ...matchPrecisionOption(values),
+    ...precisionOption(values),
     ...maxPixelsOption(values),
   });
   try {
@@ -81,7 +89,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
       const written =
         values.output === undefined
           ? undefined
-          : await writePredictionFiles(p, values.output, stem, heatmapRange(p, detector.store.meta, detector.preset.name));
+          : await writePredictionFiles(p, values.output, stem, heatmapRange(p, detector.store.meta, detector.preset.name), { mapSize });
       const label = p.label === undefined ? '' : p.label === 'defect' ? '  DEFECT' : '  OK';
       report.out(`${p.file}  score ${p.score.toFixed(4)}${label}${written ? `  -> ${written.heatmap}` : ''}`);
       report.record({
@@ -91,6 +99,8 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
         ...(written === undefined
           ? {}
           : { heatmap: path.resolve(written.heatmap), map: path.resolve(written.map), ...(written.mask ? { mask: path.resolve(written.mask) } : {}) }),
+        size: { model: [p.height, p.width], original: [p.image.originalHeight, p.image.originalWidth] },
+        ...(written === undefined ? {} : { map_size: written.size }),
         templates: p.templates,
         ms: { decode: round(p.timings.decode), backbone: round(p.timings.backbone), match: round(p.timings.match) },
       });

@@ -20,7 +20,7 @@ import { HetmmError } from '../../errors.js';
 import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -106,13 +106,13 @@ export interface NativeBinding {
   /**
    * Synchronous per-pixel L2 normalisation of one [c, hw] map starting at
    * src[srcOffset] into out (native/pixel_norm.c; bit-identical to
-   * l2NormalisePixels in src/backbone/backbone.ts). Absent on older builds.
+   * l2NormalisePixels in src/backbone/backbone.ts). Since ABI 2.
    */
-  l2NormalizePixels?(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
+  l2NormalizePixels(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
 }
 
 const FIX =
-  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `rm -rf build && npm run install`); ' +
+  'Build it from source with `npm rebuild hetmm` in your project (in a hetmm checkout: `rm -rf build prebuilds && npm run install`); ' +
   'this needs a C compiler, make and python3. If your npm blocks install scripts, allow hetmm\'s ' +
   '(e.g. add "hetmm": true to allowScripts) and rebuild.';
 

@@ -253,10 +253,40 @@ export class Int8TemplateCache {
   }
 
   get(stack: FeatureStack): Int8Templates {
-    const known = this.#entries.get(stack.data);
-    if (known !== undefined && known.count >= stack.shape[0]) return known;
-    const next = quantizeTemplatesInt8(stack, known, this.#quantize);
-    this.#entries.set(stack.data, next);
-    return next;
+    const [n, c, h, w] = stack.shape;
+    const per = c * h * w;
+    const first = stack.data.byteOffset / stack.data.BYTES_PER_ELEMENT / per;
+    // A view that starts at template `first` of a larger array (leave-one-out
+    // matches the templates either side of the left-out one): quantise the
+    // whole array once, keyed by its buffer, and hand out a slice, so a view
+    // costs no new quantisation and no second copy.
+    const key = Number.isInteger(first) ? stack.data.buffer : stack.data;
+    const start = Number.isInteger(first) ? first : 0;
+        const whole: FeatureStack =
+      start === 0
+        ? stack
+        : {
+            dtype: stack.dtype,
+            shape: [start + n, c, h, w],
+            data:
+              stack.data instanceof Float32Array
+                ? new Float32Array(stack.data.buffer, 0, (start + n) * per)
+                : new Uint16Array(stack.data.buffer, 0, (start + n) * per),
+          };
+    let entry = this.#entries.get(key);
+    if (entry === undefined || entry.count < start + n) {
+      entry = quantizeTemplatesInt8(whole, entry, this.#quantize);
+      this.#entries.set(key, entry);
+    }
+    if (start === 0) return entry;
+    const hw = h * w;
+    const perMap = entry.groups * hw * 4;
+    return {
+      ...entry,
+      data: entry.data.subarray(start * perMap),
+      scale: entry.scale.subarray(start * hw),
+      sum: entry.sum.subarray(start * hw),
+      count: n,
+    };
   }
 }

@@ -1,0 +1,317 @@
+/**
+ * Label-free preset tuning (`hetmm fit --preset tune`): chooses the per-layer
+ * windows, alpha/lambda and the pixel post-processing for a new part from
+ * its normal images alone. docs/TUNING.md has the search space, the proxy
+ * and the measurements.
+ *
+ * 1. Hold out H normals of the store (evenly spaced). Each is matched
+ *    leave-one-out (the store without itself), as a new good part.
+ * 2. Make synthetic defects on each held-out image (./synthetic.ts): a
+ *    smooth-noise blob that blends in another normal's texture, an
+ *    intensity change, or a CutPaste rectangle from another normal. Their
+ *    masks are the ground truth.
+ * 3. For each window setting (in a fixed order, until the time budget is
+ *    spent) match the clean and defective held-out images once (int8 where
+ *    the CPU has it), then score every alpha/lambda/post-processing
+ *    combination on the cached match results: proxy image AUROC (clean vs
+ *    defective), pixel AUROC and AUPRO, on maps combined directly at a
+ *    quarter of the input size per side (blur sigmas scaled to match):
+ *    16x less work per candidate.
+ * 4. Pick the candidate with the best mean of the three proxy metrics; the
+ *    default preset wins unless beaten by more than `minGain`.
+ *
+ * Deterministic for a given seed, store and budget (the budget only stops
+ * the search between window settings, and is checked by wall time: a much
+ * slower machine may try fewer windows).
+ */
+import type { Detector } from '../detector/detector.js';
+import { evenSample, int8MatchingBackend } from '../detector/calibrate.js';
+import { HetmmError } from '../errors.js';
+import type { LoadedImage } from '../image/index.js';
+import type { MatchResult } from '../kernels/contract.js';
+import {
+  combineLayers,
+  DEFAULT_PRESET,
+  gaussianBlur,
+  mapMax,
+  validatePreset,
+  type LayerParams,
+  type PostProcess,
+  type Preset,
+} from '../matching/index.js';
+import { float16ArrayToFloat32 } from '../store/index.js';
+import { aupro, imageAuroc, pixelAuroc } from './metrics/index.js';
+import { makeRng, synthesizeDefect, SYNTHETIC_KINDS, type SyntheticKind } from './synthetic.js';
+
+export interface TuneOptions {
+  /** random seed of the synthetic defects; default 0 */
+  readonly seed?: number;
+  /** wall-time budget in seconds, checked between window settings; default 240 */
+  readonly budgetSeconds?: number;
+  /** held-out normals; default min(12, max(2, N / 4)) */
+  readonly holdOut?: number;
+  /** synthetic defects per held-out normal; default 3 (one of each kind) */
+  readonly defectsPerImage?: number;
+  /** kinds of synthetic defects; default all */
+  readonly kinds?: readonly SyntheticKind[];
+  /** a candidate must beat the default's proxy objective by more than this; default 0.002 */
+  readonly minGain?: number;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface ProxyScores {
+  readonly image_auroc: number;
+  readonly pixel_auroc: number;
+  readonly aupro: number;
+}
+
+/** What meta.tuning of a tuned store records (and `hetmm info` shows). */
+export interface TuneRecord {
+  /** the chosen preset in CLI words, e.g. "13x3,0.5,1 9x3,0.5,0.5 7x3,0.3,0.8 pixel none" */
+  readonly summary: string;
+  readonly proxy: ProxyScores;
+  readonly defaultProxy: ProxyScores;
+  readonly seed: number;
+  readonly heldOut: number;
+  readonly syntheticDefects: number;
+  readonly kinds: readonly SyntheticKind[];
+  readonly candidates: number;
+  readonly windowsTried: number;
+  readonly seconds: number;
+  readonly budgetSeconds: number;
+  readonly matching: 'int8' | 'detector';
+}
+
+export interface TuneResult {
+  readonly preset: Preset;
+  readonly record: TuneRecord;
+  readonly notes: string[];
+}
+
+type Windows = readonly [readonly [number, number], readonly [number, number], readonly [number, number]];
+
+/**
+ * The search space (docs/TUNING.md). Windows are (forward, backward) per
+ * layer, tried in this order: the default first, then the settings of the
+ * paper's MVTec presets that recur most, then smaller and larger ones.
+ */
+export const TUNE_WINDOWS: readonly Windows[] = [
+  [[5, 3], [5, 3], [7, 3]],
+  [[13, 3], [9, 5], [7, 3]],
+  [[13, 3], [9, 1], [7, 1]],
+  [[9, 3], [7, 3], [7, 3]],
+  [[3, 1], [3, 1], [3, 1]],
+  [[3, 3], [3, 3], [5, 3]],
+  [[13, 5], [9, 5], [7, 3]],
+  [[7, 3], [5, 3], [5, 3]],
+];
+export const TUNE_ALPHAS: readonly (readonly [number, number, number])[] = [
+  [0.3, 0.3, 0.3],
+  [0.5, 0.5, 0.3],
+  [0.7, 0.7, 0.3],
+  [0.7, 0.7, 0.7],
+];
+export const TUNE_LAMBDAS: readonly (readonly [number, number, number])[] = [
+  [1, 1, 0.8],
+  [1, 0.5, 0.3],
+  [1, 0.5, 0.8],
+  [1, 1, 0.3],
+  [0.5, 1, 1],
+];
+export const TUNE_PIXEL_POSTS: readonly PostProcess[] = [
+  { kind: 'none' },
+  { kind: 'blur', sigma: 2, kernel: 13 },
+  { kind: 'blur', sigma: 4, kernel: 25 },
+];
+
+/** Proxy maps are combined at 1/4 of the input size per side (masks: every 4th pixel): 16x less work per candidate. */
+const SUBSAMPLE = 4;
+
+interface Query {
+  /** store index of the held-out normal (left out while matching) */
+  readonly exclude: number;
+  readonly features: Float32Array[];
+  /** subsampled ground truth; all zeros for a clean image */
+  readonly mask: Uint8Array;
+  readonly label: 0 | 1;
+}
+
+export async function tunePreset(detector: Detector, options: TuneOptions = {}): Promise<TuneResult> {
+  const t0 = performance.now();
+  const seed = options.seed ?? 0;
+  const budget = options.budgetSeconds ?? 240;
+  const kinds = options.kinds ?? SYNTHETIC_KINDS;
+  const perImage = options.defectsPerImage ?? kinds.length;
+  const minGain = options.minGain ?? 0.002;
+  const snapshot = detector.store.snapshot();
+  const n = snapshot.count;
+  if (n < 3) throw new HetmmError('E_ARGUMENT', `preset tuning needs at least 3 normal images (2 to match against), the store has ${n}`);
+  if (snapshot.files.length < n) throw new HetmmError('E_ARGUMENT', 'preset tuning needs the image files of the templates (a PTS store has sheets, not images)');
+  const holdOut = Math.min(n, options.holdOut ?? Math.min(12, Math.max(2, Math.floor(n / 4))));
+  const held = evenSample(n, holdOut);
+  const [height, width] = detector.backbone.identity.inputSize;
+  const notes: string[] = [];
+
+  // ---- held-out queries: clean (stored features) and synthetic defects
+  const rng = makeRng(seed);
+  const images: LoadedImage[] = [];
+  for (const i of held) images.push(await detector.loadImage(snapshot.files[i]!));
+  const queries: Query[] = [];
+  const [mapH, mapW] = [Math.ceil(height / SUBSAMPLE), Math.ceil(width / SUBSAMPLE)];
+  const cleanMask = new Uint8Array(mapH * mapW);
+  for (const [k, i] of held.entries()) {
+    queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0 });
+    for (let d = 0; d < perImage; d++) {
+      const kind = kinds[d % kinds.length]!;
+      // the donor is another held-out normal (never the image itself)
+      const donor = images[(k + 1 + d) % images.length]!;
+      const synthetic = synthesizeDefect(images[k]!, donor === images[k] ? images[k]! : donor, kind, rng);
+      const { features } = await detector.features(synthetic.image);
+      queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1 });
+    }
+  }
+
+  // ---- search
+  const backend = await int8MatchingBackend(detector);
+  const layerShapes = detector.backbone.identity.layers.map((l) => [l.height, l.width] as const);
+  const saved = detector.preset;
+  let best: { preset: Preset; proxy: ProxyScores; objective: number } | undefined;
+  let defaultProxy: ProxyScores | undefined;
+  let candidates = 0;
+  let windowsTried = 0;
+  const total = TUNE_WINDOWS.length;
+  try {
+    for (const windows of TUNE_WINDOWS) {
+      if (windowsTried > 0 && (performance.now() - t0) / 1000 > budget) {
+        notes.push(`preset tuning stopped at its ${budget} s budget after ${windowsTried} of ${total} window settings`);
+        break;
+      }
+      detector.preset = presetOf(windows, [0.3, 0.3, 0.3], [1, 1, 1], { kind: 'none' });
+      const results: MatchResult[][] = [];
+      for (const q of queries) {
+        results.push((await detector.matchFeatures(q.features, { exclude: q.exclude, ...(backend === undefined ? {} : { backend }) })).results);
+      }
+      for (const alphas of TUNE_ALPHAS) {
+        for (const lambdas of TUNE_LAMBDAS) {
+          const raw = results.map((r) => combine(r, layerShapes, alphas, lambdas, mapH, mapW));
+          const scores = raw.map((m) => mapMax(m));
+          const image = imageAuroc(scores, queries.map((q) => q.label)).value ?? 0.5;
+          for (const pixel of TUNE_PIXEL_POSTS) {
+            const maps = pixel.kind === 'blur' ? raw.map((m) => gaussianBlur(m, mapH, mapW, pixel.sigma / SUBSAMPLE, smallKernel(pixel.kernel))) : raw;
+            const proxy = proxyScores(image, maps, queries, mapW);
+            const objective = (proxy.image_auroc + proxy.pixel_auroc + proxy.aupro) / 3;
+            candidates++;
+            const preset = presetOf(windows, alphas, lambdas, pixel);
+            const isDefault = sameSettings(preset, DEFAULT_PRESET);
+            if (isDefault) defaultProxy = proxy;
+            if (best === undefined || objective > best.objective) best = { preset, proxy, objective };
+          }
+        }
+      }
+      windowsTried++;
+      options.onProgress?.(windowsTried, total);
+    }
+  } finally {
+    detector.preset = saved;
+  }
+  const defaultObjective = (defaultProxy!.image_auroc + defaultProxy!.pixel_auroc + defaultProxy!.aupro) / 3;
+  const chosen =
+    best!.objective > defaultObjective + minGain ? best! : { preset: DEFAULT_PRESET, proxy: defaultProxy!, objective: defaultObjective };
+  const preset: Preset = chosen.preset === DEFAULT_PRESET ? DEFAULT_PRESET : { ...chosen.preset, name: 'tuned' };
+  if (preset === DEFAULT_PRESET) notes.push('preset tuning kept the default preset: no candidate beat it on the synthetic defects');
+  validatePreset(preset);
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    preset,
+    notes,
+    record: {
+      summary: summarize(preset),
+      proxy: chosen.proxy,
+      defaultProxy: defaultProxy!,
+      seed,
+      heldOut: held.length,
+      syntheticDefects: queries.filter((q) => q.label === 1).length,
+      kinds: [...kinds],
+      candidates,
+      windowsTried,
+      seconds,
+      budgetSeconds: budget,
+      matching: backend === undefined ? 'detector' : 'int8',
+    },
+  };
+}
+
+function proxyScores(image: number, maps: Float32Array[], queries: readonly Query[], cols: number): ProxyScores {
+  const masks = queries.map((q) => q.mask);
+  return {
+    image_auroc: image,
+    pixel_auroc: pixelAuroc(maps, masks).value ?? 0.5,
+    aupro: aupro(maps, masks, { width: cols }).value ?? 0,
+  };
+}
+
+function combine(
+  results: readonly MatchResult[],
+  shapes: readonly (readonly [number, number])[],
+  alphas: readonly number[],
+  lambdas: readonly number[],
+  height: number,
+  width: number,
+): Float32Array {
+  return combineLayers(
+    results.map((r, l) => ({
+      forward: r.forward,
+      backward: r.backward,
+      height: shapes[l]![0],
+      width: shapes[l]![1],
+      alpha: alphas[l]!,
+      lambda: lambdas[l]!,
+    })),
+    height,
+    width,
+  );
+}
+
+function presetOf(windows: Windows, alphas: readonly number[], lambdas: readonly number[], pixel: PostProcess): Preset {
+  const layers = windows.map(([f, b], l) => ({ forwardPatch: f, backwardPatch: b, alpha: alphas[l]!, lambda: lambdas[l]! })) as [
+    LayerParams,
+    LayerParams,
+    LayerParams,
+  ];
+  return { name: 'candidate', layers, image: { kind: 'none' }, pixel };
+}
+
+function sameSettings(a: Preset, b: Preset): boolean {
+  return JSON.stringify([a.layers, a.image, a.pixel]) === JSON.stringify([b.layers, b.image, b.pixel]);
+}
+
+/** The preset in the CLI's words (--layerN "FxB,alpha,lambda", --pixel-post). */
+export function summarize(p: Preset): string {
+  const layers = p.layers.map((l) => `${l.forwardPatch}x${l.backwardPatch},${l.alpha},${l.lambda}`).join(' ');
+  const post = (x: PostProcess): string => (x.kind === 'blur' ? `blur:${x.sigma}/${x.kernel}` : x.kind === 'none' ? 'none' : `maxpool_mean:${x.kernel}`);
+  return `${p.name}: ${layers}, image ${post(p.image)}, pixel ${post(p.pixel)}`;
+}
+
+function storedFeatures(snapshot: ReturnType<Detector['store']['snapshot']>, i: number): Float32Array[] {
+  return snapshot.layers.map((stack) => {
+    const [, c, h, w] = stack.shape;
+    const per = c * h * w;
+    const slice = stack.data.subarray(i * per, (i + 1) * per);
+    return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
+  });
+}
+
+/** A blur kernel side for the 1/SUBSAMPLE map: the same extent, odd, at least 3. */
+function smallKernel(kernel: number): number {
+  const k = Math.max(3, Math.round(kernel / SUBSAMPLE));
+  return k % 2 === 1 ? k : k + 1;
+}
+
+/** Every SUBSAMPLE-th pixel of each SUBSAMPLE-th row. */
+function subsample<T extends Float32Array | Uint8Array>(map: T, height: number, width: number): T {
+  const h = Math.ceil(height / SUBSAMPLE);
+  const w = Math.ceil(width / SUBSAMPLE);
+  const out = new (map.constructor as { new (n: number): T })(h * w);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[y * w + x] = map[y * SUBSAMPLE * width + x * SUBSAMPLE]!;
+  return out;
+}
