@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { DetectorOptions } from '../detector/detector.js';
 import type { LineInfo } from '../server/executor.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
-import type { MapName, MapsOption } from './protocol.js';
+import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
 
 type Op =
   | { op: 'init'; detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision'> }
@@ -32,16 +32,7 @@ export interface Versioned {
   readonly info: LineDescription;
 }
 
-export interface ComputedPrediction {
-  readonly score: number;
-  readonly label?: 'ok' | 'defect';
-  readonly threshold?: number;
-  readonly templates: number;
-  /** the store version of the snapshot matched against */
-  readonly version: number;
-  readonly height: number;
-  readonly width: number;
-  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number; readonly maps: number };
+export interface ComputedPrediction extends PredictionFigures {
   readonly maps: Partial<Record<MapName, Uint8Array>>;
 }
 

@@ -48,17 +48,21 @@ export interface MapsRef {
   readonly parts: ReadonlyArray<readonly [MapName, number]>;
 }
 
-export interface PredictJobResult {
-  readonly kind: 'predict';
+/** What one prediction computed, as the compute thread answers it and a job result carries it. */
+export interface PredictionFigures {
   readonly score: number;
   readonly label?: 'ok' | 'defect';
   readonly threshold?: number;
   readonly templates: number;
-  /** the store version the worker answered from (>= the job's minVersion) */
+  /** the store version of the snapshot matched against (for a job: >= its minVersion) */
   readonly version: number;
   readonly height: number;
   readonly width: number;
   readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number; readonly maps: number };
+}
+
+export interface PredictJobResult extends PredictionFigures {
+  readonly kind: 'predict';
   readonly worker: string;
   readonly maps?: MapsRef;
   readonly name: string;
