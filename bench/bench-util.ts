@@ -1,4 +1,4 @@
-/** Helpers shared by the kernel benchmarks (run-bench.ts, int8-bench.ts). */
+/** Helpers shared by the kernel benchmarks (run-bench.ts, int8-bench.ts): same-run peak rates and random unit feature maps. */
 import type * as ort from 'onnxruntime-node';
 
 /**
@@ -36,4 +36,30 @@ export function realMacs(k: number, c: number, h: number, w: number, radius: num
     return pairs;
   };
   return k * c * along(h) * along(w);
+}
+
+/**
+ * m maps [c, h, w] of pseudo-random values (a fixed LCG, so runs compare),
+ * each pixel L2-normalised over channels as the backbone's features are.
+ * Values are drawn in [0, 1), or in [-0.5, 0.5) with `centred` (the int8
+ * benchmark's inputs, which then use both signs of the quantised range).
+ */
+export function randomUnitMaps(m: number, c: number, h: number, w: number, seed: number, options: { centred?: boolean } = {}): Float32Array {
+  const shift = options.centred ? 0.5 : 0;
+  let s = seed >>> 0;
+  const data = new Float32Array(m * c * h * w);
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 4294967296 - shift;
+  }
+  const hw = h * w;
+  for (let k = 0; k < m; k++) {
+    for (let p = 0; p < hw; p++) {
+      let sum = 0;
+      for (let ch = 0; ch < c; ch++) sum += data[(k * c + ch) * hw + p] ** 2;
+      const inv = 1 / Math.sqrt(sum);
+      for (let ch = 0; ch < c; ch++) data[(k * c + ch) * hw + p] *= inv;
+    }
+  }
+  return data;
 }

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { onnx } from '../src/backbone/quantize/onnx-graph.js';
 import type { FeatureStack, QueryMap } from '../src/kernels/contract.js';
 import { loadFastBackend } from '../src/kernels/fast/index.js';
-import { realMacs, sessionMacsPerSecond } from './bench-util.js';
+import { randomUnitMaps, realMacs, sessionMacsPerSecond } from './bench-util.js';
 
 export interface IntPeak {
   /** multiply-adds per second, best wall-clock run */
@@ -48,23 +48,6 @@ export async function ortMatMulIntegerPeak(threads: number, reps: number): Promi
   return sessionMacsPerSecond(session, { A: a, B: b }, m, threads, reps);
 }
 
-function randomUnit(m: number, c: number, hw: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const data = new Float32Array(m * c * hw);
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 4294967296 - 0.5;
-  }
-  for (let k = 0; k < m; k++) {
-    for (let p = 0; p < hw; p++) {
-      let sum = 0;
-      for (let ch = 0; ch < c; ch++) sum += data[(k * c + ch) * hw + p] ** 2;
-      const inv = 1 / Math.sqrt(sum);
-      for (let ch = 0; ch < c; ch++) data[(k * c + ch) * hw + p] *= inv;
-    }
-  }
-  return data;
-}
 
 
 const CASES = [
@@ -94,9 +77,8 @@ export async function benchInt8Kernels(reps: number, peak: IntPeak, log: (s: str
   log('| case | int8 ms | float32 ms (same run) | int8 speed-up | real GMAC/s int8 | of MatMulInteger | same, CPU-time basis |');
   log('|---|---:|---:|---:|---:|---:|---:|');
   for (const k of CASES) {
-    const hw = k.h * k.w;
-    const query: QueryMap = { shape: [k.c, k.h, k.w], data: randomUnit(1, k.c, hw, 1) };
-    const templates: FeatureStack = { dtype: 'float32', shape: [K, k.c, k.h, k.w], data: randomUnit(K, k.c, hw, 2) };
+    const query: QueryMap = { shape: [k.c, k.h, k.w], data: randomUnitMaps(1, k.c, k.h, k.w, 1, { centred: true }) };
+    const templates: FeatureStack = { dtype: 'float32', shape: [K, k.c, k.h, k.w], data: randomUnitMaps(K, k.c, k.h, k.w, 2, { centred: true }) };
     const options = { forwardPatch: k.f, backwardPatch: k.b };
     const time = async (backend: typeof int8): Promise<{ ms: number; cpuMs: number }> => {
       await backend.matchLayer(query, templates, options);

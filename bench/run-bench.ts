@@ -38,7 +38,7 @@ import { referenceBackend } from '../src/kernels/reference/index.js';
 import type { FeatureDType } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { runEndToEnd, type EndToEndReport } from './e2e-bench.js';
-import { realMacs, sessionMacsPerSecond } from './bench-util.js';
+import { randomUnitMaps, realMacs, sessionMacsPerSecond } from './bench-util.js';
 import { benchInt8Kernels, ortMatMulIntegerPeak, type Int8KernelRow } from './int8-bench.js';
 
 interface Args {
@@ -205,25 +205,6 @@ async function ortMatMulMacsPerSecond(threads: number, reps: number): Promise<{ 
 
 // ---- inputs -------------------------------------------------------------------------
 
-function randomUnitMaps(m: number, c: number, h: number, w: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-  const data = new Float32Array(m * c * h * w);
-  for (let i = 0; i < data.length; i++) data[i] = next();
-  const hw = h * w;
-  for (let k = 0; k < m; k++) {
-    for (let p = 0; p < hw; p++) {
-      let sum = 0;
-      for (let ch = 0; ch < c; ch++) sum += data[(k * c + ch) * hw + p] ** 2;
-      const inv = 1 / Math.sqrt(sum);
-      for (let ch = 0; ch < c; ch++) data[(k * c + ch) * hw + p] *= inv;
-    }
-  }
-  return data;
-}
 
 /** float32 -> half bits (round to nearest even; inputs are in [0, 1]). */
 function toHalf(data: Float32Array): Uint16Array {

@@ -11,22 +11,17 @@
  *     image scores ~0 against itself.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Detector, type Prediction } from '../src/detector/detector.js';
 import { HetmmError } from '../src/errors.js';
 import { TemplateStore } from '../src/store/index.js';
-import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
+import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
 
 const tileRoot = path.join(datasetsDir, 'magnetic-tile/magnetic_tile');
-const listDir = (dir: string): string[] =>
-  readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png)$/i.test(f))
-    .sort()
-    .map((f) => path.join(dir, f));
-const good = listDir(path.join(tileRoot, 'train/good'));
-const defective = listDir(path.join(tileRoot, 'test/crack'));
+const good = listImages(path.join(tileRoot, 'train/good'));
+const defective = listImages(path.join(tileRoot, 'test/crack'));
 
 const BASE_TEMPLATES = 4;
 const tmp = tempDir('pipeline');

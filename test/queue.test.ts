@@ -28,19 +28,14 @@ import { QueueExecutor } from '../src/queue/executor.js';
 import { bullConnection } from '../src/queue/redis.js';
 import { createServer } from '../src/server/index.js';
 import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
-import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
+import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
 import { runCli } from './helpers/cli.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
 const tileRoot = path.join(datasetsDir, 'magnetic-tile/magnetic_tile');
-const listDir = (dir: string): string[] =>
-  readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png)$/i.test(f))
-    .sort()
-    .map((f) => path.join(dir, f));
-const good = listDir(path.join(tileRoot, 'train/good'));
-const defects = listDir(path.join(tileRoot, 'test/crack'));
+const good = listImages(path.join(tileRoot, 'train/good'));
+const defects = listImages(path.join(tileRoot, 'test/crack'));
 /** a ~500 KB PNG: over the inline limit, so it travels through the blob store */
 const bigImage = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/test/broken_large/000.png');
 

@@ -1,5 +1,5 @@
 /** Paths for the I/O tests: the repository root and ../shared beside it. */
-import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,4 +22,12 @@ export const defaultModelPath = path.join(sharedDir, 'models', 'resnet50v2-image
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `hetmm-${prefix}-`));
+}
+
+/** The image files (JPEG, PNG, BMP) of a directory, sorted, as full paths. */
+export function listImages(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => /\.(jpe?g|png|bmp)$/i.test(f))
+    .sort()
+    .map((f) => path.join(dir, f));
 }

@@ -1,22 +1,17 @@
 /** Shared by the server tests: the bottle images, a fitted store, servers on real loopback ports. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Detector } from '../../src/detector/detector.js';
 import { calibrateStore } from '../../src/detector/calibrate.js';
 import { createServer, type ServerOptions } from '../../src/server/index.js';
-import { datasetsDir, defaultModelPath, repoRoot } from './io-paths.js';
+import { datasetsDir, defaultModelPath, listImages, repoRoot } from './io-paths.js';
 
 export const bottleRoot = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
-const list = (dir: string): string[] =>
-  readdirSync(dir)
-    .filter((f) => f.endsWith('.png'))
-    .sort()
-    .map((f) => path.join(dir, f));
-export const bottleTrain = list(path.join(bottleRoot, 'train/good'));
-export const bottleGood = list(path.join(bottleRoot, 'test/good'));
-export const bottleBroken = list(path.join(bottleRoot, 'test/broken_large'));
+export const bottleTrain = listImages(path.join(bottleRoot, 'train/good'));
+export const bottleGood = listImages(path.join(bottleRoot, 'test/good'));
+export const bottleBroken = listImages(path.join(bottleRoot, 'test/broken_large'));
 export const readImage = (file: string): Buffer => readFileSync(file);
 /** A Buffer as a fetch/Blob body (the DOM types want an ArrayBuffer-backed view). */
 export const body = (bytes: Buffer): Uint8Array<ArrayBuffer> => new Uint8Array(bytes);
