@@ -8,8 +8,7 @@
  * goes to the temp directory. HETMM_CHROMIUM overrides /usr/bin/chromium.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -29,7 +28,7 @@ before(async () => {
   assert.ok(existsSync(chromiumPath), `Chromium not found at ${chromiumPath}: apt-get install chromium (or set HETMM_CHROMIUM)`);
   await fitBottleStore(storeFile);
   server = await startServer({ stores: [storeFile], token: TEST_TOKEN });
-  browser = await chromium.launchPersistentContext(mkdtempSync(path.join(os.tmpdir(), 'hetmm-chromium-')), {
+  browser = await chromium.launchPersistentContext(tempDir('chromium'), {
     executablePath: chromiumPath,
     headless: true,
     viewport: { width: 1280, height: 900 },

@@ -1,5 +1,5 @@
 /** Paths for the I/O tests: the repository root and ../shared beside it. */
-import { existsSync, readFileSync, readdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,8 +20,25 @@ export const sharedDir = path.resolve(repoRoot, '../shared');
 export const datasetsDir = path.join(sharedDir, 'datasets');
 export const defaultModelPath = path.join(sharedDir, 'models', 'resnet50v2-imagenet-l123.onnx');
 
+const createdTempDirs: string[] = [];
+let removeOnExit = false;
+
+/**
+ * A fresh directory under the OS temp dir, removed when the test process
+ * exits (each test file runs in its own process): stores of real features
+ * are hundreds of MiB, and leaving them would fill the disk run after run.
+ * HETMM_KEEP_TEST_TMP=1 keeps them for debugging.
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), `hetmm-${prefix}-`));
+  const dir = mkdtempSync(path.join(os.tmpdir(), `hetmm-${prefix}-`));
+  createdTempDirs.push(dir);
+  if (!removeOnExit && process.env.HETMM_KEEP_TEST_TMP !== '1') {
+    removeOnExit = true;
+    process.on('exit', () => {
+      for (const d of createdTempDirs) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  return dir;
 }
 
 /** The image files (JPEG, PNG, BMP) of a directory, sorted, as full paths. */
