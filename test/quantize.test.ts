@@ -157,6 +157,23 @@ function relativeError(a: Float32Array, b: Float32Array): number {
   return Math.sqrt(num / den);
 }
 
+/** The float model (batch 1) on each image, outputs concatenated as for one batch. */
+async function floatOutputs(batch: Float32Array[]): Promise<Record<string, Float32Array>> {
+  const parts: Record<string, Float32Array[]> = {};
+  for (const img of batch) {
+    const { result, session } = await runModel(floatBytes, [normalised(img)]);
+    for (const name of TINY.outputNames) (parts[name] ??= []).push(result[name].data);
+    await session.release();
+  }
+  return Object.fromEntries(
+    Object.entries(parts).map(([name, list]) => {
+      const all = new Float32Array(list.reduce((a, l) => a + l.length, 0));
+      list.reduce((at, l) => (all.set(l, at), at + l.length), 0);
+      return [name, all];
+    }),
+  );
+}
+
 const floatBytes = tinyModel(7);
 const floatPath = path.join(tmp, 'tiny.onnx');
 writeFileSync(floatPath, floatBytes);
@@ -187,8 +204,10 @@ test('prepareFloatModel folds conv+BN, moves the ImageNet normalisation in, and 
 
 test('quantizeModel writes an int8 QDQ model: per-channel int8 weights, uint8 activations, outputs close to float32', async () => {
   const out = path.join(tmp, 'tiny-int8.onnx');
-  const result = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1 });
+  const result = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1, rewrites: { floatStem: false } });
   assert.equal(result.quantizedConvs, 4);
+  assert.equal(result.floatConvs, 0);
+  assert.equal(result.biasCorrected, 4);
   assert.equal(result.foldedBatchNorms, 3);
   assert.equal(result.absorbedRelus, 1, 'conv1(+bn1) -> relu');
   assert.equal(result.calibrationImages, 12);
@@ -293,7 +312,9 @@ test('real model: the int8 ResNet50 features stay close to float32 (4 calibratio
   const out = path.join(tmp, 'resnet-int8.onnx');
   const r = await quantizeModel({ model: defaultModelPath, calibrate: [good], maxImages: 4, output: out, method: 'minmax' });
   assert.equal(r.foldedBatchNorms, 27);
-  assert.equal(r.quantizedConvs, 43);
+  assert.equal(r.quantizedConvs, 42, 'the stem conv (reads the image) stays float');
+  assert.equal(r.floatConvs, 1);
+  assert.equal(r.biasCorrected, 42);
   const f = await Backbone.load({ model: defaultModelPath });
   const q = await Backbone.load({ model: out });
   const { loadImage } = await import('../src/image/index.js');
@@ -326,7 +347,7 @@ test('hetmm quantize-model: calibrates on a directory of images and writes the m
   assert.equal(run.code, 0, run.stderr);
   const report = JSON.parse(run.stdout) as { calibrationImages: number; quantizedConvs: number; method: unknown; descriptionPath: string };
   assert.equal(report.calibrationImages, 3);
-  assert.equal(report.quantizedConvs, 4);
+  assert.equal(report.quantizedConvs, 3, 'conv1 reads the image: float');
   assert.deepEqual(report.method, { percentile: 99.9 });
   assert.equal(report.descriptionPath, path.join(tmp, 'cli-int8.json'));
   const missing = await runCli('quantize-model', '--model', floatPath, '-o', out);
@@ -336,4 +357,49 @@ test('hetmm quantize-model: calibrates on a directory of images and writes the m
   mkdirSync(empty);
   const none = await runCli('quantize-model', '--model', floatPath, '--calibrate', empty, '-o', out);
   assert.equal(none.code, 3, none.stderr);
+});
+
+test('the convolutions that read the image stay float by default (no QDQ on the image or the stem output)', async () => {
+  const out = path.join(tmp, 'tiny-int8-stem.onnx');
+  const result = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1 });
+  assert.equal(result.floatConvs, 1, 'conv1 reads the image through bn0');
+  assert.equal(result.quantizedConvs, 3);
+  assert.equal(result.absorbedRelus, 0, 'conv1 is float, so its relu stays');
+  const nodes = onnx.ModelProto.decode(readFileSync(out)).graph?.node ?? [];
+  const conv1 = nodes.find((n) => n.name === 'conv1');
+  assert.ok(conv1, 'conv1 kept');
+  const producers = new Map(nodes.flatMap((n) => (n.output ?? []).map((o) => [o, n.opType] as const)));
+  assert.deepEqual((conv1.input ?? []).map((i) => producers.get(i) ?? 'initializer'), ['BatchNormalization', 'initializer', 'initializer'], 'float input, weights, bias');
+  // r1 (float relu output, read by conv2 and the Add), b2, r3, r4
+  assert.equal(nodes.filter((n) => n.opType === 'QuantizeLinear').length, 4);
+  const reference = await floatOutputs(heldOut);
+  const int8Out = await runModel(readFileSync(out), heldOut);
+  const errors = TINY.outputNames.map((name) => relativeError(reference[name], int8Out.result[name].data));
+  assert.ok(errors.every((e) => e > 0 && e < 0.06), `relative errors ${errors.map((e) => e.toFixed(4)).join(', ')}`);
+  await int8Out.session.release();
+});
+
+test('bias correction removes the mean output shift that weight rounding causes', async () => {
+  const reference = await floatOutputs(heldOut);
+  const meanShift = async (biasCorrection: boolean): Promise<number> => {
+    const out = path.join(tmp, `tiny-int8-bc-${biasCorrection}.onnx`);
+    const r = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1, rewrites: { biasCorrection } });
+    assert.equal(r.biasCorrected, biasCorrection ? 3 : 0);
+    const q = await runModel(readFileSync(out), heldOut);
+    // |mean over images and positions of (int8 - float)| per channel of layer1 (conv2's output + r1), summed over channels
+    const { data, dims } = q.result.layer1;
+    const ref = reference.layer1;
+    const [n, c] = [dims[0], dims[1]];
+    const plane = data.length / n / c;
+    let total = 0;
+    for (let ch = 0; ch < c; ch++) {
+      let sum = 0;
+      for (let i = 0; i < n; i++) for (let p = 0; p < plane; p++) sum += data[(i * c + ch) * plane + p] - ref[(i * c + ch) * plane + p];
+      total += Math.abs(sum / n / plane);
+    }
+    await q.session.release();
+    return total;
+  };
+  const [without, withCorrection] = [await meanShift(false), await meanShift(true)];
+  assert.ok(withCorrection < without * 0.8, `mean shift ${withCorrection} with correction, ${without} without`);
 });

@@ -107,10 +107,96 @@ export function checkCalibrationMethod(method: CalibrationMethod): void {
   }
 }
 
+/** A session over `model` (not modified) with `tensors` exposed as outputs. */
+async function probeSession(model: ModelProto, tensors: readonly string[], threads: number): Promise<{ runtime: typeof ort; session: ort.InferenceSession }> {
+  const probe = onnx.ModelProto.decode(encodeModel(model));
+  const graph = graphOf(probe);
+  const already = new Set(graph.output.map((o) => o.name));
+  for (const name of tensors) if (!already.has(name)) graph.output.push(floatValueInfo(name));
+  const runtime = await loadOrt();
+  try {
+    const session = await runtime.InferenceSession.create(encodeModel(probe), {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'basic',
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
+    return { runtime, session };
+  } catch (e) {
+    throw new HetmmError('E_MODEL_INVALID', `cannot run the model for calibration: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/** Run the model on every input and hand each named [N, C, ...] float32 tensor to `visit`. */
+async function visitTensors(
+  model: ModelProto,
+  inputName: string,
+  inputSize: readonly [number, number],
+  tensors: readonly string[],
+  inputs: readonly Float32Array[],
+  threads: number,
+  visit: (name: string, t: ort.Tensor) => void,
+): Promise<void> {
+  if (inputs.length === 0) throw new HetmmError('E_NO_IMAGES', 'calibration needs at least one image');
+  const { runtime, session } = await probeSession(model, tensors, threads);
+  const [H, W] = inputSize;
+  try {
+    for (const input of inputs) {
+      const feeds = { [inputName]: new runtime.Tensor('float32', input, [1, 3, H, W]) };
+      const results = await session.run(feeds, [...tensors]);
+      for (const name of tensors) {
+        const t = results[name] as ort.Tensor;
+        if (t.type !== 'float32') throw new HetmmError('E_MODEL_INVALID', `tensor '${name}' is ${t.type}, the quantiser handles float32 only`);
+        visit(name, t);
+        t.dispose();
+      }
+    }
+  } finally {
+    await session.release();
+  }
+}
+
 /**
  * Run `model` (not modified) on each input and return the range of each named
- * tensor. `inputs` are [3, H, W] float32 arrays in the model's input units.
+ * tensor and, for those in `meansOf`, the mean of each channel (axis 1).
+ * `inputs` are [3, H, W] float32 arrays in the model's input units.
  */
+export async function observeRangesAndMeans(
+  model: ModelProto,
+  inputName: string,
+  inputSize: readonly [number, number],
+  tensors: readonly string[],
+  inputs: readonly Float32Array[],
+  method: CalibrationMethod,
+  threads: number,
+  meansOf: ReadonlySet<string> = new Set(),
+): Promise<{ ranges: Map<string, TensorRange>; means: Map<string, Float32Array> }> {
+  checkCalibrationMethod(method);
+  const perImage = Math.max(1, Math.floor(SAMPLE_PER_TENSOR / Math.max(1, inputs.length)));
+  const observers = new Map(tensors.map((t) => [t, new RangeObserver(perImage)]));
+  const sums = new Map<string, Float64Array>();
+  const wanted = [...new Set([...tensors, ...meansOf])];
+  await visitTensors(model, inputName, inputSize, wanted, inputs, threads, (name, t) => {
+    const data = t.data as Float32Array;
+    observers.get(name)?.observe(data);
+    if (!meansOf.has(name)) return;
+    const channels = t.dims[1] ?? 1;
+    const plane = data.length / channels;
+    const sum = sums.get(name) ?? new Float64Array(channels);
+    for (let c = 0; c < channels; c++) {
+      let s = 0;
+      for (let i = c * plane; i < (c + 1) * plane; i++) s += data[i];
+      sum[c] += s / plane / inputs.length;
+    }
+    sums.set(name, sum);
+  });
+  return {
+    ranges: new Map([...observers].map(([name, o]) => [name, o.range(method)])),
+    means: new Map([...sums].map(([name, s]) => [name, Float32Array.from(s)])),
+  };
+}
+
+/** observeRangesAndMeans without the means. */
 export async function observeRanges(
   model: ModelProto,
   inputName: string,
@@ -120,40 +206,5 @@ export async function observeRanges(
   method: CalibrationMethod,
   threads: number,
 ): Promise<Map<string, TensorRange>> {
-  checkCalibrationMethod(method);
-  if (inputs.length === 0) throw new HetmmError('E_NO_IMAGES', 'calibration needs at least one image');
-  const probe = onnx.ModelProto.decode(encodeModel(model));
-  const graph = graphOf(probe);
-  const already = new Set(graph.output.map((o) => o.name));
-  for (const name of tensors) if (!already.has(name)) graph.output.push(floatValueInfo(name));
-  const runtime = await loadOrt();
-  let session: ort.InferenceSession;
-  try {
-    session = await runtime.InferenceSession.create(encodeModel(probe), {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'basic',
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
-  } catch (e) {
-    throw new HetmmError('E_MODEL_INVALID', `cannot run the model for calibration: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-  }
-  const perImage = Math.max(1, Math.floor(SAMPLE_PER_TENSOR / inputs.length));
-  const observers = new Map(tensors.map((t) => [t, new RangeObserver(perImage)]));
-  const [H, W] = inputSize;
-  try {
-    for (const input of inputs) {
-      const feeds = { [inputName]: new runtime.Tensor('float32', input, [1, 3, H, W]) };
-      const results = await session.run(feeds, [...tensors]);
-      for (const name of tensors) {
-        const t = results[name] as ort.Tensor;
-        if (t.type !== 'float32') throw new HetmmError('E_MODEL_INVALID', `tensor '${name}' is ${t.type}, the quantiser handles float32 only`);
-        observers.get(name)?.observe(t.data as Float32Array);
-        t.dispose();
-      }
-    }
-  } finally {
-    await session.release();
-  }
-  return new Map([...observers].map(([name, o]) => [name, o.range(method)]));
+  return (await observeRangesAndMeans(model, inputName, inputSize, tensors, inputs, method, threads)).ranges;
 }

@@ -17,10 +17,10 @@ import { HetmmError } from '../../errors.js';
 import { loadImage, loadImagesFrom } from '../../image/index.js';
 import { DEFAULT_BACKBONE, DEFAULT_MODEL_FILE, loadBackboneDescription, type BackboneDescription } from '../description.js';
 import { resolveModelPath } from '../model-path.js';
-import { observeRanges, checkCalibrationMethod, type CalibrationMethod } from './calibrate.js';
+import { observeRangesAndMeans, checkCalibrationMethod, type CalibrationMethod } from './calibrate.js';
 import { checkSingleImageInput, foldBatchNorms, fuseInputNormalisation, makeBatchSymbolic } from './fold.js';
 import { decodeModel, encodeModel, onnx, opsetVersion, type ModelProto } from './onnx-graph.js';
-import { insertQdq, planQdq } from './qdq.js';
+import { imageConvs, insertQdq, planQdq, type QdqStats } from './qdq.js';
 
 export type { CalibrationMethod } from './calibrate.js';
 export { activationParams, quantizeWeightsPerChannel } from './qdq.js';
@@ -44,6 +44,15 @@ export interface QuantizeModelOptions {
   /** output .onnx path; the description is written next to it as `<out>.json` */
   readonly output: string;
   readonly threads?: number;
+  /** accuracy rewrites before calibration, both on by default (off only to measure them: bench/quantize-fidelity.ts) */
+  readonly rewrites?: QuantizeRewrites;
+}
+
+export interface QuantizeRewrites {
+  /** leave the convolutions that read the image float (qdq.ts imageConvs) */
+  readonly floatStem?: boolean;
+  /** fold the mean weight-rounding error of each conv into its bias (qdq.ts insertQdq) */
+  readonly biasCorrection?: boolean;
 }
 
 export interface QuantizeModelResult {
@@ -56,6 +65,10 @@ export interface QuantizeModelResult {
   readonly quantizedConvs: number;
   readonly quantizedActivations: number;
   readonly absorbedRelus: number;
+  /** convolutions left float because they read the image (qdq.ts imageConvs) */
+  readonly floatConvs: number;
+  /** convolutions whose bias absorbed the mean weight-rounding error */
+  readonly biasCorrected: number;
   readonly calibrationImages: number;
   readonly method: CalibrationMethod;
 }
@@ -131,6 +144,29 @@ export function prepareFloatModel(bytes: Uint8Array, description: BackboneDescri
   return { model, foldedBatchNorms };
 }
 
+/**
+ * Quantise a prepared float model in place: the accuracy rewrites, range
+ * calibration on `inputs` ([3, H, W] in [0, 1]), then QDQ. Exported for the
+ * fidelity bench.
+ */
+export async function quantizeGraph(
+  model: ModelProto,
+  description: BackboneDescription,
+  inputs: readonly Float32Array[],
+  method: CalibrationMethod,
+  threads: number,
+  rewrites: QuantizeRewrites = {},
+): Promise<QdqStats & { floatConvs: number }> {
+  const floatStem = rewrites.floatStem !== false;
+  const plan = planQdq(model, floatStem);
+  const floatConvs = floatStem ? imageConvs(model).size : 0;
+  if (plan.convs.length === 0) return { convs: 0, activations: 0, absorbedRelus: 0, biasCorrected: 0, floatConvs };
+  const meansOf = new Set(rewrites.biasCorrection === false ? [] : plan.convs.map((c) => c.input[0]));
+  const tensors = plan.activations.map((s) => s.name);
+  const observed = await observeRangesAndMeans(model, description.inputName, description.inputSize, tensors, inputs, method, threads, meansOf);
+  return { ...insertQdq(model, plan, observed.ranges, observed.means), floatConvs };
+}
+
 export async function quantizeModel(options: QuantizeModelOptions): Promise<QuantizeModelResult> {
   const { path: modelPath } = resolveModelPath({ model: options.model });
   const description = await resolveDescription(modelPath, options.description);
@@ -147,18 +183,8 @@ export async function quantizeModel(options: QuantizeModelOptions): Promise<Quan
   const { model, foldedBatchNorms } = prepareFloatModel(bytes, description, modelPath);
   const inputs = await calibrationInputs(options.calibrate, description, maxImages);
   if (inputs.length === 0) throw new HetmmError('E_NO_IMAGES', 'no calibration images found');
-  const plan = planQdq(model);
-  if (plan.convs.length === 0) throw new HetmmError('E_MODEL_INVALID', `model '${modelPath}' has no convolution with constant weights to quantise`);
-  const ranges = await observeRanges(
-    model,
-    description.inputName,
-    description.inputSize,
-    plan.activations.map((s) => s.name),
-    inputs,
-    method,
-    threads,
-  );
-  const stats = insertQdq(model, plan, ranges);
+  const stats = await quantizeGraph(model, description, inputs, method, threads, options.rewrites ?? {});
+  if (stats.convs === 0) throw new HetmmError('E_MODEL_INVALID', `model '${modelPath}' has no convolution with constant weights to quantise`);
   const qDescription = quantizedDescription(description);
   model.producerName = 'hetmm quantize-model';
   model.docString = `int8 QDQ of ${path.basename(modelPath)} (${methodText(method)} calibration on ${inputs.length} images)`;
@@ -181,6 +207,8 @@ export async function quantizeModel(options: QuantizeModelOptions): Promise<Quan
     quantizedConvs: stats.convs,
     quantizedActivations: stats.activations,
     absorbedRelus: stats.absorbedRelus,
+    floatConvs: stats.floatConvs,
+    biasCorrected: stats.biasCorrected,
     calibrationImages: inputs.length,
     method,
   };

@@ -46,9 +46,35 @@ export interface QdqPlan {
   readonly absorbedRelus: readonly NodeProto[];
 }
 
-/** Which tensors get quantised; the names whose ranges calibration must observe are the `name`s. */
-export function planQdq(model: ModelProto): QdqPlan {
+/**
+ * The convolutions that read the image (no Conv between them and the graph
+ * input). They stay float: on the shipped ResNet50-v2 the stem conv's int8
+ * input (the normalised image, one scale for three channels) and int8 output
+ * (64 channels of very different ranges, each multiplied by a float
+ * batch-norm gain next) caused 2/3 of the int8 backbone's feature error, and
+ * a 3-channel QLinearConv is no faster than the float Conv
+ * (docs/PERFORMANCE.md).
+ */
+export function imageConvs(model: ModelProto): Set<NodeProto> {
   const graph = graphOf(model);
+  const inits = new Set(graph.initializer.map((t) => t.name));
+  const derived = new Set(graph.input.map((i) => i.name as string).filter((n) => !inits.has(n)));
+  const out = new Set<NodeProto>();
+  for (const node of graph.node as NodeProto[]) {
+    if (!node.input.some((i) => derived.has(i))) continue;
+    if (node.opType === 'Conv') out.add(node);
+    else for (const o of node.output) derived.add(o);
+  }
+  return out;
+}
+
+/**
+ * Which tensors get quantised; the names whose ranges calibration must observe
+ * are the `name`s. `floatStem` (default true) leaves imageConvs() float.
+ */
+export function planQdq(model: ModelProto, floatStem = true): QdqPlan {
+  const graph = graphOf(model);
+  const stem = floatStem ? imageConvs(model) : new Set<NodeProto>();
   const inits = initializerMap(graph);
   const consumers = consumerMap(graph);
   const graphOutputs = new Set(graph.output.map((o) => o.name));
@@ -56,7 +82,7 @@ export function planQdq(model: ModelProto): QdqPlan {
   const sites = new Map<string, ActivationSite>();
   const absorbed: NodeProto[] = [];
   for (const node of graph.node as NodeProto[]) {
-    if (node.opType !== 'Conv') continue;
+    if (node.opType !== 'Conv' || stem.has(node)) continue;
     const weight = inits.get(node.input[1]);
     if (weight === undefined || dimsOf(weight).length !== 4) continue;
     if (node.input[2] && !inits.has(node.input[2])) continue;
@@ -112,10 +138,24 @@ export interface QdqStats {
   readonly convs: number;
   readonly activations: number;
   readonly absorbedRelus: number;
+  /** convolutions whose bias absorbed the mean weight-rounding error */
+  readonly biasCorrected: number;
 }
 
-/** Rewrite `model` in place. `ranges` must hold every `plan.activations[].name`. */
-export function insertQdq(model: ModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, TensorRange>): QdqStats {
+/**
+ * Rewrite `model` in place. `ranges` must hold every `plan.activations[].name`.
+ * `inputMeans` (per conv input tensor, the float mean of each channel on the
+ * calibration images) enables bias correction: the rounding of the weights
+ * shifts a conv's output by sum_c,k (Wq - W)[o, c, k] E[x_c] on average, and
+ * a ReLU'd (all positive) input does not average that out; the shift is
+ * subtracted from the bias (Nagel et al., "Data-free quantization", 2019).
+ */
+export function insertQdq(
+  model: ModelProto,
+  plan: QdqPlan,
+  ranges: ReadonlyMap<string, TensorRange>,
+  inputMeans: ReadonlyMap<string, Float32Array> = new Map(),
+): QdqStats {
   const graph = graphOf(model);
   const inits = initializerMap(graph);
   const qParams = new Map<string, ActivationParams & { q: string; scaleName: string; zpName: string }>();
@@ -133,6 +173,7 @@ export function insertQdq(model: ModelProto, plan: QdqPlan, ranges: ReadonlyMap<
 
   // Weights and biases of each conv: int8 / int32 initializers behind DequantizeLinear (axis 0).
   const before = new Map<NodeProto, NodeProto[]>();
+  let biasCorrected = 0;
   plan.convs.forEach((conv, index) => {
     const tag = conv.name ? `${conv.name}` : `conv${index}`;
     const weight = inits.get(conv.input[1]);
@@ -150,22 +191,37 @@ export function insertQdq(model: ModelProto, plan: QdqPlan, ranges: ReadonlyMap<
     ];
     const inputs = [conv.input[0], `${wq}_dq`];
     const xParams = qParams.get(conv.input[0]);
-    if (conv.input[2]) {
-      const b = floatValues(inits.get(conv.input[2]) as NonNullable<ReturnType<typeof inits.get>>);
-      if (xParams === undefined) {
-        inputs.push(conv.input[2]);
-      } else {
-        const bq = `${tag}_bias_quantized`;
-        const bScale = new Float32Array(dims[0]);
-        const bInt = new Int32Array(dims[0]);
-        for (let o = 0; o < dims[0]; o++) {
-          bScale[o] = xParams.scale * scales[o];
-          bInt[o] = Math.max(-2147483647, Math.min(2147483647, Math.round(b[o] / bScale[o])));
-        }
-        graph.initializer.push(int32Tensor(bq, [dims[0]], bInt), floatTensor(`${bq}_scale`, [dims[0]], bScale), int32Tensor(`${bq}_zero_point`, [dims[0]], new Int32Array(dims[0])));
-        extra.push(makeNode('DequantizeLinear', [bq, `${bq}_scale`, `${bq}_zero_point`], [`${bq}_dq`], `${bq}_DequantizeLinear`, [intAttr('axis', 0)]));
-        inputs.push(`${bq}_dq`);
+    const b = conv.input[2] ? floatValues(inits.get(conv.input[2]) as NonNullable<ReturnType<typeof inits.get>>) : new Float32Array(dims[0]);
+    const means = inputMeans.get(conv.input[0]);
+    const corrected = means !== undefined && dims[1] === means.length;
+    if (corrected) {
+      const w = floatValues(weight);
+      const per = w.length / dims[0];
+      const k = per / dims[1];
+      for (let o = 0; o < dims[0]; o++) {
+        let shift = 0;
+        for (let i = 0; i < per; i++) shift += (q[o * per + i] * scales[o] - w[o * per + i]) * means[Math.floor(i / k)];
+        b[o] -= shift;
       }
+      biasCorrected++;
+    }
+    if (xParams === undefined) {
+      if (conv.input[2] && !corrected) inputs.push(conv.input[2]);
+      else if (conv.input[2] || corrected) {
+        graph.initializer.push(floatTensor(`${tag}_bias_corrected`, [dims[0]], b));
+        inputs.push(`${tag}_bias_corrected`);
+      }
+    } else if (conv.input[2] || corrected) {
+      const bq = `${tag}_bias_quantized`;
+      const bScale = new Float32Array(dims[0]);
+      const bInt = new Int32Array(dims[0]);
+      for (let o = 0; o < dims[0]; o++) {
+        bScale[o] = xParams.scale * scales[o];
+        bInt[o] = Math.max(-2147483647, Math.min(2147483647, Math.round(b[o] / bScale[o])));
+      }
+      graph.initializer.push(int32Tensor(bq, [dims[0]], bInt), floatTensor(`${bq}_scale`, [dims[0]], bScale), int32Tensor(`${bq}_zero_point`, [dims[0]], new Int32Array(dims[0])));
+      extra.push(makeNode('DequantizeLinear', [bq, `${bq}_scale`, `${bq}_zero_point`], [`${bq}_dq`], `${bq}_DequantizeLinear`, [intAttr('axis', 0)]));
+      inputs.push(`${bq}_dq`);
     }
     conv.input = inputs;
     before.set(conv, extra);
@@ -201,5 +257,5 @@ export function insertQdq(model: ModelProto, plan: QdqPlan, ranges: ReadonlyMap<
   const used = new Set<string>();
   for (const n of graph.node as NodeProto[]) for (const i of n.input) used.add(i);
   graph.initializer = graph.initializer.filter((t) => used.has(t.name as string));
-  return { convs: plan.convs.length, activations: plan.activations.length, absorbedRelus: plan.absorbedRelus.length };
+  return { convs: plan.convs.length, activations: plan.activations.length, absorbedRelus: plan.absorbedRelus.length, biasCorrected };
 }

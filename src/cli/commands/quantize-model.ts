@@ -61,7 +61,7 @@ export async function quantizeModelCommand(args: string[], ctx: CliContext): Pro
   report.out(`${r.output}  (${(r.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${r.sha256.slice(0, 16)}…)`);
   report.out(`  description  ${r.descriptionPath} (${r.description.name})`);
   report.out(`  folded       ${r.foldedBatchNorms} batch-norms into convolutions`);
-  report.out(`  quantised    ${r.quantizedConvs} convolutions, ${r.quantizedActivations} activation tensors (${r.absorbedRelus} ReLUs absorbed)`);
+  report.out(`  quantised    ${r.quantizedConvs} convolutions, ${r.quantizedActivations} activation tensors (${r.absorbedRelus} ReLUs absorbed, ${r.biasCorrected} biases corrected); ${r.floatConvs} reading the image left float`);
   report.out(`  calibration  ${typeof r.method === 'string' ? r.method : `percentile ${r.method.percentile}`} on ${r.calibrationImages} images, ${seconds.toFixed(1)} s`);
   return 0;
 }
