@@ -1,11 +1,13 @@
 /**
  * How close the int8 backbone's features are to float32's, per calibration
- * method: `node dist/bench/quantize-fidelity.js [METHOD...]` (METHOD: minmax,
- * mse, percentile:P; default all of minmax mse percentile:99.9
+ * method and rewrite: `node dist/bench/quantize-fidelity.js [VARIANT...]`
+ * (VARIANT: METHOD[+int8stem][+nobc], METHOD one of minmax, mse,
+ * percentile:P; `+int8stem` also quantises the convolution that reads the
+ * image, `+nobc` skips bias correction; default: minmax mse percentile:99.9
  * percentile:99.99 percentile:99.999). Calibrates on 16 evenly spaced
  * magnetic-tile train/good images, then compares the L2-normalised features
  * of 8 blowhole test images pixel by pixel (cosine: 1 = identical), and
- * times one backbone call (CPU ms, all threads) for float32 and int8.
+ * times one backbone call (CPU ms, all threads) for float32 and each variant.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -33,13 +35,17 @@ async function main(): Promise<void> {
   const images = await Promise.all(files.map((f) => loadImage(f)));
   const reference = await Promise.all(images.map((img) => float.extract(img)));
   console.log(`load average ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-  console.log('| calibration | mean cosine layer1 / 2 / 3 | min cosine layer1 / 2 / 3 | calibration s |');
-  console.log('|---|---|---|---:|');
+  const floatMs = await cpuMsPerCall(float, images[0]!, 10);
+  console.log(`float32 backbone: ${floatMs.toFixed(1)} CPU ms per call (extract, all threads, incl. L2 normalisation)`);
+  console.log('| variant | mean cosine layer1 / 2 / 3 | min cosine layer1 / 2 / 3 | calibration s | int8 CPU ms per call | float32 / int8 |');
+  console.log('|---|---|---|---:|---:|---:|');
   try {
     for (const text of methods) {
       const output = path.join(dir, `${text.replace(/[^a-z0-9.]/gi, '_')}.onnx`);
       const t0 = performance.now();
-      await quantizeModel({ calibrate: [path.join(tile, 'train', 'good')], maxImages: 16, output, method: parseCalibrationMethod(text) });
+      const [method, ...flags] = text.split('+');
+      const rewrites = { floatStem: !flags.includes('int8stem'), biasCorrection: !flags.includes('nobc') };
+      await quantizeModel({ calibrate: [path.join(tile, 'train', 'good')], maxImages: 16, output, method: parseCalibrationMethod(method!), rewrites });
       const seconds = (performance.now() - t0) / 1000;
       const q = await Backbone.load({ model: output });
       const mean = [0, 0, 0];
@@ -56,11 +62,8 @@ async function main(): Promise<void> {
           }
         });
       }
-      console.log(`| ${text} | ${mean.map((v) => v.toFixed(5)).join(' / ')} | ${min.map((v) => v.toFixed(4)).join(' / ')} | ${seconds.toFixed(1)} |`);
-      if (text === methods[methods.length - 1]) {
-        const [fMs, qMs] = [await cpuMsPerCall(float, images[0]!, 10), await cpuMsPerCall(q, images[0]!, 10)];
-        console.log(`\nbackbone CPU ms per image (extract, all threads, incl. L2 normalisation): float32 ${fMs.toFixed(1)}, int8 ${qMs.toFixed(1)} (${(fMs / qMs).toFixed(2)}x)`);
-      }
+      const qMs = await cpuMsPerCall(q, images[0]!, 10);
+      console.log(`| ${text} | ${mean.map((v) => v.toFixed(5)).join(' / ')} | ${min.map((v) => v.toFixed(4)).join(' / ')} | ${seconds.toFixed(1)} | ${qMs.toFixed(1)} | ${(floatMs / qMs).toFixed(2)} |`);
       await q.dispose();
     }
   } finally {
