@@ -16,7 +16,7 @@ import type * as ort from 'onnxruntime-node';
 import { loadOrt } from '../src/backbone/backbone.js';
 import { DEFAULT_BACKBONE } from '../src/backbone/description.js';
 import { prepareFloatModel, quantizeGraph } from '../src/backbone/quantize/index.js';
-import { observeRanges, type TensorRange } from '../src/backbone/quantize/calibrate.js';
+import { observeRangesAndMeans, type TensorRange } from '../src/backbone/quantize/calibrate.js';
 import { encodeModel, type ModelProto } from '../src/backbone/quantize/onnx-graph.js';
 import { insertQdq, planQdq, type ActivationSite } from '../src/backbone/quantize/qdq.js';
 import { loadImage, loadImagesFrom } from '../src/image/index.js';
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
       .join(' | ');
 
   const plan0 = planQdq(base, false);
-  const ranges: Map<string, TensorRange> = await observeRanges(base, DEFAULT_BACKBONE.inputName, SIZE, plan0.activations.map((s) => s.name), calibration, 'mse', 2);
+  const { ranges }: { ranges: Map<string, TensorRange> } = await observeRangesAndMeans(base, DEFAULT_BACKBONE.inputName, SIZE, plan0.activations.map((s) => s.name), calibration, 'mse', 2);
   const absorbed = new Set(plan0.absorbedRelus.map((r) => r.output[0]));
   const stem = new Set(plan0.convs.slice(0, 1).flatMap((c) => [c.input[0], ...plan0.activations.filter((s) => s.source === c.output[0]).map((s) => s.name)]));
   const row = async (label: string, keepFloat: (s: ActivationSite) => boolean): Promise<void> => {

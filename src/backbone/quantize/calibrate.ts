@@ -195,16 +195,3 @@ export async function observeRangesAndMeans(
     means: new Map([...sums].map(([name, s]) => [name, Float32Array.from(s)])),
   };
 }
-
-/** observeRangesAndMeans without the means. */
-export async function observeRanges(
-  model: ModelProto,
-  inputName: string,
-  inputSize: readonly [number, number],
-  tensors: readonly string[],
-  inputs: readonly Float32Array[],
-  method: CalibrationMethod,
-  threads: number,
-): Promise<Map<string, TensorRange>> {
-  return (await observeRangesAndMeans(model, inputName, inputSize, tensors, inputs, method, threads)).ranges;
-}
