@@ -13,6 +13,7 @@ import {
 } from '../src/backbone/index.js';
 import { onnx, toNumber, type ModelProto } from '../src/backbone/quantize/onnx-graph.js';
 import { activationParams, quantizeWeightsPerChannel } from '../src/backbone/quantize/index.js';
+import { stemConvs } from '../src/backbone/quantize/qdq.js';
 import { datasetsDir, defaultModelPath, tempDir } from './helpers/io-paths.js';
 import { expectHetmm } from './helpers/errors.js';
 import { rng } from './helpers/random.js';
@@ -246,7 +247,7 @@ test('quantizeModel writes an int8 QDQ model: per-channel int8 weights, uint8 ac
 
 test('onnxruntime fuses the QDQ convolutions into QLinearConv (session profile)', async () => {
   const out = path.join(tmp, 'tiny-int8-prof.onnx');
-  await quantizeModel({ model: floatPath, calibrate: calibration, output: out, threads: 1 });
+  await quantizeModel({ model: floatPath, calibrate: calibration, output: out, threads: 1, rewrites: { floatStem: false } });
   const prefix = path.join(tmp, 'profile');
   const { session } = await runModel(readFileSync(out), [heldOut[0]], { enableProfiling: true, profileFilePrefix: prefix });
   session.endProfiling();
@@ -312,9 +313,9 @@ test('real model: the int8 ResNet50 features stay close to float32 (4 calibratio
   const out = path.join(tmp, 'resnet-int8.onnx');
   const r = await quantizeModel({ model: defaultModelPath, calibrate: [good], maxImages: 4, output: out, method: 'minmax' });
   assert.equal(r.foldedBatchNorms, 27);
-  assert.equal(r.quantizedConvs, 42, 'the stem conv (reads the image) stays float');
-  assert.equal(r.floatConvs, 1);
-  assert.equal(r.biasCorrected, 42);
+  assert.equal(r.quantizedConvs, 40, 'the stem conv and the two convs that read its pooled output stay float');
+  assert.equal(r.floatConvs, 3);
+  assert.equal(r.biasCorrected, 40);
   const f = await Backbone.load({ model: defaultModelPath });
   const q = await Backbone.load({ model: out });
   const { loadImage } = await import('../src/image/index.js');
@@ -347,7 +348,7 @@ test('hetmm quantize-model: calibrates on a directory of images and writes the m
   assert.equal(run.code, 0, run.stderr);
   const report = JSON.parse(run.stdout) as { calibrationImages: number; quantizedConvs: number; method: unknown; descriptionPath: string };
   assert.equal(report.calibrationImages, 3);
-  assert.equal(report.quantizedConvs, 3, 'conv1 reads the image: float');
+  assert.equal(report.quantizedConvs, 1, 'conv1-conv3 are the stem: float');
   assert.deepEqual(report.method, { percentile: 99.9 });
   assert.equal(report.descriptionPath, path.join(tmp, 'cli-int8.json'));
   const missing = await runCli('quantize-model', '--model', floatPath, '-o', out);
@@ -359,19 +360,23 @@ test('hetmm quantize-model: calibrates on a directory of images and writes the m
   assert.equal(none.code, 3, none.stderr);
 });
 
-test('the convolutions that read the image stay float by default (no QDQ on the image or the stem output)', async () => {
+test('the stem stays float by default: the convs that read the image, and the convs that read theirs', async () => {
+  const { model } = prepareFloatModel(floatBytes, TINY, 'tiny');
+  assert.deepEqual([...stemConvs(model, 1)].map((n) => n.name), ['conv1'], 'conv1 reads the image through bn0');
+  // conv2 reads r1 = relu(conv1); conv3 reads bn3(r1 + b2): both from conv1's output without another conv between
+  assert.deepEqual([...stemConvs(model, 2)].map((n) => n.name), ['conv1', 'conv2', 'conv3']);
   const out = path.join(tmp, 'tiny-int8-stem.onnx');
   const result = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1 });
-  assert.equal(result.floatConvs, 1, 'conv1 reads the image through bn0');
-  assert.equal(result.quantizedConvs, 3);
+  assert.equal(result.floatConvs, 3);
+  assert.equal(result.quantizedConvs, 1);
   assert.equal(result.absorbedRelus, 0, 'conv1 is float, so its relu stays');
   const nodes = onnx.ModelProto.decode(readFileSync(out)).graph?.node ?? [];
   const conv1 = nodes.find((n) => n.name === 'conv1');
   assert.ok(conv1, 'conv1 kept');
   const producers = new Map(nodes.flatMap((n) => (n.output ?? []).map((o) => [o, n.opType] as const)));
   assert.deepEqual((conv1.input ?? []).map((i) => producers.get(i) ?? 'initializer'), ['BatchNormalization', 'initializer', 'initializer'], 'float input, weights, bias');
-  // r1 (float relu output, read by conv2 and the Add), b2, r3, r4
-  assert.equal(nodes.filter((n) => n.opType === 'QuantizeLinear').length, 4);
+  // r4 only (conv4's input; its output layer3 is a graph output)
+  assert.equal(nodes.filter((n) => n.opType === 'QuantizeLinear').length, 1);
   const reference = await floatOutputs(heldOut);
   const int8Out = await runModel(readFileSync(out), heldOut);
   const errors = TINY.outputNames.map((name) => relativeError(reference[name], int8Out.result[name].data));
@@ -383,8 +388,8 @@ test('bias correction removes the mean output shift that weight rounding causes'
   const reference = await floatOutputs(heldOut);
   const meanShift = async (biasCorrection: boolean): Promise<number> => {
     const out = path.join(tmp, `tiny-int8-bc-${biasCorrection}.onnx`);
-    const r = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1, rewrites: { biasCorrection } });
-    assert.equal(r.biasCorrected, biasCorrection ? 3 : 0);
+    const r = await quantizeModel({ model: floatPath, calibrate: calibration, output: out, method: 'minmax', threads: 1, rewrites: { biasCorrection, floatStem: false } });
+    assert.equal(r.biasCorrected, biasCorrection ? 4 : 0);
     const q = await runModel(readFileSync(out), heldOut);
     // |mean over images and positions of (int8 - float)| per channel of layer1 (conv2's output + r1), summed over channels
     const { data, dims } = q.result.layer1;

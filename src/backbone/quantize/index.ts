@@ -20,7 +20,7 @@ import { resolveModelPath } from '../model-path.js';
 import { observeRangesAndMeans, checkCalibrationMethod, type CalibrationMethod } from './calibrate.js';
 import { checkSingleImageInput, foldBatchNorms, fuseInputNormalisation, makeBatchSymbolic } from './fold.js';
 import { decodeModel, encodeModel, onnx, opsetVersion, type ModelProto } from './onnx-graph.js';
-import { imageConvs, insertQdq, planQdq, type QdqStats } from './qdq.js';
+import { stemConvs, insertQdq, planQdq, type QdqStats } from './qdq.js';
 
 export type { CalibrationMethod } from './calibrate.js';
 export { activationParams, quantizeWeightsPerChannel } from './qdq.js';
@@ -49,7 +49,7 @@ export interface QuantizeModelOptions {
 }
 
 export interface QuantizeRewrites {
-  /** leave the convolutions that read the image float (qdq.ts imageConvs) */
+  /** leave the stem float: the convolutions that read the image, and those that read their output (qdq.ts stemConvs) */
   readonly floatStem?: boolean;
   /** fold the mean weight-rounding error of each conv into its bias (qdq.ts insertQdq) */
   readonly biasCorrection?: boolean;
@@ -65,7 +65,7 @@ export interface QuantizeModelResult {
   readonly quantizedConvs: number;
   readonly quantizedActivations: number;
   readonly absorbedRelus: number;
-  /** convolutions left float because they read the image (qdq.ts imageConvs) */
+  /** convolutions left float: the stem (qdq.ts stemConvs) */
   readonly floatConvs: number;
   /** convolutions whose bias absorbed the mean weight-rounding error */
   readonly biasCorrected: number;
@@ -159,7 +159,7 @@ export async function quantizeGraph(
 ): Promise<QdqStats & { floatConvs: number }> {
   const floatStem = rewrites.floatStem !== false;
   const plan = planQdq(model, floatStem);
-  const floatConvs = floatStem ? imageConvs(model).size : 0;
+  const floatConvs = floatStem ? stemConvs(model).size : 0;
   if (plan.convs.length === 0) return { convs: 0, activations: 0, absorbedRelus: 0, biasCorrected: 0, floatConvs };
   const meansOf = new Set(rewrites.biasCorrection === false ? [] : plan.convs.map((c) => c.input[0]));
   const tensors = plan.activations.map((s) => s.name);

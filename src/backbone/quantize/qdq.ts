@@ -46,35 +46,45 @@ export interface QdqPlan {
   readonly absorbedRelus: readonly NodeProto[];
 }
 
+/** Conv steps from the image that stay float: the stem conv, then the convs that read its (pooled) output. */
+export const FLOAT_STEM_DEPTH = 2;
+
 /**
- * The convolutions that read the image (no Conv between them and the graph
- * input). They stay float: on the shipped ResNet50-v2 the stem conv's int8
- * input (the normalised image, one scale for three channels) and int8 output
- * (64 channels of very different ranges, each multiplied by a float
- * batch-norm gain next) caused 2/3 of the int8 backbone's feature error, and
- * a 3-channel QLinearConv is no faster than the float Conv
- * (docs/PERFORMANCE.md).
+ * The stem: convolutions that read the image (no Conv between them and the
+ * graph input), and, up to `depth` conv steps, the convolutions that read
+ * their outputs. They stay float. On the shipped ResNet50-v2 (depth 2: the
+ * stem conv, stage 1's first 1x1 conv and its shortcut) the stem conv's
+ * int8 input (the normalised image, one scale for three channels) and int8
+ * output (64 channels of very different ranges, each multiplied by a float
+ * batch-norm gain next) caused 2/3 of the int8 backbone's feature error,
+ * and stage 1's first input the largest share of the rest; a 3-channel
+ * QLinearConv is no faster than the float Conv, and the two 64-channel 1x1
+ * convs cost about 1 ms of CPU per image in float (docs/PERFORMANCE.md).
  */
-export function imageConvs(model: ModelProto): Set<NodeProto> {
+export function stemConvs(model: ModelProto, depth = FLOAT_STEM_DEPTH): Set<NodeProto> {
   const graph = graphOf(model);
   const inits = new Set(graph.initializer.map((t) => t.name));
-  const derived = new Set(graph.input.map((i) => i.name as string).filter((n) => !inits.has(n)));
+  let derived = new Set(graph.input.map((i) => i.name as string).filter((n) => !inits.has(n)));
   const out = new Set<NodeProto>();
-  for (const node of graph.node as NodeProto[]) {
-    if (!node.input.some((i) => derived.has(i))) continue;
-    if (node.opType === 'Conv') out.add(node);
-    else for (const o of node.output) derived.add(o);
+  for (let step = 0; step < depth; step++) {
+    const next = new Set<string>();
+    for (const node of graph.node as NodeProto[]) {
+      if (!node.input.some((i) => derived.has(i))) continue;
+      if (node.opType === 'Conv') out.add(node);
+      for (const o of node.output) (node.opType === 'Conv' ? next : derived).add(o);
+    }
+    derived = next;
   }
   return out;
 }
 
 /**
  * Which tensors get quantised; the names whose ranges calibration must observe
- * are the `name`s. `floatStem` (default true) leaves imageConvs() float.
+ * are the `name`s. `floatStem` (default true) leaves stemConvs() float.
  */
 export function planQdq(model: ModelProto, floatStem = true): QdqPlan {
   const graph = graphOf(model);
-  const stem = floatStem ? imageConvs(model) : new Set<NodeProto>();
+  const stem = floatStem ? stemConvs(model) : new Set<NodeProto>();
   const inits = initializerMap(graph);
   const consumers = consumerMap(graph);
   const graphOutputs = new Set(graph.output.map((o) => o.name));
