@@ -210,6 +210,7 @@ static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma")
 #include "int8_body.h"
+#include "int8_quantize_body.h"
 #pragma GCC pop_options
 #endif
 
@@ -717,6 +718,16 @@ static napi_value js_quantize_int8(napi_env env, napi_callback_info info) {
     free(mx);
     return throw_range(env, "quantizeInt8: out of memory");
   }
+#if HETMM_X86
+  if (g_int8Supported) {
+    quantize_int8_avx512(v, c, hw, o, scale, sum, (int)offsetBy, mx, inv);
+    free(inv);
+    free(mx);
+    napi_value undef;
+    NAPI_CALL(env, napi_get_undefined(env, &undef));
+    return undef;
+  }
+#endif
   for (int64_t ch = 0; ch < c; ch++) {
     const float *row = v + ch * hw;
     for (int64_t p = 0; p < hw; p++) {
