@@ -7,7 +7,8 @@
  *   pixelGram   per-pixel Gram matrices of a feature stack (for PTS).
  *   matchLayerInt8  matchLayer on int8-quantised maps (AVX-512 VNNI only,
  *               int8_body.h); quantizeInt8 packs one map (synchronous; the
- *               reference is src/kernels/fast/int8.ts).
+ *               reference is src/kernels/fast/int8.ts); alignmentOffset
+ *               lets the caller place packed maps on 64-byte boundaries.
  *
  * Both run asynchronously (napi_create_async_work) and return a Promise, so
  * the event loop is never blocked. The work itself is spread over a
@@ -42,7 +43,7 @@
 /* The JS-visible surface's version: bump it whenever a function, its
  * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
  * whose `abi` differs (a stale build or prebuild). */
-#define HETMM_NATIVE_ABI 2 /* 2: l2NormalizePixels */
+#define HETMM_NATIVE_ABI 3 /* 2: l2NormalizePixels; 3: alignmentOffset */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -761,6 +762,20 @@ static napi_value js_quantize_int8(napi_env env, napi_callback_info info) {
   return undef;
 }
 
+/* alignmentOffset(typedArray): bytes from the array's first element to the next 64-byte boundary (0-63).
+ * The int8 kernel's loads are 64 bytes wide: on packed maps that start mid cache line (V8 puts large
+ * ArrayBuffers 16 bytes into a malloc chunk) every load spans two lines, which cost layer1 40%. */
+static napi_value js_alignment_offset(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  TypedArg a;
+  if (argc != 1 || !get_typed(env, argv[0], &a)) return throw_range(env, "alignmentOffset expects one typed array");
+  napi_value out;
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)((64 - ((uintptr_t)a.data & 63)) & 63), &out));
+  return out;
+}
+
 /* pixelGram(variant, stack, n, c, h, w, p0, p1, out): Promise<void> */
 static napi_value js_pixel_gram(napi_env env, napi_callback_info info) {
   size_t argc = 9;
@@ -836,6 +851,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayerInt8", NULL, js_match_layer_int8, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantizeInt8", NULL, js_quantize_int8, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"alignmentOffset", NULL, js_alignment_offset, NULL, NULL, NULL, napi_enumerable, NULL},
       {"l2NormalizePixels", NULL, hetmm_js_l2_normalize_pixels, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
