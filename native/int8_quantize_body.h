@@ -1,9 +1,11 @@
 /*
  * quantizeInt8 with AVX-512 (the addon uses it when the int8 kernel runs,
- * i.e. on VNNI CPUs). Bit for bit the arithmetic of the scalar loop in
- * js_quantize_int8 and of quantizeMap in src/kernels/fast/int8.ts: in
- * double, x = v * (127 / max), q = sign(x) * floor(|x| + 0.5); four
- * channels of a pixel packed into one 32-bit word.
+ * i.e. on VNNI CPUs). Bit for bit the arithmetic of the scalar steps in
+ * hetmm_native.c (quantize_int8_pixels, which also packs the pixels past
+ * the last whole 16-pixel block) and of quantizeMap in
+ * src/kernels/fast/int8.ts: in double, x = v * (127 / max),
+ * q = sign(x) * floor(|x| + 0.5); four channels of a pixel packed into one
+ * 32-bit word.
  *
  * Why: the query is quantised on every match call, and the scalar loop
  * (strided byte stores, floor() calls) took about 11 ns per value, 11 ms of
@@ -27,28 +29,19 @@ static void quantize_int8_avx512(const float *v, int64_t c, int64_t hw, uint8_t 
   const int64_t hw16 = hw & ~(int64_t)15;
   for (int64_t ch = 0; ch < c; ch++) {
     const float *row = v + ch * hw;
-    int64_t p = 0;
-    for (; p < hw16; p += 16) {
+    for (int64_t p = 0; p < hw16; p += 16) {
       const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(row + p));
       /* max_ps(a, m) returns m when a is NaN, as the scalar `a > m` test keeps m */
       _mm512_storeu_ps(mx + p, _mm512_max_ps(a, _mm512_loadu_ps(mx + p)));
     }
-    for (; p < hw; p++) {
-      float a = fabsf(row[p]);
-      if (a > mx[p]) mx[p] = a;
-    }
   }
-  for (int64_t p = 0; p < hw; p++) {
-    scale[p] = (float)((double)mx[p] / 127.0);
-    inv[p] = mx[p] > 0 ? 127.0 / (double)mx[p] : 0.0;
-    if (sum) sum[p] = 0;
-  }
+  quantize_int8_max(v, c, hw, hw16, mx);
+  quantize_int8_scales(mx, hw, scale, inv, sum);
   const int64_t groups = (c + 3) / 4;
   const __m512i low = _mm512_set1_epi32(0xff), off = _mm512_set1_epi32(offsetBy);
   for (int64_t g = 0; g < groups; g++) {
     uint32_t *dst = (uint32_t *)o + g * hw;
-    int64_t p = 0;
-    for (; p < hw16; p += 16) {
+    for (int64_t p = 0; p < hw16; p += 16) {
       const __m512d invLo = _mm512_loadu_pd(inv + p), invHi = _mm512_loadu_pd(inv + p + 8);
       __m512i word = _mm512_setzero_si512(), total = _mm512_setzero_si512();
       for (int k = 0; k < 4; k++) {
@@ -66,19 +59,6 @@ static void quantize_int8_avx512(const float *v, int64_t c, int64_t hw, uint8_t 
       _mm512_storeu_si512(dst + p, word);
       if (sum) _mm512_storeu_si512(sum + p, _mm512_add_epi32(_mm512_loadu_si512(sum + p), total));
     }
-    for (; p < hw; p++) {
-      uint32_t word = 0;
-      for (int k = 0; k < 4; k++) {
-        const int64_t ch = 4 * g + k;
-        int q = 0;
-        if (ch < c) {
-          double x = (double)v[ch * hw + p] * inv[p];
-          q = x < 0 ? -(int)floor(0.5 - x) : (int)floor(x + 0.5);
-          if (sum) sum[p] += q;
-        }
-        word |= (uint32_t)(uint8_t)(q + offsetBy) << (8 * k);
-      }
-      dst[p] = word;
-    }
+    quantize_int8_pixels(v, c, hw, g, hw16, inv, dst, sum, offsetBy);
   }
 }
