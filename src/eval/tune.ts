@@ -50,7 +50,7 @@ export interface TuneOptions {
   readonly budgetSeconds?: number;
   /** held-out normals; default min(12, max(2, N / 4)) */
   readonly holdOut?: number;
-  /** synthetic defects per held-out normal; default 3 (one of each kind) */
+  /** synthetic defects per held-out normal; default one of each kind, more (of each kind alike) until there are at least 24 */
   readonly defectsPerImage?: number;
   /** kinds of synthetic defects; default TUNE_KINDS */
   readonly kinds?: readonly SyntheticKind[];
@@ -138,6 +138,9 @@ export const TUNE_PIXEL_POSTS: readonly PostProcess[] = [
 /** The kinds of synthetic defects a tuning makes by default (docs/TUNING.md: which kinds track the real metrics). */
 export const TUNE_KINDS: readonly SyntheticKind[] = ['cutpaste', 'crack'];
 
+/** Fewest synthetic defects a tuning makes by default (more per held-out image when few are held out). */
+const MIN_DEFECTS = 24;
+
 /** Proxy maps are combined at 1/4 of the input size per side (masks: every 4th pixel): 16x less work per candidate. */
 const SUBSAMPLE = 4;
 
@@ -157,7 +160,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   const seed = options.seed ?? 0;
   const budget = options.budgetSeconds ?? 240;
   const kinds = options.kinds ?? TUNE_KINDS;
-  const perImage = options.defectsPerImage ?? kinds.length;
+  const perImageOption = options.defectsPerImage;
   const minGain = options.minGain ?? 0.002;
   const snapshot = detector.store.snapshot();
   const n = snapshot.count;
@@ -165,6 +168,8 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   if (snapshot.files.length < n) throw new HetmmError('E_ARGUMENT', 'preset tuning needs the image files of the templates (a PTS store has sheets, not images)');
   const holdOut = Math.min(n, options.holdOut ?? Math.min(12, Math.max(2, Math.floor(n / 4))));
   const held = evenSample(n, holdOut);
+  // one of each kind per held-out image, more when few are held out (at least MIN_DEFECTS in all: a smaller proxy is noise)
+  const perImage = perImageOption ?? kinds.length * Math.max(1, Math.ceil(MIN_DEFECTS / (held.length * kinds.length)));
   const [height, width] = detector.backbone.identity.inputSize;
   const notes: string[] = [];
 
@@ -179,9 +184,10 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
     queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0 });
     for (let d = 0; d < perImage; d++) {
       const kind = kinds[d % kinds.length]!;
-      // the donor is another held-out normal (never the image itself)
-      const donor = images[(k + 1 + d) % images.length]!;
-      const synthetic = synthesizeDefect(images[k]!, donor === images[k] ? images[k]! : donor, kind, rng);
+      // the donor is another held-out normal (the image itself only when it is the only one held out)
+      const others = images.length - 1;
+      const donor = others === 0 ? images[k]! : images[(k + 1 + (d % others)) % images.length]!;
+      const synthetic = synthesizeDefect(images[k]!, donor, kind, rng);
       const { features } = await detector.features(synthetic.image);
       queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1, kind });
     }
