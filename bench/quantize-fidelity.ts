@@ -2,8 +2,8 @@
  * How close the int8 backbone's features are to float32's, per calibration
  * method and rewrite: `node dist/bench/quantize-fidelity.js [VARIANT...]`
  * (VARIANT: METHOD[+int8stem][+nobc], METHOD one of minmax, mse,
- * percentile:P; `+int8stem` also quantises the convolution that reads the
- * image, `+nobc` skips bias correction; default: minmax mse percentile:99.9
+ * percentile:P; `+int8stem` also quantises the stem convolutions (qdq.ts
+ * stemConvs), `+nobc` skips bias correction; default: minmax mse percentile:99.9
  * percentile:99.99 percentile:99.999). Calibrates on 16 evenly spaced
  * magnetic-tile train/good images, then compares the L2-normalised features
  * of 8 blowhole test images pixel by pixel (cosine: 1 = identical), and

@@ -96,7 +96,7 @@ async function main(): Promise<void> {
   }
   const now = fresh();
   await quantizeGraph(now, DEFAULT_BACKBONE, calibration, 'mse', 2);
-  console.log(`| (now: float stem + bias correction, the default) | ${error(await features(now))} |`);
+  console.log(`| now: the default quantiser (2-step float stem + bias correction) | ${error(await features(now))} |`);
 }
 
 main().catch((e: unknown) => {
