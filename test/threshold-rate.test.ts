@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_CALIBRATION_SAMPLES, evenSample } from '../src/detector/calibrate.js';
-import { normalOnlyThreshold } from '../src/detector/threshold.js';
+import { falseAlarmPredictionBound, normalOnlyThreshold } from '../src/detector/threshold.js';
 
 /** Deterministic uniform numbers in [0, 1) (32-bit LCG; plenty for these counts). */
 function lcg(seed: number): () => number {
@@ -75,4 +75,32 @@ test('the default cap calibrates a store of 761 normals on all of them', () => {
   assert.equal(spread.length, DEFAULT_CALIBRATION_SAMPLES);
   assert.equal(new Set(spread).size, spread.length);
   assert.ok(spread[0]! < 3 && spread.at(-1)! > 2996);
+});
+
+test('prediction bound: the share flagged in a batch of new normals stays under it in 95% of (calibration, batch) draws', () => {
+  for (const [n, batch] of [[761, 191], [200, 191], [99, 20]] as const) {
+    const next = lcg(99 + n + batch);
+    const draws = 3000;
+    let over = 0;
+    let overOneLess = 0;
+    let bound = 0;
+    for (let d = 0; d < draws; d++) {
+      const scores = Array.from({ length: n }, next);
+      const t = normalOnlyThreshold(scores, { falseAlarmRate: 0.01 });
+      const exceed = scores.filter((s) => s > t.threshold).length;
+      bound = falseAlarmPredictionBound(exceed, n, batch);
+      let flagged = 0;
+      for (let i = 0; i < batch; i++) if (next() > t.threshold) flagged++;
+      if (flagged / batch > bound) over++;
+      if (flagged > Math.round(bound * batch) - 1) overOneLess++;
+    }
+    // a discrete law: at most 5% of batches above the bound, and more than 5% above one image fewer (it is the smallest such bound)
+    assert.ok(over / draws < 0.062, `n ${n}, batch ${batch}: ${over} of ${draws} above ${bound}`);
+    assert.ok(overOneLess / draws > 0.04, `n ${n}, batch ${batch}: only ${overOneLess} of ${draws} above one image fewer than ${bound}`);
+  }
+  // Magnetic Tile: 6 of 761 scores above the threshold, 191 good test tiles: 4 flagged (2.1%); with 200 samples, 6 (3.1%)
+  assert.equal(falseAlarmPredictionBound(6, 761, 191), 4 / 191);
+  assert.equal(falseAlarmPredictionBound(1, 200, 191), 6 / 191);
+  assert.equal(falseAlarmPredictionBound(3, 3, 10), 1);
+  assert.throws(() => falseAlarmPredictionBound(1, 10, 0), /batch >= 1/);
 });
