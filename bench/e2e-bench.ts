@@ -70,6 +70,8 @@ interface ChildConfig {
   readonly warmup: number;
   /** int8 runs: also compare every image's result with float matching on the same features */
   readonly deviation: boolean;
+  /** predictMany's backboneThread option (decode + backbone on a worker thread) */
+  readonly backboneThread?: boolean;
 }
 
 interface StageStats {
@@ -107,6 +109,8 @@ export interface EndToEndRow extends ChildResult {
   precision: MatchPrecisionSetting;
   backbone: BackboneSetting;
   ortThreads: number;
+  /** predictMany ran decoding and the backbone on a worker thread */
+  backboneThread: boolean;
 }
 
 export interface EndToEndReport {
@@ -189,7 +193,7 @@ async function runChild(config: ChildConfig): Promise<ChildResult> {
     const c0 = process.cpuUsage();
     const s = performance.now();
     let n = 0;
-    for await (const r of detector.predictMany(config.images, { concurrency })) {
+    for await (const r of detector.predictMany(config.images, { concurrency, backboneThread: config.backboneThread === true })) {
       if (r.error !== undefined) throw r.error;
       n++;
     }
@@ -370,6 +374,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRep
       precision: MatchPrecisionSetting;
       backbone: BackboneSetting;
       threads: readonly [number, number];
+      backboneThread?: boolean;
     }> = [];
     const first = { templates: options.templates[0]!, dtype: options.dtypes[0]!, precision: 'float' as const, backbone: 'float' as const };
     for (const t of options.threadStudy) settings.push({ ...first, threads: t });
@@ -383,7 +388,11 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRep
       }
       if (int8Model !== undefined) {
         settings.push({ templates, dtype: 'float32', precision: 'float', backbone: 'int8', threads: options.threads });
-        if (options.int8) settings.push({ templates, dtype: 'float32', precision: 'int8', backbone: 'int8', threads: options.threads });
+        if (options.int8) {
+          settings.push({ templates, dtype: 'float32', precision: 'int8', backbone: 'int8', threads: options.threads });
+          // the same with predictMany's backbone thread (its own onnxruntime session; wall-clock overlap, RSS cost)
+          settings.push({ templates, dtype: 'float32', precision: 'int8', backbone: 'int8', threads: options.threads, backboneThread: true });
+        }
       }
     }
     log(`\n${images.length} test images per run (defective test images and unseen good ones); ms are per image.`);
@@ -397,15 +406,15 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRep
       const store = built.paths.get(`${s.backbone === 'int8' ? 'int8/' : ''}${s.templates}/${s.dtype}`)!;
       const model = s.backbone === 'int8' ? int8Model : undefined;
       const r = await spawnChild(
-        { store, model, ortThreads: s.threads[0], images, concurrencies: options.concurrencies, warmup: 3, deviation: s.precision === 'int8' },
+        { store, model, ortThreads: s.threads[0], images, concurrencies: options.concurrencies, warmup: 3, deviation: s.precision === 'int8' && s.backboneThread !== true, backboneThread: s.backboneThread === true },
         s.threads[1],
         s.precision,
       );
-      rows.push({ ...r, templates: s.templates, dtype: s.dtype, precision: s.precision, backbone: s.backbone, ortThreads: s.threads[0] });
+      rows.push({ ...r, templates: s.templates, dtype: s.dtype, precision: s.precision, backbone: s.backbone, ortThreads: s.threads[0], backboneThread: s.backboneThread === true });
       const m = r.sequentialMean;
       const bestCpu = Math.min(r.sequentialCpuMs, ...r.pipelined.map((p) => p.cpuMsPerImage));
       log(
-        `| ${s.templates} | ${s.backbone === 'int8' ? '**int8**' : 'float32'} | ${s.dtype} / ${s.precision === 'int8' ? 'int8' : s.dtype} | ${s.threads[0]} | ${r.nativeThreads} | ${fixed(m.decode)} | ${fixed(m.backbone)} | ${fixed(m.match)} | ${fixed(m.score)} | ` +
+        `| ${s.templates} | ${s.backbone === 'int8' ? '**int8**' : 'float32'}${s.backboneThread === true ? ' (thread)' : ''} | ${s.dtype} / ${s.precision === 'int8' ? 'int8' : s.dtype} | ${s.threads[0]} | ${r.nativeThreads} | ${fixed(m.decode)} | ${fixed(m.backbone)} | ${fixed(m.match)} | ${fixed(m.score)} | ` +
           `${fixed(m.total)} (${fixed(r.sequentialMedian.total)}) | ${fixed(r.sequentialCpuMs)} | ` +
           `${r.pipelined.map((p) => fixed(p.imagesPerSecond, 2)).join(' | ')} | ${fixed((os.availableParallelism() * 1000) / bestCpu, 1)} | ` +
           `${fixed(r.maxRssMiB, 0)} | ${r.loadAverage.map((v) => fixed(v, 2)).join(' ')} |`,

@@ -7,7 +7,8 @@
  *   pixelGram   per-pixel Gram matrices of a feature stack (for PTS).
  *   matchLayerInt8  matchLayer on int8-quantised maps (AVX-512 VNNI only,
  *               int8_body.h); quantizeInt8 packs one map (synchronous; the
- *               reference is src/kernels/fast/int8.ts).
+ *               reference is src/kernels/fast/int8.ts); alignmentOffset
+ *               lets the caller place packed maps on 64-byte boundaries.
  *
  * Both run asynchronously (napi_create_async_work) and return a Promise, so
  * the event loop is never blocked. The work itself is spread over a
@@ -42,7 +43,7 @@
 /* The JS-visible surface's version: bump it whenever a function, its
  * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
  * whose `abi` differs (a stale build or prebuild). */
-#define HETMM_NATIVE_ABI 2 /* 2: l2NormalizePixels */
+#define HETMM_NATIVE_ABI 3 /* 2: l2NormalizePixels; 3: alignmentOffset */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -206,10 +207,52 @@ static inline void f16_row_generic(float *dst, const uint16_t *src, int n) {
 #define F16_ROW f16_row_generic
 #include "variant_bodies.h"
 
+/* quantizeInt8's arithmetic (the reference is quantizeMap in src/kernels/fast/int8.ts), in double:
+ * scale = max|v| / 127, value = round-half-away(v * 127 / max) + offsetBy, four channels of a pixel
+ * packed into one word, [ceil(C/4)][hw]. The scalar steps, for pixels [p0, hw);
+ * int8_quantize_body.h vectorises whole 16-pixel blocks and finishes with these. */
+static void quantize_int8_max(const float *v, int64_t c, int64_t hw, int64_t p0, float *mx) {
+  for (int64_t ch = 0; ch < c; ch++) {
+    const float *row = v + ch * hw;
+    for (int64_t p = p0; p < hw; p++) {
+      float a = fabsf(row[p]);
+      if (a > mx[p]) mx[p] = a;
+    }
+  }
+}
+
+static void quantize_int8_scales(const float *mx, int64_t hw, float *scale, double *inv, int32_t *sum) {
+  for (int64_t p = 0; p < hw; p++) {
+    scale[p] = (float)((double)mx[p] / 127.0);
+    inv[p] = mx[p] > 0 ? 127.0 / (double)mx[p] : 0.0;
+    if (sum) sum[p] = 0;
+  }
+}
+
+/* Channel group g, pixels [p0, hw): packed words into dst (the group's first word), sums added. */
+static void quantize_int8_pixels(const float *v, int64_t c, int64_t hw, int64_t g, int64_t p0, const double *inv,
+                                 uint32_t *dst, int32_t *sum, int offsetBy) {
+  for (int64_t p = p0; p < hw; p++) {
+    uint32_t word = 0;
+    for (int k = 0; k < 4; k++) {
+      const int64_t ch = 4 * g + k;
+      int q = 0; /* channels past C */
+      if (ch < c) {
+        double x = (double)v[ch * hw + p] * inv[p];
+        q = x < 0 ? -(int)floor(0.5 - x) : (int)floor(x + 0.5);
+        if (sum) sum[p] += q;
+      }
+      word |= (uint32_t)(uint8_t)(q + offsetBy) << (8 * k);
+    }
+    dst[p] = word;
+  }
+}
+
 #if HETMM_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512vnni,avx2,fma")
 #include "int8_body.h"
+#include "int8_quantize_body.h"
 #pragma GCC pop_options
 #endif
 
@@ -717,37 +760,35 @@ static napi_value js_quantize_int8(napi_env env, napi_callback_info info) {
     free(mx);
     return throw_range(env, "quantizeInt8: out of memory");
   }
-  for (int64_t ch = 0; ch < c; ch++) {
-    const float *row = v + ch * hw;
-    for (int64_t p = 0; p < hw; p++) {
-      float a = fabsf(row[p]);
-      if (a > mx[p]) mx[p] = a;
-    }
-  }
-  for (int64_t p = 0; p < hw; p++) {
-    scale[p] = (float)((double)mx[p] / 127.0);
-    inv[p] = mx[p] > 0 ? 127.0 / (double)mx[p] : 0.0;
-    if (sum) sum[p] = 0;
-  }
-  for (int64_t ch = 0; ch < groups * 4; ch++) {
-    uint8_t *dst = o + 4 * ((ch >> 2) * hw) + (ch & 3);
-    if (ch >= c) {
-      for (int64_t p = 0; p < hw; p++) dst[4 * p] = (uint8_t)offsetBy;
-      continue;
-    }
-    const float *row = v + ch * hw;
-    for (int64_t p = 0; p < hw; p++) {
-      double x = (double)row[p] * inv[p];
-      int q = x < 0 ? -(int)floor(0.5 - x) : (int)floor(x + 0.5);
-      dst[4 * p] = (uint8_t)(q + (int)offsetBy);
-      if (sum) sum[p] += q;
-    }
+#if HETMM_X86
+  if (g_int8Supported) {
+    quantize_int8_avx512(v, c, hw, o, scale, sum, (int)offsetBy, mx, inv);
+  } else
+#endif
+  {
+    quantize_int8_max(v, c, hw, 0, mx);
+    quantize_int8_scales(mx, hw, scale, inv, sum);
+    for (int64_t g = 0; g < groups; g++) quantize_int8_pixels(v, c, hw, g, 0, inv, (uint32_t *)o + g * hw, sum, (int)offsetBy);
   }
   free(inv);
   free(mx);
   napi_value undef;
   NAPI_CALL(env, napi_get_undefined(env, &undef));
   return undef;
+}
+
+/* alignmentOffset(typedArray): bytes from the array's first element to the next 64-byte boundary (0-63).
+ * The int8 kernel's loads are 64 bytes wide: on packed maps that start mid cache line (V8 puts large
+ * ArrayBuffers 16 bytes into a malloc chunk) every load spans two lines, which cost layer1 40%. */
+static napi_value js_alignment_offset(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  TypedArg a;
+  if (argc != 1 || !get_typed(env, argv[0], &a)) return throw_range(env, "alignmentOffset expects one typed array");
+  napi_value out;
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)((64 - ((uintptr_t)a.data & 63)) & 63), &out));
+  return out;
 }
 
 /* pixelGram(variant, stack, n, c, h, w, p0, p1, out): Promise<void> */
@@ -825,6 +866,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayerInt8", NULL, js_match_layer_int8, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantizeInt8", NULL, js_quantize_int8, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"alignmentOffset", NULL, js_alignment_offset, NULL, NULL, NULL, napi_enumerable, NULL},
       {"l2NormalizePixels", NULL, hetmm_js_l2_normalize_pixels, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

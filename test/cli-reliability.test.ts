@@ -165,6 +165,7 @@ test('7: library entry points validate their options with E_ARGUMENT naming the 
     await assert.rejects(detector.predict(undefined as never), expectHetmm('E_ARGUMENT', 'predict(source)', 'undefined'));
     await assert.rejects(detector.predictMany([good(0)], { concurrency: NaN }).next(), expectHetmm('E_ARGUMENT', 'options.concurrency', 'NaN'));
     await assert.rejects(detector.predictMany('x' as never).next(), expectHetmm('E_ARGUMENT', 'predictMany(sources)'));
+    await assert.rejects(detector.predictMany([good(0)], { backboneThread: 'yes' as never }).next(), expectHetmm('E_ARGUMENT', 'options.backboneThread', 'yes'));
     await assert.rejects(detector.add([good(0), 7 as never]), expectHetmm('E_ARGUMENT', 'add(sources)'));
   } finally {
     detector.dispose();

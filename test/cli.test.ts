@@ -64,6 +64,18 @@ test('predict: every broken bottle scores above every good one, files and JSON l
   assert.ok(lines.filter((l) => l.file.includes('/broken_large/') && l.label === 'defect').length >= 4);
 });
 
+test('predict --backbone-thread prints the same scores as without it', async () => {
+  const files = [path.join(goodDir, '000.png'), path.join(brokenDir, '000.png'), path.join(goodDir, '001.png')];
+  const scores = async (...extra: string[]): Promise<number[]> => {
+    const r = await run('predict', '-t', store, ...files, '--json', '--quiet', ...extra);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { score: number }).score);
+  };
+  const plain = await scores();
+  assert.equal(plain.length, 3);
+  assert.deepEqual(await scores('--backbone-thread', '--concurrency', '3'), plain);
+});
+
 test('add appends images (hot update) without recomputing the others', async () => {
   const copy = path.join(tmp, 'add.hetmm');
   copyFileSync(store, copy);

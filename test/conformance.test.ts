@@ -25,6 +25,7 @@ import {
   quantizeTemplatesInt8,
   type FastBackend,
 } from '../src/kernels/fast/index.js';
+import { alignedBytes } from '../src/kernels/fast/int8.js';
 import { getBackend } from '../src/kernels/index.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { pixelGramReference } from '../src/kernels/reference/gram.js';
@@ -424,6 +425,8 @@ describe('int8 matching', { skip: int8Skip }, () => {
     { n: 2, c: 5, h: 5, w: 16, f: 15, b: 3, dtype: 'float16' }, // radius 7, windows larger than the map
     { n: 5, c: 19, h: 16, w: 16, f: 7, b: 3, dtype: 'float16' },
     { n: 2, c: 256, h: 8, w: 32, f: 3, b: 5, dtype: 'float32' }, // f < b, many channels
+    { n: 3, c: 20, h: 7, w: 64, f: 5, b: 3, dtype: 'float32' }, // inside chunks: |dx| = 2 by unaligned loads
+    { n: 2, c: 9, h: 6, w: 64, f: 7, b: 5, dtype: 'float16' }, // the same at radius 3, wide backward windows
   ];
 
   it('quantises each pixel vector to within half a step of its own scale', () => {
@@ -446,7 +449,7 @@ describe('int8 matching', { skip: int8Skip }, () => {
   it('native quantisation equals the TypeScript reference bit for bit', () => {
     const binding = loadBinding();
     if (binding.quantizeInt8 === undefined) assert.fail('the addon lacks quantizeInt8 (stale build: run npm run install)');
-    for (const [c, hw, offsetBy] of [[13, 48, 128], [64, 256, 0], [1, 16, 0], [4, 5, 128]] as const) {
+    for (const [c, hw, offsetBy] of [[13, 48, 128], [9, 37, 128], [64, 256, 0], [1, 16, 0], [4, 5, 128]] as const) {
       const src = randomUnitMaps(1, c, 1, hw, 300 + c);
       src[0] = 0.5 / 254; // exactly half a step for some scales: rounding ties must agree
       const groups = Math.ceil(c / 4);
@@ -458,6 +461,23 @@ describe('int8 matching', { skip: int8Skip }, () => {
       assert.deepEqual(outs[1]!.sums, outs[0]!.sums, `C${c} hw${hw} sums`);
       if (offsetBy === 0) assert.ok(outs[0]!.sums.some((v) => v !== 7 && v !== 0), 'sums were written');
     }
+  });
+
+  it('places packed maps on 64-byte boundaries (alignmentOffset), with the same values', () => {
+    const binding = loadBinding();
+    const whole = new Uint8Array(256);
+    const first = binding.alignmentOffset(whole);
+    assert.ok(Number.isInteger(first) && first >= 0 && first < 64, `offset ${first}`);
+    for (const k of [1, 17, 63]) assert.equal(binding.alignmentOffset(whole.subarray(k)), (first - k + 64) % 64, `subarray at ${k}`);
+    const allocate = alignedBytes((a) => binding.alignmentOffset(a));
+    const k: MatchCase = { n: 2, c: 12, h: 3, w: 16, f: 3, b: 3, dtype: 'float32' };
+    const { query, templates } = makeInputs(k, 77);
+    const q8 = quantizeQueryInt8(query, quantizeMapReference, allocate);
+    const t8 = quantizeTemplatesInt8(templates, undefined, quantizeMapReference, allocate);
+    assert.equal(binding.alignmentOffset(q8.data), 0);
+    assert.equal(binding.alignmentOffset(t8.data), 0);
+    assert.deepEqual(q8.data, quantizeQueryInt8(query).data);
+    assert.deepEqual(t8.data, quantizeTemplatesInt8(templates).data);
   });
 
   int8Cases.forEach((k, index) => {

@@ -3,7 +3,7 @@
  * hot `add`, on the real backbone and real magnetic-tile images:
  *   - predictMany yields exactly what sequential predict gives, in input
  *     order, at every concurrency, with each failing input's error in its
- *     place;
+ *     place, also with the backbone on a worker thread (backboneThread);
  *   - a prediction that overlaps an `add` sees a store of some whole count
  *     between the old and the new one (its result equals a prediction made
  *     against a store of exactly that many images), never a torn state; once
@@ -66,10 +66,12 @@ describe('predictMany', () => {
     // the inputs differ, so equal results cannot come from mixing them up
     assert.notEqual(sequential.get(defective[0]!)!.score, sequential.get(good[20]!)!.score);
 
-    for (const concurrency of [1, 2, 3, 8]) {
+    // backboneThread: decoding and the backbone on a worker thread with its own session
+    const settings = [1, 2, 3, 8].map((concurrency) => ({ concurrency, backboneThread: false })).concat([1, 3].map((concurrency) => ({ concurrency, backboneThread: true })));
+    for (const { concurrency, backboneThread } of settings) {
       const seen: string[] = [];
-      for await (const r of detector.predictMany(inputs, { concurrency })) {
-        const what = `concurrency ${concurrency}, ${path.basename(r.source)}`;
+      for await (const r of detector.predictMany(inputs, { concurrency, backboneThread })) {
+        const what = `concurrency ${concurrency}${backboneThread ? ' (backbone thread)' : ''}, ${path.basename(r.source)}`;
         seen.push(r.source);
         if (r.source === missing || r.source === notAnImage) {
           assert.equal(r.prediction, undefined, what);
@@ -81,7 +83,7 @@ describe('predictMany', () => {
           assertSamePrediction(r.prediction!, sequential.get(r.source)!, what);
         }
       }
-      assert.deepEqual(seen, inputs, `concurrency ${concurrency}: input order`);
+      assert.deepEqual(seen, inputs, `concurrency ${concurrency}${backboneThread ? ' (backbone thread)' : ''}: input order`);
     }
   });
 

@@ -123,27 +123,42 @@ describe('kill -9 during hot updates, then restart', () => {
       assert.deepEqual([info.templates, info.version], [onDisk.count, storeVersion(onDisk)], 'the restarted server serves the store on disk');
       // two writers at once, each waiting for its answer before its next image
       let stop = false;
+      let killed = false;
+      // what went wrong before the kill: a writer stops at its first failure, and the test reports it (it used to wait forever)
+      const failures: string[] = [];
       const writer = async (): Promise<void> => {
         while (!stop) {
           const name = `img-${next++}.png`;
+          let r: Response;
           try {
-            const r = await addNormal(serve.base, 'crash', good, name);
-            if (r.status === 200) acknowledged.push(name);
-            else if (r.status !== 503) assert.fail(`hot update answered ${r.status}: ${await r.text()}`);
-          } catch {
-            return; // connection cut by the kill: not acknowledged
+            r = await addNormal(serve.base, 'crash', good, name);
+          } catch (e) {
+            if (!killed) failures.push(`${name}: ${e instanceof Error ? e.message : String(e)}`);
+            return; // after the kill: the connection was cut, not acknowledged
+          }
+          if (r.status === 200) acknowledged.push(name);
+          else if (r.status === 503) await new Promise((res) => setTimeout(res, 50));
+          else {
+            failures.push(`${name}: hot update answered ${r.status}: ${await r.text()}`);
+            return;
           }
         }
       };
-      const writers = [writer(), writer()];
+      let writersDone = false;
+      const writers = Promise.all([writer(), writer()]).then(() => {
+        writersDone = true;
+      });
       // kill at a random moment after at least one acknowledgement of this cycle
       const ackedBefore = acknowledged.length;
-      while (acknowledged.length === ackedBefore) await new Promise((r) => setTimeout(r, 20));
+      while (acknowledged.length === ackedBefore && !writersDone) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(failures, [], `hot updates failed before the kill (cycle ${cycle})`);
       await new Promise((r) => setTimeout(r, 50 + random() * 600));
+      killed = true;
       serve.child.kill('SIGKILL');
       stop = true;
       await exited;
-      await Promise.all(writers);
+      await writers;
+      assert.deepEqual(failures, [], `hot updates failed before the kill (cycle ${cycle})`);
       const store = await TemplateStore.load(storeFile);
       const files = store.files.slice(2);
       for (const name of acknowledged) assert.ok(files.includes(name), `acknowledged ${name} is in the store (cycle ${cycle})`);

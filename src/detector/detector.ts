@@ -19,6 +19,7 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
+import { BackboneThread } from './backbone-thread.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
 /** Everything Detector.open takes. */
@@ -101,6 +102,8 @@ export class Detector {
   /** the store file this detector was opened from: `add` appends to it durably (locked, merged) */
   #storeFile: string | undefined;
   #maxPixels: number | undefined;
+  /** onnxruntime threads the detector was opened with (predictMany's backbone thread uses the same) */
+  #threads: number | undefined;
 
   private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset, storeFile?: string) {
     this.backbone = backbone;
@@ -146,6 +149,7 @@ export class Detector {
     const preset = options.preset !== undefined ? checkedPreset(options.preset, 'options.preset') : presetFromMeta(store.meta.preset) ?? resolvePreset('default');
     const detector = new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
     detector.#maxPixels = options.maxPixels;
+    detector.#threads = options.threads;
     return detector;
   }
 
@@ -299,6 +303,15 @@ export class Detector {
     const image = isLoadedImage(source) ? source : await this.loadImage(source);
     const t1 = now();
     const features = pinned?.features ?? (await this.backbone.extract(image));
+    return this.#matchAndScore(image, features, { decode: t1 - t0, backbone: now() - t1 }, pinned);
+  }
+
+  async #matchAndScore(
+    image: LoadedImage,
+    features: Float32Array[],
+    before: { decode: number; backbone: number },
+    pinned?: { snapshot: StoreSnapshot; threshold: number | undefined },
+  ): Promise<Prediction> {
     const t2 = now();
     const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();
@@ -316,7 +329,7 @@ export class Detector {
       width: image.width,
       image,
       templates,
-      timings: { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 },
+      timings: { ...before, match: t3 - t2, score: t4 - t3 },
     } satisfies Prediction;
   }
 
@@ -341,21 +354,37 @@ export class Detector {
    */
   async *predictMany(
     sources: readonly string[],
-    options: { concurrency?: number } = {},
+    options: { concurrency?: number; backboneThread?: boolean } = {},
   ): AsyncGenerator<{ source: string; prediction?: Prediction; error?: Error }> {
-    const concurrency = validatePredictMany(sources, options);
+    const { concurrency, backboneThread } = validatePredictMany(sources, options);
+    const thread = backboneThread
+      ? await BackboneThread.start(
+          { model: this.backbone.modelPath, description: this.backbone.description, ...(this.#threads === undefined ? {} : { threads: this.#threads }) },
+          this.backbone.identity.modelSha256,
+        )
+      : undefined;
+    const predictOne = async (file: string): Promise<Prediction> => {
+      if (thread === undefined) return this.predict(file);
+      const prepared = await thread.features(file, this.#maxPixels);
+      return this.#matchAndScore(prepared.image, prepared.features, { decode: prepared.decodeMs, backbone: prepared.backboneMs });
+    };
     const inFlight: Promise<{ source: string; prediction?: Prediction; error?: Error }>[] = [];
     let next = 0;
     const start = (i: number): Promise<{ source: string; prediction?: Prediction; error?: Error }> =>
-      this.predict(sources[i]!).then(
+      predictOne(sources[i]!).then(
         (prediction) => ({ source: sources[i]!, prediction }),
         (error: unknown) => ({ source: sources[i]!, error: error instanceof Error ? error : new Error(String(error)) }),
       );
-    while (next < sources.length && inFlight.length < concurrency) inFlight.push(start(next++));
-    while (inFlight.length > 0) {
-      const result = await inFlight.shift()!;
-      if (next < sources.length) inFlight.push(start(next++));
-      yield result;
+    try {
+      while (next < sources.length && inFlight.length < concurrency) inFlight.push(start(next++));
+      while (inFlight.length > 0) {
+        const result = await inFlight.shift()!;
+        if (next < sources.length) inFlight.push(start(next++));
+        yield result;
+      }
+    } finally {
+      await Promise.allSettled(inFlight); // a consumer that stops early: let started images finish before the thread goes
+      await thread?.close();
     }
   }
 

@@ -78,7 +78,7 @@ export function validateImageSource(source: unknown, field: string): void {
 }
 
 /** predictMany: the file list and the number of images in flight. */
-export function validatePredictMany(sources: unknown, options: unknown): number {
+export function validatePredictMany(sources: unknown, options: unknown): { concurrency: number; backboneThread: boolean } {
   if (!Array.isArray(sources)) fail('predictMany(sources)', 'an array of image file paths', sources);
   sources.forEach((s, i) => {
     if (typeof s !== 'string' || s === '') fail(`predictMany(sources)[${i}]`, 'an image file path', s);
@@ -86,5 +86,7 @@ export function validatePredictMany(sources: unknown, options: unknown): number 
   if (options !== undefined && (options === null || typeof options !== 'object')) fail('predictMany(options)', 'an object', options);
   const concurrency = (options as { concurrency?: unknown } | undefined)?.concurrency;
   positiveInteger('options.concurrency', concurrency, 64);
-  return (concurrency as number | undefined) ?? 2;
+  const backboneThread = (options as { backboneThread?: unknown } | undefined)?.backboneThread;
+  if (backboneThread !== undefined && typeof backboneThread !== 'boolean') fail('options.backboneThread', 'a boolean', backboneThread);
+  return { concurrency: (concurrency as number | undefined) ?? 2, backboneThread: backboneThread === true };
 }

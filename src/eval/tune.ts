@@ -41,7 +41,7 @@ import {
 } from '../matching/index.js';
 import { float16ArrayToFloat32 } from '../store/index.js';
 import { aupro, imageAuroc, pixelAuroc } from './metrics/index.js';
-import { makeRng, synthesizeDefect, SYNTHETIC_KINDS, type SyntheticKind } from './synthetic.js';
+import { makeRng, synthesizeDefect, type SyntheticKind } from './synthetic.js';
 
 export interface TuneOptions {
   /** random seed of the synthetic defects; default 0 */
@@ -50,10 +50,12 @@ export interface TuneOptions {
   readonly budgetSeconds?: number;
   /** held-out normals; default min(12, max(2, N / 4)) */
   readonly holdOut?: number;
-  /** synthetic defects per held-out normal; default 3 (one of each kind) */
+  /** synthetic defects per held-out normal; default one of each kind, more (of each kind alike) until there are at least 24 */
   readonly defectsPerImage?: number;
-  /** kinds of synthetic defects; default all */
+  /** kinds of synthetic defects; default TUNE_KINDS */
   readonly kinds?: readonly SyntheticKind[];
+  /** window settings to try, in order; default TUNE_WINDOWS (the first should be the default preset's) */
+  readonly windows?: readonly Windows[];
   /** a candidate must beat the default's proxy objective by more than this; default 0.002 */
   readonly minGain?: number;
   readonly onProgress?: (done: number, total: number) => void;
@@ -86,9 +88,18 @@ export interface TuneResult {
   readonly preset: Preset;
   readonly record: TuneRecord;
   readonly notes: string[];
+  /** every candidate scored, in search order (not stored) */
+  readonly table: readonly CandidateScores[];
 }
 
-type Windows = readonly [readonly [number, number], readonly [number, number], readonly [number, number]];
+export interface CandidateScores {
+  readonly preset: Preset;
+  readonly proxy: ProxyScores;
+  /** the proxy on each kind of synthetic defect alone (with the clean held-out images); `proxy` is their mean */
+  readonly perKind: Partial<Record<SyntheticKind, ProxyScores>>;
+}
+
+export type Windows = readonly [readonly [number, number], readonly [number, number], readonly [number, number]];
 
 /**
  * The search space (docs/TUNING.md). Windows are (forward, backward) per
@@ -124,6 +135,12 @@ export const TUNE_PIXEL_POSTS: readonly PostProcess[] = [
   { kind: 'blur', sigma: 4, kernel: 25 },
 ];
 
+/** The kinds of synthetic defects a tuning makes by default (docs/TUNING.md: which kinds track the real metrics). */
+export const TUNE_KINDS: readonly SyntheticKind[] = ['cutpaste', 'crack'];
+
+/** Fewest synthetic defects a tuning makes by default (more per held-out image when few are held out). */
+const MIN_DEFECTS = 24;
+
 /** Proxy maps are combined at 1/4 of the input size per side (masks: every 4th pixel): 16x less work per candidate. */
 const SUBSAMPLE = 4;
 
@@ -134,14 +151,16 @@ interface Query {
   /** subsampled ground truth; all zeros for a clean image */
   readonly mask: Uint8Array;
   readonly label: 0 | 1;
+  /** the synthetic defect's kind (none for a clean image) */
+  readonly kind?: SyntheticKind;
 }
 
 export async function tunePreset(detector: Detector, options: TuneOptions = {}): Promise<TuneResult> {
   const t0 = performance.now();
   const seed = options.seed ?? 0;
   const budget = options.budgetSeconds ?? 240;
-  const kinds = options.kinds ?? SYNTHETIC_KINDS;
-  const perImage = options.defectsPerImage ?? kinds.length;
+  const kinds = options.kinds ?? TUNE_KINDS;
+  const perImageOption = options.defectsPerImage;
   const minGain = options.minGain ?? 0.002;
   const snapshot = detector.store.snapshot();
   const n = snapshot.count;
@@ -149,6 +168,8 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   if (snapshot.files.length < n) throw new HetmmError('E_ARGUMENT', 'preset tuning needs the image files of the templates (a PTS store has sheets, not images)');
   const holdOut = Math.min(n, options.holdOut ?? Math.min(12, Math.max(2, Math.floor(n / 4))));
   const held = evenSample(n, holdOut);
+  // one of each kind per held-out image, more when few are held out (at least MIN_DEFECTS in all: a smaller proxy is noise)
+  const perImage = perImageOption ?? kinds.length * Math.max(1, Math.ceil(MIN_DEFECTS / (held.length * kinds.length)));
   const [height, width] = detector.backbone.identity.inputSize;
   const notes: string[] = [];
 
@@ -163,25 +184,29 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
     queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0 });
     for (let d = 0; d < perImage; d++) {
       const kind = kinds[d % kinds.length]!;
-      // the donor is another held-out normal (never the image itself)
-      const donor = images[(k + 1 + d) % images.length]!;
-      const synthetic = synthesizeDefect(images[k]!, donor === images[k] ? images[k]! : donor, kind, rng);
+      // the donor is another held-out normal (the image itself only when it is the only one held out)
+      const others = images.length - 1;
+      const donor = others === 0 ? images[k]! : images[(k + 1 + (d % others)) % images.length]!;
+      const synthetic = synthesizeDefect(images[k]!, donor, kind, rng);
       const { features } = await detector.features(synthetic.image);
-      queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1 });
+      queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1, kind });
     }
   }
 
   // ---- search
   const backend = await int8MatchingBackend(detector);
   const layerShapes = detector.backbone.identity.layers.map((l) => [l.height, l.width] as const);
+  const windowList = options.windows ?? TUNE_WINDOWS;
   const saved = detector.preset;
+  const table: CandidateScores[] = [];
   let best: { preset: Preset; proxy: ProxyScores; objective: number } | undefined;
   let defaultProxy: ProxyScores | undefined;
-  let candidates = 0;
   let windowsTried = 0;
-  const total = TUNE_WINDOWS.length;
+  const total = windowList.length;
+  const labels = queries.map((q) => q.label);
+  const byKind = [...new Set(kinds)].map((kind) => ({ kind, pick: queries.map((q) => q.kind === undefined || q.kind === kind) }));
   try {
-    for (const windows of TUNE_WINDOWS) {
+    for (const windows of windowList) {
       if (windowsTried > 0 && (performance.now() - t0) / 1000 > budget) {
         notes.push(`preset tuning stopped at its ${budget} s budget after ${windowsTried} of ${total} window settings`);
         break;
@@ -191,21 +216,23 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
       for (const q of queries) {
         results.push((await detector.matchFeatures(q.features, { exclude: q.exclude, ...(backend === undefined ? {} : { backend }) })).results);
       }
-      for (const alphas of TUNE_ALPHAS) {
-        for (const lambdas of TUNE_LAMBDAS) {
-          const raw = results.map((r) => combine(r, layerShapes, alphas, lambdas, mapH, mapW));
-          const scores = raw.map((m) => mapMax(m));
-          const image = imageAuroc(scores, queries.map((q) => q.label)).value ?? 0.5;
-          for (const pixel of TUNE_PIXEL_POSTS) {
-            const maps = pixel.kind === 'blur' ? raw.map((m) => gaussianBlur(m, mapH, mapW, pixel.sigma / SUBSAMPLE, smallKernel(pixel.kernel))) : raw;
-            const proxy = proxyScores(image, maps, queries, mapW);
-            const objective = (proxy.image_auroc + proxy.pixel_auroc + proxy.aupro) / 3;
-            candidates++;
-            const preset = presetOf(windows, alphas, lambdas, pixel);
-            const isDefault = sameSettings(preset, DEFAULT_PRESET);
-            if (isDefault) defaultProxy = proxy;
-            if (best === undefined || objective > best.objective) best = { preset, proxy, objective };
+      for (const [alphas, lambdas] of weightCandidates(results.filter((_, k) => queries[k]!.label === 0))) {
+        const raw = results.map((r) => combine(r, layerShapes, alphas, lambdas, mapH, mapW));
+        const scores = raw.map((m) => mapMax(m));
+        for (const pixel of TUNE_PIXEL_POSTS) {
+          const maps = pixel.kind === 'blur' ? raw.map((m) => gaussianBlur(m, mapH, mapW, pixel.sigma / SUBSAMPLE, smallKernel(pixel.kernel))) : raw;
+          // each kind counts equally, whatever its area (a large kind would dominate pooled pixel metrics)
+          const perKind: Partial<Record<SyntheticKind, ProxyScores>> = {};
+          for (const { kind, pick } of byKind) {
+            const sel = <T>(a: readonly T[]): T[] => a.filter((_, k) => pick[k]);
+            perKind[kind] = proxyScores(sel(scores), sel(maps), sel(queries), sel(labels), mapW);
           }
+          const proxy = meanScores(Object.values(perKind));
+          const objective = objectiveOf(proxy);
+          const preset = presetOf(windows, alphas, lambdas, pixel);
+          table.push({ preset, proxy, perKind });
+          if (sameSettings(preset, DEFAULT_PRESET)) defaultProxy = proxy;
+          if (best === undefined || objective > best.objective) best = { preset, proxy, objective };
         }
       }
       windowsTried++;
@@ -214,9 +241,11 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   } finally {
     detector.preset = saved;
   }
-  const defaultObjective = (defaultProxy!.image_auroc + defaultProxy!.pixel_auroc + defaultProxy!.aupro) / 3;
+  // the default preset's own settings are candidates when the default windows come first
+  if (defaultProxy === undefined) throw new HetmmError('E_ARGUMENT', 'preset tuning: the first window setting must be the default preset\'s');
+  const defaultObjective = objectiveOf(defaultProxy);
   const chosen =
-    best!.objective > defaultObjective + minGain ? best! : { preset: DEFAULT_PRESET, proxy: defaultProxy!, objective: defaultObjective };
+    best!.objective > defaultObjective + minGain ? best! : { preset: DEFAULT_PRESET, proxy: defaultProxy, objective: defaultObjective };
   const preset: Preset = chosen.preset === DEFAULT_PRESET ? DEFAULT_PRESET : { ...chosen.preset, name: 'tuned' };
   if (preset === DEFAULT_PRESET) notes.push('preset tuning kept the default preset: no candidate beat it on the synthetic defects');
   validatePreset(preset);
@@ -224,15 +253,16 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   return {
     preset,
     notes,
+    table,
     record: {
       summary: summarize(preset),
       proxy: chosen.proxy,
-      defaultProxy: defaultProxy!,
+      defaultProxy,
       seed,
       heldOut: held.length,
       syntheticDefects: queries.filter((q) => q.label === 1).length,
       kinds: [...kinds],
-      candidates,
+      candidates: table.length,
       windowsTried,
       seconds,
       budgetSeconds: budget,
@@ -241,10 +271,57 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   };
 }
 
-function proxyScores(image: number, maps: Float32Array[], queries: readonly Query[], cols: number): ProxyScores {
+function meanScores(list: readonly ProxyScores[]): ProxyScores {
+  const mean = (key: keyof ProxyScores): number => list.reduce((sum, p) => sum + p[key], 0) / list.length;
+  return { image_auroc: mean('image_auroc'), pixel_auroc: mean('pixel_auroc'), aupro: mean('aupro') };
+}
+
+/** The proxy objective: the mean of the three proxy metrics. */
+function objectiveOf(p: ProxyScores): number {
+  return (p.image_auroc + p.pixel_auroc + p.aupro) / 3;
+}
+
+/**
+ * The alpha/lambda pairs tried for one window setting: the grid
+ * TUNE_ALPHAS x TUNE_LAMBDAS, then one "normal-scaled" pair per alpha in
+ * TUNE_ALPHAS: each layer's forward and backward terms divided by their mean
+ * on the clean held-out normals (leave-one-out), so that every term counts
+ * by how far it rises above its normal level. The scaled weights are folded
+ * back into plain alpha/lambda values (lambda scaled to a maximum of 1), so
+ * the preset stays an ordinary one and predict applies exactly what was
+ * tuned.
+ */
+function weightCandidates(clean: readonly MatchResult[][]): [readonly number[], readonly number[]][] {
+  const out: [readonly number[], readonly number[]][] = [];
+  for (const alphas of TUNE_ALPHAS) for (const lambdas of TUNE_LAMBDAS) out.push([alphas, lambdas]);
+  const layers = clean[0]!.length;
+  const meanTerm = (l: number, key: 'forward' | 'backward'): number => {
+    let sum = 0;
+    let count = 0;
+    for (const r of clean) {
+      const m = r[l]![key];
+      for (let i = 0; i < m.length; i++) sum += 1 - m[i]!;
+      count += m.length;
+    }
+    return Math.max(sum / count, 1e-6);
+  };
+  const means = Array.from({ length: layers }, (_, l) => [meanTerm(l, 'forward'), meanTerm(l, 'backward')] as const);
+  for (const alphas of TUNE_ALPHAS) {
+    const wa = means.map(([f], l) => alphas[l]! / f);
+    const wb = means.map(([, b], l) => (1 - alphas[l]!) / b);
+    const sums = wa.map((a, l) => a + wb[l]!);
+    const top = Math.max(...sums);
+    out.push([wa.map((a, l) => round3(a / sums[l]!)), sums.map((x) => round3(x / top))]);
+  }
+  return out;
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+function proxyScores(scores: readonly number[], maps: Float32Array[], queries: readonly Query[], labels: readonly (0 | 1)[], cols: number): ProxyScores {
   const masks = queries.map((q) => q.mask);
   return {
-    image_auroc: image,
+    image_auroc: imageAuroc(scores, labels).value ?? 0.5,
     pixel_auroc: pixelAuroc(maps, masks).value ?? 0.5,
     aupro: aupro(maps, masks, { width: cols }).value ?? 0,
   };

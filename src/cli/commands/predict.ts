@@ -20,7 +20,7 @@ import { heatmapRange, outputStems, writePredictionFiles, type MapSize } from '.
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
                      [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
-                     [--max-pixels N] [--fail-fast] [--map-size original|model]
+                     [--max-pixels N] [--fail-fast] [--map-size original|model] [--backbone-thread]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
@@ -35,7 +35,8 @@ within ~2e-3) and, for a store fitted with --precision int8, runs its int8
 backbone too (docs/PERFORMANCE.md). Default: float. An input that cannot be
 read or decoded is reported on its own line and the others still run (exit 3;
 --fail-fast stops at the first); a heat map that cannot be written stops the
-run (exit 5).`;
+run (exit 5). --backbone-thread decodes and runs the backbone on a worker
+thread with its own model session (more memory; docs/PERFORMANCE.md).`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -49,6 +50,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
       output: { type: 'string', short: 'o' },
       concurrency: { type: 'string' },
       'map-size': { type: 'string' },
+      'backbone-thread': { type: 'boolean' },
     },
     PREDICT_USAGE,
   );
@@ -79,7 +81,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     if (detector.threshold === undefined) {
       report.note('note: the store has no threshold for this preset, so no OK/DEFECT (refit with calibration, the default)');
     }
-    for await (const r of detector.predictMany(files, { concurrency: intOption(values.concurrency, 'concurrency') })) {
+    for await (const r of detector.predictMany(files, { concurrency: intOption(values.concurrency, 'concurrency'), backboneThread: values['backbone-thread'] === true })) {
       const stem = stems[i++]!;
       if (r.error !== undefined) {
         failures.add(r.source, r.error);

@@ -20,7 +20,7 @@ import { HetmmError } from '../../errors.js';
 import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
-export const NATIVE_ABI_VERSION = 2;
+export const NATIVE_ABI_VERSION = 3;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -109,6 +109,11 @@ export interface NativeBinding {
    * l2NormalisePixels in src/backbone/backbone.ts). Since ABI 2.
    */
   l2NormalizePixels(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
+  /**
+   * Bytes from the array's first element to the next 64-byte boundary
+   * (0-63): the int8 maps are placed there (./int8.ts alignedBytes). Since ABI 3.
+   */
+  alignmentOffset(array: ArrayBufferView): number;
 }
 
 const FIX =

@@ -25,7 +25,7 @@ import type { FeatureStack, KernelBackend, MatchOptions, MatchPrecision, MatchRe
 import { validateGramInputs } from '../reference/gram.js';
 import { validateMatchInputs } from '../reference/match.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
-import { Int8TemplateCache, int8Supports, quantizeQueryInt8, type MapQuantizer } from './int8.js';
+import { alignedBytes, Int8TemplateCache, int8Supports, quantizeQueryInt8, type MapQuantizer } from './int8.js';
 
 export { NATIVE_VARIANTS, type NativeVariant } from './binding.js';
 export {
@@ -122,7 +122,9 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
     nativeQuantize === undefined
       ? undefined
       : (src, channels, hw, out, scale, sums, offsetBy) => nativeQuantize(src, channels, hw, out, scale, sums ?? null, offsetBy);
-  const int8Cache = new Int8TemplateCache(quantize);
+  const offsetOf = binding.alignmentOffset?.bind(binding);
+  const allocate = offsetOf === undefined ? undefined : alignedBytes(offsetOf);
+  const int8Cache = new Int8TemplateCache(quantize, allocate);
   return {
     name: 'fast',
     variant,
@@ -138,7 +140,7 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
       const forward = new Float32Array(h * w);
       const backward = new Float32Array(h * w);
       if (precision === 'int8' && binding.matchLayerInt8 !== undefined && int8Supports(w, options)) {
-        const q8 = quantizeQueryInt8(query, quantize);
+        const q8 = quantizeQueryInt8(query, quantize, allocate);
         const t8 = int8Cache.get(templates);
         const matchInt8 = binding.matchLayerInt8.bind(binding);
         await callNative('matchLayerInt8', () =>

@@ -124,13 +124,30 @@ export const quantizeMapReference: MapQuantizer = (src, channels, hw, out, scale
   quantizeMap(src, 0, channels, hw, out, 0, scale, 0, sums, offsetBy);
 };
 
-export function quantizeQueryInt8(query: QueryMap, quantize: MapQuantizer = quantizeMapReference): Int8Query {
+/**
+ * Zeroed bytes for packed maps. The fast backend passes one that starts them
+ * on a 64-byte boundary (alignedBytes): the native kernel's 64-byte loads
+ * then stay within one cache line each.
+ */
+export type ByteAllocator = (bytes: number) => Uint8Array;
+
+export const plainBytes: ByteAllocator = (bytes) => new Uint8Array(bytes);
+
+/** A ByteAllocator whose arrays start `offsetOf(array)` bytes into a 64-byte larger buffer (the addon's alignmentOffset). */
+export function alignedBytes(offsetOf: (array: Uint8Array) => number): ByteAllocator {
+  return (bytes) => {
+    const whole = new Uint8Array(bytes + 64);
+    return whole.subarray(offsetOf(whole), offsetOf(whole) + bytes);
+  };
+}
+
+export function quantizeQueryInt8(query: QueryMap, quantize: MapQuantizer = quantizeMapReference, allocate: ByteAllocator = plainBytes): Int8Query {
   const [c, h, w] = query.shape;
   const hw = h * w;
   const groups = Math.ceil(c / 4);
-  const data = new Uint8Array(groups * hw * 4);
+  const data = allocate(groups * hw * 4);
   const scale = new Float32Array(hw);
-  quantize(query.data.subarray(0, c * hw), c, hw, new Int8Array(data.buffer), scale, undefined, 128);
+  quantize(query.data.subarray(0, c * hw), c, hw, new Int8Array(data.buffer, data.byteOffset, data.length), scale, undefined, 128);
   return { data, scale, groups, height: h, width: w };
 }
 
@@ -144,6 +161,7 @@ export function quantizeTemplatesInt8(
   stack: FeatureStack,
   into?: Int8Templates,
   quantize: MapQuantizer = quantizeMapReference,
+  allocate: ByteAllocator = plainBytes,
 ): Int8Templates {
   const [n, c, h, w] = stack.shape;
   const hw = h * w;
@@ -159,7 +177,8 @@ export function quantizeTemplatesInt8(
   const capacity = scale.length / hw;
   if (n > capacity) {
     const next = Math.max(n, capacity * 2);
-    const d = new Int8Array(next * perMap);
+    const bytes = allocate(next * perMap);
+    const d = new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     d.set(data.subarray(0, from * perMap));
     const s = new Float32Array(next * hw);
     s.set(scale.subarray(0, from * hw));
@@ -247,9 +266,11 @@ export function int8Supports(w: number, options: MatchOptions): boolean {
 export class Int8TemplateCache {
   readonly #entries = new WeakMap<object, Int8Templates>();
   readonly #quantize: MapQuantizer;
+  readonly #allocate: ByteAllocator;
 
-  constructor(quantize: MapQuantizer = quantizeMapReference) {
+  constructor(quantize: MapQuantizer = quantizeMapReference, allocate: ByteAllocator = plainBytes) {
     this.#quantize = quantize;
+    this.#allocate = allocate;
   }
 
   get(stack: FeatureStack): Int8Templates {
@@ -275,7 +296,7 @@ export class Int8TemplateCache {
           };
     let entry = this.#entries.get(key);
     if (entry === undefined || entry.count < start + n) {
-      entry = quantizeTemplatesInt8(whole, entry, this.#quantize);
+      entry = quantizeTemplatesInt8(whole, entry, this.#quantize, this.#allocate);
       this.#entries.set(key, entry);
     }
     if (start === 0) return entry;

@@ -1,0 +1,54 @@
+/**
+ * Worker-thread side of ./backbone-thread.ts: decodes images and runs the
+ * backbone. onnxruntime-node runs a forward pass synchronously on the
+ * calling thread, so on the main thread it holds up everything else queued
+ * there (the next matching call, scoring) until it returns; here it does not.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import { isHetmmError } from '../errors.js';
+import { loadImage } from '../image/index.js';
+import { loadFastBackend } from '../kernels/fast/index.js';
+import type { BackboneThreadOptions, BackboneReply, BackboneRequest } from './backbone-thread.js';
+
+const options = workerData as BackboneThreadOptions;
+const ready = (async () => {
+  const backbone = await Backbone.load({ model: options.model, description: options.description, threads: options.threads });
+  // the native L2 normalisation, as Detector.open plugs it in (the reference when the addon does not load)
+  const normalise = await loadFastBackend().then(
+    (b) => (b as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels,
+    () => undefined,
+  );
+  if (normalise !== undefined) backbone.usePixelNormaliser(normalise);
+  return backbone;
+})();
+ready.catch(() => undefined); // reported to 'init' and to every request
+
+async function handle(request: BackboneRequest): Promise<BackboneReply> {
+  const backbone = await ready;
+  if (request.op === 'init') return { id: request.id, ok: true, modelSha256: backbone.identity.modelSha256, inputSize: backbone.identity.inputSize };
+  const t0 = performance.now();
+  const { source } = request;
+  const input = typeof source === 'string' ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+  const image = await loadImage(input, { size: backbone.identity.inputSize, maxPixels: request.maxPixels });
+  const t1 = performance.now();
+  const features = await backbone.extract(image);
+  return { id: request.id, ok: true, image, features, decodeMs: t1 - t0, backboneMs: performance.now() - t1 };
+}
+
+parentPort!.on('message', (request: BackboneRequest) => {
+  handle(request).then(
+    (reply) => {
+      const transfer = reply.features === undefined ? [] : [reply.image!.data.buffer as ArrayBuffer, ...reply.features.map((f) => f.buffer as ArrayBuffer)];
+      parentPort!.postMessage(reply, transfer);
+    },
+    (e: unknown) => {
+      parentPort!.postMessage({
+        id: request.id,
+        ok: false,
+        code: isHetmmError(e) ? e.code : 'E_INTERNAL',
+        message: e instanceof Error ? e.message : String(e),
+      } satisfies BackboneReply);
+    },
+  );
+});
