@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
+import { falseAlarmPredictionBound } from '../src/detector/threshold.js';
 import { TemplateStore } from '../src/store/index.js';
 import { runCli as run } from './helpers/cli.js';
 import { datasetsDir, tempDir } from './helpers/io-paths.js';
@@ -26,6 +27,7 @@ interface ThresholdJson {
   precision: number | null;
   recall: number | null;
   false_positive_rate: number | null;
+  false_alarm_prediction_bound?: number;
 }
 interface CategoryJson {
   name: string;
@@ -132,8 +134,11 @@ describe('hetmm eval on MVTec bottle', () => {
     assert.ok(Math.max(...good) < f1t && f1t < Math.min(...bad));
     // The normal-only threshold is the one the store carries (hetmm info).
     const info = await run('info', store, '--json');
-    const meta = (JSON.parse(info.stdout) as { meta: { threshold: { value: number } } }).meta;
+    const meta = (JSON.parse(info.stdout) as { meta: { threshold: { value: number; scores: number[] } } }).meta;
     assert.equal(c.thresholds.normal_only!.threshold, meta.threshold.value);
+    // the measured false alarms are held against a prediction bound for this many good images
+    const above = meta.threshold.scores.filter((s) => s > meta.threshold.value).length;
+    assert.equal(c.thresholds.normal_only!.false_alarm_prediction_bound, falseAlarmPredictionBound(above, meta.threshold.scores.length, good.length));
   });
 
   it('writes the HTML report with every referenced image present', () => {

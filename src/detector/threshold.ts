@@ -102,6 +102,42 @@ export function clopperPearsonUpper(exceedances: number, n: number, confidence =
   return hi;
 }
 
+/**
+ * One-sided upper prediction bound on the share of `batch` new normal images
+ * that a threshold flags, when it has `exceedances` of `n` calibration scores
+ * above it: the `confidence` quantile of the Beta-binomial(batch,
+ * exceedances + 1, n - exceedances) law, i.e. the order statistic's Beta law
+ * of the true rate (as for falseAlarmBound) mixed with the binomial draw of
+ * the batch itself. This, not falseAlarmBound (a bound on the true rate), is
+ * what a false-alarm rate measured on `batch` good images should be held
+ * against: a batch at exactly the true rate's bound exceeds that bound about
+ * half the time. Returned as a rate (flagged / batch).
+ */
+export function falseAlarmPredictionBound(exceedances: number, n: number, batch: number, confidence = FALSE_ALARM_CONFIDENCE): number {
+  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(exceedances) || exceedances < 0 || exceedances > n || !Number.isInteger(batch) || batch < 1) {
+    throw new HetmmError(
+      'E_ARGUMENT',
+      `falseAlarmPredictionBound: expected integers 0 <= exceedances <= n, n >= 1, batch >= 1, but received ${exceedances} of ${n}, batch ${batch}`,
+    );
+  }
+  if (!(confidence > 0 && confidence < 1)) {
+    throw new HetmmError('E_ARGUMENT', `falseAlarmPredictionBound: expected a confidence in (0, 1), but received ${String(confidence)}`);
+  }
+  if (exceedances === n) return 1;
+  const a = exceedances + 1;
+  const b = n - exceedances;
+  // pmf(0) = prod_j (b + j) / (a + b + j); pmf(x + 1) / pmf(x) = (batch - x) (x + a) / ((x + 1) (batch - x - 1 + b))
+  let logPmf = 0;
+  for (let j = 0; j < batch; j++) logPmf += Math.log((b + j) / (a + b + j));
+  let cdf = 0;
+  for (let x = 0; x < batch; x++) {
+    cdf += Math.exp(logPmf);
+    if (cdf >= confidence - 1e-12) return x / batch;
+    logPmf += Math.log(((batch - x) * (x + a)) / ((x + 1) * (batch - x - 1 + b)));
+  }
+  return 1;
+}
+
 /** Normal scores needed so a rate R can be had below the maximum: n + 1 >= 1 / R. */
 export function samplesForRate(rate: number): number {
   return Math.max(1, Math.ceil(1 / rate - 1 - 1e-9));

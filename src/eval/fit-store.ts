@@ -35,7 +35,7 @@ export interface FitStoreOptions {
   readonly calibrate?: boolean;
   /** target false-alarm rate, default 0.01 */
   readonly falseAlarmRate?: number;
-  /** cap on calibration samples, default 200 */
+  /** cap on calibration samples, default 1000 (DEFAULT_CALIBRATION_SAMPLES) */
   readonly calibrationSamples?: number;
   /** save the store here */
   readonly output?: string;

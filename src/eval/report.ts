@@ -33,6 +33,12 @@ export interface ThresholdReport {
   readonly expected_false_alarm_rate?: number;
   /** deployment threshold: one-sided 95% upper bound on it (Clopper-Pearson) */
   readonly false_alarm_bound?: number;
+  /**
+   * deployment threshold: one-sided 95% upper prediction bound on the false
+   * alarms among this many good test images (calibration and test sampling
+   * both counted): what `false_positive_rate` is to be held against
+   */
+  readonly false_alarm_prediction_bound?: number;
   /** deployment threshold: set when too few normals support the stated rate */
   readonly false_alarm_warning?: string;
 }
@@ -261,7 +267,8 @@ function categoryNotesHtml(c: CategoryReport): string[] {
         (t.expected_false_alarm_rate === undefined
           ? ''
           : `; stated rate ${formatPercent(t.stated_false_alarm_rate ?? null)}, expected ${formatPercent(t.expected_false_alarm_rate)}, ` +
-            `95% upper bound ${formatPercent(t.false_alarm_bound ?? null)}`) +
+            `95% upper bound ${formatPercent(t.false_alarm_bound ?? null)}` +
+            (t.false_alarm_prediction_bound === undefined ? '' : `, on this many good images ${formatPercent(t.false_alarm_prediction_bound)}`)) +
         (t.false_alarm_warning === undefined ? '' : ` (${escapeHtml(t.false_alarm_warning)})`) +
         '</p>',
     );

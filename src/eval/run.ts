@@ -29,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
-import { storedThreshold } from '../detector/threshold.js';
+import { falseAlarmPredictionBound, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';
 import type { FeatureDType } from '../kernels/contract.js';
@@ -94,7 +94,7 @@ export interface EvaluateOptions {
   readonly threads?: number;
   /** test images in flight in predictMany; default 2 */
   readonly concurrency?: number;
-  /** cap on leave-one-out samples for the deployment threshold of a fitted store; default 200 (as `hetmm fit`); 0 = none */
+  /** cap on leave-one-out samples for the deployment threshold of a fitted store; default 1000 (as `hetmm fit`); 0 = none */
   readonly calibrationSamples?: number;
   /** write the JSON report to this file */
   readonly jsonFile?: string;
@@ -496,11 +496,21 @@ function thresholdReports(
       ...(stored.falseAlarmRate === undefined ? {} : { stated_false_alarm_rate: stored.falseAlarmRate }),
       ...(stored.expectedFalseAlarmRate === undefined ? {} : { expected_false_alarm_rate: stored.expectedFalseAlarmRate }),
       ...(stored.falseAlarmBound === undefined ? {} : { false_alarm_bound: stored.falseAlarmBound }),
+      ...predictionBound(stored, labels),
       ...(stored.warning === undefined ? {} : { false_alarm_warning: stored.warning }),
     };
   }
   else reasons['normal_only'] = `the store holds no deployment threshold for preset ${detector.preset.name}`;
   return { f1_optimal, normal_only };
+}
+
+/** The bound a false-alarm rate measured on this many good test images is held against (falseAlarmPredictionBound). */
+function predictionBound(stored: StoredThreshold, labels: readonly (0 | 1)[]): { false_alarm_prediction_bound?: number } {
+  const good = labels.filter((l) => l === 0).length;
+  const scores = Array.isArray(stored.scores) ? stored.scores : [];
+  if (good === 0 || scores.length === 0 || stored.falseAlarmBound === undefined) return {};
+  const above = scores.filter((s) => s > stored.value).length;
+  return { false_alarm_prediction_bound: falseAlarmPredictionBound(above, scores.length, good) };
 }
 
 /** Overlays (and masks) of the worst false positives and negatives only. */

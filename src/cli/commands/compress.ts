@@ -16,7 +16,7 @@ PTS (pixel-level template selection): keeps K template "sheets" per layer,
 chosen at every pixel among the N stored images (OPTICS clusters, their
 centres, then hard normals; docs/PTS.md). Matching cost drops by N / K.
 --backend picks the Gram kernel (auto: native when built). When STORE has a
-threshold, a new one is calibrated for the sheets: N (default 200) of the
+threshold, a new one is calibrated for the sheets: N (default 1000) of the
 original templates are scored against them (needs the model), for the
 store's false-alarm rate (or --false-alarm-rate R; default 0.01). With
 --no-recalibrate the full store's threshold is copied (it flags more good

@@ -26,7 +26,7 @@ the worst false positives and false negatives per category.
 --preset auto (the default) uses an MVTec category's official preset, else
 'default'; --preset tune chooses one per category from its normal images
 (synthetic defects, docs/TUNING.md). The deployment threshold is calibrated
-for a false-alarm rate R (default 0.01) from up to N (default 200)
+for a false-alarm rate R (default 0.01) from up to N (default 1000)
 leave-one-out scores. --pts K compresses each store to K sheets per pixel with PTS.
 Folder layout: without --folder-normal-test every 5th normal image is held
 out as a normal test image; without --folder-mask only image metrics apply.`;

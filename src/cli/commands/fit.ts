@@ -17,7 +17,7 @@ export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset
 Builds a template store from normal (defect-free) images. With calibration
 (the default) it also stores a deployment threshold so that predict can say
 OK / DEFECT: the order statistic of leave-one-out scores (all images up to
---calibrate N, default 200) for a false-alarm rate R on new good parts
+--calibrate N, default 1000) for a false-alarm rate R on new good parts
 (--false-alarm-rate, default 0.01 = 1%; docs/THRESHOLDS.md). It prints the
 expected rate and its 95% upper bound, and says so when too few images
 support R. --preset tune chooses the preset from the normal images alone
