@@ -1,7 +1,7 @@
 /**
  * Synthetic defects on normal images, for label-free preset tuning
  * (./tune.ts). Each returns the altered image (model input size, CHW in
- * [0, 1]) and its ground-truth mask. Three kinds:
+ * [0, 1]) and its ground-truth mask. Six kinds, three easy ones first:
  *
  * - 'texture': a smooth-noise blob (value noise under a Gaussian envelope,
  *   thresholded: irregular outlines like DRAEM's Perlin masks) blending in

@@ -6,10 +6,10 @@
  *
  * 1. Hold out H normals of the store (evenly spaced). Each is matched
  *    leave-one-out (the store without itself), as a new good part.
- * 2. Make synthetic defects on each held-out image (./synthetic.ts): a
- *    smooth-noise blob that blends in another normal's texture, an
- *    intensity change, or a CutPaste rectangle from another normal. Their
- *    masks are the ground truth.
+ * 2. Make synthetic defects on each held-out image (./synthetic.ts), of the
+ *    kinds in `kinds` (default: a CutPaste rectangle from another normal and
+ *    a thin crack), at least MIN_DEFECTS in all. Their masks are the ground
+ *    truth, and the proxy is averaged per kind.
  * 3. For each window setting (in a fixed order, until the time budget is
  *    spent) match the clean and defective held-out images once (int8 where
  *    the CPU has it), then score every alpha/lambda/post-processing

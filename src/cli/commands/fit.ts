@@ -63,7 +63,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   const preset = tune ? undefined : presetFromOptions(values, 'default');
   let model = values.model;
   let int8Meta: Record<string, string> = {};
-  // The leave-one-out threshold is calibrated with float matching (int8 would re-quantise the store per sample).
+  // The leave-one-out threshold is calibrated by fitStore, with int8 matching where the CPU has VNNI.
   if (precisionOption(values).precision === 'int8') {
     const { int8BackbonePathFor, quantizeBackboneFor } = await import('../../detector/precision.js');
     const q = await quantizeBackboneFor(files, int8BackbonePathFor(values.output), { model, threads: intOption(values.threads, 'threads') });

@@ -30,7 +30,7 @@ own size (--map-size original, the default: maps resampled bilinearly, the
 threshold applied after resampling, so overlays line up with the input) or
 at the model's input size (--map-size model, 256x256).
 With --json prints one JSON object per image instead. --precision int8 (alias
---int8) matches with int8 VNNI kernels (about 2.5x faster matching, scores
+--int8) matches with int8 VNNI kernels (about 5x faster matching, scores
 within ~2e-3) and, for a store fitted with --precision int8, runs its int8
 backbone too (docs/PERFORMANCE.md). Default: float. An input that cannot be
 read or decoded is reported on its own line and the others still run (exit 3;

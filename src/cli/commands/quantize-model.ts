@@ -8,9 +8,12 @@ export const QUANTIZE_MODEL_USAGE = `usage: hetmm quantize-model --calibrate DIR
 
 Writes an int8 version of a float32 ONNX backbone (static post-training
 quantisation, QDQ format that onnxruntime runs as QLinearConv): batch-norms
-folded into convolutions, per-channel int8 weights, uint8 activations
-calibrated on the given normal images (use the images you fit), ImageNet
-normalisation moved into the graph, symbolic batch. OUT.json (its
+folded into convolutions, per-channel int8 weights with bias correction,
+uint8 activations calibrated on the given normal images (use the images you
+fit), ImageNet normalisation moved into the graph, symbolic batch. The stem
+(the convolution that reads the image and the two that read its pooled
+output) stays float: it made two thirds of the int8 error and is no faster
+in int8 (docs/PERFORMANCE.md). OUT.json (its
 description) is written beside it. Stores built with OUT.onnx are not
 interchangeable with stores of the float model.
 
@@ -61,7 +64,7 @@ export async function quantizeModelCommand(args: string[], ctx: CliContext): Pro
   report.out(`${r.output}  (${(r.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${r.sha256.slice(0, 16)}…)`);
   report.out(`  description  ${r.descriptionPath} (${r.description.name})`);
   report.out(`  folded       ${r.foldedBatchNorms} batch-norms into convolutions`);
-  report.out(`  quantised    ${r.quantizedConvs} convolutions, ${r.quantizedActivations} activation tensors (${r.absorbedRelus} ReLUs absorbed, ${r.biasCorrected} biases corrected); ${r.floatConvs} reading the image left float`);
+  report.out(`  quantised    ${r.quantizedConvs} convolutions, ${r.quantizedActivations} activation tensors (${r.absorbedRelus} ReLUs absorbed, ${r.biasCorrected} biases corrected); ${r.floatConvs} stem convolutions left float`);
   report.out(`  calibration  ${typeof r.method === 'string' ? r.method : `percentile ${r.method.percentile}`} on ${r.calibrationImages} images, ${seconds.toFixed(1)} s`);
   return 0;
 }
