@@ -32,14 +32,20 @@ test('fit --precision int8 quantises the backbone on the fitted images; predict 
   assert.notEqual(int8Score, floatScore);
   assert.ok(Math.abs(int8Score - floatScore) < 5e-3, `${int8Score} vs ${floatScore}`);
 
-  // Without --precision int8 (or --model) the float backbone is loaded: its identity differs from the store's.
-  const mixed = await runCli('predict', '-t', store, defect, '--quiet');
+  // Without --precision the store's own precision applies: int8 end to end, the same score.
+  const implicit = await runCli('predict', '-t', store, defect, '--json', '--quiet');
+  assert.equal(implicit.code, 0, implicit.stderr);
+  assert.equal((JSON.parse(implicit.stdout) as { score: number }).score, int8Score);
+  // --precision float loads the float backbone: its identity differs from the store's.
+  const mixed = await runCli('predict', '-t', store, defect, '--quiet', '--precision', 'float');
   assert.equal(mixed.code, 4, mixed.stderr);
   assert.match(mixed.stderr, /int8/);
-  await assert.rejects(Detector.open({ store }), expectHetmm('E_STORE_MISMATCH'));
-  const d = await Detector.open({ store, precision: 'int8' });
-  assert.equal(d.backbone.modelPath, model);
-  d.dispose();
+  await assert.rejects(Detector.open({ store, precision: 'float' }), expectHetmm('E_STORE_MISMATCH'));
+  for (const d of [await Detector.open({ store, precision: 'int8' }), await Detector.open({ store })]) {
+    assert.equal(d.backbone.modelPath, model);
+    assert.equal(d.backend.precision, 'int8');
+    d.dispose();
+  }
 });
 
 test('--precision: bad values and contradictions are usage errors; --int8 is an alias', async () => {

@@ -50,7 +50,10 @@ export interface DetectorOptions {
    * matchPrecision) and, when `model` is not given and the store file was
    * fitted with `precision: 'int8'` (its meta names an int8 backbone beside
    * it, see fitBackboneInt8), runs that int8 backbone. matchPrecision, when
-   * given, overrides the matching part.
+   * given, overrides the matching part. Default: the store's own, so a
+   * store fitted in int8 runs int8 end to end without being told; 'float'
+   * with such a store is refused (E_STORE_MISMATCH: its features are the
+   * int8 backbone's).
    */
   readonly precision?: 'float' | 'int8';
 }
@@ -119,20 +122,26 @@ export class Detector {
    */
   static async open(options: DetectorOptions = {}): Promise<Detector> {
     validateDetectorOptions(options);
-    // int8 precision: a store fitted with an int8 backbone names it; read the store first to find it.
+    // A store fitted with an int8 backbone names it; read the store first to find it.
+    // Unless told 'float', such a store runs int8 end to end (its features are the int8 backbone's).
     let preloaded: TemplateStore | undefined;
     let model = options.model;
-    if (model === undefined && options.precision === 'int8' && typeof options.store === 'string') {
-      preloaded = await TemplateStore.load(options.store);
-      const named = preloaded.meta[INT8_BACKBONE_META];
-      if (typeof named === 'string') model = path.join(path.dirname(options.store), named);
+    let precision = options.precision;
+    if (model === undefined && precision !== 'float' && typeof options.store === 'string') {
+      // An unreadable store is reported by the load below, after the backbone's own errors, as without this peek.
+      preloaded = await TemplateStore.load(options.store).catch(() => undefined);
+      const named = preloaded?.meta[INT8_BACKBONE_META];
+      if (typeof named === 'string') {
+        model = path.join(path.dirname(options.store), named);
+        precision ??= 'int8';
+      }
     }
     const backbone = await Backbone.load({
       model,
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision ?? options.precision });
+    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision ?? precision });
     const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
     if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
     let store: TemplateStore;

@@ -21,6 +21,7 @@ import { Detector, type Prediction } from '../detector/detector.js';
 import { calibrateStore } from '../detector/calibrate.js';
 import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
+import { setting } from '../config.js';
 import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
 import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
@@ -369,13 +370,18 @@ export class InProcessExecutor implements InspectionExecutor {
     return line;
   }
 
-  #detectorOptions(): { model?: string; backend?: BackendPreference; threads?: number; matchPrecision?: 'float' | 'int8' } {
+  #detectorOptions(): { model?: string; backend?: BackendPreference; threads?: number; matchPrecision?: 'float' | 'int8'; precision: 'float' } {
     const o = this.#options;
+    const matchPrecision = o.matchPrecision ?? setting('matchPrecision');
     return {
+      // The feature thread runs the float backbone, so a store fitted with an
+      // int8 backbone is refused (E_STORE_MISMATCH) rather than opened in int8.
+      precision: 'float',
       ...(o.model === undefined ? {} : { model: o.model }),
       ...(o.backend === undefined ? {} : { backend: o.backend }),
       ...(o.threads === undefined ? {} : { threads: o.threads }),
-      ...(o.matchPrecision === undefined ? {} : { matchPrecision: o.matchPrecision }),
+      // matching: --int8, else HETMM_MATCH_PRECISION (precision 'float' alone would pin float matching)
+      ...(matchPrecision === undefined ? {} : { matchPrecision: matchPrecision as 'float' | 'int8' }),
     };
   }
 

@@ -32,7 +32,8 @@ at the model's input size (--map-size model, 256x256).
 With --json prints one JSON object per image instead. --precision int8 (alias
 --int8) matches with int8 VNNI kernels (about 5x faster matching, scores
 within ~2e-3) and, for a store fitted with --precision int8, runs its int8
-backbone too (docs/PERFORMANCE.md). Default: float. An input that cannot be
+backbone too (docs/PERFORMANCE.md). Default: the store's (int8 end to end for
+a store fitted with --precision int8, float otherwise). An input that cannot be
 read or decoded is reported on its own line and the others still run (exit 3;
 --fail-fast stops at the first); a heat map that cannot be written stops the
 run (exit 5). --backbone-thread decodes and runs the backbone on a worker
