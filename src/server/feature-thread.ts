@@ -6,16 +6,11 @@
  * core for one image at a time, and decoding of the next image overlaps it
  * inside the thread.
  */
-import { BackboneThread } from '../detector/backbone-thread.js';
-import type { LoadedImage } from '../image/index.js';
+import { BackboneThread, type ThreadFeatures } from '../detector/backbone-thread.js';
 import { ServerError } from './errors.js';
 
-export interface PreparedImage {
-  readonly image: LoadedImage;
-  readonly features: Float32Array[];
-  readonly decodeMs: number;
-  readonly backboneMs: number;
-}
+/** An upload decoded and its features extracted on the thread. */
+export type PreparedImage = ThreadFeatures;
 
 export class FeatureThread {
   readonly #thread: BackboneThread;

@@ -137,7 +137,8 @@ export const plainBytes: ByteAllocator = (bytes) => new Uint8Array(bytes);
 export function alignedBytes(offsetOf: (array: Uint8Array) => number): ByteAllocator {
   return (bytes) => {
     const whole = new Uint8Array(bytes + 64);
-    return whole.subarray(offsetOf(whole), offsetOf(whole) + bytes);
+    const offset = offsetOf(whole);
+    return whole.subarray(offset, offset + bytes);
   };
 }
 
