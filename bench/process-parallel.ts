@@ -1,16 +1,23 @@
 /**
- * Two ways to use 2 cores for the int8 pipeline (int8 backbone + int8
+ * Ways to use the cores for the int8 pipeline (int8 backbone + int8
  * matching, 60 templates, preset default, 256x256), measured in one run:
- *   - one process, 2 onnxruntime threads and 2 kernel-pool threads,
- *     `predictMany` with 2 images in flight (what hetmm does today);
+ *   - one multi-threaded pipeline (2 onnxruntime threads, the 2-thread
+ *     kernel pool), `predictMany` with 1, 2, 3 images in flight;
+ *   - N single-threaded pipelines in one process, `predictMany({ pipelines: N })`
+ *     (the product's mode for many images: `hetmm predict --pipelines`);
  *   - P processes side by side, each with 1 onnxruntime thread and
- *     HETMM_THREADS=1, each predicting one image at a time (no barriers
- *     between threads, no oversubscription).
- * `node dist/bench/process-parallel.js [--reps R] [--processes P]`.
- * The store is the first 60 magnetic-tile train/good images, fitted with an
- * int8 backbone quantised on them (`fitStore`'s int8 path via the CLI's
- * defaults); images are 24 test images (6 of each of the first 4 classes),
- * repeated R times; each process warms up on 4 images first.
+ *     HETMM_THREADS=1, one image at a time each (the reference the
+ *     pipelines should reach).
+ * `node dist/bench/process-parallel.js [--reps R] [--rounds K] [--processes P] [--pipelines N,M]`.
+ * Every mode runs in a fresh child process, once per round; the rounds
+ * rotate the order of the modes, so load from other jobs spreads over all
+ * of them, and the table gives each mode's median over the rounds (img/s)
+ * and its mean CPU per image. The store is the first 60 magnetic-tile
+ * train/good images, fitted with an int8 backbone quantised on them (`hetmm
+ * fit --precision int8`); the images are 24 test images (6 of each of the
+ * first 4 classes), repeated R times; each child first warms up on 4 images
+ * with the same options (for pipelines: the same pipeline threads then run
+ * the timed images). RSS: the child's resident memory after its run.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -30,33 +37,44 @@ const images = (dir: string): string[] =>
 interface RunResult {
   readonly images: number;
   readonly ms: number;
-  readonly cpuMsPerImage: number;
+  readonly cpuMs: number;
+  readonly rssMiB: number;
 }
 
-/** Child mode: predict the test images R times with the given thread counts and print one JSON line. */
-async function child(store: string, threads: number, concurrency: number, reps: number): Promise<void> {
+/** One child's settings: onnxruntime + kernel-pool threads, images in flight, pipelines. */
+interface ChildSpec {
+  readonly threads: number;
+  readonly concurrency: number;
+  readonly pipelines: number;
+  readonly reps: number;
+}
+
+/** Child mode: predict the test images R times and print one JSON line. */
+async function child(store: string, spec: ChildSpec): Promise<void> {
   const test = path.join(tile, 'test');
   const classes = readdirSync(test).filter((c) => c !== 'ground_truth').sort().slice(0, 4);
   const files = classes.flatMap((c) => images(path.join(test, c)).slice(0, 6));
-  const detector = await Detector.open({ store, precision: 'int8', threads });
-  for await (const r of detector.predictMany(files.slice(0, 4), { concurrency })) if (r.error) throw r.error;
-  const list = Array.from({ length: reps }, () => files).flat();
+  const detector = await Detector.open({ store, precision: 'int8', threads: spec.threads });
+  const options = { concurrency: spec.concurrency, pipelines: spec.pipelines };
+  for await (const r of detector.predictMany(files.slice(0, 4), options)) if (r.error) throw r.error;
+  const list = Array.from({ length: spec.reps }, () => files).flat();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  for await (const r of detector.predictMany(list, { concurrency })) if (r.error) throw r.error;
+  for await (const r of detector.predictMany(list, options)) if (r.error) throw r.error;
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  const result: RunResult = { images: list.length, ms, cpuMsPerImage: (cpu.user + cpu.system) / 1000 / list.length };
+  const result: RunResult = { images: list.length, ms, cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 };
+  detector.dispose();
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function runChildren(store: string, count: number, threads: number, concurrency: number, reps: number): Promise<RunResult[]> {
+function runChildren(store: string, count: number, spec: ChildSpec): Promise<RunResult[]> {
   const script = fileURLToPath(import.meta.url);
   return Promise.all(
     Array.from({ length: count }, () =>
       new Promise<RunResult>((resolve, reject) => {
-        const p = spawn(process.execPath, [script, '--child', store, String(threads), String(concurrency), String(reps)], {
-          env: { ...process.env, HETMM_THREADS: String(threads) },
+        const p = spawn(process.execPath, [script, '--child', store, JSON.stringify(spec)], {
+          env: { ...process.env, HETMM_THREADS: String(spec.threads) },
           stdio: ['ignore', 'pipe', 'inherit'],
         });
         let out = '';
@@ -67,37 +85,65 @@ function runChildren(store: string, count: number, threads: number, concurrency:
   );
 }
 
+interface Mode {
+  readonly name: string;
+  readonly processes: number;
+  readonly spec: ChildSpec;
+}
+
+const loadText = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+
 async function main(): Promise<void> {
-  const arg = (name: string, fallback: number): number => {
+  const arg = (name: string, fallback: string): string => {
     const i = process.argv.indexOf(name);
-    return i < 0 ? fallback : Number(process.argv[i + 1]);
+    return i < 0 ? fallback : process.argv[i + 1]!;
   };
-  const reps = arg('--reps', 4);
-  const processes = arg('--processes', 2);
+  const reps = Number(arg('--reps', '4'));
+  const rounds = Number(arg('--rounds', '2'));
+  const processes = Number(arg('--processes', '2'));
+  const pipelineCounts = arg('--pipelines', '2').split(',').map(Number);
+  const cores = os.availableParallelism();
+  const modes: Mode[] = [
+    ...[1, 2, 3].map((c) => ({ name: `one multi-threaded pipeline, ${c} in flight`, processes: 1, spec: { threads: cores, concurrency: c, pipelines: 1, reps } })),
+    ...pipelineCounts.map((n) => ({
+      name: `**${n} single-threaded pipelines, one process** (\`predictMany({ pipelines: ${n} })\`)`,
+      processes: 1,
+      spec: { threads: cores, concurrency: 1, pipelines: n, reps },
+    })),
+    { name: `${processes} processes side by side, 1 thread each (reference)`, processes, spec: { threads: 1, concurrency: 1, pipelines: 1, reps } },
+  ];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hetmm-process-parallel-'));
   try {
     const store = path.join(dir, 'mt60.hetmm');
     const train = images(path.join(tile, 'train', 'good')).slice(0, 60);
     execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', store, '--precision', 'int8', '--no-calibrate'], { stdio: 'ignore' });
-    console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-    console.log('| mode | processes | threads each | img/s (all processes) | CPU ms/img |');
-    console.log('|---|---:|---:|---:|---:|');
-    const row = (mode: string, n: number, threads: number, rs: RunResult[]): void => {
-      const rate = rs.reduce((s, r) => s + (r.images / r.ms) * 1000, 0);
-      const cpu = rs.reduce((s, r) => s + r.cpuMsPerImage, 0) / rs.length;
-      console.log(`| ${mode} | ${n} | ${threads} | ${rate.toFixed(2)} | ${cpu.toFixed(1)} |`);
-    };
-    row('one process, predictMany 2 in flight', 1, 2, await runChildren(store, 1, 2, 2, reps));
-    row('one process, one image at a time', 1, 1, await runChildren(store, 1, 1, 1, reps));
-    row('processes side by side, one image at a time each', processes, 1, await runChildren(store, processes, 1, 1, reps));
-    console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(`${new Date().toISOString()} load average ${loadText()}, ${cores} cores, ${rounds} rounds of ${reps * 24} images per mode`);
+    const results = new Map<Mode, RunResult[][]>(modes.map((m) => [m, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (let k = 0; k < modes.length; k++) {
+        const mode = modes[(k + round) % modes.length]!;
+        results.get(mode)!.push(await runChildren(store, mode.processes, mode.spec));
+      }
+      console.log(`round ${round + 1} done, load average ${loadText()}`);
+    }
+    console.log('| mode | img/s (median; each round) | CPU ms/img | RSS MiB (per process) |');
+    console.log('|---|---:|---:|---:|');
+    for (const mode of modes) {
+      const runs = results.get(mode)!;
+      const rates = runs.map((rs) => rs.reduce((s, r) => s + (r.images / r.ms) * 1000, 0));
+      const cpu = runs.flat().reduce((s, r) => s + r.cpuMs, 0) / runs.flat().reduce((s, r) => s + r.images, 0);
+      const rss = Math.max(...runs.flat().map((r) => r.rssMiB));
+      console.log(`| ${mode.name} | ${median(rates).toFixed(2)} (${rates.map((r) => r.toFixed(2)).join(' / ')}) | ${cpu.toFixed(1)} | ${rss.toFixed(0)} |`);
+    }
+    console.log(`${new Date().toISOString()} load average ${loadText()}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 if (process.argv[2] === '--child') {
-  await child(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]), Number(process.argv[6]));
+  await child(process.argv[3]!, JSON.parse(process.argv[4]!) as ChildSpec);
 } else {
   await main();
 }

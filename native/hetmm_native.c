@@ -10,7 +10,11 @@
  *               reference is src/kernels/fast/int8.ts); alignmentOffset
  *               lets the caller place packed maps on 64-byte boundaries.
  *
- * Both run asynchronously (napi_create_async_work) and return a Promise, so
+ * matchLayerHere / matchLayerInt8Here run the same kernels synchronously and
+ * single-threaded on the calling thread, without the pool (for one pipeline
+ * per core, each on its own worker thread: see run_match_here).
+ *
+ * The pooled calls run asynchronously (napi_create_async_work) and return a Promise, so
  * the event loop is never blocked. The work itself is spread over a
  * persistent pthread pool (one thread per CPU, or HETMM_THREADS) created once
  * per process; per-thread scratch grows when needed and is otherwise reused,
@@ -43,7 +47,7 @@
 /* The JS-visible surface's version: bump it whenever a function, its
  * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
  * whose `abi` differs (a stale build or prebuild). */
-#define HETMM_NATIVE_ABI 3 /* 2: l2NormalizePixels; 3: alignmentOffset */
+#define HETMM_NATIVE_ABI 4 /* 2: l2NormalizePixels; 3: alignmentOffset; 4: matchLayerHere, matchLayerInt8Here */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -416,9 +420,9 @@ static void match_worker(void *jp, Scratch *s) {
   }
 }
 
-/* Returns 0 on success, -1 when scratch memory could not be allocated. */
-static int run_match(MatchJob *job) {
-  const int C = job->c, H = job->h, W = job->w;
+/* Geometry and work items of a match job for `nthreads` threads. */
+static void plan_match(MatchJob *job, int nthreads) {
+  const int H = job->h, W = job->w;
   job->r = job->rf > job->rb ? job->rf : job->rb;
   job->wq = round16(W);
   /* >= 16 on both sides: the aligned-load path reads x0 - 16 and x0 + 16 */
@@ -432,7 +436,6 @@ static int run_match(MatchJob *job) {
   /* Work items: whole templates when there are enough of them to keep every
    * thread busy; otherwise row bands, at the price of converting R extra
    * template rows per band. */
-  int nthreads = g_pool.nthreads;
   int bands = (2 * nthreads + job->n - 1) / job->n;
   if (bands < 1) bands = 1;
   if (bands > H) bands = H;
@@ -440,47 +443,112 @@ static int run_match(MatchJob *job) {
   job->bands = (H + job->bandRows - 1) / job->bandRows;
   job->nItems = (long)job->n * job->bands;
   atomic_store(&job->next, 0);
+}
 
-  pthread_mutex_lock(&g_pool.jobLock);
-  int rc = 0;
-  size_t qN = (size_t)H * C * job->wq;
-  if (job->i8) {
-    /* int8 reads the caller's packed query and templates in place: no qpad */
-  } else if (!ensure_floats(&g_pool.qpad, &g_pool.qpadCap, qN)) {
-    rc = -1;
-    goto out;
-  }
-  job->qpad = job->i8 ? NULL : g_pool.qpad;
-  for (int y = 0; y < H && !job->i8; y++) {
+/* The float kernels read the query as [H][C][Wq] rows (qpad, grown as needed); int8 reads it in place. */
+static int fill_qpad(MatchJob *job, float **qpad, size_t *qpadCap) {
+  const int C = job->c, H = job->h, W = job->w;
+  job->qpad = NULL;
+  if (job->i8) return 0;
+  if (!ensure_floats(qpad, qpadCap, (size_t)H * C * job->wq)) return -1;
+  job->qpad = *qpad;
+  for (int y = 0; y < H; y++) {
     for (int c = 0; c < C; c++) {
       float *dst = job->qpad + ((size_t)y * C + c) * job->wq;
       memcpy(dst, job->query + ((size_t)c * H + y) * W, sizeof(float) * W);
       memset(dst + W, 0, sizeof(float) * (size_t)(job->wq - W));
     }
   }
-  for (int i = 0; i < g_pool.nthreads; i++) g_pool.scratch[i].used = g_pool.scratch[i].failed = 0;
-  pool_run(match_worker, job);
-  for (int i = 0; i < g_pool.nthreads; i++)
-    if (g_pool.scratch[i].failed) rc = -1;
-  if (rc == 0) {
-    for (size_t k = 0; k < (size_t)H * W; k++) job->fwdOut[k] = job->bwdOut[k] = -INFINITY;
-    for (int i = 0; i < g_pool.nthreads; i++) {
-      Scratch *s = &g_pool.scratch[i];
-      if (!s->used) continue;
-      for (int y = 0; y < H; y++) {
-        const float *f = s->fwd + (size_t)y * job->wq;
-        const float *b = s->bwd + (size_t)y * job->wb + job->padB;
-        float *fo = job->fwdOut + (size_t)y * W, *bo = job->bwdOut + (size_t)y * W;
-        for (int x = 0; x < W; x++) {
-          if (f[x] > fo[x]) fo[x] = f[x];
-          if (b[x] > bo[x]) bo[x] = b[x];
-        }
+  return 0;
+}
+
+/* fwdOut/bwdOut = lane-wise max over the scratches that took work. */
+static void merge_match(MatchJob *job, Scratch *scratch, int count) {
+  const int H = job->h, W = job->w;
+  for (size_t k = 0; k < (size_t)H * W; k++) job->fwdOut[k] = job->bwdOut[k] = -INFINITY;
+  for (int i = 0; i < count; i++) {
+    Scratch *s = &scratch[i];
+    if (!s->used) continue;
+    for (int y = 0; y < H; y++) {
+      const float *f = s->fwd + (size_t)y * job->wq;
+      const float *b = s->bwd + (size_t)y * job->wb + job->padB;
+      float *fo = job->fwdOut + (size_t)y * W, *bo = job->bwdOut + (size_t)y * W;
+      for (int x = 0; x < W; x++) {
+        if (f[x] > fo[x]) fo[x] = f[x];
+        if (b[x] > bo[x]) bo[x] = b[x];
       }
     }
   }
-out:
+}
+
+/* Returns 0 on success, -1 when scratch memory could not be allocated. */
+static int run_match(MatchJob *job) {
+  plan_match(job, g_pool.nthreads);
+  pthread_mutex_lock(&g_pool.jobLock);
+  int rc = fill_qpad(job, &g_pool.qpad, &g_pool.qpadCap);
+  if (rc == 0) {
+    for (int i = 0; i < g_pool.nthreads; i++) g_pool.scratch[i].used = g_pool.scratch[i].failed = 0;
+    pool_run(match_worker, job);
+    for (int i = 0; i < g_pool.nthreads; i++)
+      if (g_pool.scratch[i].failed) rc = -1;
+    if (rc == 0) merge_match(job, g_pool.scratch, g_pool.nthreads);
+  }
   pthread_mutex_unlock(&g_pool.jobLock);
   return rc;
+}
+
+/* ---- single-threaded match on the caller's thread ------------------------
+ * matchLayerHere / matchLayerInt8Here: the same kernels and arithmetic on the
+ * calling JS thread, synchronously, with that thread's own scratch (a
+ * pthread key, freed when the thread ends): no pool, no jobLock, no barrier.
+ * For pipelines that each own one core (src/detector/pipelines.ts): N worker
+ * threads of one process each match on their own thread, independently. */
+
+typedef struct HereScratch {
+  Scratch s;
+  float *qpad;
+  size_t qpadCap;
+} HereScratch;
+
+static pthread_key_t g_hereKey;
+static pthread_once_t g_hereOnce = PTHREAD_ONCE_INIT;
+static int g_hereKeyOk = 0;
+
+static void here_free(void *p) {
+  HereScratch *h = p;
+  free(h->s.tpad);
+  free(h->s.fwd);
+  free(h->s.bwd);
+  free(h->s.gram);
+  free(h->qpad);
+  free(h);
+}
+
+static void here_key_init(void) { g_hereKeyOk = pthread_key_create(&g_hereKey, here_free) == 0; }
+
+static HereScratch *here_scratch(void) {
+  pthread_once(&g_hereOnce, here_key_init);
+  if (!g_hereKeyOk) return NULL;
+  HereScratch *h = pthread_getspecific(g_hereKey);
+  if (h) return h;
+  h = calloc(1, sizeof *h);
+  if (h && pthread_setspecific(g_hereKey, h) != 0) {
+    free(h);
+    return NULL;
+  }
+  return h;
+}
+
+static int run_match_here(MatchJob *job) {
+  HereScratch *h = here_scratch();
+  if (!h) return -1;
+  plan_match(job, 1);
+  if (fill_qpad(job, &h->qpad, &h->qpadCap) != 0) return -1;
+  h->s.used = h->s.failed = 0;
+  match_worker(job, &h->s);
+  if (h->s.failed) return -1;
+  merge_match(job, &h->s, 1);
+  return 0;
 }
 
 /* ---- gram job ------------------------------------------------------------ */
@@ -622,8 +690,23 @@ static napi_value start_async(napi_env env, AsyncCall *call, napi_value *keep, i
   return promise;
 }
 
-/* matchLayer(variant, query, templates, n, c, h, w, rf, rb, fwdOut, bwdOut): Promise<void> */
-static napi_value js_match_layer(napi_env env, napi_callback_info info) {
+/* Runs a parsed match call on this thread (here) or queues it on the pool (a Promise). */
+static napi_value finish_match(napi_env env, AsyncCall *call, int here, napi_value *keep, int nkeep, const char *name) {
+  if (!here) return start_async(env, call, keep, nkeep, name);
+  int rc = run_match_here(&call->match);
+  free(call);
+  if (rc != 0) {
+    napi_throw_error(env, "E_BACKEND", "hetmm native: out of memory allocating kernel scratch");
+    return NULL;
+  }
+  napi_value undef;
+  NAPI_CALL(env, napi_get_undefined(env, &undef));
+  return undef;
+}
+
+/* matchLayer(variant, query, templates, n, c, h, w, rf, rb, fwdOut, bwdOut): Promise<void>;
+ * matchLayerHere(same): void, single-threaded on the calling thread (see run_match_here). */
+static napi_value match_layer_entry(napi_env env, napi_callback_info info, int here) {
   size_t argc = 11;
   napi_value argv[11];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -662,12 +745,15 @@ static napi_value js_match_layer(napi_env env, napi_callback_info info) {
   j->bwdOut = bo.data;
   j->item = variant->match;
   napi_value keep[4] = {argv[1], argv[2], argv[9], argv[10]};
-  return start_async(env, call, keep, 4, "hetmm.matchLayer");
+  return finish_match(env, call, here, keep, 4, "hetmm.matchLayer");
 }
+
+static napi_value js_match_layer(napi_env env, napi_callback_info info) { return match_layer_entry(env, info, 0); }
+static napi_value js_match_layer_here(napi_env env, napi_callback_info info) { return match_layer_entry(env, info, 1); }
 
 /* matchLayerInt8(query8, qScale, templates8, tScale, tSum, n, g, h, w, rf, rb, fwdOut, bwdOut): Promise<void>
  * query8/templates8: Uint8Array/Int8Array of packed 4-channel words [G][H][W] per map (see int8_body.h). */
-static napi_value js_match_layer_int8(napi_env env, napi_callback_info info) {
+static napi_value match_layer_int8_entry(napi_env env, napi_callback_info info, int here) {
   size_t argc = 13;
   napi_value argv[13];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -717,7 +803,12 @@ static napi_value js_match_layer_int8(napi_env env, napi_callback_info info) {
   j->item = NULL; /* unreachable: g_int8Supported is 0 off x86 */
 #endif
   napi_value keep[7] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[11], argv[12]};
-  return start_async(env, call, keep, 7, "hetmm.matchLayerInt8");
+  return finish_match(env, call, here, keep, 7, "hetmm.matchLayerInt8");
+}
+
+static napi_value js_match_layer_int8(napi_env env, napi_callback_info info) { return match_layer_int8_entry(env, info, 0); }
+static napi_value js_match_layer_int8_here(napi_env env, napi_callback_info info) {
+  return match_layer_int8_entry(env, info, 1);
 }
 
 /* quantizeInt8(src, c, hw, out, scale, sums|null, offsetBy): void, synchronous (about 1 ns per value).
@@ -865,6 +956,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"matchLayer", NULL, js_match_layer, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayerInt8", NULL, js_match_layer_int8, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"matchLayerHere", NULL, js_match_layer_here, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"matchLayerInt8Here", NULL, js_match_layer_int8_here, NULL, NULL, NULL, napi_enumerable, NULL},
       {"quantizeInt8", NULL, js_quantize_int8, NULL, NULL, NULL, napi_enumerable, NULL},
       {"alignmentOffset", NULL, js_alignment_offset, NULL, NULL, NULL, napi_enumerable, NULL},
       {"l2NormalizePixels", NULL, hetmm_js_l2_normalize_pixels, NULL, NULL, NULL, napi_enumerable, NULL},

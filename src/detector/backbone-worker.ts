@@ -5,23 +5,13 @@
  * there (the next matching call, scoring) until it returns; here it does not.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
 import { isHetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
-import { loadFastBackend } from '../kernels/fast/index.js';
+import { loadThreadBackbone } from './thread-backbone.js';
 import type { BackboneThreadOptions, BackboneReply, BackboneRequest } from './backbone-thread.js';
 
 const options = workerData as BackboneThreadOptions;
-const ready = (async () => {
-  const backbone = await Backbone.load({ model: options.model, description: options.description, threads: options.threads });
-  // the native L2 normalisation, as Detector.open plugs it in (the reference when the addon does not load)
-  const normalise = await loadFastBackend().then(
-    (b) => (b as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels,
-    () => undefined,
-  );
-  if (normalise !== undefined) backbone.usePixelNormaliser(normalise);
-  return backbone;
-})();
+const ready = loadThreadBackbone(options);
 ready.catch(() => undefined); // reported to 'init' and to every request
 
 async function handle(request: BackboneRequest): Promise<BackboneReply> {

@@ -20,6 +20,8 @@ import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matchin
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { BackboneThread } from './backbone-thread.js';
+import { PipelinePool } from './pipelines.js';
+import { toPrediction, type Prediction } from './prediction.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
 /** Everything Detector.open takes. */
@@ -61,31 +63,7 @@ export interface DetectorOptions {
 /** Store meta key: file name (relative to the store's directory) of the int8 backbone the store was fitted with. */
 export const INT8_BACKBONE_META = 'int8Backbone';
 
-/** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
-export interface Prediction {
-  /** file path as given, or '<buffer>' */
-  readonly file: string;
-  /** image-level anomaly score (higher = more anomalous) */
-  readonly score: number;
-  /** 'defect' | 'ok' when the store holds a deployment threshold, else undefined */
-  readonly label?: 'ok' | 'defect';
-  /** the threshold the label was decided with */
-  readonly threshold?: number;
-  /** raw ATMM anomaly map, [height*width] row-major, before post-processing */
-  readonly anomalyMap: Float32Array;
-  /** the map after the preset's pixel post-processing (what heatmaps show) */
-  readonly pixelMap: Float32Array;
-  /** the map after the preset's PRO post-processing, when the preset defines one (the official evaluation computes PRO on it) */
-  readonly proMap?: Float32Array;
-  readonly height: number;
-  readonly width: number;
-  /** the resized input image, for overlays */
-  readonly image: LoadedImage;
-  /** number of templates (images or PTS sheets) matched against */
-  readonly templates: number;
-  /** milliseconds spent in each stage (`score`: combination and post-processing of the match results) */
-  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number };
-}
+export type { Prediction } from './prediction.js';
 
 export interface ProgressEvent {
   readonly done: number;
@@ -105,6 +83,8 @@ export class Detector {
   /** the store file this detector was opened from: `add` appends to it durably (locked, merged) */
   #storeFile: string | undefined;
   #maxPixels: number | undefined;
+  /** predictMany's pipeline threads, kept between calls (./pipelines.ts) */
+  #pipelines: PipelinePool | undefined;
   /** onnxruntime threads the detector was opened with (predictMany's backbone thread uses the same) */
   #threads: number | undefined;
 
@@ -327,19 +307,7 @@ export class Detector {
     const scored = this.scoreResults(results);
     const t4 = now();
     const threshold = pinned === undefined ? this.threshold : pinned.threshold;
-    return {
-      file: image.source,
-      score: scored.score,
-      ...(threshold === undefined ? {} : { label: scored.score > threshold ? 'defect' : 'ok', threshold }),
-      anomalyMap: scored.anomalyMap,
-      pixelMap: scored.pixelMap,
-      ...(scored.proMap === undefined ? {} : { proMap: scored.proMap }),
-      height: image.height,
-      width: image.width,
-      image,
-      templates,
-      timings: { ...before, match: t3 - t2, score: t4 - t3 },
-    } satisfies Prediction;
+    return toPrediction(image, scored, threshold, templates, { ...before, match: t3 - t2, score: t4 - t3 });
   }
 
   /** Combines per-layer match results into maps and a score with the current preset. */
@@ -360,12 +328,26 @@ export class Detector {
    * goes on. Default concurrency 2: enough to overlap one image's backbone
    * with the previous one's matching on a 2-core machine; 3 measured no
    * consistently better (docs/PERFORMANCE.md, end to end).
+   * `pipelines` N > 1: N independent single-threaded pipelines on worker
+   * threads instead (./pipelines.ts; `concurrency` then does not apply):
+   * on 2 cores, 2 pipelines are the fastest way through many images.
    */
   async *predictMany(
     sources: readonly string[],
-    options: { concurrency?: number; backboneThread?: boolean } = {},
+    options: { concurrency?: number; backboneThread?: boolean; pipelines?: number } = {},
   ): AsyncGenerator<{ source: string; prediction?: Prediction; error?: Error }> {
-    const { concurrency, backboneThread } = validatePredictMany(sources, options);
+    const { concurrency, backboneThread, pipelines } = validatePredictMany(sources, options);
+    const snapshot = this.#store.snapshot();
+    if (pipelines > 1 && snapshot.count > 0 && sources.length > 0) {
+      // kept for the next call while the store, preset and threshold stay the same (dispose() stops them)
+      const source = { backbone: this.backbone, backend: this.backend, snapshot, preset: this.preset, threshold: this.threshold, maxPixels: this.#maxPixels };
+      if (this.#pipelines?.fits(pipelines, source) !== true) {
+        void this.#pipelines?.close();
+        this.#pipelines = new PipelinePool(pipelines, source);
+      }
+      yield* this.#pipelines.run(sources);
+      return;
+    }
     const thread = backboneThread
       ? await BackboneThread.start(
           { model: this.backbone.modelPath, description: this.backbone.description, ...(this.#threads === undefined ? {} : { threads: this.#threads }) },
@@ -403,6 +385,8 @@ export class Detector {
   }
 
   dispose(): void {
+    void this.#pipelines?.close();
+    this.#pipelines = undefined;
     this.backbone.dispose();
   }
 }

@@ -78,7 +78,7 @@ export function validateImageSource(source: unknown, field: string): void {
 }
 
 /** predictMany: the file list and the number of images in flight. */
-export function validatePredictMany(sources: unknown, options: unknown): { concurrency: number; backboneThread: boolean } {
+export function validatePredictMany(sources: unknown, options: unknown): { concurrency: number; backboneThread: boolean; pipelines: number } {
   if (!Array.isArray(sources)) fail('predictMany(sources)', 'an array of image file paths', sources);
   sources.forEach((s, i) => {
     if (typeof s !== 'string' || s === '') fail(`predictMany(sources)[${i}]`, 'an image file path', s);
@@ -88,5 +88,10 @@ export function validatePredictMany(sources: unknown, options: unknown): { concu
   positiveInteger('options.concurrency', concurrency, 64);
   const backboneThread = (options as { backboneThread?: unknown } | undefined)?.backboneThread;
   if (backboneThread !== undefined && typeof backboneThread !== 'boolean') fail('options.backboneThread', 'a boolean', backboneThread);
-  return { concurrency: (concurrency as number | undefined) ?? 2, backboneThread: backboneThread === true };
+  const pipelines = (options as { pipelines?: unknown } | undefined)?.pipelines;
+  positiveInteger('options.pipelines', pipelines, 64);
+  if (backboneThread === true && pipelines !== undefined && pipelines !== 1) {
+    throw new HetmmError('E_ARGUMENT', 'options.backboneThread and options.pipelines > 1 exclude each other (every pipeline runs its own backbone)');
+  }
+  return { concurrency: (concurrency as number | undefined) ?? 2, backboneThread: backboneThread === true, pipelines: (pipelines as number | undefined) ?? 1 };
 }

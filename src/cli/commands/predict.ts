@@ -16,11 +16,13 @@ import {
   PRESET_OPTIONS,
   presetFromOptions,
 } from '../options.js';
+import { pipelinesOption } from '../pipelines-option.js';
 import { heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
                      [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
                      [--max-pixels N] [--fail-fast] [--map-size original|model] [--backbone-thread]
+                     [--pipelines N|auto]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
@@ -37,7 +39,12 @@ a store fitted with --precision int8, float otherwise). An input that cannot be
 read or decoded is reported on its own line and the others still run (exit 3;
 --fail-fast stops at the first); a heat map that cannot be written stops the
 run (exit 5). --backbone-thread decodes and runs the backbone on a worker
-thread with its own model session (more memory; docs/PERFORMANCE.md).`;
+thread with its own model session (more memory; docs/PERFORMANCE.md).
+--pipelines N runs N independent single-threaded pipelines (decode, backbone,
+matching, scoring) on worker threads, sharing one copy of the templates: on
+2 cores the fastest way through many images (docs/PERFORMANCE.md,
+"Pipelines"). Default auto: one per core (at most 8) from 16 images on, else 1.
+Output and order are the same either way.`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -52,6 +59,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
       concurrency: { type: 'string' },
       'map-size': { type: 'string' },
       'backbone-thread': { type: 'boolean' },
+      pipelines: { type: 'string' },
     },
     PREDICT_USAGE,
   );
@@ -82,7 +90,9 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     if (detector.threshold === undefined) {
       report.note('note: the store has no threshold for this preset, so no OK/DEFECT (refit with calibration, the default)');
     }
-    for await (const r of detector.predictMany(files, { concurrency: intOption(values.concurrency, 'concurrency'), backboneThread: values['backbone-thread'] === true })) {
+    const backboneThread = values['backbone-thread'] === true;
+    const pipelines = pipelinesOption(values.pipelines, files.length, backboneThread);
+    for await (const r of detector.predictMany(files, { concurrency: intOption(values.concurrency, 'concurrency'), backboneThread, pipelines })) {
       const stem = stems[i++]!;
       if (r.error !== undefined) {
         failures.add(r.source, r.error);
@@ -112,7 +122,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     bar.end();
     const seconds = (performance.now() - t0) / 1000;
     const scored = files.length - failures.count;
-    report.note(`${scored} images in ${seconds.toFixed(2)} s (${(scored / seconds).toFixed(1)} images/s, backend ${detector.backend.name})`);
+    report.note(`${scored} images in ${seconds.toFixed(2)} s (${(scored / seconds).toFixed(1)} images/s, backend ${detector.backend.name}${pipelines > 1 ? `, ${pipelines} pipelines` : ''})`);
     if (failures.count > 0) report.note(`${failures.count} of ${files.length} inputs failed (listed above)`);
     return failures.exitCode();
   } finally {

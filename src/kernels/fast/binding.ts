@@ -20,7 +20,7 @@ import { HetmmError } from '../../errors.js';
 import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
-export const NATIVE_ABI_VERSION = 3;
+export const NATIVE_ABI_VERSION = 4;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -78,6 +78,14 @@ export interface NativeBinding {
     forwardOut: Float32Array,
     backwardOut: Float32Array,
   ): Promise<void>;
+  /**
+   * matchLayer, synchronously and single-threaded on the calling thread, with
+   * that thread's own scratch: no kernel pool, no lock shared with other
+   * threads (one pipeline per core, src/detector/pipelines.ts). Since ABI 4.
+   */
+  matchLayerHere(...args: Parameters<NativeBinding['matchLayer']>): void;
+  /** matchLayerInt8 synchronously on the calling thread (as matchLayerHere). Since ABI 4. */
+  matchLayerInt8Here(...args: Parameters<NativeBinding['matchLayerInt8']>): void;
   /**
    * Synchronous int8 quantisation of one [C, hw] float32 map into packed
    * 4-channel words (same arithmetic as quantizeMap in ./int8.ts).

@@ -25,9 +25,11 @@ import type { FeatureStack, KernelBackend, MatchOptions, MatchPrecision, MatchRe
 import { validateGramInputs } from '../reference/gram.js';
 import { validateMatchInputs } from '../reference/match.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
+import { nativeQuantizer } from './caller-thread.js';
 import { alignedBytes, Int8TemplateCache, int8Supports, quantizeQueryInt8, type MapQuantizer } from './int8.js';
 
 export { NATIVE_VARIANTS, type NativeVariant } from './binding.js';
+export { matchSharedLayer, shareLayer, type SharedLayer } from './caller-thread.js';
 export {
   Int8TemplateCache,
   matchLayerInt8Reference,
@@ -117,11 +119,7 @@ async function callNative(what: string, run: () => Promise<void>): Promise<void>
 
 function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: MatchPrecision): FastBackend {
   const info = binding.info();
-  const nativeQuantize = binding.quantizeInt8?.bind(binding);
-  const quantize: MapQuantizer | undefined =
-    nativeQuantize === undefined
-      ? undefined
-      : (src, channels, hw, out, scale, sums, offsetBy) => nativeQuantize(src, channels, hw, out, scale, sums ?? null, offsetBy);
+  const quantize: MapQuantizer | undefined = nativeQuantizer(binding);
   const offsetOf = binding.alignmentOffset?.bind(binding);
   const allocate = offsetOf === undefined ? undefined : alignedBytes(offsetOf);
   const int8Cache = new Int8TemplateCache(quantize, allocate);

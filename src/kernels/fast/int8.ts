@@ -133,10 +133,13 @@ export type ByteAllocator = (bytes: number) => Uint8Array;
 
 export const plainBytes: ByteAllocator = (bytes) => new Uint8Array(bytes);
 
-/** A ByteAllocator whose arrays start `offsetOf(array)` bytes into a 64-byte larger buffer (the addon's alignmentOffset). */
-export function alignedBytes(offsetOf: (array: Uint8Array) => number): ByteAllocator {
+/**
+ * A ByteAllocator whose arrays start `offsetOf(array)` bytes into a 64-byte
+ * larger buffer (the addon's alignmentOffset) from `raw` (e.g. shared memory).
+ */
+export function alignedBytes(offsetOf: (array: Uint8Array) => number, raw: ByteAllocator = plainBytes): ByteAllocator {
   return (bytes) => {
-    const whole = new Uint8Array(bytes + 64);
+    const whole = raw(bytes + 64);
     const offset = offsetOf(whole);
     return whole.subarray(offset, offset + bytes);
   };

@@ -1,0 +1,87 @@
+/**
+ * Matching on the calling thread, for pipelines that each own one core
+ * (src/detector/pipelines.ts): N worker threads of one process, each
+ * decoding, running a 1-thread backbone and matching its own image. The
+ * pooled kernels (./index.ts) would make them take turns on the one global
+ * kernel pool (one job at a time, a barrier per call); matchLayerHere /
+ * matchLayerInt8Here (native/hetmm_native.c) run the same kernels, with the
+ * same results, single-threaded on the caller's thread with its own scratch.
+ *
+ * The templates are shared between the pipelines, not copied per thread:
+ * shareLayer (on the thread that holds the store) puts one copy into
+ * SharedArrayBuffers, already int8-quantised when matching in int8, and
+ * worker threads receive views of that memory through postMessage.
+ */
+import { HetmmError } from '../../errors.js';
+import type { FeatureStack, MatchOptions, MatchPrecision, MatchResult, QueryMap } from '../contract.js';
+import { validateMatchInputs } from '../reference/match.js';
+import { loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
+import { alignedBytes, int8Supports, quantizeQueryInt8, quantizeTemplatesInt8, type ByteAllocator, type Int8Templates, type MapQuantizer } from './int8.js';
+
+/** One layer's templates in shared memory: int8-quantised (int8 matching of a shape the kernel handles) or float. */
+export type SharedLayer =
+  | { readonly kind: 'int8'; readonly shape: readonly [number, number, number, number]; readonly templates: Int8Templates }
+  | { readonly kind: 'float'; readonly stack: FeatureStack };
+
+/** The addon's quantiser as a MapQuantizer (undefined when the addon predates it). */
+export function nativeQuantizer(binding: NativeBinding): MapQuantizer | undefined {
+  const quantize = binding.quantizeInt8?.bind(binding);
+  return quantize === undefined ? undefined : (src, channels, hw, out, scale, sums, offsetBy) => quantize(src, channels, hw, out, scale, sums ?? null, offsetBy);
+}
+
+function sharedCopy<T extends Float32Array | Uint16Array | Int32Array>(a: T): T {
+  const Ctor = a.constructor as new (buffer: SharedArrayBuffer, offset?: number, length?: number) => T;
+  const copy = new Ctor(new SharedArrayBuffer(a.byteLength), 0, a.length);
+  copy.set(a as never);
+  return copy;
+}
+
+/**
+ * The first `stack.shape[0]` templates of one layer in shared memory, for
+ * matching at `precision` with window sizes `options`. int8 (when the native
+ * int8 kernel handles the shape): quantised straight into shared memory, about
+ * a quarter of the float32 bytes. Float: one copy of the features.
+ */
+export function shareLayer(stack: FeatureStack, options: MatchOptions, precision: MatchPrecision): SharedLayer {
+  const [n, c, h, w] = stack.shape;
+  const view = stack.data.subarray(0, n * c * h * w);
+  if (precision === 'int8' && int8Supports(w, options)) {
+    const binding = loadBinding();
+    if (binding.info().int8 !== true) throw new HetmmError('E_BACKEND', 'int8 matching needs a CPU with AVX-512 VNNI');
+    const offsetOf = binding.alignmentOffset.bind(binding);
+    const sharedBytes: ByteAllocator = alignedBytes((array) => offsetOf(array), (bytes) => new Uint8Array(new SharedArrayBuffer(bytes)));
+    const q = quantizeTemplatesInt8({ ...stack, data: view }, undefined, nativeQuantizer(binding), sharedBytes);
+    return { kind: 'int8', shape: [n, c, h, w], templates: { ...q, scale: sharedCopy(q.scale), sum: sharedCopy(q.sum) } };
+  }
+  return { kind: 'float', stack: { dtype: stack.dtype, shape: [n, c, h, w], data: sharedCopy(view) } };
+}
+
+/**
+ * Matches one query map against a shared layer on this thread, synchronously
+ * (same results as the fast backend's matchLayer at the layer's precision).
+ * `variant`: the float kernels' instruction set ('' = the best).
+ */
+export function matchSharedLayer(layer: SharedLayer, query: QueryMap, options: MatchOptions, variant: NativeVariant | '' = ''): MatchResult {
+  const binding = loadBinding();
+  const rf = options.forwardPatch >> 1;
+  const rb = options.backwardPatch >> 1;
+  if (layer.kind === 'int8') {
+    const [n, c, h, w] = layer.shape;
+    if (query.shape[0] !== c || query.shape[1] !== h || query.shape[2] !== w || query.data.length < c * h * w || !int8Supports(w, options)) {
+      throw new HetmmError('E_ARGUMENT', `query [${query.shape.join(', ')}] does not fit int8 templates [${layer.shape.join(', ')}]`);
+    }
+    const forward = new Float32Array(h * w);
+    const backward = new Float32Array(h * w);
+    const offsetOf = binding.alignmentOffset.bind(binding);
+    const q8 = quantizeQueryInt8(query, nativeQuantizer(binding), alignedBytes((array) => offsetOf(array)));
+    const t = layer.templates;
+    binding.matchLayerInt8Here(q8.data, q8.scale, t.data, t.scale, t.sum, n, q8.groups, h, w, rf, rb, forward, backward);
+    return { forward, backward };
+  }
+  validateMatchInputs(query, layer.stack);
+  const [n, c, h, w] = layer.stack.shape;
+  const forward = new Float32Array(h * w);
+  const backward = new Float32Array(h * w);
+  binding.matchLayerHere(variant, query.data, layer.stack.data, n, c, h, w, rf, rb, forward, backward);
+  return { forward, backward };
+}
