@@ -5,9 +5,8 @@
  * there (the next matching call, scoring) until it returns; here it does not.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { isHetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
-import { loadThreadBackbone } from './thread-backbone.js';
+import { failureReply, loadThreadBackbone } from './thread-backbone.js';
 import type { BackboneThreadOptions, BackboneReply, BackboneRequest } from './backbone-thread.js';
 
 const options = workerData as BackboneThreadOptions;
@@ -33,12 +32,7 @@ parentPort!.on('message', (request: BackboneRequest) => {
       parentPort!.postMessage(reply, transfer);
     },
     (e: unknown) => {
-      parentPort!.postMessage({
-        id: request.id,
-        ok: false,
-        code: isHetmmError(e) ? e.code : 'E_INTERNAL',
-        message: e instanceof Error ? e.message : String(e),
-      } satisfies BackboneReply);
+      parentPort!.postMessage(failureReply(request.id, e) satisfies BackboneReply);
     },
   );
 });

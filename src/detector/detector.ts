@@ -21,7 +21,7 @@ import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { BackboneThread } from './backbone-thread.js';
 import { PipelinePool } from './pipelines.js';
-import { toPrediction, type Prediction } from './prediction.js';
+import { layerInputs, toPrediction, type Prediction } from './prediction.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
 /** Everything Detector.open takes. */
@@ -258,10 +258,7 @@ export class Detector {
     const backend = options.backend ?? this.backend; // calibration may match in int8
     const results: MatchResult[] = [];
     for (let l = 0; l < layers.length; l++) {
-      const layer = layers[l]!;
-      const params = this.preset.layers[l]!;
-      const query = { shape: [layer.channels, layer.height, layer.width] as const, data: features[l]! };
-      const match = { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch };
+      const { query, match } = layerInputs(this.backbone.identity, this.preset, features, l);
       const stack = snapshot.layers[l]!;
       if (options.exclude === undefined) {
         results.push(await backend.matchLayer(query, stack, match));

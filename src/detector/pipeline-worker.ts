@@ -4,15 +4,15 @@
  * this thread (matchSharedLayer), scoring.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { HetmmError, isHetmmError } from '../errors.js';
+import { HetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
 import type { MatchResult } from '../kernels/contract.js';
 import { matchSharedLayer } from '../kernels/fast/index.js';
 import { referenceBackend } from '../kernels/reference/index.js';
 import { scoreMap } from '../matching/index.js';
-import { toPrediction } from './prediction.js';
+import { layerInputs, toPrediction } from './prediction.js';
 import type { PipelineConfig, PipelineModel, PipelineReply, PipelineRequest } from './pipelines.js';
-import { loadThreadBackbone } from './thread-backbone.js';
+import { failureReply, loadThreadBackbone } from './thread-backbone.js';
 
 const model = workerData as PipelineModel;
 /** set by 'init' (the templates, shared, arrive after the model started loading) */
@@ -35,10 +35,7 @@ async function predict(file: string): Promise<PipelineReply['prediction']> {
   const layers = backbone.identity.layers;
   const results: MatchResult[] = [];
   for (let l = 0; l < layers.length; l++) {
-    const layer = layers[l]!;
-    const params = config.preset.layers[l]!;
-    const query = { shape: [layer.channels, layer.height, layer.width] as const, data: features[l]! };
-    const match = { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch };
+    const { query, match } = layerInputs(backbone.identity, config.preset, features, l);
     const shared = config.layers[l]!;
     if (config.variant !== undefined) results.push(matchSharedLayer(shared, query, match, config.variant));
     else if (shared.kind === 'float') results.push(await referenceBackend.matchLayer(query, shared.stack, match));
@@ -64,12 +61,7 @@ parentPort!.on('message', (request: PipelineRequest) => {
       parentPort!.postMessage({ id: request.id, ok: true, ...(prediction === undefined ? {} : { prediction }) } satisfies PipelineReply, [...transfer]);
     },
     (e: unknown) => {
-      parentPort!.postMessage({
-        id: request.id,
-        ok: false,
-        code: isHetmmError(e) ? e.code : 'E_INTERNAL',
-        message: e instanceof Error ? e.message : String(e),
-      } satisfies PipelineReply);
+      parentPort!.postMessage(failureReply(request.id, e) satisfies PipelineReply);
     },
   );
 });

@@ -1,6 +1,8 @@
 /** What a prediction says, and its one construction (the detector and its pipeline threads). */
 import type { LoadedImage } from '../image/index.js';
-import type { scoreMap } from '../matching/index.js';
+import type { BackboneIdentity } from '../backbone/description.js';
+import type { MatchOptions, QueryMap } from '../kernels/contract.js';
+import type { Preset, scoreMap } from '../matching/index.js';
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
 export interface Prediction {
@@ -48,4 +50,14 @@ export function toPrediction(
     templates,
     timings,
   } satisfies Prediction;
+}
+
+/** Layer l's query map (the image's features) and window sizes (the preset's). */
+export function layerInputs(identity: BackboneIdentity, preset: Preset, features: readonly Float32Array[], l: number): { query: QueryMap; match: MatchOptions } {
+  const layer = identity.layers[l]!;
+  const params = preset.layers[l]!;
+  return {
+    query: { shape: [layer.channels, layer.height, layer.width] as const, data: features[l]! },
+    match: { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch },
+  };
 }

@@ -5,6 +5,7 @@
  */
 import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
+import { isHetmmError, type HetmmErrorCode } from '../errors.js';
 import { loadFastBackend } from '../kernels/fast/index.js';
 
 export async function loadThreadBackbone(options: { model?: string; description?: BackboneDescription; threads?: number }): Promise<Backbone> {
@@ -15,4 +16,9 @@ export async function loadThreadBackbone(options: { model?: string; description?
   );
   if (normalise !== undefined) backbone.usePixelNormaliser(normalise);
   return backbone;
+}
+
+/** A worker thread's reply for a request that failed: the error's code and message (rebuilt as a HetmmError by the caller). */
+export function failureReply(id: number, e: unknown): { id: number; ok: false; code: HetmmErrorCode; message: string } {
+  return { id, ok: false, code: isHetmmError(e) ? e.code : 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
 }
