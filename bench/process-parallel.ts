@@ -8,13 +8,14 @@
  *   - P processes side by side, each with 1 onnxruntime thread and
  *     HETMM_THREADS=1, one image at a time each (the reference the
  *     pipelines should reach).
- * `node dist/bench/process-parallel.js [--reps R] [--rounds K] [--processes P] [--pipelines N,M]`.
+ * `node dist/bench/process-parallel.js [--reps R] [--rounds K] [--processes P] [--pipelines N,M] [--templates 60,209]`.
  * Every mode runs in a fresh child process, once per round; the rounds
  * rotate the order of the modes, so load from other jobs spreads over all
  * of them, and the table gives each mode's median over the rounds (img/s)
- * and its mean CPU per image. The store is the first 60 magnetic-tile
+ * and its mean CPU per image. The store is the first 60 (or T) magnetic-tile
  * train/good images, fitted with an int8 backbone quantised on them (`hetmm
- * fit --precision int8`); the images are 24 test images (6 of each of the
+ * fit --precision int8`; float16 features above 60 templates, to bound the
+ * store's size: the int8 matching quantises either the same way); the images are 24 test images (6 of each of the
  * first 4 classes), repeated R times; each child first warms up on 4 images
  * with the same options (for pipelines: the same pipeline threads then run
  * the timed images). RSS: the child's resident memory after its run.
@@ -113,28 +114,33 @@ async function main(): Promise<void> {
     })),
     { name: `${processes} processes side by side, 1 thread each (reference)`, processes, spec: { threads: 1, concurrency: 1, pipelines: 1, reps } },
   ];
+  const templateCounts = arg('--templates', '60').split(',').map(Number);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hetmm-process-parallel-'));
   try {
-    const store = path.join(dir, 'mt60.hetmm');
-    const train = images(path.join(tile, 'train', 'good')).slice(0, 60);
-    execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', store, '--precision', 'int8', '--no-calibrate'], { stdio: 'ignore' });
     console.log(`${new Date().toISOString()} load average ${loadText()}, ${cores} cores, ${rounds} rounds of ${reps * 24} images per mode`);
-    const results = new Map<Mode, RunResult[][]>(modes.map((m) => [m, []]));
-    for (let round = 0; round < rounds; round++) {
-      for (let k = 0; k < modes.length; k++) {
-        const mode = modes[(k + round) % modes.length]!;
-        results.get(mode)!.push(await runChildren(store, mode.processes, mode.spec));
+    console.log('| templates | mode | img/s (median; each round) | CPU ms/img | RSS MiB (per process) |');
+    console.log('|---:|---|---:|---:|---:|');
+    for (const templates of templateCounts) {
+      const store = path.join(dir, `mt${templates}.hetmm`);
+      const train = images(path.join(tile, 'train', 'good')).slice(0, templates);
+      const dtype = templates > 60 ? ['--dtype', 'float16'] : [];
+      execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', store, '--precision', 'int8', '--no-calibrate', ...dtype], { stdio: 'ignore' });
+      const results = new Map<Mode, RunResult[][]>(modes.map((m) => [m, []]));
+      for (let round = 0; round < rounds; round++) {
+        for (let k = 0; k < modes.length; k++) {
+          const mode = modes[(k + round) % modes.length]!;
+          results.get(mode)!.push(await runChildren(store, mode.processes, mode.spec));
+        }
+        console.error(`${templates} templates: round ${round + 1} done, load average ${loadText()}`);
       }
-      console.log(`round ${round + 1} done, load average ${loadText()}`);
-    }
-    console.log('| mode | img/s (median; each round) | CPU ms/img | RSS MiB (per process) |');
-    console.log('|---|---:|---:|---:|');
-    for (const mode of modes) {
-      const runs = results.get(mode)!;
-      const rates = runs.map((rs) => rs.reduce((s, r) => s + (r.images / r.ms) * 1000, 0));
-      const cpu = runs.flat().reduce((s, r) => s + r.cpuMs, 0) / runs.flat().reduce((s, r) => s + r.images, 0);
-      const rss = Math.max(...runs.flat().map((r) => r.rssMiB));
-      console.log(`| ${mode.name} | ${median(rates).toFixed(2)} (${rates.map((r) => r.toFixed(2)).join(' / ')}) | ${cpu.toFixed(1)} | ${rss.toFixed(0)} |`);
+      for (const mode of modes) {
+        const runs = results.get(mode)!;
+        const rates = runs.map((rs) => rs.reduce((s, r) => s + (r.images / r.ms) * 1000, 0));
+        const cpu = runs.flat().reduce((s, r) => s + r.cpuMs, 0) / runs.flat().reduce((s, r) => s + r.images, 0);
+        const rss = Math.max(...runs.flat().map((r) => r.rssMiB));
+        console.log(`| ${templates} | ${mode.name} | ${median(rates).toFixed(2)} (${rates.map((r) => r.toFixed(2)).join(' / ')}) | ${cpu.toFixed(1)} | ${rss.toFixed(0)} |`);
+      }
+      rmSync(store, { force: true });
     }
     console.log(`${new Date().toISOString()} load average ${loadText()}`);
   } finally {

@@ -178,7 +178,8 @@ export class PipelinePool {
       const config = pipelineConfig(source);
       await Promise.all(threads.map((t) => t.call({ op: 'init', config })));
     })();
-    this.#ready.catch(() => undefined); // reported to every run
+    // reported to every run; the threads stop, so the detector's next run starts new ones
+    this.#ready.catch(() => this.close());
   }
 
   /** Whether this pool's pipelines serve `count` pipelines of this detector state. */
