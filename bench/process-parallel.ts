@@ -18,13 +18,18 @@
  * store's size: the int8 matching quantises either the same way); the images are 24 test images (6 of each of the
  * first 4 classes), repeated R times; each child first warms up on 4 images
  * with the same options (for pipelines: the same pipeline threads then run
- * the timed images). RSS: the child's resident memory after its run.
+ * the timed images). RSS: the child's resident memory after its run. The
+ * last two rows time the whole `hetmm predict --json` command in the child
+ * (opening the store included, no warm-up), with one pipeline and with the
+ * default `--pipelines auto`.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { main as cliMain } from '../src/cli/main.js';
 import { Detector } from '../src/detector/detector.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -48,6 +53,8 @@ interface ChildSpec {
   readonly concurrency: number;
   readonly pipelines: number;
   readonly reps: number;
+  /** run `hetmm predict --json --pipelines <cli>` on the images instead (start-up included, no warm-up) */
+  readonly cli?: string;
 }
 
 /** Child mode: predict the test images R times and print one JSON line. */
@@ -55,6 +62,19 @@ async function child(store: string, spec: ChildSpec): Promise<void> {
   const test = path.join(tile, 'test');
   const classes = readdirSync(test).filter((c) => c !== 'ground_truth').sort().slice(0, 4);
   const files = classes.flatMap((c) => images(path.join(test, c)).slice(0, 6));
+  if (spec.cli !== undefined) {
+    const list = Array.from({ length: spec.reps }, () => files).flat();
+    const sink = new Writable({ write: (_chunk, _enc, done) => done() });
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const code = await cliMain(['predict', '-t', store, ...list, '--json', '--quiet', '--pipelines', spec.cli], { stdout: sink, stderr: process.stderr });
+    const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    if (code !== 0) throw new Error(`hetmm predict exited ${code}`);
+    const result: RunResult = { images: list.length, ms, cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 };
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
   const detector = await Detector.open({ store, precision: 'int8', threads: spec.threads });
   const options = { concurrency: spec.concurrency, pipelines: spec.pipelines };
   for await (const r of detector.predictMany(files.slice(0, 4), options)) if (r.error) throw r.error;
@@ -113,6 +133,11 @@ async function main(): Promise<void> {
       spec: { threads: cores, concurrency: 1, pipelines: n, reps },
     })),
     { name: `${processes} processes side by side, 1 thread each (reference)`, processes, spec: { threads: 1, concurrency: 1, pipelines: 1, reps } },
+    ...['1', 'auto'].map((cli) => ({
+      name: `\`hetmm predict --pipelines ${cli}\` (whole command: store load, start-up)`,
+      processes: 1,
+      spec: { threads: cores, concurrency: 2, pipelines: 1, reps, cli },
+    })),
   ];
   const templateCounts = arg('--templates', '60').split(',').map(Number);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hetmm-process-parallel-'));

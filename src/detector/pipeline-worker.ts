@@ -47,9 +47,13 @@ async function predict(file: string): Promise<PipelineReply['prediction']> {
   return toPrediction(image, scored, config.threshold, config.templates, { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 });
 }
 
+/** requests run one after the other (the pool sends the next image before this one is done) */
+let previous: Promise<unknown> = Promise.resolve();
+
 parentPort!.on('message', (request: PipelineRequest) => {
   if (request.op === 'init') config = request.config;
-  const work = request.op === 'init' ? ready.then(() => undefined) : predict(request.file);
+  const work = previous.then(() => (request.op === 'init' ? ready.then(() => undefined) : predict(request.file)));
+  previous = work.catch(() => undefined);
   work.then(
     (prediction) => {
       const transfer = new Set<ArrayBuffer>();

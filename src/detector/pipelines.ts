@@ -123,8 +123,9 @@ class PipelineThread {
     this.#worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
   }
 
-  get busy(): boolean {
-    return this.#pending.size > 0;
+  /** requests sent and not answered yet */
+  get load(): number {
+    return this.#pending.size;
   }
 
   call(request: { op: 'init'; config: PipelineConfig } | { op: 'predict'; file: string }): Promise<PipelineReply> {
@@ -145,6 +146,9 @@ class PipelineThread {
     await this.#worker.terminate();
   }
 }
+
+/** images handed to a pipeline thread at a time: the one it works on and the next */
+const PIPELINE_DEPTH = 2;
 
 interface Task {
   readonly file: string;
@@ -189,7 +193,7 @@ export class PipelinePool {
 
   /**
    * Predicts `sources` and yields the outcomes in input order; a failing image
-   * yields an Error in its place. At most 2 images per pipeline are ahead of
+   * yields an Error in its place. At most 3 images per pipeline are ahead of
    * the consumer. Started images finish even when the consumer stops early.
    */
   async *run(sources: readonly string[]): AsyncGenerator<PipelineOutcome> {
@@ -197,7 +201,7 @@ export class PipelinePool {
     const outcomes: Promise<PipelineOutcome>[] = [];
     let consumed = 0;
     const fill = (): void => {
-      while (outcomes.length < sources.length && outcomes.length < consumed + 2 * this.count) {
+      while (outcomes.length < sources.length && outcomes.length < consumed + (PIPELINE_DEPTH + 1) * this.count) {
         const source = sources[outcomes.length]!;
         outcomes.push(
           this.#submit(source).then(
@@ -233,14 +237,21 @@ export class PipelinePool {
   }
 
   #drain(): void {
-    for (const thread of this.#threads) {
-      if (this.#queue.length === 0) return;
-      if (thread.busy || thread.failure !== undefined) continue;
-      const task = this.#queue.shift()!;
-      thread.call({ op: 'predict', file: task.file }).then(
-        (reply) => task.resolve(reply.prediction!),
-        (e: unknown) => task.reject(e),
-      ).finally(() => this.#drain());
+    // each thread gets its next image before it finishes the current one (PIPELINE_DEPTH), so it
+    // never waits for this thread to be scheduled (on a loaded machine that wait was milliseconds)
+    for (let depth = 1; depth <= PIPELINE_DEPTH; depth++) {
+      for (const thread of this.#threads) {
+        if (this.#queue.length === 0) return;
+        if (thread.load >= depth || thread.failure !== undefined) continue;
+        const task = this.#queue.shift()!;
+        thread
+          .call({ op: 'predict', file: task.file })
+          .then(
+            (reply) => task.resolve(reply.prediction!),
+            (e: unknown) => task.reject(e),
+          )
+          .finally(() => this.#drain());
+      }
     }
     // every thread stopped (a crash, or closed): the images no thread will take are errors, not lost
     if (this.#threads.every((t) => t.failure !== undefined)) {
