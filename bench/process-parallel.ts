@@ -12,7 +12,11 @@
  * Every mode runs in a fresh child process, once per round; the rounds
  * rotate the order of the modes, so load from other jobs spreads over all
  * of them, and the table gives each mode's median over the rounds (img/s)
- * and its mean CPU per image. The store is the first 60 (or T) magnetic-tile
+ * and its mean CPU per image. The children of a mode warm up, then start
+ * their timed run together (a go line on stdin); img/s is all their images
+ * over the time from that start to the last child's end. (The sum of each
+ * process's own rate, the earlier figures' basis, is given beside it: it
+ * overstates processes that do not finish together.) The store is the first 60 (or T) magnetic-tile
  * train/good images, fitted with an int8 backbone quantised on them (`hetmm
  * fit --precision int8`; float16 features above 60 templates, to bound the
  * store's size: the int8 matching quantises either the same way); the images are 24 test images (6 of each of the
@@ -43,6 +47,9 @@ const images = (dir: string): string[] =>
 interface RunResult {
   readonly images: number;
   readonly ms: number;
+  /** wall-clock ms (Date.now) at the start and end of the timed run */
+  readonly start: number;
+  readonly end: number;
   readonly cpuMs: number;
   readonly rssMiB: number;
 }
@@ -57,6 +64,13 @@ interface ChildSpec {
   readonly cli?: string;
 }
 
+/** Tells the parent this child is ready and waits for its go (a line on stdin): all children of a mode start timing together. */
+async function readyThenGo(): Promise<void> {
+  process.stdout.write('ready\n');
+  await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+  process.stdin.pause();
+}
+
 /** Child mode: predict the test images R times and print one JSON line. */
 async function child(store: string, spec: ChildSpec): Promise<void> {
   const test = path.join(tile, 'test');
@@ -65,13 +79,15 @@ async function child(store: string, spec: ChildSpec): Promise<void> {
   if (spec.cli !== undefined) {
     const list = Array.from({ length: spec.reps }, () => files).flat();
     const sink = new Writable({ write: (_chunk, _enc, done) => done() });
+    await readyThenGo();
+    const start = Date.now();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const code = await cliMain(['predict', '-t', store, ...list, '--json', '--quiet', '--pipelines', spec.cli], { stdout: sink, stderr: process.stderr });
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
     if (code !== 0) throw new Error(`hetmm predict exited ${code}`);
-    const result: RunResult = { images: list.length, ms, cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 };
+    const result: RunResult = { images: list.length, ms, start, end: Date.now(), cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 };
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
@@ -79,29 +95,42 @@ async function child(store: string, spec: ChildSpec): Promise<void> {
   const options = { concurrency: spec.concurrency, pipelines: spec.pipelines };
   for await (const r of detector.predictMany(files.slice(0, 4), options)) if (r.error) throw r.error;
   const list = Array.from({ length: spec.reps }, () => files).flat();
+  await readyThenGo();
+  const start = Date.now();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for await (const r of detector.predictMany(list, options)) if (r.error) throw r.error;
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  const result: RunResult = { images: list.length, ms, cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 };
+  const result: RunResult = { images: list.length, ms, start, end: Date.now(), cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 };
   detector.dispose();
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 function runChildren(store: string, count: number, spec: ChildSpec): Promise<RunResult[]> {
   const script = fileURLToPath(import.meta.url);
+  const children = Array.from({ length: count }, () =>
+    spawn(process.execPath, [script, '--child', store, JSON.stringify(spec)], {
+      env: { ...process.env, HETMM_THREADS: String(spec.threads) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    }),
+  );
+  let ready = 0;
   return Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<RunResult>((resolve, reject) => {
-        const p = spawn(process.execPath, [script, '--child', store, JSON.stringify(spec)], {
-          env: { ...process.env, HETMM_THREADS: String(spec.threads) },
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        let out = '';
-        p.stdout.on('data', (b: Buffer) => (out += b.toString()));
-        p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as RunResult) : reject(new Error(`child exited ${code}`))));
-      }),
+    children.map(
+      (p) =>
+        new Promise<RunResult>((resolve, reject) => {
+          let out = '';
+          p.stdout.on('data', (b: Buffer) => {
+            out += b.toString();
+            if (out.startsWith('ready\n')) {
+              out = out.slice('ready\n'.length);
+              // every child warmed up: start them together
+              if (++ready === count) for (const c of children) c.stdin.write('go\n');
+            }
+          });
+          p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as RunResult) : reject(new Error(`child exited ${code}`))));
+        }),
     ),
   );
 }
@@ -143,8 +172,8 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hetmm-process-parallel-'));
   try {
     console.log(`${new Date().toISOString()} load average ${loadText()}, ${cores} cores, ${rounds} rounds of ${reps * 24} images per mode`);
-    console.log('| templates | mode | img/s (median; each round) | CPU ms/img | RSS MiB (per process) |');
-    console.log('|---:|---|---:|---:|---:|');
+    console.log('| templates | mode | img/s (median; each round) | img/s, sum of per-process rates (median) | CPU ms/img | RSS MiB (per process) |');
+    console.log('|---:|---|---:|---:|---:|---:|');
     for (const templates of templateCounts) {
       const store = path.join(dir, `mt${templates}.hetmm`);
       const train = images(path.join(tile, 'train', 'good')).slice(0, templates);
@@ -160,10 +189,13 @@ async function main(): Promise<void> {
       }
       for (const mode of modes) {
         const runs = results.get(mode)!;
-        const rates = runs.map((rs) => rs.reduce((s, r) => s + (r.images / r.ms) * 1000, 0));
+        // all images over the time from the common start to the last child's end (summing each
+        // process's own rate, as earlier figures did, overstates processes that finish at different times)
+        const rates = runs.map((rs) => (rs.reduce((s, r) => s + r.images, 0) * 1000) / (Math.max(...rs.map((r) => r.end)) - Math.min(...rs.map((r) => r.start))));
+        const summed = runs.map((rs) => rs.reduce((s, r) => s + (r.images / r.ms) * 1000, 0));
         const cpu = runs.flat().reduce((s, r) => s + r.cpuMs, 0) / runs.flat().reduce((s, r) => s + r.images, 0);
         const rss = Math.max(...runs.flat().map((r) => r.rssMiB));
-        console.log(`| ${templates} | ${mode.name} | ${median(rates).toFixed(2)} (${rates.map((r) => r.toFixed(2)).join(' / ')}) | ${cpu.toFixed(1)} | ${rss.toFixed(0)} |`);
+        console.log(`| ${templates} | ${mode.name} | ${median(rates).toFixed(2)} (${rates.map((r) => r.toFixed(2)).join(' / ')}) | ${median(summed).toFixed(2)} | ${cpu.toFixed(1)} | ${rss.toFixed(0)} |`);
       }
       rmSync(store, { force: true });
     }
