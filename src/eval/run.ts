@@ -450,7 +450,9 @@ async function prepareStore(
     calibrate,
     falseAlarmRate,
     calibrationSamples: Math.max(1, settled.calibrationSamples),
-    onProgress: progress,
+    onProgress: (phase, done, total) => {
+      if (phase !== 'quantize') progress(phase, done, total); // an opened detector: fitStore does not quantise
+    },
     onNote: note,
   });
   if (options.saveTemplates !== undefined) {

@@ -102,6 +102,10 @@ export interface LineInfo {
   readonly bytesOnDisk: number;
   readonly backbone: string;
   readonly backend: string;
+  /** 'int8': the store was fitted int8 end to end and runs its int8 backbone; 'float' otherwise */
+  readonly precision: 'float' | 'int8';
+  /** the matching precision in use */
+  readonly matching: 'float' | 'int8';
 }
 
 export interface FitOptions {
