@@ -18,7 +18,7 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
-import { defaultInt8Matching, storeBackboneFiles } from './store-backbone.js';
+import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';
 import { BackboneThread } from './backbone-thread.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
@@ -162,6 +162,14 @@ export class Detector {
     } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
+      if (model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
+        backbone.dispose();
+        throw new HetmmError(
+          'E_STORE_MISMATCH',
+          `this store was fitted int8 end to end with the int8 backbone ${int8BackboneName(store.meta)} beside its file: ` +
+            'open it by file name (options.store as a path) or pass that model (options.model)',
+        );
+      }
       assertSameBackbone(store.identity, backbone.identity);
     }
     // A store remembers the preset it was fitted (and calibrated) with.

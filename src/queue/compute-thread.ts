@@ -10,7 +10,8 @@ import { parentPort } from 'node:worker_threads';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
-import { defaultInt8Matching, storeBackboneFiles } from '../detector/store-backbone.js';
+import { storeBackboneFiles } from '../detector/store-backbone.js';
+import { openStoreDetector } from '../detector/store-detector.js';
 import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
 import { TemplateStore } from '../store/index.js';
 import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
@@ -41,7 +42,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       // A store fitted int8 end to end (the default of hetmm fit) runs its own int8 backbone, beside the file
       // (features of jobs and hot updates alike); float stores share the engine's.
       const store = await TemplateStore.load(request.path);
-      const int8 = engineOptions.model === undefined && engineOptions.precision !== 'float' ? storeBackboneFiles(request.path, store.meta) : undefined;
+      const int8 = engineOptions.precision !== 'float' ? storeBackboneFiles(request.path, store.meta) : undefined;
       const existing = lines.get(request.line);
       if (existing !== undefined && (int8 !== undefined || existing.own) && existing.detector.backbone.identity.modelSha256 !== store.identity.modelSha256) {
         // the file was refitted with another backbone: a new detector for it
@@ -51,12 +52,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const current = lines.get(request.line);
       if (current !== undefined) current.detector.setStore(store);
       else if (int8 === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path, own: false });
-      else {
-        const matchPrecision = engineOptions.matchPrecision ?? engineOptions.precision ?? (await defaultInt8Matching(engineOptions.backend));
-        const { precision: _whole, ...rest } = engineOptions;
-        const detector = await Detector.open({ ...rest, model: int8.model, store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
-        lines.set(request.line, { detector, path: request.path, own: true });
-      }
+      else lines.set(request.line, { detector: await openStoreDetector(request.path, engineOptions, store), path: request.path, own: true });
       return { count: store.count, version: storeVersion(store), info: describe(line(request.line).detector) };
     }
     case 'refresh': {

@@ -28,6 +28,7 @@ import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
+import { openStoreDetector } from '../detector/store-detector.js';
 import type {
   ExecutorEvent,
   FitOptions,
@@ -446,7 +447,7 @@ export class InProcessExecutor implements InspectionExecutor {
   }
 
   #openDetector(file: string): Promise<Detector> {
-    return Detector.open({ ...this.#detectorOptions(), store: file });
+    return openStoreDetector(file, this.#detectorOptions());
   }
 
   #maxPixels(): number {
