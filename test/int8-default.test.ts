@@ -176,6 +176,47 @@ describe('serve with an int8 store and a float store side by side', () => {
   });
 });
 
+test('a line created over HTTP is int8 end to end (quantised on a thread on the uploads); ?precision=float fits the float model; deleting removes the int8 files', async () => {
+  const dataDir = path.join(tmp, 'lines');
+  const server = await startServer({ dataDir, token: TEST_TOKEN });
+  try {
+    const create = async (query: string): Promise<Set<string>> => {
+      const form = new FormData();
+      for (const file of train.slice(0, 3)) form.append('images', new Blob([new Uint8Array(readFileSync(file))], { type: 'image/png' }), path.basename(file));
+      const r = await fetch(`${server.base}/v1/lines?${query}`, { method: 'POST', headers: auth, body: form });
+      assert.equal(r.status, 202, await r.clone().text());
+      const { job } = (await r.json()) as { job: { url: string } };
+      const stages = new Set<string>();
+      for (;;) {
+        const state = (await (await fetch(`${server.base}${job.url}`)).json()) as { state: string; progress: { stage: string }; error?: unknown };
+        stages.add(state.progress.stage);
+        if (state.state === 'done') return stages;
+        assert.equal(state.state, 'running', JSON.stringify(state));
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    };
+    assert.ok((await create('name=made&preset=bottle')).has('quantize'));
+    for (const f of ['made.int8.onnx', 'made.int8.json']) assert.ok(existsSync(path.join(dataDir, f)), f);
+    const info = (await (await fetch(`${server.base}/v1/lines/made`)).json()) as { precision: string; backbone: string };
+    assert.deepEqual([info.precision, info.backbone], ['int8', 'resnet50v2-imagenet-l123-int8']);
+    const served = (await (await postImage(server.base, 'made', readFileSync(broken), '?maps=none')).json()) as { score: number };
+    const local = await Detector.open({ store: path.join(dataDir, 'made.hetmm') });
+    try {
+      assert.equal(local.backbone.modelPath, path.join(dataDir, 'made.int8.onnx'));
+      assert.equal(served.score, (await local.predict(broken)).score);
+    } finally {
+      local.dispose();
+    }
+    assert.ok(!(await create('name=plain&preset=bottle&precision=float')).has('quantize'));
+    assert.ok(!existsSync(path.join(dataDir, 'plain.int8.onnx')));
+    assert.equal(((await (await fetch(`${server.base}/v1/lines/plain`)).json()) as { precision: string }).precision, 'float');
+    assert.equal((await fetch(`${server.base}/v1/lines/made`, { method: 'DELETE', headers: auth })).status, 204);
+    for (const f of ['made.hetmm', 'made.int8.onnx', 'made.int8.json']) assert.ok(!existsSync(path.join(dataDir, f)), f);
+  } finally {
+    await server.close();
+  }
+});
+
 describe('queue workers with an int8 store (real redis-server)', { skip: redisAvailable || process.env.CI ? false : 'no redis-server installed (CI installs it and never skips)' }, () => {
   let redis: TestRedis;
   let worker: WorkerProcess | undefined;

@@ -19,7 +19,7 @@ export { int8BackbonePathFor } from './store-backbone.js';
  * to record (the file name relative to the store's directory).
  */
 export async function quantizeBackboneFor(
-  files: readonly string[],
+  files: readonly string[] | readonly Float32Array[],
   output: string,
   options: { model?: string; threads?: number } = {},
 ): Promise<{ result: QuantizeModelResult; meta: Record<string, string> }> {

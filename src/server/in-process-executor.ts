@@ -27,7 +27,8 @@ import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
-import { int8BackboneName } from '../detector/store-backbone.js';
+import { defaultInt8Matching, int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
+import { quantizeOnThread } from '../detector/quantize-thread.js';
 import { openStoreDetector } from '../detector/store-detector.js';
 import type {
   ExecutorEvent,
@@ -298,15 +299,37 @@ export class InProcessExecutor implements InspectionExecutor {
     if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images: a new line needs normal images to fit');
     const samples = options.calibrate ?? 16;
     if (!Number.isInteger(samples) || samples < 0) throw new ServerError('E_ARGUMENT', `Expected calibrate as a non-negative integer but received ${String(samples)}`);
+    const precision = options.precision ?? (this.#options.precision === 'float' ? 'float' : 'int8');
+    if (precision !== 'float' && precision !== 'int8') throw new ServerError('E_ARGUMENT', `Expected precision float or int8 but received ${JSON.stringify(precision)}`);
+    if (precision === 'int8' && this.#options.precision === 'float') {
+      throw new ServerError('E_ARGUMENT', 'this server runs with precision float: it cannot serve an int8 line');
+    }
     this.#creating.add(name);
     const file = storePathInDataDir(dataDir, name);
     const work = (async (): Promise<LineInfo> => {
-      const detector = await Detector.open({
-        ...this.#detectorOptions(),
-        preset: options.preset ?? 'default',
-        dtype: options.dtype ?? 'float32',
-      });
+      const opened = { ...this.#detectorOptions(), preset: options.preset ?? 'default', dtype: options.dtype ?? 'float32' };
+      let detector = await Detector.open(opened);
+      let int8: { output: string; descriptionPath: string } | undefined;
       try {
+        if (precision === 'int8') {
+          // as hetmm fit: the backbone quantised on these normals (on a thread: seconds of work), beside the store
+          onProgress?.({ stage: 'quantize', done: 0, total: 1 });
+          const q = await quantizeOnThread({
+            images: images.map((i) => i.bytes),
+            model: detector.backbone.modelPath,
+            inputSize: detector.backbone.identity.inputSize,
+            output: int8BackbonePathFor(file),
+            maxPixels: this.#maxPixels(),
+            ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }),
+          });
+          int8 = q;
+          onProgress?.({ stage: 'quantize', done: 1, total: 1 });
+          detector.dispose();
+          const { precision: _whole, ...rest } = opened;
+          const matchPrecision = rest.matchPrecision ?? (await defaultInt8Matching(rest.backend));
+          detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+          Object.assign(detector.store.meta, q.meta);
+        }
         const thread = await this.#threadFor(detector);
         detector.store.reserve(images.length);
         for (let i = 0; i < images.length; i++) {
@@ -327,6 +350,14 @@ export class InProcessExecutor implements InspectionExecutor {
         return this.lineInfo(name);
       } catch (e) {
         detector.dispose();
+        if (int8 !== undefined) {
+          await rm(int8.output, { force: true });
+          await rm(int8.descriptionPath, { force: true });
+          const key = detector.backbone.modelPath;
+          const t = int8BackboneName(detector.store.meta) === undefined ? undefined : this.#threads.get(key);
+          if (t !== undefined) this.#threads.delete(key);
+          await t?.then((x) => x.close(), () => undefined);
+        }
         throw e;
       }
     })();
