@@ -22,8 +22,9 @@ Precision: each store's own by default: a store fitted int8 end to end (the
 default of hetmm fit) runs its int8 backbone (<store>.int8.onnx beside it)
 for uploads and hot updates, and int8 matching; a float store the float
 model. --precision float refuses int8 stores; --precision int8 (alias
---int8) also matches float stores in int8. Lines created over HTTP use the
-float model (--model or the default).
+--int8) also matches float stores in int8. Lines created over HTTP are
+int8 end to end too (quantised on the uploads; ?precision=float for the
+float model).
 With --redis the server runs nothing itself: predictions and changes are
 jobs for \`hetmm worker\` processes (docs/SCALING.md); --blob-dir (default
 DIR/.blobs of --data-dir) is the directory the workers share for large
