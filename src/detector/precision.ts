@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { DEFAULT_CALIBRATION_IMAGES, quantizeModel, type QuantizeModelResult } from '../backbone/index.js';
 import { loadImage } from '../image/index.js';
+import { resolveModel } from '../models/index.js';
 import { INT8_BACKBONE_META } from './store-backbone.js';
 
 export { int8BackbonePathFor } from './store-backbone.js';
@@ -23,7 +24,9 @@ export async function quantizeBackboneFor(
   output: string,
   options: { model?: string; threads?: number } = {},
 ): Promise<{ result: QuantizeModelResult; meta: Record<string, string> }> {
-  const result = await quantizeModel({ model: options.model, calibrate: files, output, threads: options.threads });
+  // the float model as Backbone.load finds it (a download from HETMM_MODEL_HOST included), not only where it lies
+  const model = options.model ?? (await resolveModel()).path;
+  const result = await quantizeModel({ model, calibrate: files, output, threads: options.threads });
   return { result, meta: { [INT8_BACKBONE_META]: path.basename(output) } };
 }
 
