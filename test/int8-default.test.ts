@@ -118,6 +118,21 @@ test('a store copied without its int8 backbone fails with one clear error naming
   d.dispose();
 });
 
+test('eval --templates runs a store fitted int8 end to end with its int8 backbone; --precision float refuses it', async () => {
+  const dir = path.join(tmp, 'eval');
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(int8File, path.join(dir, 'bottle.hetmm')); // the store names line.int8.onnx beside it
+  for (const f of sidecars) copyFileSync(path.join(tmp, f), path.join(dir, f));
+  const r = await runCli('eval', '--data', path.dirname(bottle), '--templates', dir, '--json', '-', '--quiet');
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { categories: Array<{ name: string; image_auroc: number; templates: number }> };
+  assert.equal(report.categories[0]!.templates, 4);
+  assert.equal(report.categories[0]!.image_auroc, 1);
+  const float = await runCli('eval', '--data', path.dirname(bottle), '--templates', dir, '--precision', 'float', '--quiet');
+  assert.equal(float.code, 4, float.stderr);
+  assert.match(float.stderr, /int8/);
+});
+
 describe('serve with an int8 store and a float store side by side', () => {
   let server: RunningServer;
   let served: string;

@@ -32,7 +32,9 @@ Folder layout: without --folder-normal-test every 5th normal image is held
 out as a normal test image; without --folder-mask only image metrics apply.
 Precision: float32 by default (the reference the int8 pipeline is measured
 against, docs/RESULTS.md); --precision int8 quantises the backbone on the
-train/good images and matches in int8, as hetmm fit does by default.`;
+train/good images and matches in int8, as hetmm fit does by default. A
+--templates store fitted int8 end to end runs its own int8 backbone (beside
+it); --precision float refuses it.`;
 
 export async function evalCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values } = parse(
