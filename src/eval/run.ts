@@ -36,7 +36,8 @@ import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js
 import type { FeatureDType } from '../kernels/contract.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
-import { readStoreMeta, TemplateStore } from '../store/index.js';
+import { TemplateStore } from '../store/index.js';
+import { readStoreMeta } from '../store/peek.js';
 import { fitStore, type FitStoreResult } from './fit-store.js';
 import type { TuneOptions } from './tune.js';
 import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';

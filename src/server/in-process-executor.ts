@@ -326,7 +326,7 @@ export class InProcessExecutor implements InspectionExecutor {
           onProgress?.({ stage: 'quantize', done: 1, total: 1 });
           detector.dispose();
           const { precision: _whole, ...rest } = opened;
-          const matchPrecision = rest.matchPrecision ?? (await defaultInt8Matching(rest.backend));
+          const matchPrecision = rest.matchPrecision ?? _whole ?? (await defaultInt8Matching(rest.backend));
           detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
           Object.assign(detector.store.meta, q.meta);
         }
