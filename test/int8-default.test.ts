@@ -118,6 +118,24 @@ test('a store copied without its int8 backbone fails with one clear error naming
   d.dispose();
 });
 
+test('compress keeps an int8 store int8: its backbone scores the recalibration and is copied beside an output elsewhere', async () => {
+  const out = path.join(tmp, 'compressed', 'small.hetmm');
+  mkdirSync(path.dirname(out), { recursive: true });
+  const r = await runCli('compress', '-t', int8File, '--size', '2', '-o', out, '--quiet');
+  assert.equal(r.code, 0, r.stderr);
+  for (const f of ['small.int8.onnx', 'small.int8.json']) assert.ok(existsSync(path.join(tmp, 'compressed', f)), f);
+  assert.ok(readFileSync(path.join(tmp, 'compressed', 'small.int8.onnx')).equals(readFileSync(path.join(tmp, 'line.int8.onnx'))));
+  const small = await Detector.open({ store: out });
+  try {
+    assert.equal(small.store.meta[INT8_BACKBONE_META], 'small.int8.onnx');
+    assert.equal(small.store.count, 2);
+    assert.match((small.store.meta.threshold as { method: string }).method, /against the PTS sheets/);
+    assert.ok((await small.predict(broken)).score > 0.5);
+  } finally {
+    small.dispose();
+  }
+});
+
 test('eval --templates runs a store fitted int8 end to end with its int8 backbone; --precision float refuses it', async () => {
   const dir = path.join(tmp, 'eval');
   mkdirSync(dir, { recursive: true });
