@@ -124,12 +124,14 @@ export class InProcessExecutor implements InspectionExecutor {
   #closing = false;
   /**
    * Decoding and the backbone, off the event loop: one thread per backbone
-   * model. '' keys the server's own model (--model or the default), started
-   * with the server and shared by the float stores and the lines created over
-   * HTTP; each int8 store has its own int8 backbone (quantised on its
+   * model. '' keys the server's own model (--model or the default), shared
+   * by the float stores and the lines created over HTTP (started with the
+   * first of them or with a data directory); each int8 store has its own int8 backbone (quantised on its
    * normals), keyed by its path, hence its own thread.
    */
   readonly #threads = new Map<string, Promise<FeatureThread>>();
+  /** the '' thread, started by open with a data directory */
+  #ownThread: FeatureThread | undefined;
   #pending = new Set<Promise<unknown>>();
 
   private constructor(options: InProcessExecutorOptions) {
@@ -157,7 +159,8 @@ export class InProcessExecutor implements InspectionExecutor {
       }
     }
     try {
-      await executor.#threadFor(undefined);
+      // the server's own model: for lines created over HTTP (and the float stores, which start it anyway)
+      if (options.dataDir !== undefined) executor.#ownThread = await executor.#threadFor(undefined);
       for (const f of files) {
         if (executor.#lines.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
         const detector = await executor.#openDetector(f.file);
@@ -175,7 +178,7 @@ export class InProcessExecutor implements InspectionExecutor {
   }
 
   ready(): boolean {
-    return !this.#closing && [...this.#lines.values()].every((l) => l.thread.alive);
+    return !this.#closing && this.#ownThread?.alive !== false && [...this.#lines.values()].every((l) => l.thread.alive);
   }
 
   lineNames(): string[] {
