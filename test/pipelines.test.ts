@@ -10,7 +10,10 @@
  *     pool kept between runs;
  *   - no hanging process: a script that never disposes its detector exits;
  *   - the CLI prints the same lines (scores, labels, order, exit code) and
- *     writes the same maps with --pipelines 2 as with --pipelines 1.
+ *     writes the same maps with --pipelines 2 as with --pipelines 1, on a
+ *     store `hetmm fit` makes by default (int8 end to end: int8 backbone and
+ *     int8 matching; the library tests above use a float32 store with float
+ *     and int8 matching).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
