@@ -7,7 +7,7 @@ import { HetmmError } from '../errors.js';
  * pipeline threads (a model session each, the templates shared) costs more
  * than they save (measured in docs/PERFORMANCE.md, "Pipelines").
  */
-export const AUTO_PIPELINES_MIN_IMAGES = 16;
+export const AUTO_PIPELINES_MIN_IMAGES = 24;
 /** auto never starts more (each pipeline holds its own model session) */
 const AUTO_PIPELINES_MAX = 8;
 
