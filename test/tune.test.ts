@@ -72,7 +72,14 @@ describe('tunePreset candidates (bottle, one window setting)', () => {
     const scaled = result.table.filter((c) => !TUNE_ALPHAS.some((a) => a.every((v, l) => v === c.preset.layers[l]!.alpha)));
     assert.equal(scaled.length, TUNE_ALPHAS.length * TUNE_PIXEL_POSTS.length);
     for (const c of scaled) assert.equal(Math.max(...c.preset.layers.map((l) => l.lambda)), 1);
-    const best = Math.max(...result.table.map((c) => objective(c.proxy)));
+    // a blur is eligible only when it beats the same weights without blur (the candidate just before it, in order) by more than 0.002
+    const eligible = result.table.filter((c, k) => {
+      if (c.preset.pixel.kind === 'none') return true;
+      const plain = result.table.slice(0, k).reverse().find((p) => p.preset.pixel.kind === 'none')!;
+      assert.deepEqual(plain.preset.layers, c.preset.layers);
+      return objective(c.proxy) > objective(plain.proxy) + 0.002;
+    });
+    const best = Math.max(...eligible.map((c) => objective(c.proxy)));
     if (result.record.proxy === result.record.defaultProxy) assert.ok(best <= objective(result.record.defaultProxy) + 0.002);
     else assert.equal(objective(result.record.proxy), best);
     // the band cue step: weight 0 (off) first, then fractions of the clean maps' level; kept only when it beats no cue

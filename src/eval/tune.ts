@@ -18,7 +18,10 @@
  *    quarter of the input size per side (blur sigmas scaled to match):
  *    16x less work per candidate.
  * 4. Pick the candidate with the best mean of the three proxy metrics; the
- *    default preset wins unless beaten by more than `minGain`.
+ *    default preset wins unless beaten by more than `minGain`, and a blur
+ *    unless it beats the same weights without blur by more than `minGain`.
+ * 5. On a surface (not an object), choose the band cue's weight
+ *    (chooseBands, ../matching/bands.ts).
  *
  * Deterministic for a given seed, store and budget (the budget only stops
  * the search between window settings, and is checked by wall time: a much
@@ -268,6 +271,8 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
       for (const [alphas, lambdas] of weightCandidates(results.filter((_, k) => queries[k]!.label === 0))) {
         const raw = results.map((r) => combine(r, layerShapes, alphas, lambdas, mapH, mapW));
         const scores = raw.map((m) => mapMax(m));
+        // a blur must beat the same weights without one by more than minGain to be chosen (no blur comes first)
+        let plainObjective = -Infinity;
         for (const pixel of TUNE_PIXEL_POSTS) {
           const maps = pixel.kind === 'blur' ? raw.map((m) => gaussianBlur(m, mapH, mapW, pixel.sigma / SUBSAMPLE, smallKernel(pixel.kernel))) : raw;
           // each kind counts equally, whatever its area (a large kind would dominate pooled pixel metrics)
@@ -284,7 +289,9 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
             defaultProxy = proxy;
             defaultResults = results;
           }
-          if (best === undefined || objective > best.objective) best = { preset, proxy, objective, results };
+          if (pixel.kind === 'none') plainObjective = objective;
+          const eligible = pixel.kind === 'none' || objective > plainObjective + minGain;
+          if (eligible && (best === undefined || objective > best.objective)) best = { preset, proxy, objective, results };
         }
       }
       windowsTried++;
