@@ -84,9 +84,9 @@ test('add appends images (hot update) without recomputing the others', async () 
   const info = JSON.parse((await run('info', copy, '--json')).stdout) as { count: number; files: string[] };
   assert.equal(info.count, 6);
   assert.ok(info.files[5]!.endsWith('000.png'));
-  // The added image now matches itself: its score drops to ~0.
+  // The added image now matches itself: its score drops to ~0 (int8 end to end, the default: int8 matching's rounding leaves ~4e-3).
   const p = JSON.parse((await run('predict', '-t', copy, path.join(goodDir, '000.png'), '--json', '--quiet')).stdout) as { score: number };
-  assert.ok(p.score < 1e-3, String(p.score));
+  assert.ok(p.score < 1e-2, String(p.score));
 });
 
 test('a truncated store is refused with one clear line', async () => {
@@ -141,15 +141,23 @@ test('an image over the decoder pixel limit is refused before decoding', async (
   assert.match(r.stderr, /pixel/i);
 });
 
-test('predict --int8 matches in int8: scores within 5e-3 of float matching', async () => {
+test('a store fitted with --precision float stays float; predict --int8 matches it in int8: scores within 5e-3 of float matching', async () => {
   const file = path.join(brokenDir, '000.png');
-  const float = JSON.parse((await run('predict', '-t', store, file, '--json', '--quiet')).stdout) as { score: number };
-  const r = await run('predict', '-t', store, file, '--json', '--quiet', '--int8');
+  // the float reference: no int8 backbone beside it, float backbone and matching unless told
+  const floatStore = path.join(tmp, 'float.hetmm');
+  const fit = await run('fit', trainDir, '-o', floatStore, '--quiet', '--preset', 'bottle', '--precision', 'float', '--no-calibrate');
+  assert.equal(fit.code, 0, fit.stderr);
+  assert.ok(!existsSync(path.join(tmp, 'float.int8.onnx')));
+  const info = JSON.parse((await run('info', floatStore, '--json')).stdout) as { precision: string; backbone: { name: string } };
+  assert.equal(info.precision, 'float');
+  assert.equal(info.backbone.name, 'resnet50v2-imagenet-l123');
+  const float = JSON.parse((await run('predict', '-t', floatStore, file, '--json', '--quiet')).stdout) as { score: number };
+  const r = await run('predict', '-t', floatStore, file, '--json', '--quiet', '--int8');
   assert.equal(r.code, 0, r.stderr);
   const int8 = JSON.parse(r.stdout) as { score: number };
   assert.notEqual(int8.score, float.score, 'int8 matching must actually run (it rounds differently)');
   assert.ok(Math.abs(int8.score - float.score) < 5e-3, `${int8.score} vs ${float.score}`);
-  assertCleanError(await run('predict', '-t', store, file, '--int8', '--backend', 'reference'), 'int8');
+  assertCleanError(await run('predict', '-t', floatStore, file, '--int8', '--backend', 'reference'), 'int8');
 });
 
 test('a tiny 8x8 image is processed', async () => {

@@ -58,12 +58,10 @@ test('--precision: bad values and contradictions are usage errors; --int8 is an 
   assert.match(both.stderr, /contradicts/);
 });
 
-test('precision options: predict/fit/eval take the whole-pipeline precision, serve/worker the matching precision', async () => {
-  const { matchPrecisionOption, precisionOption } = await import('../src/cli/options.js');
+test('precision options: every command takes the whole-pipeline precision; --int8 is its alias', async () => {
+  const { precisionOption } = await import('../src/cli/options.js');
   assert.deepEqual(precisionOption({ int8: true }), { precision: 'int8' });
   assert.deepEqual(precisionOption({ precision: 'float' }), { precision: 'float' });
   assert.deepEqual(precisionOption({}), {});
-  assert.deepEqual(matchPrecisionOption({ int8: true }), { matchPrecision: 'int8' });
-  assert.deepEqual(matchPrecisionOption({ precision: 'int8' }), { matchPrecision: 'int8' });
-  assert.throws(() => matchPrecisionOption({ precision: 'half' }), expectHetmm('E_ARGUMENT', '--precision float or int8'));
+  assert.throws(() => precisionOption({ precision: 'half' }), expectHetmm('E_ARGUMENT', '--precision float or int8'));
 });

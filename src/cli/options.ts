@@ -1,6 +1,6 @@
 /** Options shared by several commands, defined once (library defaults live in the library). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Detector } from '../detector/detector.js';
+import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { HetmmError } from '../errors.js';
 import type { BackendPreference } from '../kernels/index.js';
 import {
@@ -85,11 +85,6 @@ export function precisionOption(values: { int8?: boolean; precision?: string }):
   return precision === undefined ? {} : { precision };
 }
 
-/** The same option applied to matching only (serve, worker: give --model for a store fitted with an int8 backbone). */
-export function matchPrecisionOption(values: { int8?: boolean; precision?: string }): { matchPrecision?: 'float' | 'int8' } {
-  const { precision } = precisionOption(values);
-  return precision === undefined ? {} : { matchPrecision: precision };
-}
 
 /**
  * Detector.open with the COMMON_OPTIONS every detector command takes
@@ -100,7 +95,14 @@ export function openDetector(
   values: { model?: string; backend?: string; threads?: string },
   extra: Parameters<typeof Detector.open>[0] = {},
 ): Promise<Detector> {
-  return Detector.open({ model: values.model, backend: backendOption(values.backend), threads: intOption(values.threads, 'threads'), ...extra });
+  return Detector.open({ ...detectorOptions(values), ...extra });
+}
+
+/** The DetectorOptions of COMMON_OPTIONS (for fitStore, which opens its detector itself). */
+export function detectorOptions(values: { model?: string; backend?: string; threads?: string }): DetectorOptions {
+  const threads = intOption(values.threads, 'threads');
+  const backend = backendOption(values.backend);
+  return { ...(values.model === undefined ? {} : { model: values.model }), ...(backend === undefined ? {} : { backend }), ...(threads === undefined ? {} : { threads }) };
 }
 
 export function intOption(value: string | undefined, name: string, min = 1): number | undefined {

@@ -11,7 +11,6 @@
 // backbone.js and description.js, not the folder's index: the index also exports the quantiser (onnx-proto), loaded only when used
 import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
 import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
-import path from 'node:path';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
@@ -19,6 +18,7 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { bandProfile, resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
+import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';
 import { BackboneThread } from './backbone-thread.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
@@ -48,18 +48,19 @@ export interface DetectorOptions {
   /**
    * The whole pipeline's precision: 'int8' matches in int8 (as
    * matchPrecision) and, when `model` is not given and the store file was
-   * fitted with `precision: 'int8'` (its meta names an int8 backbone beside
-   * it, see fitBackboneInt8), runs that int8 backbone. matchPrecision, when
-   * given, overrides the matching part. Default: the store's own, so a
-   * store fitted in int8 runs int8 end to end without being told; 'float'
-   * with such a store is refused (E_STORE_MISMATCH: its features are the
-   * int8 backbone's).
+   * fitted in int8 (the default of fitStore and `hetmm fit`: its meta names
+   * an int8 backbone beside it, ./store-backbone.ts), runs that int8
+   * backbone. matchPrecision, when given, overrides the matching part.
+   * Default: the store's own, so a store fitted in int8 runs int8 end to end
+   * without being told (int8 matching where the CPU has AVX-512 VNNI, float
+   * matching otherwise); 'float' with such a store is refused
+   * (E_STORE_MISMATCH: its features are the int8 backbone's). A store whose
+   * int8 backbone files are missing: E_MODEL_NOT_FOUND naming them.
    */
   readonly precision?: 'float' | 'int8';
 }
 
-/** Store meta key: file name (relative to the store's directory) of the int8 backbone the store was fitted with. */
-export const INT8_BACKBONE_META = 'int8Backbone';
+export { INT8_BACKBONE_META } from './store-backbone.js';
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
 export interface Prediction {
@@ -125,15 +126,20 @@ export class Detector {
     // A store fitted with an int8 backbone names it; read the store first to find it.
     // Unless told 'float', such a store runs int8 end to end (its features are the int8 backbone's).
     let preloaded: TemplateStore | undefined;
+    let unreadable: unknown;
     let model = options.model;
-    let precision = options.precision;
-    if (model === undefined && precision !== 'float' && typeof options.store === 'string') {
-      // An unreadable store is reported by the load below, after the backbone's own errors, as without this peek.
-      preloaded = await TemplateStore.load(options.store).catch(() => undefined);
-      const named = preloaded?.meta[INT8_BACKBONE_META];
-      if (typeof named === 'string') {
-        model = path.join(path.dirname(options.store), named);
-        precision ??= 'int8';
+    let storeInt8 = false;
+    if (model === undefined && options.precision !== 'float' && typeof options.store === 'string') {
+      // An unreadable store is reported after the backbone's own errors, as without this peek.
+      preloaded = await TemplateStore.load(options.store).catch((e: unknown) => {
+        unreadable = e;
+        return undefined;
+      });
+      // a store copied without its int8 backbone: E_MODEL_NOT_FOUND naming the missing file
+      const files = preloaded === undefined ? undefined : storeBackboneFiles(options.store, preloaded.meta);
+      if (files !== undefined) {
+        model = files.model;
+        storeInt8 = true;
       }
     }
     const backbone = await Backbone.load({
@@ -141,7 +147,11 @@ export class Detector {
       description: options.backboneDescription,
       threads: options.threads,
     });
-    const backend = await getBackend(options.backend ?? 'auto', { precision: options.matchPrecision ?? precision });
+    if (unreadable !== undefined) {
+      backbone.dispose();
+      throw unreadable;
+    }
+    const backend = await openBackend(options, storeInt8);
     const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
     if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
     let store: TemplateStore;
@@ -152,6 +162,14 @@ export class Detector {
     } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
+      if (model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
+        backbone.dispose();
+        throw new HetmmError(
+          'E_STORE_MISMATCH',
+          `this store was fitted int8 end to end with the int8 backbone ${int8BackboneName(store.meta)} beside its file: ` +
+            'open it by file name (options.store as a path) or pass that model (options.model)',
+        );
+      }
       assertSameBackbone(store.identity, backbone.identity);
     }
     // A store remembers the preset it was fitted (and calibrated) with.
@@ -414,6 +432,20 @@ export class Detector {
   dispose(): void {
     this.backbone.dispose();
   }
+}
+
+/**
+ * The matching backend. Told a precision (matchPrecision, else precision),
+ * exactly that. Following an int8 store: int8 matching where the backend has
+ * it (AVX-512 VNNI), else the backend's default (float): the int8 backbone
+ * still runs, and calibration made the same choice on the same machine
+ * (calibrate.ts int8MatchingBackend).
+ */
+async function openBackend(options: DetectorOptions, storeInt8: boolean): Promise<KernelBackend> {
+  const preference = options.backend ?? 'auto';
+  const told = options.matchPrecision ?? options.precision;
+  if (told !== undefined || !storeInt8) return getBackend(preference, { precision: told });
+  return getBackend(preference, { precision: await defaultInt8Matching(options.backend) });
 }
 
 /** The preset a store was fitted with; one this hetmm does not know is a store problem (exit 4), not a usage error. */

@@ -1,18 +1,18 @@
 /**
- * `precision: 'int8'` when fitting: quantise the backbone on the very images
- * being fitted (the natural calibration set: the user's own normal parts)
- * and keep the int8 model beside the store, named in the store's meta so
- * that Detector.open({ precision: 'int8', store }) finds it.
+ * `precision: 'int8'` when fitting (the default of `hetmm fit` and of
+ * fitStore given detector options): quantise the backbone on the very images
+ * being fitted (the natural calibration set: the user's own normal parts;
+ * at most 32 of them, evenly spaced, DEFAULT_CALIBRATION_IMAGES) and keep
+ * the int8 model beside the store, named in the store's meta so that
+ * Detector.open({ store }) finds it (./store-backbone.ts).
  */
 import path from 'node:path';
-import { quantizeModel, type QuantizeModelResult } from '../backbone/index.js';
-import { INT8_BACKBONE_META } from './detector.js';
+import { DEFAULT_CALIBRATION_IMAGES, quantizeModel, type QuantizeModelResult } from '../backbone/index.js';
+import { loadImage } from '../image/index.js';
+import { resolveModel } from '../models/index.js';
+import { INT8_BACKBONE_META } from './store-backbone.js';
 
-/** `<dir>/<stem>.int8.onnx` for a store file `<dir>/<stem>.hetmm`. */
-export function int8BackbonePathFor(storeFile: string): string {
-  const stem = path.basename(storeFile).replace(/\.hetmm$/i, '');
-  return path.join(path.dirname(storeFile), `${stem}.int8.onnx`);
-}
+export { int8BackbonePathFor } from './store-backbone.js';
 
 /**
  * Quantise `model` (default: the float backbone in use) calibrated on
@@ -20,10 +20,33 @@ export function int8BackbonePathFor(storeFile: string): string {
  * to record (the file name relative to the store's directory).
  */
 export async function quantizeBackboneFor(
-  files: readonly string[],
+  files: readonly string[] | readonly Float32Array[],
   output: string,
   options: { model?: string; threads?: number } = {},
 ): Promise<{ result: QuantizeModelResult; meta: Record<string, string> }> {
-  const result = await quantizeModel({ model: options.model, calibrate: files, output, threads: options.threads });
+  // the float model as Backbone.load finds it (a download from HETMM_MODEL_HOST included), not only where it lies
+  const model = options.model ?? (await resolveModel()).path;
+  const result = await quantizeModel({ model, calibrate: files, output, threads: options.threads });
   return { result, meta: { [INT8_BACKBONE_META]: path.basename(output) } };
+}
+
+/**
+ * The calibration images quantizeBackboneFor would use (evenly spaced, at
+ * most DEFAULT_CALIBRATION_IMAGES), less those that do not decode: fit
+ * reports a bad input and goes on (the features phase reports it), so the
+ * quantiser must not stop on it first. The candidates are taken twice as
+ * densely so that a few bad files still leave a full calibration set.
+ */
+export async function decodableCalibrationFiles(files: readonly string[], maxPixels?: number): Promise<string[]> {
+  const n = Math.min(files.length, 2 * DEFAULT_CALIBRATION_IMAGES);
+  const candidates = Array.from({ length: n }, (_, i) => files[Math.floor((i * files.length) / n)]!);
+  const good: string[] = [];
+  for (const f of candidates) {
+    const ok = await loadImage(f, { size: [8, 8], ...(maxPixels === undefined ? {} : { maxPixels }) }).then(
+      () => true,
+      () => false,
+    );
+    if (ok) good.push(f);
+  }
+  return good;
 }

@@ -8,15 +8,26 @@
  *
  * It sits in the eval layer (not in detector) because tuning scores
  * candidate presets with eval's metrics (image AUROC, pixel AUROC, AUPRO).
+ *
+ * Precision: given detector options (not an opened Detector), fitStore opens
+ * the detector itself and, for a new store written to `output`, fits it int8
+ * end to end by default: the backbone is quantised on the normals first
+ * (src/detector/precision.ts, `<output stem>.int8.onnx` beside the store)
+ * and the features and the threshold come from that int8 backbone, the one
+ * predict and serve then run (calibration parity). `precision: 'float'`
+ * fits the float reference. Given an opened Detector, its backbone is used
+ * as it is (float unless it was opened with an int8 model).
  */
+import { rm } from 'node:fs/promises';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
-import type { Detector } from '../detector/detector.js';
+import { Detector, type DetectorOptions } from '../detector/detector.js';
+import { defaultInt8Matching } from '../detector/store-backbone.js';
 import { HetmmError } from '../errors.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
 import { tunePreset, type TuneOptions, type TuneResult } from './tune.js';
 
-export type FitPhase = 'fit' | 'tune' | 'compress' | 'calibrate';
+export type FitPhase = 'quantize' | 'fit' | 'tune' | 'compress' | 'calibrate';
 
 export interface FitStoreOptions {
   /** normal images to add (none: use the detector's store as it is, e.g. a loaded store to compress) */
@@ -45,18 +56,81 @@ export interface FitStoreOptions {
 }
 
 export interface FitStoreResult {
+  /** the detector that fitted the store: the one passed in, or the one fitStore opened from options (the caller disposes it) */
+  readonly detector: Detector;
+  /** 'int8' when fitStore quantised the backbone (the store then names it: int8 end to end); 'float' otherwise */
+  readonly precision: 'float' | 'int8';
+  /** the int8 backbone written beside the store (int8 only) */
+  readonly int8Backbone?: { readonly model: string; readonly description: string; readonly calibrationImages: number };
   readonly threshold?: StoredThreshold;
   readonly tuning?: TuneResult;
   readonly pts?: CompressResult['pts'];
   /** seconds per phase */
-  readonly seconds: { readonly fit: number; readonly tune: number; readonly compress: number; readonly calibrate: number };
+  readonly seconds: { readonly quantize: number; readonly fit: number; readonly tune: number; readonly compress: number; readonly calibrate: number };
 }
 
-/** Fits the detector's store in place; see the module comment for the steps. */
-export async function fitStore(detector: Detector, options: FitStoreOptions = {}): Promise<FitStoreResult> {
+/**
+ * Fits a store: into an opened detector's store in place, or (detector
+ * options) into a new detector fitStore opens, int8 end to end by default;
+ * see the module comment.
+ */
+export async function fitStore(target: Detector | DetectorOptions, options: FitStoreOptions = {}): Promise<FitStoreResult> {
+  if (target instanceof Detector) return fitInto(target, options, { precision: 'float', quantizeSeconds: 0 });
+  const files = options.files ?? [];
+  // The default for a new store: int8 (an explicit `model` is used as given unless precision: 'int8' asks to quantise it).
+  const fresh = files.length > 0 && target.store === undefined && options.output !== undefined && target.model === undefined;
+  const precision = target.precision ?? (fresh ? 'int8' : 'float');
+  if (precision === 'float' || target.store !== undefined) {
+    const detector = await Detector.open(target);
+    return fitInto(detector, options, { precision, quantizeSeconds: 0 }).catch((e: unknown) => {
+      detector.dispose();
+      throw e;
+    });
+  }
+  if (options.output === undefined || files.length === 0) {
+    throw new HetmmError('E_ARGUMENT', 'fitting int8 end to end quantises the backbone on the normal images (files) and writes it beside the store (output): give both, or precision: \'float\'');
+  }
+  const t0 = performance.now();
+  const { decodableCalibrationFiles, int8BackbonePathFor, quantizeBackboneFor } = await import('../detector/precision.js');
+  options.onProgress?.('quantize', 0, 1);
+  // with onFailure a bad input is reported by the features phase and skipped: the quantiser skips it too
+  const calibration = options.onFailure === undefined ? files : await decodableCalibrationFiles(files, target.maxPixels);
+  if (calibration.length === 0) return fitStore({ ...target, precision: 'float' }, options); // reports every input, then E_NO_IMAGES
+  const q = await quantizeBackboneFor(calibration, int8BackbonePathFor(options.output), {
+    ...(target.model === undefined ? {} : { model: target.model }),
+    ...(target.threads === undefined ? {} : { threads: target.threads }),
+  });
+  options.onProgress?.('quantize', 1, 1);
+  options.onNote?.(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions int8, calibrated on ${q.result.calibrationImages} of the images)`);
+  const removeSidecar = async (): Promise<void> => {
+    await rm(q.result.output, { force: true });
+    await rm(q.result.descriptionPath, { force: true });
+  };
+  // Matching as the saved store will be opened (Detector.open): int8 where the backend has it, unless told.
+  const { precision: _whole, ...rest } = target;
+  const matchPrecision = target.matchPrecision ?? (await defaultInt8Matching(target.backend));
+  const detector = await Detector.open({ ...rest, model: q.result.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) }).catch(async (e: unknown) => {
+    await removeSidecar();
+    throw e;
+  });
+  try {
+    const fitted = await fitInto(detector, { ...options, meta: { ...options.meta, ...q.meta } }, { precision: 'int8', quantizeSeconds: (performance.now() - t0) / 1000 });
+    return { ...fitted, int8Backbone: { model: q.result.output, description: q.result.descriptionPath, calibrationImages: q.result.calibrationImages } };
+  } catch (e) {
+    detector.dispose();
+    await removeSidecar();
+    throw e;
+  }
+}
+
+async function fitInto(
+  detector: Detector,
+  options: FitStoreOptions,
+  how: { precision: 'float' | 'int8'; quantizeSeconds: number },
+): Promise<FitStoreResult> {
   const progress = options.onProgress ?? (() => {});
   const note = options.onNote ?? (() => {});
-  const seconds = { fit: 0, tune: 0, compress: 0, calibrate: 0 };
+  const seconds = { quantize: how.quantizeSeconds, fit: 0, tune: 0, compress: 0, calibrate: 0 };
   let t = performance.now();
   const lap = (key: keyof typeof seconds): void => {
     const now = performance.now();
@@ -119,6 +193,8 @@ export async function fitStore(detector: Detector, options: FitStoreOptions = {}
 
   if (options.output !== undefined) await detector.store.save(options.output);
   return {
+    detector,
+    precision: how.precision,
     ...(threshold === undefined ? {} : { threshold }),
     ...(tuning === undefined ? {} : { tuning }),
     ...(pts === undefined ? {} : { pts }),

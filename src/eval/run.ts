@@ -28,6 +28,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
+import { defaultInt8Matching, storeBackboneFiles } from '../detector/store-backbone.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { falseAlarmPredictionBound, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
@@ -36,6 +37,7 @@ import type { FeatureDType } from '../kernels/contract.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
 import { TemplateStore } from '../store/index.js';
+import { readStoreMeta } from '../store/peek.js';
 import { fitStore, type FitStoreResult } from './fit-store.js';
 import type { TuneOptions } from './tune.js';
 import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';
@@ -273,9 +275,15 @@ export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallba
     const reports: CategoryReport[] = [];
     const examples: Record<string, ExampleImage[]> = {};
     for (const category of settled.categories) {
-      const { report, worst } = await evaluateCategory(detector, category.name, await category.read(), settled, options, onEvent);
-      reports.push(report);
-      if (worst !== undefined) examples[report.name] = worst;
+      // a loaded store fitted int8 end to end (hetmm fit's default) runs its own int8 backbone
+      const own = await int8StoreDetector(category.name, options, matchPrecision);
+      try {
+        const { report, worst } = await evaluateCategory(own ?? detector, category.name, await category.read(), settled, options, onEvent);
+        reports.push(report);
+        if (worst !== undefined) examples[report.name] = worst;
+      } finally {
+        own?.dispose();
+      }
     }
     const report = buildReport(settled.datasetName, reports);
     let jsonFile: string | undefined;
@@ -298,6 +306,26 @@ export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallba
     detector.dispose();
     if (int8Dir !== undefined) await rm(int8Dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * With --templates, a category store fitted int8 end to end names its int8
+ * backbone beside it: a detector with that backbone (no store yet; the
+ * category's store is loaded into it as any other), else undefined (the
+ * shared detector). An explicit model or precision 'float' keeps the shared one.
+ */
+async function int8StoreDetector(name: string, options: EvaluateOptions, matchPrecision: 'float' | 'int8' | undefined): Promise<Detector | undefined> {
+  if (options.templates === undefined || options.model !== undefined || options.precision === 'float') return undefined;
+  const file = (await isDir(options.templates)) ? path.join(options.templates, `${name}.hetmm`) : options.templates;
+  const int8 = storeBackboneFiles(file, await readStoreMeta(file));
+  if (int8 === undefined) return undefined;
+  const matching = matchPrecision ?? (await defaultInt8Matching(options.backend));
+  return Detector.open({
+    model: int8.model,
+    backend: options.backend,
+    threads: options.threads,
+    ...(matching === undefined ? {} : { matchPrecision: matching }),
+  });
 }
 
 async function evaluateCategory(
@@ -451,7 +479,9 @@ async function prepareStore(
     calibrate,
     falseAlarmRate,
     calibrationSamples: Math.max(1, settled.calibrationSamples),
-    onProgress: progress,
+    onProgress: (phase, done, total) => {
+      if (phase !== 'quantize') progress(phase, done, total); // an opened detector: fitStore does not quantise
+    },
     onNote: note,
   });
   if (options.saveTemplates !== undefined) {

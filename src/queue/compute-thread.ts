@@ -10,14 +10,18 @@ import { parentPort } from 'node:worker_threads';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
+import { storeBackboneFiles } from '../detector/store-backbone.js';
+import { openStoreDetector } from '../detector/store-detector.js';
 import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
 import { TemplateStore } from '../store/index.js';
 import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
 
 let engine: Detector | undefined;
-const lines = new Map<string, { detector: Detector; path: string }>();
+let engineOptions: DetectorOptions = {};
+/** `own`: the line's detector has its own backbone (an int8 store's), disposed with the line */
+const lines = new Map<string, { detector: Detector; path: string; own: boolean }>();
 
-function line(name: string): { detector: Detector; path: string } {
+function line(name: string): { detector: Detector; path: string; own: boolean } {
   const l = lines.get(name);
   if (l === undefined) throw new HetmmError('E_INTERNAL', `line ${name} is not loaded in the compute thread`);
   return l;
@@ -31,13 +35,24 @@ function describe(detector: Detector): LineDescription {
 async function handle(request: ComputeRequest): Promise<unknown> {
   switch (request.op) {
     case 'init':
-      engine = await Detector.open({ ...(request.detector as DetectorOptions) });
+      engineOptions = { ...(request.detector as DetectorOptions) };
+      engine = await Detector.open(engineOptions);
       return { layers: engine.backbone.identity.layers.length };
     case 'load': {
-      const store = await TemplateStore.load(request.path, { expect: engine!.backbone.identity });
+      // A store fitted int8 end to end (the default of hetmm fit) runs its own int8 backbone, beside the file
+      // (features of jobs and hot updates alike); float stores share the engine's.
+      const store = await TemplateStore.load(request.path);
+      const int8 = engineOptions.precision !== 'float' ? storeBackboneFiles(request.path, store.meta) : undefined;
       const existing = lines.get(request.line);
-      if (existing === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path });
-      else existing.detector.setStore(store);
+      if (existing !== undefined && (int8 !== undefined || existing.own) && existing.detector.backbone.identity.modelSha256 !== store.identity.modelSha256) {
+        // the file was refitted with another backbone: a new detector for it
+        lines.delete(request.line);
+        if (existing.own) existing.detector.dispose();
+      }
+      const current = lines.get(request.line);
+      if (current !== undefined) current.detector.setStore(store);
+      else if (int8 === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path, own: false });
+      else lines.set(request.line, { detector: await openStoreDetector(request.path, engineOptions, store), path: request.path, own: true });
       return { count: store.count, version: storeVersion(store), info: describe(line(request.line).detector) };
     }
     case 'refresh': {
@@ -108,6 +123,8 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       return { count: l.detector.store.count, version: storeVersion(l.detector.store), merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
     }
     case 'dispose':
+      for (const l of lines.values()) if (l.own) l.detector.dispose();
+      lines.clear();
       engine?.dispose();
       engine = undefined;
       return {};

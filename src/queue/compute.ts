@@ -6,7 +6,7 @@ import { HetmmError, type HetmmErrorCode } from '../errors.js';
 import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
 
 type Op =
-  | { op: 'init'; detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision'> }
+  | { op: 'init'; detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision' | 'precision'> }
   | { op: 'load'; line: string; path: string }
   | { op: 'refresh'; line: string }
   | { op: 'setMeta'; line: string; meta: Record<string, unknown> }
@@ -69,7 +69,7 @@ export class ComputeThread {
     });
   }
 
-  init(detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision'>): Promise<unknown> {
+  init(detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision' | 'precision'>): Promise<unknown> {
     return this.#call({ op: 'init', detector });
   }
   /** Loads (or reloads) a line's store file; its template count and metadata. */

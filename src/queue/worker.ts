@@ -50,7 +50,7 @@ export interface QueueWorkerOptions {
   /** jobs processed at once per line (default 1: one image's backbone overlaps nothing else on a busy machine) */
   readonly concurrency?: number;
   readonly settings?: Partial<QueueSettings>;
-  readonly detector?: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision'>;
+  readonly detector?: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision' | 'precision'>;
   readonly id?: string;
   /** one line per event (job start/end, store updates, errors) */
   readonly log?: (line: string) => void;

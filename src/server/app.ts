@@ -208,7 +208,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
       return reply.code(204).send();
     },
   );
-  app.post<{ Querystring: { name?: string; preset?: string; calibrate?: number; dtype?: 'float32' | 'float16' } }>(
+  app.post<{ Querystring: { name?: string; preset?: string; calibrate?: number; dtype?: 'float32' | 'float16'; precision?: 'float' | 'int8' } }>(
     '/v1/lines',
     {
       config: { mutating: true },
@@ -222,6 +222,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
             preset: { type: 'string', maxLength: 64 },
             calibrate: { type: 'integer', minimum: 0, maximum: 1000 },
             dtype: { type: 'string', enum: ['float32', 'float16'] },
+            precision: { type: 'string', enum: ['float', 'int8'] },
           },
         },
         response: { 202: ANY_OBJECT },
@@ -234,6 +235,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
         preset: request.query.preset ?? fields.preset ?? 'default',
         ...(request.query.calibrate === undefined ? {} : { calibrate: request.query.calibrate }),
         ...(request.query.dtype === undefined ? {} : { dtype: request.query.dtype }),
+        ...(request.query.precision === undefined ? {} : { precision: request.query.precision }),
       };
       if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'a new line needs normal images (multipart files)');
       if (executor.lineNames().includes(name) || [...jobs.values()].some((j) => j.line === name && j.state === 'running')) {

@@ -102,6 +102,10 @@ export interface LineInfo {
   readonly bytesOnDisk: number;
   readonly backbone: string;
   readonly backend: string;
+  /** 'int8': the store was fitted int8 end to end and runs its int8 backbone; 'float' otherwise */
+  readonly precision: 'float' | 'int8';
+  /** the matching precision in use */
+  readonly matching: 'float' | 'int8';
 }
 
 export interface FitOptions {
@@ -110,10 +114,16 @@ export interface FitOptions {
   /** leave-one-out calibration samples (0: no threshold); default 16 */
   readonly calibrate?: number;
   readonly dtype?: 'float32' | 'float16';
+  /**
+   * 'int8' (the default, as hetmm fit): quantise the backbone on the
+   * uploads into `<line>.int8.onnx` beside the store, fit and calibrate with
+   * it; 'float': the float model. A server run with precision 'float' fits float.
+   */
+  readonly precision?: 'float' | 'int8';
 }
 
 export interface FitProgress {
-  readonly stage: 'features' | 'calibrate' | 'save';
+  readonly stage: 'quantize' | 'features' | 'calibrate' | 'save';
   readonly done: number;
   readonly total: number;
 }

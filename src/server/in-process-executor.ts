@@ -27,6 +27,9 @@ import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
+import { defaultInt8Matching, int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
+import { quantizeOnThread } from '../detector/quantize-thread.js';
+import { openStoreDetector } from '../detector/store-detector.js';
 import type {
   ExecutorEvent,
   FitOptions,
@@ -51,6 +54,14 @@ export interface InProcessExecutorOptions {
   readonly model?: string;
   readonly backend?: BackendPreference;
   readonly threads?: number;
+  /**
+   * Whole-pipeline precision, as Detector.open's: default each store's own
+   * (an int8 store, the default of `hetmm fit`, runs its int8 backbone on
+   * its feature thread and matches in int8); 'float' refuses int8 stores
+   * (E_STORE_MISMATCH), 'int8' matches float stores in int8.
+   */
+  readonly precision?: 'float' | 'int8';
+  /** matching precision only (default: HETMM_MATCH_PRECISION, else the store's) */
   readonly matchPrecision?: 'float' | 'int8';
   /** predictions computed at once per line; default 2 (overlaps one image's backbone with another's matching) */
   readonly concurrency?: number;
@@ -72,6 +83,8 @@ interface Line {
   readonly name: string;
   readonly file: string;
   readonly detector: Detector;
+  /** decoding and the backbone of this line's store (its int8 backbone for an int8 store), off the event loop */
+  readonly thread: FeatureThread;
   readonly queue: LineQueue;
   /** true for --store lines: the API does not delete the operator's file */
   readonly pinned: boolean;
@@ -109,8 +122,16 @@ export class InProcessExecutor implements InspectionExecutor {
   readonly #creating = new Set<string>();
   readonly #events = new EventEmitter();
   #closing = false;
-  /** decoding and the backbone, off the event loop */
-  #thread!: FeatureThread;
+  /**
+   * Decoding and the backbone, off the event loop: one thread per backbone
+   * model. '' keys the server's own model (--model or the default), shared
+   * by the float stores and the lines created over HTTP (started with the
+   * first of them or with a data directory); each int8 store has its own int8 backbone (quantised on its
+   * normals), keyed by its path, hence its own thread.
+   */
+  readonly #threads = new Map<string, Promise<FeatureThread>>();
+  /** the '' thread, started by open with a data directory */
+  #ownThread: FeatureThread | undefined;
   #pending = new Set<Promise<unknown>>();
 
   private constructor(options: InProcessExecutorOptions) {
@@ -138,23 +159,26 @@ export class InProcessExecutor implements InspectionExecutor {
       }
     }
     try {
+      // the server's own model: for lines created over HTTP (and the float stores, which start it anyway)
+      if (options.dataDir !== undefined) executor.#ownThread = await executor.#threadFor(undefined);
       for (const f of files) {
         if (executor.#lines.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
-        executor.#lines.set(f.name, executor.#newLine(f.name, f.file, await executor.#openDetector(f.file), f.pinned));
+        const detector = await executor.#openDetector(f.file);
+        executor.#lines.set(f.name, executor.#newLine(f.name, f.file, detector, await executor.#threadFor(detector).catch((e: unknown) => {
+          detector.dispose();
+          throw e;
+        }), f.pinned));
       }
-      executor.#thread = await FeatureThread.start(
-        { ...(options.model === undefined ? {} : { model: options.model }), ...(options.threads === undefined ? {} : { threads: options.threads }) },
-        executor.#lines.values().next().value?.detector.backbone.identity,
-      );
     } catch (e) {
       for (const line of executor.#lines.values()) line.detector.dispose();
+      await executor.#closeThreads();
       throw e;
     }
     return executor;
   }
 
   ready(): boolean {
-    return !this.#closing && this.#thread.alive;
+    return !this.#closing && this.#ownThread?.alive !== false && [...this.#lines.values()].every((l) => l.thread.alive);
   }
 
   lineNames(): string[] {
@@ -178,7 +202,7 @@ export class InProcessExecutor implements InspectionExecutor {
     }
     return this.#track(
       line.queue.run(async (queued) => {
-        const prepared = await this.#prepare(request.image);
+        const prepared = await this.#prepare(line.thread, request.image);
         checkSignal(request.signal);
         // One instant: the snapshot, the threshold and the version agree.
         const pinned = line.published;
@@ -223,7 +247,7 @@ export class InProcessExecutor implements InspectionExecutor {
       const features: Float32Array[][] = [];
       for (const upload of images) {
         checkSignal(options.signal);
-        features.push((await this.#prepare(upload)).features);
+        features.push((await this.#prepare(line.thread, upload)).features);
       }
       // One locked, fsynced append record; other processes' appends to the file are merged in too.
       const result = await line.detector.store.appendToFile(line.file, images.map((upload, i) => ({ features: features[i]!, file: upload.name })), {
@@ -278,18 +302,41 @@ export class InProcessExecutor implements InspectionExecutor {
     if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images: a new line needs normal images to fit');
     const samples = options.calibrate ?? 16;
     if (!Number.isInteger(samples) || samples < 0) throw new ServerError('E_ARGUMENT', `Expected calibrate as a non-negative integer but received ${String(samples)}`);
+    const precision = options.precision ?? (this.#options.precision === 'float' ? 'float' : 'int8');
+    if (precision !== 'float' && precision !== 'int8') throw new ServerError('E_ARGUMENT', `Expected precision float or int8 but received ${JSON.stringify(precision)}`);
+    if (precision === 'int8' && this.#options.precision === 'float') {
+      throw new ServerError('E_ARGUMENT', 'this server runs with precision float: it cannot serve an int8 line');
+    }
     this.#creating.add(name);
     const file = storePathInDataDir(dataDir, name);
     const work = (async (): Promise<LineInfo> => {
-      const detector = await Detector.open({
-        ...this.#detectorOptions(),
-        preset: options.preset ?? 'default',
-        dtype: options.dtype ?? 'float32',
-      });
+      const opened = { ...this.#detectorOptions(), preset: options.preset ?? 'default', dtype: options.dtype ?? 'float32' };
+      let detector = await Detector.open(opened);
+      let int8: { output: string; descriptionPath: string } | undefined;
       try {
+        if (precision === 'int8') {
+          // as hetmm fit: the backbone quantised on these normals (on a thread: seconds of work), beside the store
+          onProgress?.({ stage: 'quantize', done: 0, total: 1 });
+          const q = await quantizeOnThread({
+            images: images.map((i) => i.bytes),
+            model: detector.backbone.modelPath,
+            inputSize: detector.backbone.identity.inputSize,
+            output: int8BackbonePathFor(file),
+            maxPixels: this.#maxPixels(),
+            ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }),
+          });
+          int8 = q;
+          onProgress?.({ stage: 'quantize', done: 1, total: 1 });
+          detector.dispose();
+          const { precision: _whole, ...rest } = opened;
+          const matchPrecision = rest.matchPrecision ?? _whole ?? (await defaultInt8Matching(rest.backend));
+          detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+          Object.assign(detector.store.meta, q.meta);
+        }
+        const thread = await this.#threadFor(detector);
         detector.store.reserve(images.length);
         for (let i = 0; i < images.length; i++) {
-          detector.store.append((await this.#prepare(images[i]!)).features, images[i]!.name);
+          detector.store.append((await this.#prepare(thread, images[i]!)).features, images[i]!.name);
           onProgress?.({ stage: 'features', done: i + 1, total: images.length });
         }
         detector.store.meta.preset = detector.preset;
@@ -300,12 +347,20 @@ export class InProcessExecutor implements InspectionExecutor {
         onProgress?.({ stage: 'save', done: 0, total: 1 });
         await detector.store.save(file);
         onProgress?.({ stage: 'save', done: 1, total: 1 });
-        const line = this.#newLine(name, file, detector, false);
+        const line = this.#newLine(name, file, detector, thread, false);
         this.#lines.set(name, line);
         this.#emitStore(line, 'created');
         return this.lineInfo(name);
       } catch (e) {
         detector.dispose();
+        if (int8 !== undefined) {
+          await rm(int8.output, { force: true });
+          await rm(int8.descriptionPath, { force: true });
+          const key = detector.backbone.modelPath;
+          const t = int8BackboneName(detector.store.meta) === undefined ? undefined : this.#threads.get(key);
+          if (t !== undefined) this.#threads.delete(key);
+          await t?.then((x) => x.close(), () => undefined);
+        }
         throw e;
       }
     })();
@@ -325,6 +380,17 @@ export class InProcessExecutor implements InspectionExecutor {
       this.#lines.delete(name);
       await line.queue.drained();
       await rm(line.file, { force: true });
+      // an int8 store's backbone files and feature thread are its own
+      const int8 = int8BackboneName(line.detector.store.meta);
+      if (int8 !== undefined) {
+        const model = line.detector.backbone.modelPath;
+        await rm(model, { force: true });
+        await rm(`${model.replace(/\.onnx$/i, '')}.json`, { force: true });
+        if (![...this.#lines.values()].some((l) => l.thread === line.thread)) {
+          this.#threads.delete(model);
+          await line.thread.close();
+        }
+      }
       line.detector.dispose();
       this.#emit({ type: 'store', line: name, change: 'deleted', templates: 0, version: line.published.version, at: new Date().toISOString() });
     });
@@ -352,14 +418,44 @@ export class InProcessExecutor implements InspectionExecutor {
     for (const line of this.#lines.values()) await line.writes.catch(() => undefined);
     for (const line of this.#lines.values()) line.detector.dispose();
     this.#lines.clear();
-    await this.#thread.close();
+    await this.#closeThreads();
   }
 
-  #newLine(name: string, file: string, detector: Detector, pinned: boolean): Line {
+  async #closeThreads(): Promise<void> {
+    const threads = [...this.#threads.values()];
+    this.#threads.clear();
+    await Promise.allSettled(threads.map(async (t) => (await t).close()));
+  }
+
+  /**
+   * The feature thread running `detector`'s backbone model (undefined: the
+   * server's own model, --model or the default), started on first use and
+   * checked to load the same model as the detector.
+   */
+  async #threadFor(detector: Detector | undefined): Promise<FeatureThread> {
+    const ownModel = detector === undefined || int8BackboneName(detector.store.meta) === undefined;
+    const key = ownModel ? '' : detector.backbone.modelPath;
+    let pending = this.#threads.get(key);
+    if (pending === undefined) {
+      const o = this.#options;
+      const model = ownModel ? o.model : detector.backbone.modelPath;
+      pending = FeatureThread.start({ ...(model === undefined ? {} : { model }), ...(o.threads === undefined ? {} : { threads: o.threads }) }, undefined);
+      this.#threads.set(key, pending);
+      pending.catch(() => this.#threads.delete(key)); // a later line retries
+    }
+    const thread = await pending;
+    if (detector !== undefined && thread.modelSha256 !== detector.backbone.identity.modelSha256) {
+      throw new ServerError('E_MODEL_INVALID', `the feature thread loaded another model than the store's detector (${detector.backbone.modelPath} changed on disk?)`);
+    }
+    return thread;
+  }
+
+  #newLine(name: string, file: string, detector: Detector, thread: FeatureThread, pinned: boolean): Line {
     const line: Line = {
       name,
       file,
       detector,
+      thread,
       queue: new LineQueue(this.#options.concurrency ?? 2, this.#options.queueLimit ?? 8),
       pinned,
       published: undefined as unknown as Published,
@@ -370,13 +466,12 @@ export class InProcessExecutor implements InspectionExecutor {
     return line;
   }
 
-  #detectorOptions(): { model?: string; backend?: BackendPreference; threads?: number; matchPrecision?: 'float' | 'int8'; precision: 'float' } {
+  #detectorOptions(): { model?: string; backend?: BackendPreference; threads?: number; matchPrecision?: 'float' | 'int8'; precision?: 'float' | 'int8' } {
     const o = this.#options;
     const matchPrecision = o.matchPrecision ?? setting('matchPrecision');
     return {
-      // The feature thread runs the float backbone, so a store fitted with an
-      // int8 backbone is refused (E_STORE_MISMATCH) rather than opened in int8.
-      precision: 'float',
+      // Default: each store's own (an int8 store opens its int8 backbone, which its feature thread then runs).
+      ...(o.precision === undefined ? {} : { precision: o.precision }),
       ...(o.model === undefined ? {} : { model: o.model }),
       ...(o.backend === undefined ? {} : { backend: o.backend }),
       ...(o.threads === undefined ? {} : { threads: o.threads }),
@@ -386,17 +481,17 @@ export class InProcessExecutor implements InspectionExecutor {
   }
 
   #openDetector(file: string): Promise<Detector> {
-    return Detector.open({ ...this.#detectorOptions(), store: file });
+    return openStoreDetector(file, this.#detectorOptions());
   }
 
   #maxPixels(): number {
     return this.#options.maxPixels ?? DEFAULT_MAX_PIXELS;
   }
 
-  /** Decodes an upload and extracts its features on the feature thread; errors name the upload. */
-  async #prepare(upload: ImageUpload): Promise<PreparedImage> {
+  /** Decodes an upload and extracts its features on the line's feature thread; errors name the upload. */
+  async #prepare(thread: FeatureThread, upload: ImageUpload): Promise<PreparedImage> {
     try {
-      return await this.#thread.prepare(upload.bytes, this.#maxPixels());
+      return await thread.prepare(upload.bytes, this.#maxPixels());
     } catch (e) {
       // The library names the source '<buffer>'; the operator knows the upload by its name.
       if (isHetmmError(e)) e.message = e.message.replace("'<buffer>'", JSON.stringify(upload.name));
@@ -468,6 +563,8 @@ export function describeLine(detector: Detector, templates: number, t: StoredThr
     bytesOnDisk: d.bytesOnDisk,
     backbone: d.backbone.name,
     backend: detector.backend.name,
+    precision: int8BackboneName(detector.store.meta) === undefined ? 'float' : 'int8',
+    matching: (detector.backend as { precision?: 'float' | 'int8' }).precision ?? 'float',
   };
 }
 

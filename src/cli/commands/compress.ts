@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Detector } from '../../detector/detector.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../../detector/calibrate.js';
 import { describeFalseAlarms } from '../../detector/threshold.js';
+import { copyStoreBackbone, storeBackboneFiles } from '../../detector/store-backbone.js';
 import { HetmmError } from '../../errors.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../../selection/compress-store.js';
 import { TemplateStore } from '../../store/index.js';
@@ -20,7 +21,9 @@ threshold, a new one is calibrated for the sheets: N (default 1000) of the
 original templates are scored against them (needs the model), for the
 store's false-alarm rate (or --false-alarm-rate R; default 0.01). With
 --no-recalibrate the full store's threshold is copied (it flags more good
-parts: fewer templates raise normal scores).`;
+parts: fewer templates raise normal scores). A store fitted int8 end to end
+stays int8: its int8 backbone scores the recalibration and is copied beside
+OUT as <out>.int8.onnx (+ .json).`;
 
 function gramChoice(value: string | undefined): PtsGramChoice {
   return backendOption(value) ?? 'auto';
@@ -84,13 +87,15 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   const report = new Reporter(ctx, values);
 
   const source = await TemplateStore.load(values.templates);
+  // a store fitted int8 end to end keeps its precision: its int8 backbone scores the recalibration and goes with the output
+  const int8 = values.model === undefined ? storeBackboneFiles(values.templates, source.meta) : undefined;
   const result = await compressWithProgress(source, k, report, { gram, workers });
   const store = result.store;
   const selected = result.pts.minSamples !== null; // N > K: the sheets differ from the images
   const recalibrate = values.recalibrate || (!values['no-recalibrate'] && selected && store.meta.threshold !== undefined);
   if (recalibrate) {
     // the model is only needed to score: same backbone check as every other command
-    const detector = await Detector.open({ store, model: values.model, threads: intOption(values.threads, 'threads') });
+    const detector = await Detector.open({ store, model: values.model ?? int8?.model, threads: intOption(values.threads, 'threads') });
     try {
       const stored = (source.meta.threshold as { falseAlarmRate?: number } | undefined)?.falseAlarmRate;
       const falseAlarmRate = numberOption(values['false-alarm-rate'], 'false-alarm-rate') ?? stored ?? DEFAULT_FALSE_ALARM_RATE;
@@ -101,6 +106,7 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   } else if (store.meta.threshold !== undefined && selected) {
     report.note('the threshold was copied from the full store (--no-recalibrate): expect more false alarms');
   }
+  if (int8 !== undefined) await copyStoreBackbone(int8, values.output, store.meta);
   await store.save(values.output);
   const d = store.describe();
   report.out(

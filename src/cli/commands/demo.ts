@@ -6,7 +6,7 @@ import { loadImagesFrom } from '../../image/index.js';
 import { fitStore } from '../../eval/fit-store.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { COMMON_OPTIONS, openDetector, parse } from '../options.js';
+import { COMMON_OPTIONS, detectorOptions, parse } from '../options.js';
 import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
 
 const DEMO_DATA = '../shared/datasets/mvtec-bottle-xs/bottle';
@@ -16,7 +16,8 @@ export const DEMO_USAGE = `usage: hetmm demo [--data DIR] [-o OUTDIR] [--model P
 Fits the bundled MVTec AD bottle images (DIR/train/good), predicts every test
 image (DIR/test/*), writes heat maps to OUTDIR (default ./hetmm-demo) and
 prints a score table. DIR defaults to ${DEMO_DATA} (next to the current
-directory or to hetmm's package).`;
+directory or to hetmm's package). Fits as hetmm fit does: int8 end to end
+(the backbone quantised on the training images, OUTDIR/<name>.int8.onnx).`;
 
 function findDemoData(option: string | undefined): string {
   const candidates = option !== undefined ? [path.resolve(option)] : [path.resolve(DEMO_DATA)];
@@ -50,14 +51,21 @@ export async function demoCommand(args: string[], ctx: CliContext): Promise<numb
   for (const type of types) for (const file of await loadImagesFrom([path.join(testRoot, type)])) tests.push({ file, type });
 
   const t0 = performance.now();
-  const detector = await openDetector(values, { preset: path.basename(data) === 'bottle' ? 'bottle' : 'default' });
+  const storeFile = path.join(outDir, `${path.basename(data)}.hetmm`);
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(outDir, { recursive: true });
+  // as hetmm fit: int8 end to end (the backbone quantised on the normals), the default of predict and serve
+  const fitted = await fitStore(
+    { ...detectorOptions(values), preset: path.basename(data) === 'bottle' ? 'bottle' : 'default' },
+    { files: train, output: storeFile, onNote: (m) => report.note(m) },
+  );
+  const detector = fitted.detector;
   try {
-    const storeFile = path.join(outDir, `${path.basename(data)}.hetmm`);
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(outDir, { recursive: true });
-    await fitStore(detector, { files: train, output: storeFile, onNote: (m) => report.note(m) });
     const fitSeconds = (performance.now() - t0) / 1000;
-    report.out(`fitted ${train.length} normal images from ${data} in ${fitSeconds.toFixed(1)} s (preset ${detector.preset.name}, backend ${detector.backend.name})`);
+    report.out(
+      `fitted ${train.length} normal images from ${data} in ${fitSeconds.toFixed(1)} s ` +
+        `(preset ${detector.preset.name}, ${fitted.precision} backbone, backend ${detector.backend.name})`,
+    );
     report.out(`threshold ${detector.threshold?.toFixed(4) ?? 'n/a'}; heat maps in ${outDir}\n`);
     report.out(`${'image'.padEnd(28)} ${'score'.padStart(8)}  verdict`);
     const stems = outputStems(tests.map((t) => t.file));

@@ -29,7 +29,12 @@ the worst false positives and false negatives per category.
 for a false-alarm rate R (default 0.01) from up to N (default 1000)
 leave-one-out scores. --pts K compresses each store to K sheets per pixel with PTS.
 Folder layout: without --folder-normal-test every 5th normal image is held
-out as a normal test image; without --folder-mask only image metrics apply.`;
+out as a normal test image; without --folder-mask only image metrics apply.
+Precision: float32 by default (the reference the int8 pipeline is measured
+against, docs/RESULTS.md); --precision int8 quantises the backbone on the
+train/good images and matches in int8, as hetmm fit does by default. A
+--templates store fitted int8 end to end runs its own int8 backbone (beside
+it); --precision float refuses it.`;
 
 export async function evalCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values } = parse(

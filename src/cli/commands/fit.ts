@@ -7,7 +7,7 @@ import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { BatchFailures } from '../batch.js';
 import { CALIBRATION_OPTIONS, calibrationFromOptions, describeTuning, isTunePreset } from '../calibration-options.js';
-import { backendOption, COMMON_OPTIONS, INPUT_OPTIONS, INT8_OPTION, intOption, precisionOption, maxPixelsOption, openDetector, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
+import { backendOption, COMMON_OPTIONS, detectorOptions, INPUT_OPTIONS, INT8_OPTION, intOption, precisionOption, maxPixelsOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
 export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME|tune] [--dtype float32|float16]
                  [--false-alarm-rate R] [--calibrate N | --no-calibrate] [--pts K] [--seed S] [--tune-budget SECONDS]
@@ -26,9 +26,15 @@ PTS sheets (as hetmm compress; calibration scores the images against them).
 An input that cannot be read or decoded is reported and the store is built
 from the others (exit 3); with --fail-fast the first stops the run and no
 store is written.
---precision int8 first quantises the backbone on these images (hetmm
-quantize-model) into STORE's folder as <store>.int8.onnx and builds the store
-with it; predict --precision int8 then runs that backbone and int8 matching.`;
+Precision: int8 end to end by default. The backbone is first quantised on
+these images (as hetmm quantize-model, at most 32 of them) into STORE's
+folder as <store>.int8.onnx (+ .int8.json): the store needs them beside it
+wherever it goes (predict, serve, info name them when missing). The
+features and the threshold come from that int8 backbone, which predict and
+serve then run with int8 matching (where the CPU has AVX-512 VNNI).
+--precision float builds the float32 reference store instead (no sidecar);
+--model PATH builds the store with that model as given (add --precision
+int8 to quantise it).`;
 
 export async function fitCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -61,25 +67,15 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   const files = await loadImagesFrom(positionals);
   const tune = isTunePreset(values.preset);
   const preset = tune ? undefined : presetFromOptions(values, 'default');
-  let model = values.model;
-  let int8Meta: Record<string, string> = {};
-  // The leave-one-out threshold is calibrated by fitStore, with int8 matching where the CPU has VNNI.
-  if (precisionOption(values).precision === 'int8') {
-    const { int8BackbonePathFor, quantizeBackboneFor } = await import('../../detector/precision.js');
-    const q = await quantizeBackboneFor(files, int8BackbonePathFor(values.output), { model, threads: intOption(values.threads, 'threads') });
-    report.note(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions, calibrated on ${q.result.calibrationImages} images)`);
-    model = q.result.output;
-    int8Meta = q.meta;
-  }
-  const detector = await openDetector({ ...values, model }, { ...(preset === undefined ? {} : { preset }), dtype, ...maxPixelsOption(values) });
-  try {
-    const t0 = performance.now();
-    const failures = new BatchFailures(report, 'fit', values['fail-fast']);
-    const bars = new Map<string, ReturnType<Reporter['progress']>>();
-    const fitted = await fitStore(detector, {
+  const t0 = performance.now();
+  const failures = new BatchFailures(report, 'fit', values['fail-fast']);
+  const bars = new Map<string, ReturnType<Reporter['progress']>>();
+  // fitStore opens the detector: int8 end to end unless --precision float or --model (see FIT_USAGE)
+  const fitted = await fitStore(
+    { ...detectorOptions(values), ...(preset === undefined ? {} : { preset }), dtype, ...maxPixelsOption(values), ...precisionOption(values) },
+    {
       files,
       onFailure: (file, error) => failures.add(file, error),
-      meta: int8Meta,
       ...(tune ? { tune: calibration.tune } : {}),
       ...(ptsSize === undefined ? {} : { pts: ptsSize, ptsGram: gramOf(backendOption(values.backend)) }),
       calibrate: calibration.calibrate,
@@ -93,18 +89,32 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
         if (done === total) bar.end();
       },
       onNote: (message) => report.note(message),
-    });
+    },
+  );
+  const detector = fitted.detector;
+  try {
     if (fitted.tuning !== undefined) report.note(describeTuning(fitted.tuning.record));
     if (fitted.threshold !== undefined) {
       report.out(`threshold ${fitted.threshold.value.toFixed(4)} (${fitted.threshold.method}); ${describeFalseAlarms(fitted.threshold)}`);
     }
     const seconds = (performance.now() - t0) / 1000;
     const d = detector.store.describe();
+    const matching = (detector.backend as { precision?: string }).precision ?? 'float';
     report.out(
       `wrote ${values.output}: ${d.count} templates, ${(d.bytesOnDisk / 2 ** 20).toFixed(1)} MiB, ${d.dtype}, ` +
-        `backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,
+        `${fitted.precision} backbone, ${matching} matching, backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,
     );
-    report.record({ store: path.resolve(values.output), templates: d.count, bytes: d.bytesOnDisk, dtype: d.dtype, seconds, phases: fitted.seconds, meta: d.meta });
+    report.record({
+      store: path.resolve(values.output),
+      templates: d.count,
+      bytes: d.bytesOnDisk,
+      dtype: d.dtype,
+      precision: fitted.precision,
+      ...(fitted.int8Backbone === undefined ? {} : { int8_backbone: path.resolve(fitted.int8Backbone.model), int8_description: path.resolve(fitted.int8Backbone.description) }),
+      seconds,
+      phases: fitted.seconds,
+      meta: d.meta,
+    });
     return failures.exitCode();
   } finally {
     detector.dispose();

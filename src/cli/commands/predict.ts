@@ -29,11 +29,13 @@ anomaly map) and <name>.mask.png (pixels over the threshold), at the image's
 own size (--map-size original, the default: maps resampled bilinearly, the
 threshold applied after resampling, so overlays line up with the input) or
 at the model's input size (--map-size model, 256x256).
-With --json prints one JSON object per image instead. --precision int8 (alias
---int8) matches with int8 VNNI kernels (about 5x faster matching, scores
-within ~2e-3) and, for a store fitted with --precision int8, runs its int8
-backbone too (docs/PERFORMANCE.md). Default: the store's (int8 end to end for
-a store fitted with --precision int8, float otherwise). An input that cannot be
+With --json prints one JSON object per image instead. Precision: the
+store's by default: a store fitted int8 end to end (the default of hetmm
+fit) runs its int8 backbone (<store>.int8.onnx beside it; a missing one is
+an error naming it) and int8 VNNI matching; a store fitted with --precision
+float runs float32. --precision int8 (alias --int8) matches a float store
+in int8 (about 5x faster matching, scores within ~2e-3; docs/PERFORMANCE.md);
+--precision float refuses an int8 store. An input that cannot be
 read or decoded is reported on its own line and the others still run (exit 3;
 --fail-fast stops at the first); a heat map that cannot be written stops the
 run (exit 5). --backbone-thread decodes and runs the backbone on a worker

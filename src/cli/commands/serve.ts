@@ -4,12 +4,12 @@ import { QueueExecutor } from '../../queue/executor.js';
 import { createServer, resolveToken } from '../../server/index.js';
 import { HetmmError } from '../../errors.js';
 import type { CliContext } from '../context.js';
-import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, matchPrecisionOption, parse } from '../options.js';
+import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, parse, precisionOption } from '../options.js';
 
 export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...] | --data-dir DIR | --redis URL [--blob-dir DIR]
                    [--port 8080] [--host 127.0.0.1] [--token-file FILE]
                    [--concurrency 2] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 40000000]
-                   [--model PATH] [--backend auto|reference|fast] [--threads N] [--int8] [--log-level info]
+                   [--model PATH] [--backend auto|reference|fast] [--threads N] [--precision float|int8] [--log-level info]
 
 Serves the inspection page (http://HOST:PORT/) and the REST API (/v1/...,
 /openapi.json, /healthz, /readyz, /metrics). Each --store file is a line
@@ -18,6 +18,13 @@ created and deleted over the API. Changes (hot updates, thresholds, lines)
 need the bearer token from --token-file or HETMM_TOKEN; without one they
 are disabled. Binds to 127.0.0.1 unless --host says otherwise. SIGTERM or
 SIGINT finishes accepted work and stops. Details: docs/SERVING.md.
+Precision: each store's own by default: a store fitted int8 end to end (the
+default of hetmm fit) runs its int8 backbone (<store>.int8.onnx beside it)
+for uploads and hot updates, and int8 matching; a float store the float
+model. --precision float refuses int8 stores; --precision int8 (alias
+--int8) also matches float stores in int8. Lines created over HTTP are
+int8 end to end too (quantised on the uploads; ?precision=float for the
+float model).
 With --redis the server runs nothing itself: predictions and changes are
 jobs for \`hetmm worker\` processes (docs/SCALING.md); --blob-dir (default
 DIR/.blobs of --data-dir) is the directory the workers share for large
@@ -66,7 +73,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     ...(values.model === undefined ? {} : { model: values.model }),
     ...(values.backend === undefined ? {} : { backend: backendOption(values.backend)! }),
     ...(values.threads === undefined ? {} : { threads: intOption(values.threads, 'threads')! }),
-    ...matchPrecisionOption(values),
+    ...precisionOption(values),
     ...(values.concurrency === undefined ? {} : { concurrency: intOption(values.concurrency, 'concurrency')! }),
     ...(values.queue === undefined ? {} : { queueLimit: intOption(values.queue, 'queue', 0)! }),
     ...(values.timeout === undefined ? {} : { requestTimeout: intOption(values.timeout, 'timeout')! * 1000 }),

@@ -5,16 +5,20 @@ import { workerLines } from '../../queue/lines.js';
 import { QueueWorker } from '../../queue/worker.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { COMMON_OPTIONS, INT8_OPTION, backendOption, intOption, matchPrecisionOption, parse } from '../options.js';
+import { COMMON_OPTIONS, INT8_OPTION, backendOption, intOption, parse, precisionOption } from '../options.js';
 
 export const WORKER_USAGE = `usage: hetmm worker --redis URL (--data-dir DIR | --store FILE ...) [--lines a,b]
-                    [--concurrency N] [--blob-dir DIR] [--model PATH] [--threads N] [--int8] [--log-jobs]
+                    [--concurrency N] [--blob-dir DIR] [--model PATH] [--threads N] [--precision float|int8] [--log-jobs]
 
 Queue worker (docs/SCALING.md): loads the stores of its lines once and
 processes their predictions and hot updates from Redis (BullMQ). Start as
 many as you like, on any machine that reaches Redis and the shared store
 directory. Store updates announced by other workers are applied as they
 come (appended, not reloaded). SIGTERM/SIGINT: finish the jobs in hand, then exit.
+Precision: each store's own, as in hetmm serve (an int8 store runs its int8
+backbone, <store>.int8.onnx beside it, for predictions and hot updates);
+--precision float refuses int8 stores, --precision int8 (alias --int8) also
+matches float stores in int8.
 
   --redis URL        redis://host:6379 (the same for API nodes and workers)
   --data-dir DIR     serve every <line>.hetmm in DIR (the shared store location)
@@ -66,7 +70,7 @@ export async function workerCommand(args: string[], ctx: CliContext): Promise<nu
       model: values.model,
       backend: backendOption(values.backend),
       threads: intOption(values.threads, 'threads'),
-      ...matchPrecisionOption(values),
+      ...precisionOption(values),
     },
     ...(values['log-jobs'] ? { log: (line: string) => ctx.stderr.write(`worker: ${line}\n`) } : {}),
   });
