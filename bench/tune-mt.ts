@@ -47,12 +47,12 @@ async function main(): Promise<void> {
   const scores = { default: [] as number[], tune: [] as number[] };
   t = performance.now();
   for (const sample of ds.test) {
-    const { features } = await detector.features(sample.file);
+    const { image, features } = await detector.features(sample.file);
     let results: MatchResult[] = [];
     for (const key of ['default', 'tune'] as const) {
       detector.preset = presets[key];
       if (!(key === 'tune' && sameWindows)) results = (await detector.matchFeatures(features)).results;
-      const scored = detector.scoreResults(results);
+      const scored = detector.scoreResults(results, image);
       maps[key].push(scored.pixelMap);
       scores[key].push(scored.score);
     }

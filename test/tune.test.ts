@@ -8,9 +8,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Detector } from '../src/detector/detector.js';
 import { makeRng, synthesizeDefect } from '../src/eval/synthetic.js';
-import { TUNE_ALPHAS, TUNE_KINDS, TUNE_LAMBDAS, TUNE_PIXEL_POSTS, tunePreset } from '../src/eval/tune.js';
+import { BAND_MAX_STRUCTURE, TUNE_ALPHAS, TUNE_BAND_FRACTIONS, TUNE_KINDS, TUNE_LAMBDAS, TUNE_PIXEL_POSTS, tunePreset } from '../src/eval/tune.js';
 import { loadImage, loadImagesFrom } from '../src/image/index.js';
-import { DEFAULT_PRESET, validatePreset } from '../src/matching/index.js';
+import { validatePreset } from '../src/matching/index.js';
 import { datasetsDir } from './helpers/io-paths.js';
 
 const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
@@ -52,7 +52,8 @@ describe('tunePreset candidates (bottle, one window setting)', () => {
   after(() => detector.dispose());
 
   it('scores every candidate per kind, averages the kinds, adds normal-scaled weights, and picks the best or the default', async () => {
-    const result = await tunePreset(detector, { budgetSeconds: 1e-6, seed: 1 });
+    // bandMaxStructure: bottle is an object (band structure about 13), on which the band cue is not tried by default
+    const result = await tunePreset(detector, { budgetSeconds: 1e-6, seed: 1, bandMaxStructure: Infinity });
     const perWindow = (TUNE_ALPHAS.length * TUNE_LAMBDAS.length + TUNE_ALPHAS.length) * TUNE_PIXEL_POSTS.length;
     assert.equal(result.table.length, perWindow);
     assert.equal(result.record.candidates, perWindow);
@@ -71,11 +72,42 @@ describe('tunePreset candidates (bottle, one window setting)', () => {
     const scaled = result.table.filter((c) => !TUNE_ALPHAS.some((a) => a.every((v, l) => v === c.preset.layers[l]!.alpha)));
     assert.equal(scaled.length, TUNE_ALPHAS.length * TUNE_PIXEL_POSTS.length);
     for (const c of scaled) assert.equal(Math.max(...c.preset.layers.map((l) => l.lambda)), 1);
-    const best = Math.max(...result.table.map((c) => objective(c.proxy)));
-    if (result.preset === DEFAULT_PRESET) assert.ok(best <= objective(result.record.defaultProxy) + 0.002);
+    // a blur is eligible only when it beats the same weights without blur (the candidate just before it, in order) by more than 0.002
+    const eligible = result.table.filter((c, k) => {
+      if (c.preset.pixel.kind === 'none') return true;
+      const plain = result.table.slice(0, k).reverse().find((p) => p.preset.pixel.kind === 'none')!;
+      assert.deepEqual(plain.preset.layers, c.preset.layers);
+      return objective(c.proxy) > objective(plain.proxy) + 0.002;
+    });
+    const best = Math.max(...eligible.map((c) => objective(c.proxy)));
+    if (result.record.proxy === result.record.defaultProxy) assert.ok(best <= objective(result.record.defaultProxy) + 0.002);
     else assert.equal(objective(result.record.proxy), best);
+    // the band cue step: weight 0 (off) first, then fractions of the clean maps' level; kept only when it beats no cue
+    const bands = result.record.bands!;
+    assert.equal(bands.weights[0], 0);
+    assert.equal(bands.weights.length, TUNE_BAND_FRACTIONS.length + 1);
+    assert.ok(bands.weights.every((w, i) => i === 0 || w > bands.weights[i - 1]!), String(bands.weights));
+    assert.deepEqual(bands.kinds, [...TUNE_KINDS, 'region']);
+    assert.ok(bands.weights.includes(bands.weight));
+    if (bands.weight === 0) assert.equal(result.preset.bands, undefined);
+    else {
+      assert.equal(result.preset.bands!.weight, bands.weight);
+      assert.ok(objective(bands.proxy!) > objective(bands.proxyWithout!) + 0.002);
+    }
+    assert.equal(result.bandTable?.length, bands.weights.length);
     // deterministic for the seed
-    const again = await tunePreset(detector, { budgetSeconds: 1e-6, seed: 1 });
+    const again = await tunePreset(detector, { budgetSeconds: 1e-6, seed: 1, bandMaxStructure: Infinity });
     assert.deepEqual(again.table.map((c) => c.proxy), result.table.map((c) => c.proxy));
+    assert.deepEqual({ ...again.record.bands, seconds: 0 }, { ...bands, seconds: 0 });
+    assert.deepEqual(again.preset, result.preset);
+    // without the step, no band record and no cue
+    const off = await tunePreset(detector, { budgetSeconds: 1e-6, seed: 1, bands: false });
+    assert.equal(off.record.bands, undefined);
+    assert.equal(off.preset.bands, undefined);
+    // by default: an object's band structure is too high, no weight is tried
+    const object = await tunePreset(detector, { budgetSeconds: 1e-6, seed: 1 });
+    assert.ok(object.record.bands!.structure > BAND_MAX_STRUCTURE, String(object.record.bands!.structure));
+    assert.deepEqual(object.record.bands!.weights, []);
+    assert.equal(object.preset.bands, undefined);
   });
 });

@@ -55,6 +55,13 @@ export function describeTuning(t: TuneRecord): string {
   const s = (p: TuneRecord['proxy']): string => `image AUROC ${pct(p.image_auroc)}, pixel AUROC ${pct(p.pixel_auroc)}, AUPRO ${pct(p.aupro)}`;
   return (
     `preset tuning chose ${t.summary} in ${t.seconds.toFixed(1)} s (${t.candidates} candidates, ${t.windowsTried} window settings, seed ${t.seed}); ` +
-    `proxy on synthetic defects: ${s(t.proxy)} (default: ${s(t.defaultProxy)})`
+    `proxy on synthetic defects: ${s(t.proxy)} (default: ${s(t.defaultProxy)})` +
+    (t.bands === undefined
+      ? ''
+      : t.bands.weight > 0 && t.bands.proxy !== undefined && t.bands.proxyWithout !== undefined
+        ? `; band cue at weight ${t.bands.weight} (with region defects: ${s(t.bands.proxy)}; without the cue: ${s(t.bands.proxyWithout)})`
+        : t.bands.weights.length === 0
+          ? `; band cue not tried (band structure ${t.bands.structure}: an object, not a surface)`
+          : '; band cue off (it did not beat no cue on the synthetic defects)')
   );
 }

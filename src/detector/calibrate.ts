@@ -162,7 +162,10 @@ async function scoreTemplates(
       ...(leaveOut ? { exclude: i } : {}),
       ...(options.backend === undefined ? {} : { backend: options.backend }),
     });
-    const scored = detector.scoreResults(results);
+    // a band cue (pixel map only: the display range's median) needs the image itself; the score never does
+    const file = detector.preset.bands !== undefined ? source.files[i] : undefined;
+    const image = file === undefined ? undefined : await detector.loadImage(file).catch(() => undefined);
+    const scored = detector.scoreResults(results, image);
     scores.push(scored.score);
     medians.push(median(scored.pixelMap));
     options.onProgress?.({ done: k + 1, total: indices.length, file: source.files[i] ?? String(i) });

@@ -15,7 +15,7 @@ import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
-import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
+import { bandProfile, resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';
@@ -319,20 +319,29 @@ export class Detector {
     const t2 = now();
     const { results, templates } = await this.matchFeatures(features, { snapshot: pinned?.snapshot });
     const t3 = now();
-    const scored = this.scoreResults(results);
+    const scored = this.scoreResults(results, image);
     const t4 = now();
     const threshold = pinned === undefined ? this.threshold : pinned.threshold;
     return toPrediction(image, scored, threshold, templates, { ...before, match: t3 - t2, score: t4 - t3 });
   }
 
-  /** Combines per-layer match results into maps and a score with the current preset. */
-  scoreResults(results: readonly MatchResult[]): ReturnType<typeof scoreMap> {
+  /**
+   * Combines per-layer match results into maps and a score with the current
+   * preset; `image` (the decoded input) adds the preset's band cue, if any,
+   * to the pixel map.
+   */
+  scoreResults(results: readonly MatchResult[], image?: LoadedImage): ReturnType<typeof scoreMap> {
     const layers = this.backbone.identity.layers;
+    // The band cue (a tuned preset's option) reads the decoded image (about 1 ms at 256x256). Without
+    // the image it is left out of the pixel map; the score never uses it.
+    const { bands: cue, ...withoutBands } = this.preset;
+    const bands = cue !== undefined && image !== undefined ? bandProfile(image.data, image.height, image.width) : undefined;
     return scoreMap(
       results,
       layers.map((l) => [l.height, l.width] as const),
-      this.preset,
+      bands === undefined ? withoutBands : this.preset,
       this.backbone.identity.inputSize,
+      bands,
     );
   }
 

@@ -50,6 +50,8 @@ export interface TuningReport {
   readonly candidates: number;
   readonly proxy: { readonly image_auroc: number; readonly pixel_auroc: number; readonly aupro: number };
   readonly default_proxy: { readonly image_auroc: number; readonly pixel_auroc: number; readonly aupro: number };
+  /** the band cue step (docs/TUNING.md): chosen weight (0 = off) and the normals' band structure */
+  readonly bands?: { readonly weight: number; readonly structure: number };
 }
 
 /** The two thresholds of docs/THRESHOLDS.md, each null (with its reason in `reasons`) when unavailable. */

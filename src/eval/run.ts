@@ -421,6 +421,7 @@ async function evaluateCategory(
             candidates: tuning.record.candidates,
             proxy: tuning.record.proxy,
             default_proxy: tuning.record.defaultProxy,
+            ...(tuning.record.bands === undefined ? {} : { bands: { weight: tuning.record.bands.weight, structure: tuning.record.bands.structure } }),
           },
         }),
   };

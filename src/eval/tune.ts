@@ -18,7 +18,10 @@
  *    quarter of the input size per side (blur sigmas scaled to match):
  *    16x less work per candidate.
  * 4. Pick the candidate with the best mean of the three proxy metrics; the
- *    default preset wins unless beaten by more than `minGain`.
+ *    default preset wins unless beaten by more than `minGain`, and a blur
+ *    unless it beats the same weights without blur by more than `minGain`.
+ * 5. On a surface (not an object), choose the band cue's weight
+ *    (chooseBands, ../matching/bands.ts).
  *
  * Deterministic for a given seed, store and budget (the budget only stops
  * the search between window settings, and is checked by wall time: a much
@@ -30,6 +33,9 @@ import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/index.js';
 import type { MatchResult } from '../kernels/contract.js';
 import {
+  bandMap,
+  bandProfile,
+  bandStatistics,
   combineLayers,
   DEFAULT_PRESET,
   gaussianBlur,
@@ -58,6 +64,10 @@ export interface TuneOptions {
   readonly windows?: readonly Windows[];
   /** a candidate must beat the default's proxy objective by more than this; default 0.002 */
   readonly minGain?: number;
+  /** try the band cue (docs/TUNING.md, "The band cue") on the chosen preset; default true */
+  readonly bands?: boolean;
+  /** the band cue is tried only when the normals' band structure (BandChoice.structure) is below this; default BAND_MAX_STRUCTURE */
+  readonly bandMaxStructure?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -82,7 +92,32 @@ export interface TuneRecord {
   readonly seconds: number;
   readonly budgetSeconds: number;
   readonly matching: 'int8' | 'detector';
+  /** the band cue's choice (absent when not tried): its weight (0 = off) and proxies with and without it */
+  readonly bands?: BandChoice;
 }
+
+/** The band cue step of a tuning (docs/TUNING.md, "The band cue"). */
+export interface BandChoice {
+  /** 0: off */
+  readonly weight: number;
+  /**
+   * RMS of the normals' mean band profile / their mean per-band standard
+   * deviation: high for an object on a background (the profile follows its
+   * outline), low for a surface. The weights are tried only below the limit.
+   */
+  readonly structure: number;
+  /** the weights tried (0 first; none when the structure is too high) */
+  readonly weights: readonly number[];
+  /** the kinds the weight was chosen on: the tuning's kinds plus `region` */
+  readonly kinds: readonly SyntheticKind[];
+  /** proxies with the chosen weight and with none (absent when no weight was tried) */
+  readonly proxy?: ProxyScores;
+  readonly proxyWithout?: ProxyScores;
+  readonly seconds: number;
+}
+
+/** The band cue is tried only on parts whose normals' band structure is below this (docs/TUNING.md, "The band cue"). */
+export const BAND_MAX_STRUCTURE = 1;
 
 export interface TuneResult {
   readonly preset: Preset;
@@ -90,6 +125,14 @@ export interface TuneResult {
   readonly notes: string[];
   /** every candidate scored, in search order (not stored) */
   readonly table: readonly CandidateScores[];
+  /** the band cue step's weights scored, per kind (not stored; absent when the step did not run) */
+  readonly bandTable?: readonly BandScores[];
+}
+
+export interface BandScores {
+  readonly weight: number;
+  readonly proxy: ProxyScores;
+  readonly perKind: Partial<Record<SyntheticKind, ProxyScores>>;
 }
 
 export interface CandidateScores {
@@ -153,7 +196,15 @@ interface Query {
   readonly label: 0 | 1;
   /** the synthetic defect's kind (none for a clean image) */
   readonly kind?: SyntheticKind;
+  /** the image's band profile (for the band cue step) */
+  readonly profile: Float32Array;
 }
+
+/** The band cue's candidate weights, as fractions of the mean pixel map value of the clean held-out normals. */
+export const TUNE_BAND_FRACTIONS: readonly number[] = [0.25, 0.5, 1];
+
+/** Synthetic kind added for the band cue step: a large region of changed shading. */
+const BAND_KIND: SyntheticKind = 'region';
 
 export async function tunePreset(detector: Detector, options: TuneOptions = {}): Promise<TuneResult> {
   const t0 = performance.now();
@@ -181,7 +232,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   const [mapH, mapW] = [Math.ceil(height / SUBSAMPLE), Math.ceil(width / SUBSAMPLE)];
   const cleanMask = new Uint8Array(mapH * mapW);
   for (const [k, i] of held.entries()) {
-    queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0 });
+    queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0, profile: profileOf(images[k]!) });
     for (let d = 0; d < perImage; d++) {
       const kind = kinds[d % kinds.length]!;
       // the donor is another held-out normal (the image itself only when it is the only one held out)
@@ -189,7 +240,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
       const donor = others === 0 ? images[k]! : images[(k + 1 + (d % others)) % images.length]!;
       const synthetic = synthesizeDefect(images[k]!, donor, kind, rng);
       const { features } = await detector.features(synthetic.image);
-      queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1, kind });
+      queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1, kind, profile: profileOf(synthetic.image) });
     }
   }
 
@@ -199,8 +250,9 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   const windowList = options.windows ?? TUNE_WINDOWS;
   const saved = detector.preset;
   const table: CandidateScores[] = [];
-  let best: { preset: Preset; proxy: ProxyScores; objective: number } | undefined;
+  let best: { preset: Preset; proxy: ProxyScores; objective: number; results: MatchResult[][] } | undefined;
   let defaultProxy: ProxyScores | undefined;
+  let defaultResults: MatchResult[][] | undefined;
   let windowsTried = 0;
   const total = windowList.length;
   const labels = queries.map((q) => q.label);
@@ -219,6 +271,8 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
       for (const [alphas, lambdas] of weightCandidates(results.filter((_, k) => queries[k]!.label === 0))) {
         const raw = results.map((r) => combine(r, layerShapes, alphas, lambdas, mapH, mapW));
         const scores = raw.map((m) => mapMax(m));
+        // a blur must beat the same weights without one by more than minGain to be chosen (no blur comes first)
+        let plainObjective = -Infinity;
         for (const pixel of TUNE_PIXEL_POSTS) {
           const maps = pixel.kind === 'blur' ? raw.map((m) => gaussianBlur(m, mapH, mapW, pixel.sigma / SUBSAMPLE, smallKernel(pixel.kernel))) : raw;
           // each kind counts equally, whatever its area (a large kind would dominate pooled pixel metrics)
@@ -231,8 +285,13 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
           const objective = objectiveOf(proxy);
           const preset = presetOf(windows, alphas, lambdas, pixel);
           table.push({ preset, proxy, perKind });
-          if (sameSettings(preset, DEFAULT_PRESET)) defaultProxy = proxy;
-          if (best === undefined || objective > best.objective) best = { preset, proxy, objective };
+          if (sameSettings(preset, DEFAULT_PRESET)) {
+            defaultProxy = proxy;
+            defaultResults = results;
+          }
+          if (pixel.kind === 'none') plainObjective = objective;
+          const eligible = pixel.kind === 'none' || objective > plainObjective + minGain;
+          if (eligible && (best === undefined || objective > best.objective)) best = { preset, proxy, objective, results };
         }
       }
       windowsTried++;
@@ -246,14 +305,29 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   const defaultObjective = objectiveOf(defaultProxy);
   const chosen =
     best!.objective > defaultObjective + minGain ? best! : { preset: DEFAULT_PRESET, proxy: defaultProxy, objective: defaultObjective };
-  const preset: Preset = chosen.preset === DEFAULT_PRESET ? DEFAULT_PRESET : { ...chosen.preset, name: 'tuned' };
+  let preset: Preset = chosen.preset === DEFAULT_PRESET ? DEFAULT_PRESET : { ...chosen.preset, name: 'tuned' };
   if (preset === DEFAULT_PRESET) notes.push('preset tuning kept the default preset: no candidate beat it on the synthetic defects');
+  let bandChoice: BandChoice | undefined;
+  let bandTable: BandScores[] | undefined;
+  if (options.bands ?? true) {
+    // the chosen preset's match results: the best candidate's, or the default windows' when the default was kept
+    const results = chosen === best ? best.results : defaultResults;
+    const maxStructure = options.bandMaxStructure ?? BAND_MAX_STRUCTURE;
+    const step = await chooseBands({ detector, snapshot, held, images, queries, preset, results, backend, kinds, perImage, rng, minGain, maxStructure, mapH, mapW, layerShapes });
+    bandChoice = step.choice;
+    bandTable = step.table;
+    if (step.cue !== undefined) {
+      preset = { ...preset, name: 'tuned', bands: step.cue };
+      notes.push(`preset tuning added the band cue at weight ${step.cue.weight}`);
+    }
+  }
   validatePreset(preset);
   const seconds = (performance.now() - t0) / 1000;
   return {
     preset,
     notes,
     table,
+    ...(bandTable === undefined ? {} : { bandTable }),
     record: {
       summary: summarize(preset),
       proxy: chosen.proxy,
@@ -267,8 +341,110 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
       seconds,
       budgetSeconds: budget,
       matching: backend === undefined ? 'detector' : 'int8',
+      ...(bandChoice === undefined ? {} : { bands: bandChoice }),
     },
   };
+}
+
+/**
+ * The band cue step (docs/TUNING.md, "The band cue"): on the chosen preset,
+ * adds `region` defects (a large region of changed shading) to the held-out
+ * queries, and scores the band cue at weights TUNE_BAND_FRACTIONS x the
+ * clean held-out images' mean pixel map value, with per-band statistics of
+ * the normals that are not held out. The best weight is kept when it beats
+ * no cue by more than `minGain` on the mean proxy over the tuning's kinds
+ * plus `region`; the stored statistics are then those of all normals.
+ */
+async function chooseBands(c: {
+  detector: Detector;
+  snapshot: ReturnType<Detector['store']['snapshot']>;
+  held: readonly number[];
+  images: readonly LoadedImage[];
+  queries: readonly Query[];
+  preset: Preset;
+  results: MatchResult[][] | undefined;
+  backend: Awaited<ReturnType<typeof int8MatchingBackend>>;
+  kinds: readonly SyntheticKind[];
+  perImage: number;
+  rng: ReturnType<typeof makeRng>;
+  minGain: number;
+  maxStructure: number;
+  mapH: number;
+  mapW: number;
+  layerShapes: readonly (readonly [number, number])[];
+}): Promise<{ choice: BandChoice; table: BandScores[]; cue?: Preset['bands'] }> {
+  const t0 = performance.now();
+  const { detector, held, images, preset, mapH, mapW } = c;
+  const [height, width] = detector.backbone.identity.inputSize;
+  const heldSet = new Set(held);
+  const profiles: Float32Array[] = [];
+  for (let i = 0; i < c.snapshot.count; i++) {
+    const k = held.indexOf(i);
+    profiles.push(c.queries.find((q) => q.label === 0 && q.exclude === i)?.profile ?? profileOf(k >= 0 ? images[k]! : await detector.loadImage(c.snapshot.files[i]!)));
+  }
+  const others = profiles.filter((_, i) => !heldSet.has(i));
+  const proxyStats = bandStatistics(others.length >= 2 ? others : profiles);
+  const all = bandStatistics(profiles);
+  const rms = Math.sqrt(all.mean.reduce((sum, v) => sum + v * v, 0) / all.mean.length);
+  const structure = round3(rms / Math.max(all.sd.reduce((sum, v) => sum + v, 0) / all.sd.length, 1e-9));
+  const kinds = [...new Set([...c.kinds, BAND_KIND])];
+  if (!(structure < c.maxStructure)) return { choice: { weight: 0, structure, weights: [], kinds, seconds: (performance.now() - t0) / 1000 }, table: [] };
+  // region defects, as many per held-out image as the tuning's kinds make in all
+  const queries: Query[] = [...c.queries];
+  for (const [k, i] of held.entries()) {
+    for (let d = 0; d < Math.max(1, Math.floor(c.perImage / c.kinds.length)); d++) {
+      const donor = images.length === 1 ? images[k]! : images[(k + 1 + (d % (images.length - 1))) % images.length]!;
+      const synthetic = synthesizeDefect(images[k]!, donor, BAND_KIND, c.rng);
+      const { features } = await detector.features(synthetic.image);
+      queries.push({ exclude: i, features, mask: subsample(synthetic.mask, height, width), label: 1, kind: BAND_KIND, profile: profileOf(synthetic.image) });
+    }
+  }
+  const saved = detector.preset;
+  const results: MatchResult[][] = [];
+  try {
+    detector.preset = { ...preset, bands: undefined };
+    const match = async (q: Query): Promise<MatchResult[]> =>
+      (await detector.matchFeatures(q.features, { exclude: q.exclude, ...(c.backend === undefined ? {} : { backend: c.backend }) })).results;
+    for (const [k, q] of queries.entries()) results.push(c.results?.[k] ?? (await match(q)));
+  } finally {
+    detector.preset = saved;
+  }
+  const alphas = preset.layers.map((l) => l.alpha);
+  const lambdas = preset.layers.map((l) => l.lambda);
+  const post = preset.pixel;
+  const maps = results.map((r) => {
+    const raw = combine(r, c.layerShapes, alphas, lambdas, mapH, mapW);
+    return post.kind === 'blur' ? gaussianBlur(raw, mapH, mapW, post.sigma / SUBSAMPLE, smallKernel(post.kernel)) : raw;
+  });
+  const scores = results.map((r) => mapMax(combine(r, c.layerShapes, alphas, lambdas, mapH, mapW)));
+  const cues = queries.map((q) => bandMap(q.profile, proxyStats, mapH, mapW));
+  const cleanMaps = maps.filter((_, k) => queries[k]!.label === 0);
+  const level = cleanMaps.reduce((sum, m) => sum + m.reduce((a, v) => a + v, 0) / m.length, 0) / cleanMaps.length;
+  const weights = [0, ...TUNE_BAND_FRACTIONS.map((f) => round3(f * level))];
+  const labels = queries.map((q) => q.label);
+  const scored = weights.map((w) => {
+    const withCue = maps.map((m, k) => (w === 0 ? m : m.map((v, p) => v + w * cues[k]![p]!)));
+    const perKind: Partial<Record<SyntheticKind, ProxyScores>> = {};
+    for (const kind of kinds) {
+      const pick = queries.map((q) => q.kind === undefined || q.kind === kind);
+      const sel = <T>(a: readonly T[]): T[] => a.filter((_, k) => pick[k]);
+      perKind[kind] = proxyScores(sel(scores), sel(withCue), sel(queries), sel(labels), mapW);
+    }
+    const proxy = meanScores(Object.values(perKind));
+    return { w, proxy, perKind, objective: objectiveOf(proxy) };
+  });
+  const table = scored.map(({ w, proxy, perKind }) => ({ weight: w, proxy, perKind }));
+  const best = scored.reduce((a, b) => (b.objective > a.objective ? b : a));
+  const keep = best.w > 0 && best.objective > scored[0]!.objective + c.minGain;
+  const chosen = keep ? best : scored[0]!;
+  const choice: BandChoice = { weight: chosen.w, structure, weights, kinds, proxy: chosen.proxy, proxyWithout: scored[0]!.proxy, seconds: (performance.now() - t0) / 1000 };
+  if (!keep) return { choice, table };
+  const round = (a: number[]): number[] => a.map((v) => Math.round(v * 1e5) / 1e5);
+  return { choice, table, cue: { weight: chosen.w, mean: round(all.mean), sd: round(all.sd) } };
+}
+
+function profileOf(image: LoadedImage): Float32Array {
+  return bandProfile(image.data, image.height, image.width);
 }
 
 function meanScores(list: readonly ProxyScores[]): ProxyScores {
@@ -366,7 +542,8 @@ function sameSettings(a: Preset, b: Preset): boolean {
 export function summarize(p: Preset): string {
   const layers = p.layers.map((l) => `${l.forwardPatch}x${l.backwardPatch},${l.alpha},${l.lambda}`).join(' ');
   const post = (x: PostProcess): string => (x.kind === 'blur' ? `blur:${x.sigma}/${x.kernel}` : x.kind === 'none' ? 'none' : `maxpool_mean:${x.kernel}`);
-  return `${p.name}: ${layers}, image ${post(p.image)}, pixel ${post(p.pixel)}`;
+  const bands = p.bands === undefined || p.bands.weight === 0 ? '' : `, bands ${p.bands.weight}`;
+  return `${p.name}: ${layers}, image ${post(p.image)}, pixel ${post(p.pixel)}${bands}`;
 }
 
 function storedFeatures(snapshot: ReturnType<Detector['store']['snapshot']>, i: number): Float32Array[] {

@@ -1,4 +1,5 @@
 /** ATMM map combination, post-processing and presets. */
+export { BAND_COUNT, bandMap, bandProfile, bandStatistics, validateBandCue, type BandCue } from './bands.js';
 export { combineLayers, type LayerMaps } from './combine.js';
 export { gaussianBlur, gaussianKernel1d, mapMax, maxPoolMean } from './postprocess.js';
 export {

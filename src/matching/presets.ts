@@ -5,6 +5,7 @@
  * the category-agnostic setting.
  */
 import { HetmmError } from '../errors.js';
+import { validateBandCue, type BandCue } from './bands.js';
 
 export interface LayerParams {
   /** odd forward window side f */
@@ -31,6 +32,8 @@ export interface Preset {
   readonly pixel: PostProcess;
   /** map used for the PRO figure, when it differs from `pixel` (official evaluation) */
   readonly pro?: PostProcess;
+  /** band cue added to the pixel (and PRO) map, never to the image score; absent = off (./bands.ts) */
+  readonly bands?: BandCue;
 }
 
 export const MVTEC_CATEGORIES = [
@@ -164,6 +167,7 @@ export function validatePreset(p: Preset): void {
   validatePostProcess(p.image, 'image', true);
   validatePostProcess(p.pixel, 'pixel', false);
   if (p.pro !== undefined) validatePostProcess(p.pro, 'pro', false);
+  if (p.bands !== undefined) validateBandCue(p.bands, `preset "${p.name}" bands`);
 }
 
 // ------------------------------------------------------------------- parsing
@@ -246,6 +250,7 @@ export function applyOverrides(base: Preset, overrides: PresetOverrides): Preset
     image: overrides.image ?? base.image,
     pixel: overrides.pixel ?? base.pixel,
     ...(overrides.pro ?? base.pro ? { pro: overrides.pro ?? base.pro } : {}),
+    ...(base.bands === undefined ? {} : { bands: base.bands }),
   };
   validatePreset(result);
   return result;

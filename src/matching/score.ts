@@ -5,6 +5,7 @@
  */
 import { HetmmError } from '../errors.js';
 import type { MatchResult } from '../kernels/contract.js';
+import { bandMap } from './bands.js';
 import { combineLayers } from './combine.js';
 import { gaussianBlur, mapMax, maxPoolMean } from './postprocess.js';
 import type { PostProcess, Preset } from './presets.js';
@@ -49,6 +50,8 @@ export function scoreMap(
   layerShapes: ReadonlyArray<readonly [number, number]>,
   preset: Preset,
   outSize: readonly [number, number] = [256, 256],
+  /** the image's bandProfile: required when the preset has a band cue */
+  bandProfile?: Float32Array,
 ): ScoredMap {
   if (layerResults.length !== preset.layers.length || layerShapes.length !== preset.layers.length) {
     throw new HetmmError(
@@ -69,8 +72,20 @@ export function scoreMap(
     outH,
     outW,
   );
-  const pixelMap = applyMapPostProcess(anomalyMap, outH, outW, preset.pixel);
   const score = imageScore(anomalyMap, outH, outW, preset.image);
+  let addBands = (map: Float32Array): Float32Array => map;
+  if (preset.bands !== undefined && preset.bands.weight > 0) {
+    if (bandProfile === undefined) {
+      throw new HetmmError('E_ARGUMENT', `preset "${preset.name}" adds a band cue: scoring needs the image's band profile`);
+    }
+    const cue = bandMap(bandProfile, preset.bands, outH, outW);
+    const weight = preset.bands.weight;
+    addBands = (map) => {
+      for (let i = 0; i < map.length; i++) map[i]! += weight * cue[i]!;
+      return map;
+    };
+  }
+  const pixelMap = addBands(applyMapPostProcess(anomalyMap, outH, outW, preset.pixel));
   const result: ScoredMap = { anomalyMap, pixelMap, score };
-  return preset.pro === undefined ? result : { ...result, proMap: applyMapPostProcess(anomalyMap, outH, outW, preset.pro) };
+  return preset.pro === undefined ? result : { ...result, proMap: addBands(applyMapPostProcess(anomalyMap, outH, outW, preset.pro)) };
 }
