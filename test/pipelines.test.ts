@@ -195,6 +195,26 @@ describe('predictMany({ pipelines })', () => {
     assert.ok(again[1]!.score < 1e-3 && first[1]!.score > 1e-2, `${again[1]!.score} vs ${first[1]!.score}`);
   });
 
+  it("a preset's band cue reaches the pixel maps as in the single pipeline", async () => {
+    const plainPreset = float.preset;
+    const files = [cracks[8]!, good[24]!];
+    const withoutBands: Prediction[] = [];
+    for await (const r of float.predictMany(files, { pipelines: 2 })) withoutBands.push(r.prediction!);
+    float.preset = { ...plainPreset, name: 'with bands', bands: { weight: 0.5, mean: new Array(64).fill(0), sd: new Array(64).fill(0.1) } };
+    try {
+      const single: Prediction[] = [];
+      for await (const r of float.predictMany(files)) single.push(r.prediction!);
+      const piped: Prediction[] = [];
+      for await (const r of float.predictMany(files, { pipelines: 2 })) piped.push(r.prediction!);
+      for (const [i, p] of piped.entries()) {
+        assertSamePrediction(p, single[i]!, `bands, ${path.basename(p.file)}`);
+        assert.notDeepEqual(p.pixelMap, withoutBands[i]!.pixelMap, 'the cue changed the pixel map');
+      }
+    } finally {
+      float.preset = plainPreset;
+    }
+  });
+
   it('rejects bad options', async () => {
     await assert.rejects(float.predictMany([good[0]!], { pipelines: 0 }).next(), (e: unknown) => e instanceof HetmmError && e.code === 'E_ARGUMENT');
     await assert.rejects(float.predictMany([good[0]!], { pipelines: 1.5 }).next(), (e: unknown) => e instanceof HetmmError && e.code === 'E_ARGUMENT');

@@ -21,7 +21,7 @@ import { storedThreshold } from './threshold.js';
 import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';
 import { BackboneThread } from './backbone-thread.js';
 import { PipelinePool } from './pipelines.js';
-import { layerInputs, toPrediction, type Prediction } from './prediction.js';
+import { layerInputs, scoreResults, toPrediction, type Prediction } from './prediction.js';
 import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
 /** Everything Detector.open takes. */
@@ -331,18 +331,7 @@ export class Detector {
    * to the pixel map.
    */
   scoreResults(results: readonly MatchResult[], image?: LoadedImage): ReturnType<typeof scoreMap> {
-    const layers = this.backbone.identity.layers;
-    // The band cue (a tuned preset's option) reads the decoded image (about 1 ms at 256x256). Without
-    // the image it is left out of the pixel map; the score never uses it.
-    const { bands: cue, ...withoutBands } = this.preset;
-    const bands = cue !== undefined && image !== undefined ? bandProfile(image.data, image.height, image.width) : undefined;
-    return scoreMap(
-      results,
-      layers.map((l) => [l.height, l.width] as const),
-      bands === undefined ? withoutBands : this.preset,
-      this.backbone.identity.inputSize,
-      bands,
-    );
+    return scoreResults(this.backbone.identity, this.preset, results, image);
   }
 
   /**

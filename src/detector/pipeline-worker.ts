@@ -9,8 +9,7 @@ import { loadImage } from '../image/index.js';
 import type { MatchResult } from '../kernels/contract.js';
 import { matchSharedLayer } from '../kernels/fast/index.js';
 import { referenceBackend } from '../kernels/reference/index.js';
-import { scoreMap } from '../matching/index.js';
-import { layerInputs, toPrediction } from './prediction.js';
+import { layerInputs, scoreResults, toPrediction } from './prediction.js';
 import type { PipelineConfig, PipelineModel, PipelineReply, PipelineRequest } from './pipelines.js';
 import { failureReply, loadThreadBackbone } from './thread-backbone.js';
 
@@ -42,7 +41,7 @@ async function predict(file: string): Promise<PipelineReply['prediction']> {
     else throw new HetmmError('E_INTERNAL', 'int8 templates without the native backend');
   }
   const t3 = performance.now();
-  const scored = scoreMap(results, layers.map((l) => [l.height, l.width] as const), config.preset, backbone.identity.inputSize);
+  const scored = scoreResults(backbone.identity, config.preset, results, image);
   const t4 = performance.now();
   return toPrediction(image, scored, config.threshold, config.templates, { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 });
 }

@@ -2,7 +2,8 @@
 import type { LoadedImage } from '../image/index.js';
 import type { BackboneIdentity } from '../backbone/description.js';
 import type { MatchOptions, QueryMap } from '../kernels/contract.js';
-import type { Preset, scoreMap } from '../matching/index.js';
+import type { MatchResult } from '../kernels/contract.js';
+import { bandProfile, scoreMap, type Preset } from '../matching/index.js';
 
 /** What one prediction says about one image (one vocabulary from library to CLI JSON to HTTP). */
 export interface Prediction {
@@ -60,4 +61,23 @@ export function layerInputs(identity: BackboneIdentity, preset: Preset, features
     query: { shape: [layer.channels, layer.height, layer.width] as const, data: features[l]! },
     match: { forwardPatch: params.forwardPatch, backwardPatch: params.backwardPatch },
   };
+}
+
+/**
+ * Combines per-layer match results into maps and a score with `preset`;
+ * `image` (the decoded input) adds the preset's band cue, if any, to the
+ * pixel map (Detector.scoreResults; the pipeline threads).
+ */
+export function scoreResults(identity: BackboneIdentity, preset: Preset, results: readonly MatchResult[], image?: LoadedImage): ReturnType<typeof scoreMap> {
+  // The band cue (a tuned preset's option) reads the decoded image (about 1 ms at 256x256). Without
+  // the image it is left out of the pixel map; the score never uses it.
+  const { bands: cue, ...withoutBands } = preset;
+  const bands = cue !== undefined && image !== undefined ? bandProfile(image.data, image.height, image.width) : undefined;
+  return scoreMap(
+    results,
+    identity.layers.map((l) => [l.height, l.width] as const),
+    bands === undefined ? withoutBands : preset,
+    identity.inputSize,
+    bands,
+  );
 }
