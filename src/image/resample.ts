@@ -92,50 +92,84 @@ export function resizeBilinearU8(
   outH: number,
   outW: number,
 ): Uint8Array {
-  let cur = src;
+  // A plain Uint8Array view: sharp hands over Buffers, and a second element
+  // type at the same access sites would make them polymorphic (slower).
+  let cur = new Uint8Array(src.buffer, src.byteOffset, src.length);
   let curW = inW;
   // Pillow skips a pass whose size does not change.
   if (outW !== inW) {
-    const c = computeCoefficients(inW, outW);
-    const k = fixedPoint(c);
-    const out = new Uint8Array(inH * outW * channels);
-    const half = 1 << (PRECISION_BITS - 1);
-    for (let y = 0; y < inH; y++) {
-      const rowIn = y * inW * channels;
-      const rowOut = y * outW * channels;
-      for (let xx = 0; xx < outW; xx++) {
-        const s = c.start[xx];
-        const n = c.count[xx];
-        const kb = xx * c.kernelSize;
-        for (let ch = 0; ch < channels; ch++) {
-          let acc = half;
-          for (let t = 0; t < n; t++) acc += cur[rowIn + (s + t) * channels + ch] * k[kb + t];
-          out[rowOut + xx * channels + ch] = clip8(acc);
-        }
-      }
-    }
-    cur = out;
+    cur = horizontalPassU8(cur, inH, inW, channels, outW);
     curW = outW;
   }
-  if (outH !== inH) {
-    const c = computeCoefficients(inH, outH);
-    const k = fixedPoint(c);
-    const rowLen = curW * channels;
-    const out = new Uint8Array(outH * rowLen);
-    const half = 1 << (PRECISION_BITS - 1);
-    for (let yy = 0; yy < outH; yy++) {
-      const s = c.start[yy];
-      const n = c.count[yy];
-      const kb = yy * c.kernelSize;
-      for (let i = 0; i < rowLen; i++) {
+  if (outH !== inH) cur = verticalPassU8(cur, inH, curW * channels, outH);
+  return cur.buffer === src.buffer ? src.slice() : cur;
+}
+
+/**
+ * Pillow's clip8: `acc` is an int32 fixed-point sum (at most about
+ * 255 * 2^22 plus rounding, so int32 arithmetic is exact, as in Pillow).
+ */
+function clip8Fixed(acc: number): number {
+  const v = acc >> PRECISION_BITS;
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+}
+
+function horizontalPassU8(src: Uint8Array, inH: number, inW: number, channels: number, outW: number): Uint8Array {
+  const c = computeCoefficients(inW, outW);
+  const k = fixedPoint(c);
+  const out = new Uint8Array(inH * outW * channels);
+  const half = 1 << (PRECISION_BITS - 1);
+  for (let y = 0; y < inH; y++) {
+    const rowIn = y * inW * channels;
+    const rowOut = y * outW * channels;
+    for (let xx = 0; xx < outW; xx++) {
+      const n = c.count[xx];
+      const kb = xx * c.kernelSize;
+      const first = rowIn + c.start[xx] * channels;
+      if (channels === 3) {
+        // RGB, the common case: the three sums in one pass over the taps.
+        let a0 = half;
+        let a1 = half;
+        let a2 = half;
+        for (let t = 0, at = first; t < n; t++, at += 3) {
+          const w = k[kb + t];
+          a0 = (a0 + src[at] * w) | 0;
+          a1 = (a1 + src[at + 1] * w) | 0;
+          a2 = (a2 + src[at + 2] * w) | 0;
+        }
+        const o = rowOut + xx * 3;
+        out[o] = clip8Fixed(a0);
+        out[o + 1] = clip8Fixed(a1);
+        out[o + 2] = clip8Fixed(a2);
+        continue;
+      }
+      for (let ch = 0; ch < channels; ch++) {
         let acc = half;
-        for (let t = 0; t < n; t++) acc += cur[(s + t) * rowLen + i] * k[kb + t];
-        out[yy * rowLen + i] = clip8(acc);
+        for (let t = 0, at = first + ch; t < n; t++, at += channels) acc = (acc + src[at] * k[kb + t]) | 0;
+        out[rowOut + xx * channels + ch] = clip8Fixed(acc);
       }
     }
-    cur = out;
   }
-  return cur === src ? src.slice() : cur;
+  return out;
+}
+
+function verticalPassU8(src: Uint8Array, inH: number, rowLen: number, outH: number): Uint8Array {
+  const c = computeCoefficients(inH, outH);
+  const k = fixedPoint(c);
+  const out = new Uint8Array(outH * rowLen);
+  const half = 1 << (PRECISION_BITS - 1);
+  for (let yy = 0; yy < outH; yy++) {
+    const n = c.count[yy];
+    const kb = yy * c.kernelSize;
+    const first = c.start[yy] * rowLen;
+    const o = yy * rowLen;
+    for (let i = 0; i < rowLen; i++) {
+      let acc = half;
+      for (let t = 0, at = first + i; t < n; t++, at += rowLen) acc = (acc + src[at] * k[kb + t]) | 0;
+      out[o + i] = clip8Fixed(acc);
+    }
+  }
+  return out;
 }
 
 /**
