@@ -176,6 +176,19 @@ export function settingSource(name: SettingName): string {
   return overrides.has(name) ? `configure({ ${name} })` : SETTINGS[name].variable;
 }
 
+/**
+ * Turns off onnxruntime's own telemetry before it loads (and before a worker
+ * thread that may load it starts: the process environment is shared, a
+ * worker's process.env is not). onnxruntime-node 1.30 on Linux starts a
+ * telemetry system that reads /proc/self/cmdline with a recursive regex:
+ * a command line over about 30 KB (`hetmm predict` with ~400 file paths)
+ * overflowed the main thread's stack and killed the process with SIGSEGV.
+ * It is also network traffic, which hetmm never makes at run time.
+ */
+export function disableOnnxruntimeTelemetry(): void {
+  process.env.ORT_DISABLE_TELEMETRY = '1';
+}
+
 /** The user cache directory for hetmm (HETMM_CACHE_DIR, else the platform convention). */
 export function cacheDir(env: Environment = process.env, platform: NodeJS.Platform = process.platform): string {
   const explicit = setting('cacheDir', env);

@@ -151,6 +151,28 @@ test('6: a closed stdout ends the process quietly (exit 141, no stack trace)', a
   assert.equal(stderr, '');
 });
 
+test('6: a long command line (600 paths, about 70 KB) is scored, not a crash: onnxruntime telemetry is off', async () => {
+  // onnxruntime-node 1.30's telemetry parsed /proc/self/cmdline with a recursive regex and overflowed the
+  // main thread's stack (SIGSEGV) from about 30 KB of arguments, e.g. `hetmm predict dir/*.png` with ~400 files.
+  const cli = path.join(repoRoot, 'dist/src/cli/main.js');
+  const missing = Array.from({ length: 600 }, (_, i) => path.join(tmp, 'not-there', `${'a-long-directory-name-'.repeat(4)}${i}.png`));
+  const child = spawn(process.execPath, [cli, 'predict', '-t', store, good(0), ...missing, '--json', '--quiet'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
+  assert.equal(signal, null, `killed by ${signal}: ${stderr.slice(0, 500)}`);
+  assert.equal(code, 3, stderr.slice(0, 500));
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; score?: number; code?: string });
+  assert.equal(lines.length, 601);
+  assert.equal(lines[0]!.file, good(0));
+  assert.equal(typeof lines[0]!.score, 'number');
+  assert.ok(lines.slice(1).every((l) => l.code === 'E_IMAGE_READ'));
+});
+
 test('7: library entry points validate their options with E_ARGUMENT naming the field', async () => {
   const bottlePreset = resolvePreset('bottle');
   const nanAlpha = { ...bottlePreset, layers: [{ ...bottlePreset.layers[0], alpha: NaN }, bottlePreset.layers[1], bottlePreset.layers[2]] };

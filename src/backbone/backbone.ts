@@ -10,7 +10,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import type { Environment } from '../config.js';
+import { disableOnnxruntimeTelemetry, type Environment } from '../config.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/types.js';
 import {
@@ -48,6 +48,7 @@ let ortModule: Promise<typeof ort> | undefined;
 let ortLoaded: typeof ort | undefined;
 /** onnxruntime-node, imported on first use (importing hetmm must not load it); the quantiser's calibration shares it. */
 export async function loadOrt(): Promise<typeof ort> {
+  if (ortModule === undefined) disableOnnxruntimeTelemetry();
   ortModule ??= import('onnxruntime-node').then((m) => (ortLoaded = m));
   return ortModule;
 }

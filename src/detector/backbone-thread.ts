@@ -9,6 +9,7 @@
  * model (its memory cost is measured in docs/PERFORMANCE.md).
  */
 import { Worker } from 'node:worker_threads';
+import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { BackboneDescription } from '../backbone/description.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
 import type { LoadedImage } from '../image/index.js';
@@ -56,6 +57,7 @@ export class BackboneThread {
   inputSize: readonly [number, number] = [0, 0];
 
   private constructor(options: BackboneThreadOptions) {
+    disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
     this.#worker = new Worker(new URL('./backbone-worker.js', import.meta.url), { workerData: options });
     this.#worker.on('message', (reply: BackboneReply) => {
       const p = this.#pending.get(reply.id);

@@ -14,6 +14,7 @@
  * A run matches against the store as it was when the run started.
  */
 import { Worker } from 'node:worker_threads';
+import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { Backbone } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
@@ -106,6 +107,7 @@ class PipelineThread {
   failure: Error | undefined;
 
   constructor(model: PipelineModel) {
+    disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
     this.#worker = new Worker(new URL('./pipeline-worker.js', import.meta.url), { workerData: model });
     this.#worker.unref();
     this.#worker.on('message', (reply: PipelineReply) => {

@@ -6,6 +6,7 @@
  * server's event loop for seconds. The uploads are decoded there too.
  */
 import { Worker } from 'node:worker_threads';
+import { disableOnnxruntimeTelemetry } from '../config.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
 
 export interface QuantizeThreadOptions {
@@ -31,6 +32,7 @@ export interface QuantizeThreadResult {
 export type QuantizeThreadReply = ({ ok: true } & QuantizeThreadResult) | { ok: false; code?: HetmmErrorCode; message: string };
 
 export function quantizeOnThread(options: QuantizeThreadOptions): Promise<QuantizeThreadResult> {
+  disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
   const worker = new Worker(new URL('./quantize-worker.js', import.meta.url), { workerData: options });
   const done = new Promise<QuantizeThreadResult>((resolve, reject) => {
     worker.once('message', (reply: QuantizeThreadReply) => {

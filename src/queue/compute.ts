@@ -1,5 +1,6 @@
 /** The worker's side of its compute thread (./compute-thread.ts): one promise per request. */
 import { Worker } from 'node:worker_threads';
+import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { DetectorOptions } from '../detector/detector.js';
 import type { LineInfo } from '../server/executor.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
@@ -43,6 +44,7 @@ export class ComputeThread {
   #dead: Error | undefined;
 
   constructor() {
+    disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
     this.#thread = new Worker(new URL('./compute-thread.js', import.meta.url));
     this.#thread.on('message', (reply: ComputeReply) => {
       const p = this.#pending.get(reply.id);
