@@ -20,6 +20,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { after, before, describe, it } from 'node:test';
 import { pipelinesOption, AUTO_PIPELINES_MIN_IMAGES } from '../src/cli/pipelines-option.js';
 import { Detector, type Prediction } from '../src/detector/detector.js';
@@ -213,6 +215,24 @@ describe('predictMany({ pipelines })', () => {
     } finally {
       float.preset = plainPreset;
     }
+  });
+
+  it('does not keep the predictions it has yielded (a long run must not grow with its length)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const files = [cracks[9]!, good[25]!, cracks[10]!, good[26]!, cracks[11]!, good[27]!, cracks[12]!, good[28]!, cracks[13]!, good[29]!];
+    const yielded: WeakRef<Float32Array>[] = [];
+    let i = 0;
+    for await (const r of float.predictMany(files, { pipelines: 2 })) {
+      yielded.push(new WeakRef(r.prediction!.pixelMap));
+      if (++i < files.length) continue;
+      // the run is still open (this is its last outcome): earlier predictions are only the run's to keep
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      const kept = yielded.slice(0, -1).filter((w) => w.deref() !== undefined).length;
+      assert.equal(kept, 0, `${kept} of ${files.length - 1} yielded predictions still held by the run`);
+    }
+    assert.equal(i, files.length);
   });
 
   it('rejects bad options', async () => {

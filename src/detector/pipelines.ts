@@ -200,7 +200,8 @@ export class PipelinePool {
    */
   async *run(sources: readonly string[]): AsyncGenerator<PipelineOutcome> {
     await this.#ready;
-    const outcomes: Promise<PipelineOutcome>[] = [];
+    // outcomes[i] is dropped once yielded: a run of thousands of images must not keep every prediction
+    const outcomes: (Promise<PipelineOutcome> | undefined)[] = [];
     let consumed = 0;
     const fill = (): void => {
       while (outcomes.length < sources.length && outcomes.length < consumed + (PIPELINE_DEPTH + 1) * this.count) {
@@ -217,12 +218,13 @@ export class PipelinePool {
       fill();
       for (let i = 0; i < sources.length; i++) {
         const outcome = await outcomes[i]!;
+        outcomes[i] = undefined;
         consumed = i + 1;
         fill();
         yield outcome;
       }
     } finally {
-      await Promise.allSettled(outcomes);
+      await Promise.allSettled(outcomes.filter((o) => o !== undefined));
     }
   }
 
