@@ -45,8 +45,9 @@ thread with its own model session (more memory; docs/PERFORMANCE.md).
 --pipelines N runs N independent single-threaded pipelines (decode, backbone,
 matching, scoring) on worker threads, sharing one copy of the templates: on
 2 cores the fastest way through many images (docs/PERFORMANCE.md,
-"Pipelines"). Default auto: one per core (at most 8) from 24 images on, else 1.
-Output and order are the same either way.`;
+"Pipelines"). Default auto: one per core (at most 8) from 24 images on, else 1
+(and 1 with --backbone-thread). With more than one pipeline, --concurrency
+does not apply. Output and order are the same either way.`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
