@@ -35,14 +35,11 @@ import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { main as cliMain } from '../src/cli/main.js';
 import { Detector } from '../src/detector/detector.js';
+import { loadImagesFrom } from '../src/image/index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tile = path.resolve(repoRoot, '../shared/datasets/magnetic-tile/magnetic_tile');
-const images = (dir: string): string[] =>
-  readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png|bmp)$/i.test(f))
-    .sort()
-    .map((f) => path.join(dir, f));
+const images = (dir: string): Promise<string[]> => loadImagesFrom([dir]);
 
 interface RunResult {
   readonly images: number;
@@ -75,7 +72,7 @@ async function readyThenGo(): Promise<void> {
 async function child(store: string, spec: ChildSpec): Promise<void> {
   const test = path.join(tile, 'test');
   const classes = readdirSync(test).filter((c) => c !== 'ground_truth').sort().slice(0, 4);
-  const files = classes.flatMap((c) => images(path.join(test, c)).slice(0, 6));
+  const files = (await Promise.all(classes.map(async (c) => (await images(path.join(test, c))).slice(0, 6)))).flat();
   if (spec.cli !== undefined) {
     const list = Array.from({ length: spec.reps }, () => files).flat();
     const sink = new Writable({ write: (_chunk, _enc, done) => done() });
@@ -176,7 +173,7 @@ async function main(): Promise<void> {
     console.log('|---:|---|---:|---:|---:|---:|');
     for (const templates of templateCounts) {
       const store = path.join(dir, `mt${templates}.hetmm`);
-      const train = images(path.join(tile, 'train', 'good')).slice(0, templates);
+      const train = (await images(path.join(tile, 'train', 'good'))).slice(0, templates);
       const dtype = templates > 60 ? ['--dtype', 'float16'] : [];
       execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', store, '--precision', 'int8', '--no-calibrate', ...dtype], { stdio: 'ignore' });
       const results = new Map<Mode, RunResult[][]>(modes.map((m) => [m, []]));

@@ -9,20 +9,17 @@
  * post-processing). Stores: the first K magnetic-tile train/good images; the
  * int8 backbone is quantised on them (hetmm quantize-model defaults).
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { quantizeModel } from '../src/backbone/index.js';
 import { Detector } from '../src/detector/detector.js';
+import { loadImagesFrom } from '../src/image/index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tile = path.resolve(repoRoot, '../shared/datasets/magnetic-tile/magnetic_tile');
-const list = (dir: string): string[] =>
-  readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png|bmp)$/i.test(f))
-    .sort()
-    .map((f) => path.join(dir, f));
+const list = (dir: string): Promise<string[]> => loadImagesFrom([dir]);
 
 const STAGES = ['decode', 'backbone', 'match', 'score'] as const;
 type Stage = (typeof STAGES)[number];
@@ -57,8 +54,8 @@ async function main(): Promise<void> {
   };
   const count = arg('--images', 16);
   const templates = arg('--templates', 60);
-  const train = list(path.join(tile, 'train', 'good'));
-  const test = [...list(path.join(tile, 'test', 'blowhole')), ...train.slice(templates)].filter((_, i) => i % 5 === 0).slice(0, count);
+  const train = await list(path.join(tile, 'train', 'good'));
+  const test = [...(await list(path.join(tile, 'test', 'blowhole'))), ...train.slice(templates)].filter((_, i) => i % 5 === 0).slice(0, count);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hetmm-stage-cpu-'));
   try {
     const int8Model = path.join(dir, 'int8.onnx');

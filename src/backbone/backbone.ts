@@ -16,6 +16,7 @@ import type { LoadedImage } from '../image/types.js';
 import {
   DEFAULT_BACKBONE,
   DEFAULT_MODEL_FILE,
+  descriptionPathFor,
   loadBackboneDescription,
   type BackboneDescription,
   type BackboneIdentity,
@@ -150,7 +151,7 @@ export class Backbone {
     const { path: modelPath } = await resolveModel({ model: options.model, env: options.env });
     let description = options.description;
     if (description === undefined) {
-      const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;
+      const sidecar = descriptionPathFor(modelPath);
       if (existsSync(sidecar)) description = await loadBackboneDescription(sidecar);
       else if (path.basename(modelPath) === DEFAULT_MODEL_FILE) description = DEFAULT_BACKBONE;
       else description = { ...DEFAULT_BACKBONE, name: path.basename(modelPath).replace(/\.onnx$/i, '') };

@@ -99,6 +99,11 @@ export function validateBackboneDescription(value: unknown, where = 'backbone de
 }
 
 /** Read and validate a backbone description JSON file (e.g. `<model>.json`). */
+/** The description file beside a model: `<model without .onnx>.json`. */
+export function descriptionPathFor(modelPath: string): string {
+  return `${modelPath.replace(/\.onnx$/i, '')}.json`;
+}
+
 export async function loadBackboneDescription(path: string): Promise<BackboneDescription> {
   let text: string;
   try {

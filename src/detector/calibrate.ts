@@ -62,7 +62,7 @@ export async function calibrateStore(detector: Detector, options: CalibrateOptio
     options.source === undefined ? await leaveOneOutScores(detector, sampling) : await heldOutTemplateScores(detector, options.source, sampling);
   const what = options.source === undefined ? 'leave-one-out template scores' : 'original template scores against the PTS sheets';
   const chosen = normalOnlyThreshold(cal.scores, { falseAlarmRate: rate });
-  const int8 = backend !== undefined || (detector.backend as { precision?: string }).precision === 'int8';
+  const int8 = backend !== undefined || detector.backend.precision === 'int8';
   const matching = int8 ? ', int8 matching' : '';
   const threshold: StoredThreshold = {
     value: chosen.threshold,
@@ -82,7 +82,7 @@ export async function calibrateStore(detector: Detector, options: CalibrateOptio
 
 /** An int8 fast backend for calibration when the detector does not match in int8 already and the CPU has VNNI. */
 export async function int8MatchingBackend(detector: Detector): Promise<KernelBackend | undefined> {
-  if ((detector.backend as { precision?: string }).precision === 'int8' || detector.backend.name !== 'fast') return undefined;
+  if (detector.backend.precision === 'int8' || detector.backend.name !== 'fast') return undefined;
   try {
     const { loadFastBackend } = await import('../kernels/fast/index.js');
     return await loadFastBackend({ precision: 'int8' });

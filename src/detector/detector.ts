@@ -15,7 +15,7 @@ import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
-import { bandProfile, resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
+import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';

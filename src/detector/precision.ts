@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { DEFAULT_CALIBRATION_IMAGES, quantizeModel, type QuantizeModelResult } from '../backbone/index.js';
+import { evenlySpaced } from '../backbone/quantize/index.js';
 import { loadImage } from '../image/index.js';
 import { resolveModel } from '../models/index.js';
 import { INT8_BACKBONE_META } from './store-backbone.js';
@@ -38,8 +39,7 @@ export async function quantizeBackboneFor(
  * densely so that a few bad files still leave a full calibration set.
  */
 export async function decodableCalibrationFiles(files: readonly string[], maxPixels?: number): Promise<string[]> {
-  const n = Math.min(files.length, 2 * DEFAULT_CALIBRATION_IMAGES);
-  const candidates = Array.from({ length: n }, (_, i) => files[Math.floor((i * files.length) / n)]!);
+  const candidates = evenlySpaced(files, 2 * DEFAULT_CALIBRATION_IMAGES);
   const good: string[] = [];
   for (const f of candidates) {
     const ok = await loadImage(f, { size: [8, 8], ...(maxPixels === undefined ? {} : { maxPixels }) }).then(

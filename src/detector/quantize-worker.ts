@@ -1,6 +1,7 @@
 /** Worker-thread side of ./quantize-thread.ts: decode the uploads, quantise the backbone on them. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DEFAULT_CALIBRATION_IMAGES } from '../backbone/index.js';
+import { evenlySpaced } from '../backbone/quantize/index.js';
 import { isHetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
 import { quantizeBackboneFor } from './precision.js';
@@ -10,8 +11,7 @@ const options = workerData as QuantizeThreadOptions;
 
 async function run(): Promise<QuantizeThreadReply> {
   // only the images the quantiser keeps are decoded (evenly spaced, at most DEFAULT_CALIBRATION_IMAGES)
-  const n = Math.min(options.images.length, DEFAULT_CALIBRATION_IMAGES);
-  const picked = Array.from({ length: n }, (_, i) => options.images[Math.floor((i * options.images.length) / n)]!);
+  const picked = evenlySpaced(options.images, DEFAULT_CALIBRATION_IMAGES);
   const arrays: Float32Array[] = [];
   for (const bytes of picked) {
     const image = await loadImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {

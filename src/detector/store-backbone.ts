@@ -12,6 +12,7 @@
 import { existsSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
+import { descriptionPathFor } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 
@@ -31,7 +32,7 @@ export function int8BackbonePathFor(storeFile: string): string {
  */
 export async function copyStoreBackbone(files: StoreBackboneFiles, storeFile: string, meta: Record<string, unknown>): Promise<StoreBackboneFiles> {
   const model = int8BackbonePathFor(storeFile);
-  const description = `${model.replace(/\.onnx$/i, '')}.json`;
+  const description = descriptionPathFor(model);
   if (path.resolve(model) !== path.resolve(files.model)) {
     await copyFile(files.model, model);
     await copyFile(files.description, description);
@@ -65,7 +66,7 @@ export function storeBackboneFiles(storeFile: string, meta: Record<string, unkno
     throw new HetmmError('E_STORE_FORMAT', `template store '${storeFile}' names its int8 backbone as ${JSON.stringify(named)}, not a file name beside it`);
   }
   const model = path.join(path.dirname(storeFile), named);
-  const description = `${model.replace(/\.onnx$/i, '')}.json`;
+  const description = descriptionPathFor(model);
   const missing = [model, description].filter((f) => !existsSync(f));
   if (missing.length > 0) {
     throw new HetmmError(

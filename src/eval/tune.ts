@@ -412,11 +412,9 @@ async function chooseBands(c: {
   const alphas = preset.layers.map((l) => l.alpha);
   const lambdas = preset.layers.map((l) => l.lambda);
   const post = preset.pixel;
-  const maps = results.map((r) => {
-    const raw = combine(r, c.layerShapes, alphas, lambdas, mapH, mapW);
-    return post.kind === 'blur' ? gaussianBlur(raw, mapH, mapW, post.sigma / SUBSAMPLE, smallKernel(post.kernel)) : raw;
-  });
-  const scores = results.map((r) => mapMax(combine(r, c.layerShapes, alphas, lambdas, mapH, mapW)));
+  const raws = results.map((r) => combine(r, c.layerShapes, alphas, lambdas, mapH, mapW));
+  const maps = raws.map((raw) => (post.kind === 'blur' ? gaussianBlur(raw, mapH, mapW, post.sigma / SUBSAMPLE, smallKernel(post.kernel)) : raw));
+  const scores = raws.map((raw) => mapMax(raw));
   const cues = queries.map((q) => bandMap(q.profile, proxyStats, mapH, mapW));
   const cleanMaps = maps.filter((_, k) => queries[k]!.label === 0);
   const level = cleanMaps.reduce((sum, m) => sum + m.reduce((a, v) => a + v, 0) / m.length, 0) / cleanMaps.length;

@@ -74,12 +74,6 @@ function fixedPoint(c: Coefficients): Int32Array {
   return out;
 }
 
-function clip8(v: number): number {
-  if (v >= 1 << (PRECISION_BITS + 8)) return 255;
-  if (v <= 0) return 0;
-  return Math.floor(v / (1 << PRECISION_BITS));
-}
-
 /**
  * Resize an interleaved 8-bit image (HWC, `channels` per pixel) to
  * outH x outW exactly like Pillow's BILINEAR resize.

@@ -27,6 +27,7 @@ import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
+import { descriptionPathFor } from '../backbone/description.js';
 import { defaultInt8Matching, int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
 import { openStoreDetector } from '../detector/store-detector.js';
@@ -385,7 +386,7 @@ export class InProcessExecutor implements InspectionExecutor {
       if (int8 !== undefined) {
         const model = line.detector.backbone.modelPath;
         await rm(model, { force: true });
-        await rm(`${model.replace(/\.onnx$/i, '')}.json`, { force: true });
+        await rm(descriptionPathFor(model), { force: true });
         if (![...this.#lines.values()].some((l) => l.thread === line.thread)) {
           this.#threads.delete(model);
           await line.thread.close();
@@ -564,7 +565,7 @@ export function describeLine(detector: Detector, templates: number, t: StoredThr
     backbone: d.backbone.name,
     backend: detector.backend.name,
     precision: int8BackboneName(detector.store.meta) === undefined ? 'float' : 'int8',
-    matching: (detector.backend as { precision?: 'float' | 'int8' }).precision ?? 'float',
+    matching: detector.backend.precision ?? 'float',
   };
 }
 

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HetmmError } from '../../errors.js';
 import { loadImage, loadImagesFrom } from '../../image/index.js';
-import { DEFAULT_BACKBONE, DEFAULT_MODEL_FILE, loadBackboneDescription, type BackboneDescription } from '../description.js';
+import { DEFAULT_BACKBONE, DEFAULT_MODEL_FILE, descriptionPathFor, loadBackboneDescription, type BackboneDescription } from '../description.js';
 import { resolveModelPath } from '../model-path.js';
 import { observeRangesAndMeans, checkCalibrationMethod, type CalibrationMethod } from './calibrate.js';
 import { checkSingleImageInput, foldBatchNorms, fuseInputNormalisation, makeBatchSymbolic } from './fold.js';
@@ -94,7 +94,7 @@ export function parseCalibrationMethod(text: string): CalibrationMethod {
 
 async function resolveDescription(modelPath: string, given: BackboneDescription | undefined): Promise<BackboneDescription> {
   if (given) return given;
-  const sidecar = `${modelPath.replace(/\.onnx$/i, '')}.json`;
+  const sidecar = descriptionPathFor(modelPath);
   try {
     return await loadBackboneDescription(sidecar);
   } catch (e) {
@@ -106,7 +106,8 @@ async function resolveDescription(modelPath: string, given: BackboneDescription 
   }
 }
 
-function evenlySpaced<T>(items: readonly T[], n: number): T[] {
+/** At most `n` of `items`, evenly spaced (all of them when there are no more than `n`). */
+export function evenlySpaced<T>(items: readonly T[], n: number): T[] {
   if (items.length <= n) return [...items];
   return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]);
 }
@@ -190,7 +191,7 @@ export async function quantizeModel(options: QuantizeModelOptions): Promise<Quan
   model.docString = `int8 QDQ of ${path.basename(modelPath)} (${methodText(method)} calibration on ${inputs.length} images)`;
   model.metadataProps.push(onnx.StringStringEntryProto.create({ key: 'hetmm.description', value: JSON.stringify(qDescription) }));
   const out = encodeModel(model);
-  const descriptionPath = `${options.output.replace(/\.onnx$/i, '')}.json`;
+  const descriptionPath = descriptionPathFor(options.output);
   try {
     await writeFile(options.output, out);
     await writeFile(descriptionPath, `${JSON.stringify(qDescription, null, 2)}\n`);

@@ -99,7 +99,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     }
     const seconds = (performance.now() - t0) / 1000;
     const d = detector.store.describe();
-    const matching = (detector.backend as { precision?: string }).precision ?? 'float';
+    const matching = detector.backend.precision ?? 'float';
     report.out(
       `wrote ${values.output}: ${d.count} templates, ${(d.bytesOnDisk / 2 ** 20).toFixed(1)} MiB, ${d.dtype}, ` +
         `${fitted.precision} backbone, ${matching} matching, backend ${detector.backend.name}, ${seconds.toFixed(1)} s`,

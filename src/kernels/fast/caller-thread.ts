@@ -56,6 +56,13 @@ export function shareLayer(stack: FeatureStack, options: MatchOptions, precision
   return { kind: 'float', stack: { dtype: stack.dtype, shape: [n, c, h, w], data: sharedCopy(view) } };
 }
 
+/** The addon's query quantiser and aligned allocator, made once per thread: matchSharedLayer runs per layer per image. */
+let tools: readonly [MapQuantizer | undefined, ByteAllocator] | undefined;
+function queryTools(binding: NativeBinding): readonly [MapQuantizer | undefined, ByteAllocator] {
+  tools ??= [nativeQuantizer(binding), alignedBytes((array) => binding.alignmentOffset(array))];
+  return tools;
+}
+
 /**
  * Matches one query map against a shared layer on this thread, synchronously
  * (same results as the fast backend's matchLayer at the layer's precision).
@@ -72,8 +79,8 @@ export function matchSharedLayer(layer: SharedLayer, query: QueryMap, options: M
     }
     const forward = new Float32Array(h * w);
     const backward = new Float32Array(h * w);
-    const offsetOf = binding.alignmentOffset.bind(binding);
-    const q8 = quantizeQueryInt8(query, nativeQuantizer(binding), alignedBytes((array) => offsetOf(array)));
+    const [quantizer, allocate] = queryTools(binding);
+    const q8 = quantizeQueryInt8(query, quantizer, allocate);
     const t = layer.templates;
     binding.matchLayerInt8Here(q8.data, q8.scale, t.data, t.scale, t.sum, n, q8.groups, h, w, rf, rb, forward, backward);
     return { forward, backward };
