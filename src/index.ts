@@ -17,7 +17,7 @@
  * loads neither onnxruntime nor sharp: they load on first use.
  */
 import type { Detector, DetectorOptions } from './detector/detector.js';
-import type { FitStoreOptions, FitStoreResult } from './eval/fit-store.js';
+import type { FitStoreOptions, FitStoreResult } from './fit/fit-store.js';
 import type { EvaluateCallback, EvaluateOptions, EvaluationResult } from './eval/run.js';
 import type { CompressOptions, CompressResult } from './selection/compress-store.js';
 import { TemplateStore } from './store/index.js';
@@ -50,10 +50,10 @@ export async function compressStore(source: TemplateStore, k: number, options?: 
 /**
  * The one call that makes a store ready from normal images: add them, tune
  * the preset (optional), PTS (optional), calibrate the threshold for a
- * stated false-alarm rate, save; see src/eval/fit-store.ts. Given detector
+ * stated false-alarm rate, save; see src/fit/fit-store.ts. Given detector
  * options (not a Detector), it opens the detector and fits int8 end to end
  * by default (the backbone quantised on the normals, beside the store).
  */
 export async function fitStore(detector: Detector | DetectorOptions, options?: FitStoreOptions): Promise<FitStoreResult> {
-  return (await import('./eval/fit-store.js')).fitStore(detector, options);
+  return (await import('./fit/fit-store.js')).fitStore(detector, options);
 }

@@ -21,13 +21,14 @@ const srcDir = path.join(repoRoot, 'src');
  */
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts', 'config.ts', 'version.ts', 'package-root.ts'],
-  ['image'],
+  ['image', 'metrics'],
   ['backbone', 'models'],
   ['store'],
   ['kernels'],
   ['matching'],
   ['selection'],
   ['detector'],
+  ['fit'],
   ['eval'],
   ['server'],
   ['queue'],

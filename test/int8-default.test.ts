@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { Detector, INT8_BACKBONE_META } from '../src/detector/detector.js';
 import { leaveOneOutScores } from '../src/detector/calibrate.js';
-import { fitStore, type FitStoreResult } from '../src/eval/fit-store.js';
+import { fitStore, type FitStoreResult } from '../src/fit/fit-store.js';
 import { SharedDirBlobStore } from '../src/queue/blob-store.js';
 import { QueueClient } from '../src/queue/client.js';
 import { createServer } from '../src/server/index.js';

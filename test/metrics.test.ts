@@ -24,7 +24,7 @@ import {
   proHetmm,
   radixSortFloat32,
   type MetricResult,
-} from '../src/eval/metrics/index.js';
+} from '../src/metrics/index.js';
 import { f1OptimalThreshold, isAnomalous, normalOnlyThreshold } from '../src/eval/thresholds.js';
 import {
   buildReport,

@@ -2,7 +2,7 @@
 // normals per pixel and added to the default map at its best weight, raise MT's pixel AUROC? Reads cue-cache.mjs output.
 import { readFileSync } from 'node:fs';
 import { loadMask } from '../../dist/src/image/index.js';
-import { imageAuroc, pixelAuroc, aupro } from '../../dist/src/eval/metrics/index.js';
+import { imageAuroc, pixelAuroc, aupro } from '../../dist/src/metrics/index.js';
 import { mapMax, upsampleBilinearAlignCorners, gaussianBlur } from '../../dist/src/matching/index.js';
 const P = process.env.CACHE ?? 'cue-';
 const meta = JSON.parse(readFileSync(P + 'meta.json'));

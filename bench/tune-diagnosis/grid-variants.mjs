@@ -2,7 +2,7 @@
 // variants between them, on the same features (float32 store of the 25 normals, float matching as `hetmm eval`).
 import { Detector } from '../../dist/src/detector/detector.js';
 import { readMvtecCategory } from '../../dist/src/eval/datasets.js';
-import { aupro, imageAuroc, pixelAuroc } from '../../dist/src/eval/metrics/index.js';
+import { aupro, imageAuroc, pixelAuroc } from '../../dist/src/metrics/index.js';
 import { loadMask } from '../../dist/src/image/index.js';
 import { parseLayerSpec, parsePostProcess } from '../../dist/src/matching/index.js';
 const root = new URL('../../../shared/datasets/mvtec-grid-subset', import.meta.url).pathname;

@@ -1,7 +1,7 @@
 // Offline (labels used for DIAGNOSIS only): real MT metrics of normalisation variants on cached match results.
 import { readFileSync } from 'node:fs';
 import { loadMask } from '../../dist/src/image/index.js';
-import { imageAuroc, pixelAuroc, aupro } from '../../dist/src/eval/metrics/index.js';
+import { imageAuroc, pixelAuroc, aupro } from '../../dist/src/metrics/index.js';
 import { gaussianBlur, mapMax, upsampleBilinearAlignCorners } from '../../dist/src/matching/index.js';
 const TAG = process.env.TAG ?? '';
 const meta = JSON.parse(readFileSync(`cache-${TAG}meta.json`));

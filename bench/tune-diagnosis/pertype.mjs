@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { loadMask } from '../../dist/src/image/index.js';
-import { pixelAuroc, aupro } from '../../dist/src/eval/metrics/index.js';
+import { pixelAuroc, aupro } from '../../dist/src/metrics/index.js';
 import { upsampleBilinearAlignCorners } from '../../dist/src/matching/index.js';
 const meta = JSON.parse(readFileSync(`cache-meta.json`));
 const buf = readFileSync(`cache-${process.env.WI ?? 0}.bin`);

@@ -1,10 +1,10 @@
 // Proxy vs real ranking of tune's candidates, per synthetic kind (labels used for this STUDY only, never by tune).
 import { Detector } from '../../dist/src/detector/detector.js';
 import { readMvtecCategory } from '../../dist/src/eval/datasets.js';
-import { tunePreset } from '../../dist/src/eval/tune.js';
-import { SYNTHETIC_KINDS } from '../../dist/src/eval/synthetic.js';
+import { tunePreset } from '../../dist/src/fit/tune.js';
+import { SYNTHETIC_KINDS } from '../../dist/src/fit/synthetic.js';
 import { loadMask } from '../../dist/src/image/index.js';
-import { imageAuroc, pixelAuroc, aupro } from '../../dist/src/eval/metrics/index.js';
+import { imageAuroc, pixelAuroc, aupro } from '../../dist/src/metrics/index.js';
 import { combineLayers, gaussianBlur, mapMax } from '../../dist/src/matching/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 const [root, cat, NT, out] = process.argv.slice(2);

@@ -2,7 +2,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { HetmmError } from '../errors.js';
-import type { TuneOptions, TuneRecord } from '../eval/tune.js';
+import type { TuneOptions, TuneRecord } from '../fit/tune.js';
 import { intOption, numberOption } from './options.js';
 
 export const CALIBRATION_OPTIONS = {

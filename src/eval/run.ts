@@ -38,10 +38,10 @@ import type { BackendPreference } from '../kernels/index.js';
 import { resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
 import { TemplateStore } from '../store/index.js';
 import { readStoreMeta } from '../store/peek.js';
-import { fitStore, type FitStoreResult } from './fit-store.js';
-import type { TuneOptions } from './tune.js';
+import { fitStore, type FitStoreResult } from '../fit/fit-store.js';
+import type { TuneOptions } from '../fit/tune.js';
 import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';
-import { aupro, f1Max, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from './metrics/index.js';
+import { aupro, f1Max, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from '../metrics/index.js';
 import {
   buildReport,
   selectWorstExamples,

@@ -12,8 +12,8 @@
  *   false-alarm rate instead.
  */
 import { HetmmError } from '../errors.js';
-import { f1Max } from './metrics/f1-max.js';
-import { checkScoresLabels } from './metrics/validate.js';
+import { f1Max } from '../metrics/f1-max.js';
+import { checkScoresLabels } from '../metrics/validate.js';
 import { isAnomalous } from '../detector/threshold.js';
 
 // Normal-only thresholds are chosen at fit, in the detector layer; re-exported here next to the labelled ones.

@@ -1,7 +1,7 @@
 /** Seeded random test data, so failures reproduce (shared by tests and benches). */
 
 /** mulberry32: a small seeded PRNG returning numbers in [0, 1) (the one synthetic defects use). */
-import { makeRng as rng } from '../../src/eval/synthetic.js';
+import { makeRng as rng } from '../../src/fit/synthetic.js';
 
 export { rng };
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { packageRoot } from '../../backbone/index.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
-import { fitStore } from '../../eval/fit-store.js';
+import { fitStore } from '../../fit/fit-store.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { COMMON_OPTIONS, detectorOptions, parse } from '../options.js';

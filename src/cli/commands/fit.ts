@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describeFalseAlarms } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
-import { fitStore } from '../../eval/fit-store.js';
+import { fitStore } from '../../fit/fit-store.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';

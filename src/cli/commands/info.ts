@@ -2,7 +2,7 @@ import { describeFalseAlarms, type StoredThreshold } from '../../detector/thresh
 import path from 'node:path';
 import { storeBackboneFiles } from '../../detector/store-backbone.js';
 import { HetmmError } from '../../errors.js';
-import type { TuneRecord } from '../../eval/tune.js';
+import type { TuneRecord } from '../../fit/tune.js';
 import { describeTuning } from '../calibration-options.js';
 import { TemplateStore } from '../../store/index.js';
 import type { CliContext } from '../context.js';

@@ -3,7 +3,7 @@
  * percent, MVTec AUPRO as a fraction) on [M, H, W] maps and 0/1 masks.
  * Maps are rounded to float32, as the pipeline produces them.
  */
-import { aupro, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from '../../../src/eval/metrics/index.js';
+import { aupro, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from '../../../src/metrics/index.js';
 import type { CheckResult, ParityChecker } from '../types.js';
 import { combineChecks, compareArrays, tensorFromJson, tensorFromJson32 } from '../util.js';
 

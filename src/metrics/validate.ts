@@ -1,4 +1,4 @@
-import { HetmmError } from '../../errors.js';
+import { HetmmError } from '../errors.js';
 
 /**
  * Argument checks shared by the metrics. They run once at the public

@@ -46,7 +46,7 @@ import {
   type Preset,
 } from '../matching/index.js';
 import { float16ArrayToFloat32 } from '../store/index.js';
-import { aupro, imageAuroc, pixelAuroc } from './metrics/index.js';
+import { aupro, imageAuroc, pixelAuroc } from '../metrics/index.js';
 import { makeRng, synthesizeDefect, type SyntheticKind } from './synthetic.js';
 
 export interface TuneOptions {

@@ -1,4 +1,4 @@
-import { HetmmError } from '../../errors.js';
+import { HetmmError } from '../errors.js';
 import { labelComponents8 } from './connected-components.js';
 import { defined, undefinedMetric, type MetricResult } from './result.js';
 import { checkFprLimit, checkMapsMasks } from './validate.js';
