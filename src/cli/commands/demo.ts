@@ -3,26 +3,39 @@ import path from 'node:path';
 import { packageRoot } from '../../backbone/index.js';
 import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
+import { isMvtecCategory } from '../../matching/index.js';
 import { fitStore } from '../../fit/fit-store.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { COMMON_OPTIONS, detectorOptions, parse } from '../options.js';
 import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
 
-const DEMO_DATA = '../shared/datasets/mvtec-bottle-xs/bottle';
+/** The demo set inside the package (`npm pack` copies it in: scripts/pack-assets.mjs). */
+const BUNDLED_DEMO = 'demo/hazelnut';
+/** The same set in a checkout, from the read-only ../shared beside it. */
+const CHECKOUT_DEMO = '../shared/datasets/hazelnut-toy/hazelnut';
 
 export const DEMO_USAGE = `usage: hetmm demo [--data DIR] [-o OUTDIR] [--model PATH] [--json] [--quiet]
 
-Fits the bundled MVTec AD bottle images (DIR/train/good), predicts every test
-image (DIR/test/*), writes heat maps to OUTDIR (default ./hetmm-demo) and
-prints a score table. DIR defaults to ${DEMO_DATA} (next to the current
-directory or to hetmm's package). Fits as hetmm fit does: int8 end to end
-(the backbone quantised on the training images, OUTDIR/<name>.int8.onnx).`;
+Fits the normal images of a small hazelnut set (DIR/train/good), predicts every
+test image (DIR/test/*), writes heat maps to OUTDIR (default ./hetmm-demo) and
+prints a score table. DIR defaults to the set bundled in hetmm's package
+(${BUNDLED_DEMO}, Intel's hazelnut toy set, CC BY 4.0: ${BUNDLED_DEMO}/ATTRIBUTION.md),
+else, in a checkout, ${CHECKOUT_DEMO}. The preset is the folder's MVTec AD
+category when it names one (hazelnut), else default. Fits as hetmm fit does:
+int8 end to end (the backbone quantised on the training images,
+OUTDIR/<name>.int8.onnx).`;
 
 function findDemoData(option: string | undefined): string {
-  const candidates = option !== undefined ? [path.resolve(option)] : [path.resolve(DEMO_DATA)];
   const root = packageRoot();
-  if (option === undefined && root !== undefined) candidates.push(path.resolve(root, DEMO_DATA));
+  const candidates =
+    option !== undefined
+      ? [path.resolve(option)]
+      : [
+          ...(root !== undefined ? [path.join(root, BUNDLED_DEMO)] : []),
+          path.resolve(CHECKOUT_DEMO),
+          ...(root !== undefined ? [path.resolve(root, CHECKOUT_DEMO)] : []),
+        ];
   for (const c of candidates) if (existsSync(path.join(c, 'train', 'good'))) return c;
   throw new HetmmError(
     'E_DATASET',
@@ -51,12 +64,13 @@ export async function demoCommand(args: string[], ctx: CliContext): Promise<numb
   for (const type of types) for (const file of await loadImagesFrom([path.join(testRoot, type)])) tests.push({ file, type });
 
   const t0 = performance.now();
-  const storeFile = path.join(outDir, `${path.basename(data)}.hetmm`);
+  const category = path.basename(data);
+  const storeFile = path.join(outDir, `${category}.hetmm`);
   const { mkdir } = await import('node:fs/promises');
   await mkdir(outDir, { recursive: true });
   // as hetmm fit: int8 end to end (the backbone quantised on the normals), the default of predict and serve
   const fitted = await fitStore(
-    { ...detectorOptions(values), preset: path.basename(data) === 'bottle' ? 'bottle' : 'default' },
+    { ...detectorOptions(values), preset: isMvtecCategory(category) ? category : 'default' },
     { files: train, output: storeFile, onNote: (m) => report.note(m) },
   );
   const detector = fitted.detector;
