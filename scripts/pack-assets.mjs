@@ -13,7 +13,8 @@
  * Nothing from ../shared is committed: it is copied here at pack time only.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, copyFileSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,9 +35,17 @@ function stage() {
   clean();
   cpSync(demoSource, path.join(demoDir, 'hazelnut'), { recursive: true });
   copyFileSync(path.join(repoRoot, 'scripts', 'demo-attribution.md'), path.join(demoDir, 'ATTRIBUTION.md'));
-  // prebuildify's own bin, run with this Node; npm_config_nodedir (e.g. /usr) keeps node-gyp from downloading headers
-  const prebuildify = path.join(repoRoot, 'node_modules', 'prebuildify', 'bin.js');
-  execFileSync(process.execPath, [prebuildify, '--napi', '--strip'], { cwd: repoRoot, stdio: 'inherit' });
+  // prebuildify runs `node-gyp rebuild`, which would replace the checkout's own build/: build in a copy of the sources
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'hetmm-prebuild-'));
+  try {
+    for (const f of ['package.json', 'binding.gyp', 'native']) cpSync(path.join(repoRoot, f), path.join(scratch, f), { recursive: true });
+    // prebuildify's own bin, run with this Node; npm_config_nodedir (e.g. /usr) keeps node-gyp from downloading headers
+    const prebuildify = path.join(repoRoot, 'node_modules', 'prebuildify', 'bin.js');
+    execFileSync(process.execPath, [prebuildify, '--napi', '--strip'], { cwd: scratch, stdio: 'inherit' });
+    cpSync(path.join(scratch, 'prebuilds'), prebuildsDir, { recursive: true });
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 const step = process.argv[2];

@@ -41,6 +41,8 @@ try {
     description: `${entry.summary}: the ONNX backbone of hetmm (${entry.name}, sha256 ${entry.sha256})`,
     license: entry.licence,
     files: [entry.file, `${stem}.json`, 'README.md', 'LICENSE'],
+    // a scoped package is private by default on the registry; this one is published for everyone
+    publishConfig: { access: 'public' },
     hetmm: { model: entry.name, file: entry.file, size: entry.size, sha256: entry.sha256, source: entry.source },
   };
   writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
