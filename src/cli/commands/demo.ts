@@ -8,7 +8,7 @@ import { fitStore } from '../../fit/fit-store.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { COMMON_OPTIONS, detectorOptions, parse } from '../options.js';
-import { heatmapRange, outputStems, writePredictionFiles } from '../outputs.js';
+import { heatmapRange, writePredictionFiles } from '../outputs.js';
 
 /** The demo set inside the package (`npm pack` copies it in: scripts/pack-assets.mjs). */
 const BUNDLED_DEMO = 'demo/hazelnut';
@@ -82,7 +82,8 @@ export async function demoCommand(args: string[], ctx: CliContext): Promise<numb
     );
     report.out(`threshold ${detector.threshold?.toFixed(4) ?? 'n/a'}; heat maps in ${outDir}\n`);
     report.out(`${'image'.padEnd(28)} ${'score'.padStart(8)}  verdict`);
-    const stems = outputStems(tests.map((t) => t.file));
+    // every output named <type>_<name> (colour_00, good_04), not only where two names clash
+    const stems = tests.map((t) => `${t.type}_${path.parse(t.file).name}`);
     const scores: { type: string; score: number }[] = [];
     let i = 0;
     const t1 = performance.now();
