@@ -21,7 +21,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -61,13 +61,23 @@ async function npmInstall(dir: string, args: string[], env: NodeJS.ProcessEnv): 
   return exec('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...args, tarball], { cwd: dir, env, maxBuffer: 1 << 26 });
 }
 
+/** What packing could leave behind: every untracked or ignored path, and the checkout's own addon build. */
+async function workTreeState(): Promise<{ status: string; addon: number | undefined }> {
+  const { stdout } = await exec('git', ['status', '--porcelain', '--ignored', '--untracked-files=normal'], { cwd: repoRoot });
+  const addon = path.join(repoRoot, 'build', 'Release', 'hetmm_native.node');
+  return { status: stdout, addon: existsSync(addon) ? statSync(addon).mtimeMs : undefined };
+}
+let packEffect: { before: Awaited<ReturnType<typeof workTreeState>>; after: Awaited<ReturnType<typeof workTreeState>> } | undefined;
+
 before(async () => {
   const given = process.env.HETMM_TEST_TARBALL;
   if (given !== undefined && given !== '') tarball = path.resolve(given);
   else {
+    const before = await workTreeState();
     // (prepack's build output shares stdout with --json, so the tarball is found by name)
     await exec('npm', ['pack', '--pack-destination', tmp], { cwd: repoRoot, maxBuffer: 1 << 26 });
     tarball = path.join(tmp, readdirSync(tmp).find((f) => /^hetmm-.*\.tgz$/.test(f))!);
+    packEffect = { before, after: await workTreeState() };
   }
   const [, scripts] = await Promise.all([
     npmInstall(project, ['--ignore-scripts'], userEnv()),
@@ -85,6 +95,17 @@ test('installed package: no build ran, the prebuild and no ../shared are there',
   assert.equal(existsSync(path.join(pkg, 'build')), false, 'nothing was compiled at install');
   assert.deepEqual(readdirSync(path.join(pkg, 'prebuilds', `${process.platform}-${process.arch}`)), ['hetmm.node']);
   assert.equal(existsSync(path.resolve(project, '../shared')), false);
+});
+
+test('npm pack leaves nothing in the work tree and keeps the checkout\'s own addon build', () => {
+  if (packEffect !== undefined) {
+    assert.equal(packEffect.after.status, packEffect.before.status);
+    assert.equal(packEffect.after.addon, packEffect.before.addon, 'build/Release/hetmm_native.node was not rebuilt');
+  }
+  // (with HETMM_TEST_TARBALL, CI packed this checkout before: what its pack left is checked)
+  assert.equal(existsSync(path.join(repoRoot, 'prebuilds')), false);
+  assert.equal(existsSync(path.join(repoRoot, 'demo')), false);
+  assert.equal(existsSync(path.join(repoRoot, 'build', 'Release', 'hetmm_native.node')), true);
 });
 
 test('installed with scripts allowed: exits 0, hetmm\'s install script finds the prebuild, no EBADENGINE on a supported Node', () => {
@@ -198,7 +219,7 @@ test('installed package: the typings resolve under node16, nodenext, bundler and
       config,
       JSON.stringify({
         // the project's own @types (e.g. @types/long, through protobufjs) and, standing in for the user's @types/node, the checkout's
-        compilerOptions: { module, moduleResolution, target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, typeRoots: [path.join(project, 'node_modules', '@types'), path.join(repoRoot, 'node_modules', '@types')] },
+        compilerOptions: { module, moduleResolution, target: 'es2022', strict: true, esModuleInterop: true, noEmit: true, skipLibCheck: false, typeRoots: [path.join(project, 'node_modules', '@types'), path.join(repoRoot, 'node_modules', '@types')] },
         files: ['typings.ts'],
       }),
     );
