@@ -82,16 +82,24 @@ function sameSource(a: PipelineSource, b: PipelineSource): boolean {
   );
 }
 
-/** The pipelines' configuration: the snapshot's templates shared by the backend, at its precision. */
-function pipelineConfig(source: PipelineSource): PipelineConfig {
-  const { backend, snapshot, preset } = source;
+/**
+ * The backend's shareLayer, or E_BACKEND saying why pipelines cannot use it.
+ * Asked before any thread starts: a thread stopped while onnxruntime loads
+ * its model can abort the process at exit.
+ */
+function sharingOf(backend: KernelBackend): NonNullable<KernelBackend['shareLayer']> {
   if (backend.shareLayer === undefined || backend.matchSharedLayer === undefined) {
     throw new HetmmError(
       'E_BACKEND',
       `the "${backend.name}" kernel backend has no shared-memory matching (shareLayer and matchSharedLayer), which pipelines need: use one pipeline, or a backend that has it`,
     );
   }
-  const share = backend.shareLayer.bind(backend);
+  return backend.shareLayer.bind(backend);
+}
+
+/** The pipelines' configuration: the snapshot's templates shared by the backend (`share`), at its precision. */
+function pipelineConfig(source: PipelineSource, share: NonNullable<KernelBackend['shareLayer']>): PipelineConfig {
+  const { backend, snapshot, preset } = source;
   return {
     ...(source.maxPixels === undefined ? {} : { maxPixels: source.maxPixels }),
     preset,
@@ -133,6 +141,7 @@ export class PipelinePool {
     this.count = count;
     this.#source = source;
     const { backbone } = source;
+    const share = sharingOf(source.backend);
     // the threads load their model while this thread shares the templates
     const threads = Array.from(
       { length: count },
@@ -140,8 +149,12 @@ export class PipelinePool {
     );
     this.#threads = threads;
     this.#ready = (async () => {
-      const config = pipelineConfig(source);
-      await Promise.all(threads.map((t) => t.call({ op: 'init', config })));
+      const config = pipelineConfig(source, share);
+      // every thread's init settles before a failure closes them: one stopped while onnxruntime
+      // loads its model can abort the process at exit
+      const inits = await Promise.allSettled(threads.map((t) => t.call({ op: 'init', config })));
+      const failed = inits.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
     })();
     // reported to every run; the threads stop, so the detector's next run starts new ones
     this.#ready.catch(() => this.close());
