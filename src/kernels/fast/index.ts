@@ -12,7 +12,7 @@
  * (configure({ threads }) or HETMM_THREADS), passed to the addon once, when
  * it loads (./binding.ts; default: number of CPUs).
  *
- * Precision: options.precision, else 'float' (the registry in ../index.ts
+ * Precision: options.precision, else 'float' (the registry in ../registry.ts
  * passes HETMM_MATCH_PRECISION here).
  * 'int8' (opt-in, AVX-512 VNNI CPUs) quantises query and templates per pixel
  * vector (./int8.ts) and runs matchLayer 3-5x faster end to end, with a
