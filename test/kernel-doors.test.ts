@@ -15,7 +15,6 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Detector, type Prediction } from '../src/detector/detector.js';
-import { HetmmError } from '../src/errors.js';
 import type { KernelBackend } from '../src/kernels/contract.js';
 import { registerBackend, referenceBackend } from '../src/kernels/index.js';
 import { expectHetmm } from './helpers/errors.js';
@@ -124,5 +123,3 @@ describe('the kernel thread count reaches the addon at load', () => {
     assert.match(bad.stderr, /ignoring configure\(\{ threads \}\)=many/);
   });
 });
-
-void HetmmError;
