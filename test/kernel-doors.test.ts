@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Detector, type Prediction } from '../src/detector/detector.js';
 import type { KernelBackend } from '../src/kernels/contract.js';
-import { registerBackend, referenceBackend } from '../src/kernels/index.js';
+import { createBackendRegistry, registerBackend, referenceBackend } from '../src/kernels/index.js';
 import { expectHetmm } from './helpers/errors.js';
 import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
 
@@ -70,6 +70,12 @@ describe('registered backends by name', () => {
     const p = await plain.predict(files[0]!);
     assert.ok(mine.calls > before, 'the registered backend matched');
     assert.equal(p.score, (await reference.predict(files[0]!)).score, 'the same numbers as the reference it wraps');
+  });
+
+  it("a backend is known by one name: a loader whose backend calls itself otherwise does not load", async () => {
+    const r = createBackendRegistry({ env: () => undefined, precisionEnv: () => undefined, warn: () => undefined });
+    r.registerBackend('alias', async () => referenceBackend, 0);
+    await assert.rejects(r.getBackend('alias'), expectHetmm('E_BACKEND', 'named "reference", not "alias"'));
   });
 
   it('an unregistered name is E_ARGUMENT naming the registered ones, before anything loads', async () => {

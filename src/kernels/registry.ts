@@ -14,7 +14,9 @@
  * - 'auto' tries backends by descending priority and falls back with ONE
  *   warning per process saying why the better backend did not load.
  * - naming a backend that cannot load throws HetmmError('E_BACKEND') with the
- *   loader's reason.
+ *   loader's reason. A loaded backend's `name` must be the name it was
+ *   registered under (pipeline threads and calibration ask for it again by
+ *   that name).
  * Capabilities beyond matchLayer (pixelGram, l2NormalisePixels, shared-memory
  * matching) are optional members of the backend (./contract.ts); callers use
  * the chosen backend's, never another backend's behind its back.
@@ -91,6 +93,8 @@ export function createBackendRegistry(options: RegistryOptions = {}): BackendReg
           const backend = await entry.loader({ precision });
           // a loader that ignores the precision must not pass off float matching as int8
           if ((backend.precision ?? 'float') !== precision) return { reason: `it does not match in ${precision}` };
+          // pipeline threads and calibration find a backend again by its name
+          if (backend.name !== entry.name) return { reason: `the backend it loads is named "${backend.name}", not "${entry.name}"` };
           return { backend };
         } catch (e) {
           return { reason: describeError(e) };
