@@ -17,7 +17,7 @@
  * leave-one-out scores: the rate only picks the order statistic).
  */
 import os from 'node:os';
-import { calibrateStore, evenSample, int8MatchingBackend } from '../src/detector/calibrate.js';
+import { calibrateStore, evenSample } from '../src/detector/calibrate.js';
 import { Detector } from '../src/detector/detector.js';
 import { falseAlarmPredictionBound, normalOnlyThreshold } from '../src/detector/threshold.js';
 import { float16ArrayToFloat32, TemplateStore, type StoreSnapshot } from '../src/store/index.js';
@@ -79,12 +79,11 @@ async function main(): Promise<void> {
   const calibrationSeconds = (performance.now() - t0) / 1000;
   load.push(os.loadavg());
   const loo = calibrated.scores;
-  const backend = await int8MatchingBackend(detector);
   const score = async (path: string): Promise<{ files: readonly string[]; scores: number[] }> => {
     const snapshot = (await TemplateStore.load(path)).snapshot();
     const scores: number[] = [];
     for (let i = 0; i < snapshot.count; i++) {
-      const { results } = await detector.matchFeatures(storedFeatures(snapshot, i), backend === undefined ? {} : { backend });
+      const { results } = await detector.matchFeatures(storedFeatures(snapshot, i)); // as calibration: the detector's own matching
       scores.push(detector.scoreResults(results).score);
     }
     return { files: snapshot.files, scores };

@@ -28,7 +28,8 @@
  * slower machine may try fewer windows).
  */
 import type { Detector } from '../detector/detector.js';
-import { evenSample, int8MatchingBackend } from '../detector/calibrate.js';
+import { evenSample } from '../detector/calibrate.js';
+import { getBackend, type KernelBackend } from '../kernels/index.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/index.js';
 import type { MatchResult } from '../kernels/contract.js';
@@ -245,7 +246,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   }
 
   // ---- search
-  const backend = await int8MatchingBackend(detector);
+  const backend = await rankingBackend(detector);
   const layerShapes = detector.backbone.identity.layers.map((l) => [l.height, l.width] as const);
   const windowList = options.windows ?? TUNE_WINDOWS;
   const saved = detector.preset;
@@ -363,7 +364,7 @@ async function chooseBands(c: {
   queries: readonly Query[];
   preset: Preset;
   results: MatchResult[][] | undefined;
-  backend: Awaited<ReturnType<typeof int8MatchingBackend>>;
+  backend: KernelBackend | undefined;
   kinds: readonly SyntheticKind[];
   perImage: number;
   rng: ReturnType<typeof makeRng>;
@@ -566,4 +567,15 @@ function subsample<T extends Float32Array | Uint8Array>(map: T, height: number, 
   const out = new (map.constructor as { new (n: number): T })(h * w);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[y * w + x] = map[y * SUBSAMPLE * width + x * SUBSAMPLE]!;
   return out;
+}
+
+/**
+ * The backend that ranks candidate presets: int8 matching where the
+ * detector's backend has it (a few times faster; the ranking, not the
+ * scores, is what the search keeps), else the detector's own. The
+ * threshold is calibrated afterwards with the line's own matching.
+ */
+async function rankingBackend(detector: Detector): Promise<KernelBackend | undefined> {
+  if (detector.backend.precision === 'int8') return undefined;
+  return getBackend(detector.backend.name, { precision: 'int8' }).catch(() => undefined);
 }

@@ -2,7 +2,7 @@
 import { Worker } from 'node:worker_threads';
 import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { DetectorOptions } from '../detector/detector.js';
-import type { LineInfo } from '../server/executor.js';
+import type { LineDescription } from '../fit/line-state.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
 import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
 
@@ -23,8 +23,8 @@ export interface ComputeReply {
   readonly error?: { readonly code?: string; readonly message: string };
 }
 
-/** A line as /v1/lines/{line} shows it (LineInfo less name and version, which the cluster owns). */
-export type LineDescription = Omit<LineInfo, 'name' | 'version'>;
+/** A line as /v1/lines/{line} shows it, less name and version (which the cluster owns). */
+export type { LineDescription };
 
 /** A line's copy after an operation: templates, store version (templates + revision), description. */
 export interface Versioned {
