@@ -15,8 +15,9 @@
  * instead from the original templates it came from. The scores also give
  * the heat-map colour range, so heat maps of different images share a scale.
  */
+import { evenlySpaced } from '../backbone/evenly-spaced.js';
 import { HetmmError } from '../errors.js';
-import { float16ArrayToFloat32 } from '../store/index.js';
+import { templateFeatures } from '../store/feature-stack.js';
 import type { StoreSnapshot } from '../store/index.js';
 import type { Detector, ProgressCallback } from './detector.js';
 import { FALSE_ALARM_CONFIDENCE, formatRate, normalOnlyThreshold, type StoredThreshold } from './threshold.js';
@@ -87,8 +88,7 @@ export interface Calibration {
 
 /** Evenly spaced sample of `count` indices out of n (all when n <= count). */
 export function evenSample(n: number, count: number): number[] {
-  if (count >= n) return Array.from({ length: n }, (_, i) => i);
-  return Array.from({ length: count }, (_, i) => Math.floor(((i + 0.5) * n) / count));
+  return evenlySpaced(Array.from({ length: n }, (_, i) => i), count, { centred: true });
 }
 
 interface SamplingOptions {
@@ -135,12 +135,7 @@ async function scoreTemplates(
   const scores: number[] = [];
   const medians: number[] = [];
   for (const [k, i] of indices.entries()) {
-    const features = source.layers.map((stack) => {
-      const [, c, h, w] = stack.shape;
-      const per = c * h * w;
-      const slice = stack.data.subarray(i * per, (i + 1) * per);
-      return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-    });
+    const features = templateFeatures(source.layers, i);
     const { results } = await detector.matchFeatures(features, leaveOut ? { exclude: i } : {});
     // a band cue (pixel map only: the display range's median) needs the image itself; the score never does
     const file = detector.preset.bands !== undefined ? source.files[i] : undefined;

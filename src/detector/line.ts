@@ -48,8 +48,8 @@ export interface DetectorOptions {
   /** onnxruntime threads */
   readonly threads?: number;
   /**
-   * 'int8': match with the fast backend's int8 VNNI kernels (about 2.5x
-   * faster matching, scores within ~2e-3 of float; docs/PERFORMANCE.md).
+   * 'int8': match with the fast backend's int8 VNNI kernels (faster, scores
+   * within ~2e-3 of float; the figures: docs/PERFORMANCE.md "int8 matching").
    * Default: HETMM_MATCH_PRECISION, else int8 for a store fitted int8 end
    * to end where the CPU has AVX-512 VNNI, else 'float' (src/detector/line.ts).
    */

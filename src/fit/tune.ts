@@ -46,7 +46,7 @@ import {
   type PostProcess,
   type Preset,
 } from '../matching/index.js';
-import { float16ArrayToFloat32 } from '../store/index.js';
+import { templateFeatures } from '../store/feature-stack.js';
 import { aupro, imageAuroc, pixelAuroc } from '../metrics/index.js';
 import { makeRng, synthesizeDefect, type SyntheticKind } from './synthetic.js';
 
@@ -233,7 +233,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   const [mapH, mapW] = [Math.ceil(height / SUBSAMPLE), Math.ceil(width / SUBSAMPLE)];
   const cleanMask = new Uint8Array(mapH * mapW);
   for (const [k, i] of held.entries()) {
-    queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0, profile: profileOf(images[k]!) });
+    queries.push({ exclude: i, features: templateFeatures(snapshot.layers, i), mask: cleanMask, label: 0, profile: profileOf(images[k]!) });
     for (let d = 0; d < perImage; d++) {
       const kind = kinds[d % kinds.length]!;
       // the donor is another held-out normal (the image itself only when it is the only one held out)
@@ -543,15 +543,6 @@ export function summarize(p: Preset): string {
   const post = (x: PostProcess): string => (x.kind === 'blur' ? `blur:${x.sigma}/${x.kernel}` : x.kind === 'none' ? 'none' : `maxpool_mean:${x.kernel}`);
   const bands = p.bands === undefined || p.bands.weight === 0 ? '' : `, bands ${p.bands.weight}`;
   return `${p.name}: ${layers}, image ${post(p.image)}, pixel ${post(p.pixel)}${bands}`;
-}
-
-function storedFeatures(snapshot: ReturnType<Detector['store']['snapshot']>, i: number): Float32Array[] {
-  return snapshot.layers.map((stack) => {
-    const [, c, h, w] = stack.shape;
-    const per = c * h * w;
-    const slice = stack.data.subarray(i * per, (i + 1) * per);
-    return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-  });
 }
 
 /** A blur kernel side for the 1/SUBSAMPLE map: the same extent, odd, at least 3. */
