@@ -91,7 +91,7 @@ export interface LineInfo extends LineDescription {
 export interface FitOptions {
   /** preset name; default 'default' */
   readonly preset?: string;
-  /** leave-one-out calibration samples (0: no threshold); default 16 */
+  /** cap on leave-one-out calibration samples (0: no threshold); default hetmm fit's (1000: all normals up to it) */
   readonly calibrate?: number;
   readonly dtype?: 'float32' | 'float16';
   /**
