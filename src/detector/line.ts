@@ -148,7 +148,9 @@ export async function openLineParts(options: DetectorOptions): Promise<LineParts
   const backbone = await Backbone.load({ model, description: options.backboneDescription, threads: options.threads });
   try {
     if (unreadable !== undefined) throw unreadable;
-    const precision = await lineMatchPrecision(options, int8Model !== undefined);
+    // an int8 store: named beside its file, or a loaded one that says so (compress's recalibration)
+    const storeInt8 = int8Model !== undefined || (typeof options.store === 'object' && int8BackboneName(options.store.meta) !== undefined);
+    const precision = await lineMatchPrecision(options, storeInt8);
     const backend = await getBackend(options.backend ?? 'auto', { precision });
     const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
     if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
