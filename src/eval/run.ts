@@ -20,7 +20,8 @@
  *    are null with their reason, never NaN.
  * 5. Thresholds: the F1-optimal threshold of the test scores and the
  *    store's normal-only threshold, each with precision / recall / false
- *    alarms on the test images.
+ *    alarms on the test images; recall at false-alarm rates 0.1%, 1% and
+ *    5% of the good test images, and the ROC curve (./low-false-alarm.ts).
  * 6. Optionally the HTML report: overlays rendered only for the worst false
  *    positives and false negatives.
  */
@@ -54,6 +55,7 @@ import {
   type ThresholdReport,
 } from './report.js';
 import { f1OptimalThreshold, operatingPoint } from './thresholds.js';
+import { lowFalseAlarmReports } from './low-false-alarm.js';
 
 export interface EvaluateOptions {
   /** an MVTec AD root (every category under it) or one category folder; or give `folder` */
@@ -398,7 +400,8 @@ async function evaluateCategory(
     // proHetmm is in percent (the paper's unit); the report holds fractions.
     pro_hetmm = valueOf('pro_hetmm', proHetmm(proInput, masks, { width }), 100);
   }
-  const thresholds = thresholdReports(detector, scores, labels, reasons);
+  const { at_false_alarm_rates, roc } = lowFalseAlarmReports(scores, labels, reasons);
+  const thresholds = { ...thresholdReports(detector, scores, labels, reasons), at_false_alarm_rates };
 
   const report: CategoryReport = {
     name,
@@ -411,6 +414,7 @@ async function evaluateCategory(
     templates: detector.store.count,
     seconds_per_image: scored.length > 0 ? predictSeconds / scored.length : 0,
     thresholds,
+    ...(roc === undefined ? {} : { roc }),
     ...(Object.keys(reasons).length > 0 ? { reasons } : {}),
     ...(tuning === undefined
       ? {}
