@@ -17,19 +17,11 @@
  * leave-one-out scores: the rate only picks the order statistic).
  */
 import os from 'node:os';
-import { calibrateStore, evenSample, int8MatchingBackend } from '../src/detector/calibrate.js';
+import { calibrateStore, evenSample } from '../src/detector/calibrate.js';
 import { Detector } from '../src/detector/detector.js';
 import { falseAlarmPredictionBound, normalOnlyThreshold } from '../src/detector/threshold.js';
-import { float16ArrayToFloat32, TemplateStore, type StoreSnapshot } from '../src/store/index.js';
-
-function storedFeatures(snapshot: StoreSnapshot, i: number): Float32Array[] {
-  return snapshot.layers.map((stack) => {
-    const [, c, h, w] = stack.shape;
-    const per = c * h * w;
-    const slice = stack.data.subarray(i * per, (i + 1) * per);
-    return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-  });
-}
+import { TemplateStore } from '../src/store/index.js';
+import { templateFeatures } from '../src/store/feature-stack.js';
 
 /** Two-sample Kolmogorov-Smirnov statistic and its asymptotic p-value. */
 export function kolmogorovSmirnov(a: readonly number[], b: readonly number[]): { d: number; p: number } {
@@ -79,12 +71,11 @@ async function main(): Promise<void> {
   const calibrationSeconds = (performance.now() - t0) / 1000;
   load.push(os.loadavg());
   const loo = calibrated.scores;
-  const backend = await int8MatchingBackend(detector);
   const score = async (path: string): Promise<{ files: readonly string[]; scores: number[] }> => {
     const snapshot = (await TemplateStore.load(path)).snapshot();
     const scores: number[] = [];
     for (let i = 0; i < snapshot.count; i++) {
-      const { results } = await detector.matchFeatures(storedFeatures(snapshot, i), backend === undefined ? {} : { backend });
+      const { results } = await detector.matchFeatures(templateFeatures(snapshot.layers, i)); // as calibration: the detector's own matching
       scores.push(detector.scoreResults(results).score);
     }
     return { files: snapshot.files, scores };

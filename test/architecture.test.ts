@@ -174,6 +174,32 @@ test('architecture: the checks catch an upward edge and a cycle', () => {
   assert.deepEqual(cycles(synthetic), [['kernels/b.ts', 'store/a.ts']]);
 });
 
+/**
+ * The queue is a door beside the server, not behind it: its worker side
+ * (the compute thread and what drives it) imports nothing from src/server/,
+ * and the queue executor (the server's client of the queue) only the
+ * server's contract and error type. What both need lives lower (src/fit/line-state.ts).
+ */
+export function queueImportsOfServer(edges: readonly ImportEdge[]): string[] {
+  const contract = new Set(['server/executor.ts', 'server/errors.ts']);
+  return edges
+    .filter(({ from, to }) => from.startsWith('queue/') && to.startsWith('server/'))
+    .filter(({ from, to }) => from !== 'queue/executor.ts' || !contract.has(to))
+    .map(({ from, to }) => `${from} imports ${to}`);
+}
+
+test('architecture: the queue does not import the server (only the queue executor its contract)', () => {
+  assert.deepEqual(queueImportsOfServer(edges), []);
+  assert.deepEqual(
+    queueImportsOfServer([
+      { from: 'queue/compute-thread.ts', to: 'server/in-process-executor.ts' },
+      { from: 'queue/executor.ts', to: 'server/executor.ts' },
+      { from: 'queue/executor.ts', to: 'server/app.ts' },
+    ]),
+    ['queue/compute-thread.ts imports server/in-process-executor.ts', 'queue/executor.ts imports server/app.ts'],
+  );
+});
+
 test('architecture: nothing outside src/kernels imports the fast backend directly (kernels/fast); backends come from the registry', () => {
   assert.deepEqual(kernelSideDoors(edges), []);
 });

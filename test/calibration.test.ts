@@ -97,10 +97,22 @@ describe('fitStore, tuning and maps at the image size (bottle)', () => {
     assert.match(t.warning ?? '', /too few normals/);
   });
 
-  it('int8 calibration scores agree with float leave-one-out within 5e-3', async () => {
-    const float = await calibrateStore(detector, { matching: 'detector' });
-    const auto = await calibrateStore(detector, {});
-    for (let i = 0; i < float.scores.length; i++) assert.ok(Math.abs(float.scores[i]! - auto.scores[i]!) < 5e-3, `${float.scores[i]} vs ${auto.scores[i]}`);
+  it('calibration matches as the line predicts (float for a float store); int8 matching scores agree within 5e-3', async (t) => {
+    // the threshold fitStore stored came from the detector's own float matching, as predict on this store runs it
+    const stored = storedThreshold(detector.store.meta, 'bottle')!;
+    assert.doesNotMatch(stored.method, /int8 matching/);
+    assert.equal(detector.backend.precision ?? 'float', 'float');
+    const float = await calibrateStore(detector, {});
+    assert.deepEqual(float.scores, stored.scores);
+    const int8 = await Detector.open({ store, matchPrecision: 'int8' }).catch(() => undefined);
+    if (int8 === undefined) return t.skip('no int8 matching on this CPU');
+    try {
+      const scores = (await calibrateStore(int8, {})).scores;
+      assert.match(String(int8.store.meta.threshold && (int8.store.meta.threshold as { method: string }).method), /int8 matching/);
+      for (let i = 0; i < float.scores.length; i++) assert.ok(Math.abs(float.scores[i]! - scores[i]!) < 5e-3, `${float.scores[i]} vs ${scores[i]}`);
+    } finally {
+      int8.dispose();
+    }
   });
 
   it('tunePreset within a tiny budget tries the default windows only and records its proxy scores', async () => {

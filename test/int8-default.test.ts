@@ -129,7 +129,10 @@ test('compress keeps an int8 store int8: its backbone scores the recalibration a
   try {
     assert.equal(small.store.meta[INT8_BACKBONE_META], 'small.int8.onnx');
     assert.equal(small.store.count, 2);
-    assert.match((small.store.meta.threshold as { method: string }).method, /against the PTS sheets/);
+    const method = (small.store.meta.threshold as { method: string }).method;
+    assert.match(method, /against the PTS sheets/);
+    // recalibrated with the matching its predictions use (the line service's rule for an int8 store)
+    assert.equal(method.includes('int8 matching'), (small.backend.precision ?? 'float') === 'int8', method);
     assert.ok((await small.predict(broken)).score > 0.5);
   } finally {
     small.dispose();

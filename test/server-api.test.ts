@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { storeVersion } from '../src/server/in-process-executor.js';
+import { storeVersion } from '../src/fit/line-state.js';
 import { TemplateStore } from '../src/store/index.js';
 import { tempDir } from './helpers/io-paths.js';
 import {

@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { Detector } from '../src/detector/detector.js';
-import { storeVersion } from '../src/server/in-process-executor.js';
+import { storeVersion } from '../src/fit/line-state.js';
 import { TemplateStore } from '../src/store/index.js';
 import { defaultModelPath, tempDir } from './helpers/io-paths.js';
 import { rng } from './helpers/random.js';

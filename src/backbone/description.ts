@@ -6,6 +6,13 @@
 import { readFile } from 'node:fs/promises';
 import { HetmmError } from '../errors.js';
 
+/**
+ * The feature layers HETMM matches: a backbone description names this many
+ * outputs (shallow to deep), and a preset has one setting per layer. The
+ * one place the count is written; everything else asks for it.
+ */
+export const FEATURE_LAYERS = 3;
+
 export interface BackboneDescription {
   readonly name: string;
   /** the model's image input, float32 [N, 3, H, W] */
@@ -80,13 +87,13 @@ export function validateBackboneDescription(value: unknown, where = 'backbone de
   const isPositive = (v: unknown): boolean => isFinite(v) && (v as number) > 0;
   if (!isName(o.name)) fail(where, 'name to be a non-empty string', o.name);
   if (!isName(o.inputName)) fail(where, 'inputName to be a non-empty string', o.inputName);
-  tupleOf(o.outputNames, 3, isName, where, 'outputNames', '3 non-empty strings');
-  tupleOf(o.strides, 3, isPosInt, where, 'strides', '3 positive integers');
+  tupleOf(o.outputNames, FEATURE_LAYERS, isName, where, 'outputNames', `${FEATURE_LAYERS} non-empty strings`);
+  tupleOf(o.strides, FEATURE_LAYERS, isPosInt, where, 'strides', `${FEATURE_LAYERS} positive integers`);
   tupleOf(o.inputSize, 2, isPosInt, where, 'inputSize', '[height, width] positive integers');
   tupleOf(o.mean, 3, isFinite, where, 'mean', '3 finite numbers [r, g, b]');
   tupleOf(o.std, 3, isPositive, where, 'std', '3 positive numbers [r, g, b]');
   const outputs = o.outputNames as string[];
-  if (new Set(outputs).size !== 3) fail(where, 'outputNames to be 3 distinct names', outputs);
+  if (new Set(outputs).size !== FEATURE_LAYERS) fail(where, `outputNames to be ${FEATURE_LAYERS} distinct names`, outputs);
   return Object.freeze({
     name: o.name as string,
     inputName: o.inputName as string,

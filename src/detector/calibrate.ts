@@ -9,15 +9,15 @@
  * the detector. All templates are sampled up to a cap (default 1000), so the
  * order statistic of a 1% false-alarm rate exists (./threshold.ts) and is
  * estimated from as many scores as the normals allow. The
- * matching runs in int8 where the CPU has it (a few times faster; scores
- * within ~2e-3 of float). A PTS store (sheets, not images) is calibrated
+ * matching is the detector's own, the one its line predicts with (the line
+ * service's rule, ./line.ts): a threshold holds for the scores it is
+ * compared with. A PTS store (sheets, not images) is calibrated
  * instead from the original templates it came from. The scores also give
  * the heat-map colour range, so heat maps of different images share a scale.
  */
+import { evenlySpaced } from '../backbone/evenly-spaced.js';
 import { HetmmError } from '../errors.js';
-import type { KernelBackend } from '../kernels/contract.js';
-import { getBackend } from '../kernels/index.js';
-import { float16ArrayToFloat32 } from '../store/index.js';
+import { templateFeatures } from '../store/feature-stack.js';
 import type { StoreSnapshot } from '../store/index.js';
 import type { Detector, ProgressCallback } from './detector.js';
 import { FALSE_ALARM_CONFIDENCE, formatRate, normalOnlyThreshold, type StoredThreshold } from './threshold.js';
@@ -41,8 +41,6 @@ export interface CalibrateOptions {
   readonly samples?: number;
   /** a PTS store: score this snapshot's templates (the original images) against the sheets, not leave-one-out */
   readonly source?: StoreSnapshot;
-  /** 'auto' (default): int8 matching when the fast backend has it, else the detector's; 'detector': the detector's backend */
-  readonly matching?: 'auto' | 'detector';
   readonly onProgress?: ProgressCallback;
 }
 
@@ -57,14 +55,12 @@ export async function calibrateStore(detector: Detector, options: CalibrateOptio
     throw new HetmmError('E_ARGUMENT', `expected a false-alarm rate in (0, 1), e.g. 0.01 for 1%, but received ${String(rate)}`);
   }
   const samples = options.samples ?? DEFAULT_CALIBRATION_SAMPLES;
-  const backend = options.matching === 'detector' ? undefined : await int8MatchingBackend(detector);
-  const sampling = { samples, onProgress: options.onProgress, backend };
+  const sampling = { samples, onProgress: options.onProgress };
   const cal =
     options.source === undefined ? await leaveOneOutScores(detector, sampling) : await heldOutTemplateScores(detector, options.source, sampling);
   const what = options.source === undefined ? 'leave-one-out template scores' : 'original template scores against the PTS sheets';
   const chosen = normalOnlyThreshold(cal.scores, { falseAlarmRate: rate });
-  const int8 = backend !== undefined || detector.backend.precision === 'int8';
-  const matching = int8 ? ', int8 matching' : '';
+  const matching = detector.backend.precision === 'int8' ? ', int8 matching' : '';
   const threshold: StoredThreshold = {
     value: chosen.threshold,
     method: `${formatRate(rate)} false-alarm order statistic of ${cal.scores.length} ${what}${matching}`,
@@ -81,16 +77,6 @@ export async function calibrateStore(detector: Detector, options: CalibrateOptio
   return threshold;
 }
 
-/** The detector's backend matching in int8, for calibration, when it does not match in int8 already and can (the fast one on a VNNI CPU). */
-export async function int8MatchingBackend(detector: Detector): Promise<KernelBackend | undefined> {
-  if (detector.backend.precision === 'int8') return undefined;
-  try {
-    return await getBackend(detector.backend.name, { precision: 'int8' });
-  } catch {
-    return undefined; // no int8 matching (the reference, no VNNI): calibrate with the detector's own backend
-  }
-}
-
 export interface Calibration {
   /** leave-one-out image scores of the sampled templates */
   readonly scores: number[];
@@ -102,15 +88,12 @@ export interface Calibration {
 
 /** Evenly spaced sample of `count` indices out of n (all when n <= count). */
 export function evenSample(n: number, count: number): number[] {
-  if (count >= n) return Array.from({ length: n }, (_, i) => i);
-  return Array.from({ length: count }, (_, i) => Math.floor(((i + 0.5) * n) / count));
+  return evenlySpaced(Array.from({ length: n }, (_, i) => i), count, { centred: true });
 }
 
 interface SamplingOptions {
   readonly samples?: number;
   readonly onProgress?: ProgressCallback | undefined;
-  /** match with this backend instead of the detector's (int8 calibration) */
-  readonly backend?: KernelBackend | undefined;
 }
 
 export async function leaveOneOutScores(
@@ -152,16 +135,8 @@ async function scoreTemplates(
   const scores: number[] = [];
   const medians: number[] = [];
   for (const [k, i] of indices.entries()) {
-    const features = source.layers.map((stack) => {
-      const [, c, h, w] = stack.shape;
-      const per = c * h * w;
-      const slice = stack.data.subarray(i * per, (i + 1) * per);
-      return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-    });
-    const { results } = await detector.matchFeatures(features, {
-      ...(leaveOut ? { exclude: i } : {}),
-      ...(options.backend === undefined ? {} : { backend: options.backend }),
-    });
+    const features = templateFeatures(source.layers, i);
+    const { results } = await detector.matchFeatures(features, leaveOut ? { exclude: i } : {});
     // a band cue (pixel map only: the display range's median) needs the image itself; the score never does
     const file = detector.preset.bands !== undefined ? source.files[i] : undefined;
     const image = file === undefined ? undefined : await detector.loadImage(file).catch(() => undefined);

@@ -9,58 +9,20 @@
  * image added mid-prediction takes effect from the next prediction on.
  */
 // backbone.js and description.js, not the folder's index: the index also exports the quantiser (onnx-proto), loaded only when used
-import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
-import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
+import type { Backbone } from '../backbone/backbone.js';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
-import type { FeatureDType, FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
-import { getBackend, type BackendPreference } from '../kernels/index.js';
-import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
+import type { FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
+import { resolvePreset, scoreMap, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
-import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';
+import { assertSameBackbone, openLineParts, presetFromMeta, type DetectorOptions } from './line.js';
 import { BackboneThread } from './backbone-thread.js';
 import { PipelinePool } from './pipelines.js';
 import { layerInputs, scoreResults, toPrediction, type Prediction } from './prediction.js';
-import { checkedPreset, validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
+import { validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
-/** Everything Detector.open takes. */
-export interface DetectorOptions {
-  /** a template store file, a loaded store, or undefined for a new empty store (fill it with `add`) */
-  readonly store?: string | TemplateStore;
-  /** element type of a new store's features; default 'float32' (a loaded store keeps its own) */
-  readonly dtype?: FeatureDType;
-  /** ONNX model path (default: --model / HETMM_MODEL / the shipped ResNet50-v2) */
-  readonly model?: string;
-  readonly backboneDescription?: BackboneDescription;
-  /** a Preset or a preset name ('default', an MVTec category); default 'default' */
-  readonly preset?: Preset | string;
-  /** kernel backend; default 'auto' (fast when it loads, else reference with a warning) */
-  readonly backend?: BackendPreference;
-  /** onnxruntime threads */
-  readonly threads?: number;
-  /**
-   * 'int8': match with the fast backend's int8 VNNI kernels (about 2.5x
-   * faster matching, scores within ~2e-3 of float; docs/PERFORMANCE.md).
-   * Default: HETMM_MATCH_PRECISION, else 'float' (the backend registry applies it).
-   */
-  readonly matchPrecision?: 'float' | 'int8';
-  /** decoder pixel limit per image (default 64 Mpx; README "Inputs" gives the memory it implies) */
-  readonly maxPixels?: number;
-  /**
-   * The whole pipeline's precision: 'int8' matches in int8 (as
-   * matchPrecision) and, when `model` is not given and the store file was
-   * fitted in int8 (the default of fitStore and `hetmm fit`: its meta names
-   * an int8 backbone beside it, ./store-backbone.ts), runs that int8
-   * backbone. matchPrecision, when given, overrides the matching part.
-   * Default: the store's own, so a store fitted in int8 runs int8 end to end
-   * without being told (int8 matching where the CPU has AVX-512 VNNI, float
-   * matching otherwise); 'float' with such a store is refused
-   * (E_STORE_MISMATCH: its features are the int8 backbone's). A store whose
-   * int8 backbone files are missing: E_MODEL_NOT_FOUND naming them.
-   */
-  readonly precision?: 'float' | 'int8';
-}
+export type { DetectorOptions } from './line.js';
 
 export { INT8_BACKBONE_META } from './store-backbone.js';
 
@@ -103,58 +65,9 @@ export class Detector {
    */
   static async open(options: DetectorOptions = {}): Promise<Detector> {
     validateDetectorOptions(options);
-    // A store fitted with an int8 backbone names it; read the store first to find it.
-    // Unless told 'float', such a store runs int8 end to end (its features are the int8 backbone's).
-    let preloaded: TemplateStore | undefined;
-    let unreadable: unknown;
-    let model = options.model;
-    let storeInt8 = false;
-    if (model === undefined && options.precision !== 'float' && typeof options.store === 'string') {
-      // An unreadable store is reported after the backbone's own errors, as without this peek.
-      preloaded = await TemplateStore.load(options.store).catch((e: unknown) => {
-        unreadable = e;
-        return undefined;
-      });
-      // a store copied without its int8 backbone: E_MODEL_NOT_FOUND naming the missing file
-      const files = preloaded === undefined ? undefined : storeBackboneFiles(options.store, preloaded.meta);
-      if (files !== undefined) {
-        model = files.model;
-        storeInt8 = true;
-      }
-    }
-    const backbone = await Backbone.load({
-      model,
-      description: options.backboneDescription,
-      threads: options.threads,
-    });
-    if (unreadable !== undefined) {
-      backbone.dispose();
-      throw unreadable;
-    }
-    const backend = await openBackend(options, storeInt8);
-    const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
-    if (nativeNormaliser !== undefined) backbone.usePixelNormaliser(nativeNormaliser);
-    let store: TemplateStore;
-    if (options.store === undefined) store = TemplateStore.create(backbone.identity, { dtype: options.dtype });
-    else if (preloaded !== undefined) {
-      store = preloaded;
-      assertSameBackbone(store.identity, backbone.identity);
-    } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
-    else {
-      store = options.store;
-      if (model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
-        backbone.dispose();
-        throw new HetmmError(
-          'E_STORE_MISMATCH',
-          `this store was fitted int8 end to end with the int8 backbone ${int8BackboneName(store.meta)} beside its file: ` +
-            'open it by file name (options.store as a path) or pass that model (options.model)',
-        );
-      }
-      assertSameBackbone(store.identity, backbone.identity);
-    }
-    // A store remembers the preset it was fitted (and calibrated) with.
-    const preset = options.preset !== undefined ? checkedPreset(options.preset, 'options.preset') : presetFromMeta(store.meta.preset) ?? resolvePreset('default');
-    const detector = new Detector(backbone, backend, store, preset, typeof options.store === 'string' ? options.store : undefined);
+    // the line service decides the backbone, the precision, the backend and the preset (./line.ts)
+    const line = await openLineParts(options);
+    const detector = new Detector(line.backbone, line.backend, line.store, line.preset, line.storeFile);
     detector.#maxPixels = options.maxPixels;
     detector.#threads = options.threads;
     return detector;
@@ -409,54 +322,12 @@ export class Detector {
   }
 }
 
-/**
- * The matching backend. Told a precision (matchPrecision, else precision),
- * exactly that. Following an int8 store: int8 matching where the backend has
- * it (AVX-512 VNNI), else the backend's default (float): the int8 backbone
- * still runs, and calibration made the same choice on the same machine
- * (calibrate.ts int8MatchingBackend).
- */
-async function openBackend(options: DetectorOptions, storeInt8: boolean): Promise<KernelBackend> {
-  const preference = options.backend ?? 'auto';
-  const told = options.matchPrecision ?? options.precision;
-  if (told !== undefined || !storeInt8) return getBackend(preference, { precision: told });
-  return getBackend(preference, { precision: await defaultInt8Matching(options.backend) });
-}
-
-/** The preset a store was fitted with; one this hetmm does not know is a store problem (exit 4), not a usage error. */
-function presetFromMeta(value: unknown): Preset | undefined {
-  if (typeof value === 'string') {
-    try {
-      return resolvePreset(value);
-    } catch (e) {
-      throw new HetmmError('E_STORE_FORMAT', `the store names preset ${JSON.stringify(value)}, which this hetmm does not know (${e instanceof Error ? e.message : String(e)}); pass --preset`);
-    }
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  try {
-    validatePreset(value as Preset);
-    return value as Preset;
-  } catch (e) {
-    throw new HetmmError('E_STORE_FORMAT', `the store's preset is invalid: ${e instanceof Error ? e.message : String(e)}`);
-  }
-}
-
 function describeValue(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array with a non-string entry' : typeof v;
 }
 
 function isLoadedImage(x: unknown): x is LoadedImage {
   return typeof x === 'object' && x !== null && !Buffer.isBuffer(x) && (x as LoadedImage).data instanceof Float32Array;
-}
-
-function assertSameBackbone(store: BackboneIdentity, backbone: BackboneIdentity): void {
-  if (store.modelSha256 !== backbone.modelSha256) {
-    throw new HetmmError(
-      'E_STORE_MISMATCH',
-      `the template store was built with backbone ${store.name} (sha256 ${store.modelSha256.slice(0, 12)}…), ` +
-        `but the loaded model is ${backbone.name} (sha256 ${backbone.modelSha256.slice(0, 12)}…); refit the store with this model`,
-    );
-  }
 }
 
 /** The non-empty views of a stack before and after image `index`. */

@@ -14,7 +14,6 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { descriptionPathFor } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
-import { getBackend, type BackendPreference } from '../kernels/index.js';
 
 /** Store meta key: file name (relative to the store's directory) of the int8 backbone the store was fitted with. */
 export const INT8_BACKBONE_META = 'int8Backbone';
@@ -77,20 +76,4 @@ export function storeBackboneFiles(storeFile: string, meta: Record<string, unkno
     );
   }
   return { model, description };
-}
-
-/**
- * The matching precision a detector for an int8 store uses when not told
- * (Detector.open, fitStore, queue workers): int8 where `backend` can match
- * in int8 here (AVX-512 VNNI and the fast addon), else undefined (the
- * backend's default, float).
- */
-export async function defaultInt8Matching(backend: BackendPreference | undefined): Promise<'int8' | undefined> {
-  try {
-    await getBackend(backend ?? 'auto', { precision: 'int8' });
-    return 'int8';
-  } catch (e) {
-    if (e instanceof HetmmError && e.code === 'E_BACKEND') return undefined;
-    throw e;
-  }
 }

@@ -292,21 +292,33 @@ export function describeFalseAlarms(t: StoredThreshold): string {
   return t.warning === undefined ? line : `${line}; warning: ${t.warning}`;
 }
 
+/** The calibrated colour scale of heat maps, [median normal pixel, threshold], when `t` gives one. */
+export function calibratedHeatmapRange(t: StoredThreshold | undefined): [number, number] | undefined {
+  return t !== undefined && t.value > t.pixelMedian ? [t.pixelMedian, t.value] : undefined;
+}
+
 /**
  * The colour scale of heat maps: from the median normal pixel to the
  * deployment threshold when the store is calibrated (red = over the
- * threshold), else the map's own min..max (then colours are not comparable
- * across images, and the caller says so).
+ * threshold), else the maps' own min..max (then colours are not comparable
+ * across images, and the caller says so). `prediction`: one map, or several
+ * sharing one scale (eval's report).
  */
-export function heatmapRange(prediction: { readonly pixelMap: ArrayLike<number> }, meta: Record<string, unknown>, presetName: string): [number, number] {
-  const t = storedThreshold(meta, presetName);
-  if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
+export function heatmapRange(
+  prediction: { readonly pixelMap: ArrayLike<number> } | { readonly pixelMaps: readonly ArrayLike<number>[] },
+  meta: Record<string, unknown>,
+  presetName: string,
+): [number, number] {
+  const calibrated = calibratedHeatmapRange(storedThreshold(meta, presetName));
+  if (calibrated !== undefined) return calibrated;
   let lo = Infinity;
   let hi = -Infinity;
-  for (let i = 0; i < prediction.pixelMap.length; i++) {
-    const v = prediction.pixelMap[i]!;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
+  for (const map of 'pixelMap' in prediction ? [prediction.pixelMap] : prediction.pixelMaps) {
+    for (let i = 0; i < map.length; i++) {
+      const v = map[i]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
   }
   return hi > lo ? [lo, hi] : [lo, lo + 1];
 }

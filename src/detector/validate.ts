@@ -4,6 +4,7 @@
  * naming the field (`options.threads`, `preset.layers[0].alpha`, ...), never
  * a TypeError or a silent NaN further down.
  */
+import { FEATURE_LAYERS } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import { registeredBackendNames } from '../kernels/registry.js';
 import { resolvePreset, validatePreset, type Preset } from '../matching/index.js';
@@ -54,7 +55,7 @@ export function checkedPreset(value: unknown, field: string): Preset {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(field, 'a preset name or a Preset object', value);
   const p = value as Preset;
   if (typeof p.name !== 'string' || p.name === '') fail(`${field}.name`, 'a non-empty string', p.name);
-  if (!Array.isArray(p.layers) || p.layers.length !== 3) fail(`${field}.layers`, 'an array of 3 layer settings', p.layers);
+  if (!Array.isArray(p.layers) || p.layers.length !== FEATURE_LAYERS) fail(`${field}.layers`, `an array of ${FEATURE_LAYERS} layer settings`, p.layers);
   p.layers.forEach((l, i) => {
     if (l === null || typeof l !== 'object') fail(`${field}.layers[${i}]`, '{forwardPatch, backwardPatch, alpha, lambda}', l);
   });

@@ -10,6 +10,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HetmmError } from '../errors.js';
+import { rocSvg } from './roc-svg.js';
 
 export const METRIC_KEYS = ['image_auroc', 'pixel_auroc', 'aupro', 'pro_hetmm', 'f1_image'] as const;
 export type MetricKey = (typeof METRIC_KEYS)[number];
@@ -54,12 +55,39 @@ export interface TuningReport {
   readonly bands?: { readonly weight: number; readonly structure: number };
 }
 
+/**
+ * Recall at a stated false-alarm rate, measured on the test set's good
+ * images (recallAtFalseAlarmRate): the lowest threshold letting at most
+ * floor(rate x good images) of them score above it. Chosen on the test set
+ * itself, like f1_optimal: what the scores allow, not a deployable threshold.
+ */
+export interface FalseAlarmRateReport {
+  readonly stated_false_alarm_rate: number;
+  readonly threshold: number;
+  /** defective test images above the threshold / defective test images; null without any */
+  readonly recall: number | null;
+  /** the false-alarm rate reached on the good test images (at most the stated one; lower under ties) */
+  readonly false_positive_rate: number;
+  readonly false_alarms: number;
+  /** floor(stated rate x good images): 0 when there are fewer than 1 / rate good images */
+  readonly allowed_false_alarms: number;
+  readonly good_images: number;
+}
+
 /** The two thresholds of docs/THRESHOLDS.md, each null (with its reason in `reasons`) when unavailable. */
 export interface CategoryThresholds {
   /** the best-F1 threshold of the labelled test scores (optimistic: chosen on the test set itself) */
   readonly f1_optimal: ThresholdReport | null;
   /** the store's deployment threshold (leave-one-out normal scores, no defect seen) */
   readonly normal_only: ThresholdReport | null;
+  /** recall at false-alarm rates 0.1%, 1% and 5% of the good test images; null without good test images */
+  readonly at_false_alarm_rates?: readonly FalseAlarmRateReport[] | null;
+}
+
+/** The image-level ROC curve's vertices on the test images, false-positive rate ascending, from (0, 0) to (1, 1). */
+export interface RocReport {
+  readonly false_positive_rate: readonly number[];
+  readonly recall: readonly number[];
 }
 
 export interface CategoryReport extends MetricValues {
@@ -76,6 +104,8 @@ export interface CategoryReport extends MetricValues {
   readonly reasons?: Readonly<Record<string, string>>;
   /** the tuned preset, when the category was fitted with `--preset tune` */
   readonly tuning?: TuningReport;
+  /** the ROC curve (drawn at low false-alarm rates in the HTML report); absent without good or defective test images */
+  readonly roc?: RocReport;
 }
 
 export interface EvalReport {
@@ -120,6 +150,53 @@ function checkMetric(where: string, key: string, v: unknown): void {
   }
 }
 
+function isCount(v: unknown): v is number {
+  return Number.isInteger(v) && (v as number) >= 0;
+}
+
+function validateFalseAlarmRates(where: string, list: readonly FalseAlarmRateReport[] | null | undefined): void {
+  if (list === undefined || list === null) return;
+  if (!Array.isArray(list)) throw new HetmmError('E_ARGUMENT', `report: expected ${where} to be null or an array`);
+  list.forEach((p, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof p !== 'object' || p === null || !Number.isFinite(p.threshold)) {
+      throw new HetmmError('E_ARGUMENT', `report: expected ${at} to be {stated_false_alarm_rate, threshold (finite), recall, ...}`);
+    }
+    for (const key of ['stated_false_alarm_rate', 'recall', 'false_positive_rate'] as const) checkMetric(at, key, p[key]);
+    if (p.stated_false_alarm_rate === null || p.false_positive_rate === null) {
+      throw new HetmmError('E_ARGUMENT', `report: expected ${at}.stated_false_alarm_rate and .false_positive_rate to be numbers`);
+    }
+    if (!isCount(p.good_images) || p.good_images === 0 || !isCount(p.false_alarms) || !isCount(p.allowed_false_alarms)) {
+      throw new HetmmError('E_ARGUMENT', `report: expected ${at}.good_images (> 0), .false_alarms and .allowed_false_alarms to be integers >= 0`);
+    }
+    // the defining promise: never more false alarms than the stated rate allows
+    if (p.false_alarms > p.allowed_false_alarms || p.allowed_false_alarms > p.stated_false_alarm_rate * p.good_images + 1e-9) {
+      throw new HetmmError(
+        'E_ARGUMENT',
+        `report: ${at} has ${String(p.false_alarms)} false alarms allowed ${String(p.allowed_false_alarms)} of ${String(p.good_images)} good images at a stated rate of ${String(p.stated_false_alarm_rate)}`,
+      );
+    }
+    if (Math.abs(p.false_positive_rate - p.false_alarms / p.good_images) > 1e-12) {
+      throw new HetmmError('E_ARGUMENT', `report: expected ${at}.false_positive_rate to be false_alarms / good_images`);
+    }
+  });
+}
+
+function validateRoc(where: string, roc: RocReport): void {
+  const fpr = roc.false_positive_rate;
+  const tpr = roc.recall;
+  if (!Array.isArray(fpr) || !Array.isArray(tpr) || fpr.length !== tpr.length || fpr.length < 2) {
+    throw new HetmmError('E_ARGUMENT', `report: expected ${where} to hold two arrays of equal length >= 2 (false_positive_rate, recall)`);
+  }
+  for (let i = 0; i < fpr.length; i++) {
+    checkMetric(where, `false_positive_rate[${i}]`, fpr[i]);
+    checkMetric(where, `recall[${i}]`, tpr[i]);
+    if (i > 0 && (fpr[i]! < fpr[i - 1]! || tpr[i]! < tpr[i - 1]!)) {
+      throw new HetmmError('E_ARGUMENT', `report: expected ${where} to be non-decreasing in both rates, but it falls at index ${i}`);
+    }
+  }
+}
+
 /** Throws HetmmError('E_ARGUMENT') naming the first field that does not fit the report shape. */
 export function validateReport(report: EvalReport): void {
   if (typeof report.dataset !== 'string') throw new HetmmError('E_ARGUMENT', 'report: expected dataset to be a string');
@@ -146,7 +223,9 @@ export function validateReport(report: EvalReport): void {
         }
         for (const key of ['precision', 'recall', 'false_positive_rate'] as const) checkMetric(`${where}.thresholds.${kind}`, key, t[key]);
       }
+      validateFalseAlarmRates(`${where}.thresholds.at_false_alarm_rates`, c.thresholds.at_false_alarm_rates);
     }
+    if (c.roc !== undefined) validateRoc(`${where}.roc`, c.roc);
   });
   for (const key of METRIC_KEYS) checkMetric('mean', key, report.mean[key]);
 }
@@ -165,6 +244,7 @@ export function reportToJson(report: EvalReport): string {
       seconds_per_image: c.seconds_per_image,
       ...(c.thresholds === undefined ? {} : { thresholds: c.thresholds }),
       ...(c.tuning === undefined ? {} : { tuning: c.tuning }),
+      ...(c.roc === undefined ? {} : { roc: c.roc }),
       ...(c.reasons === undefined || Object.keys(c.reasons).length === 0 ? {} : { reasons: c.reasons }),
     })),
     mean: metrics(report.mean),
@@ -198,16 +278,22 @@ export function formatPercent(v: number | null): string {
   return v === null ? 'n/a' : (v * 100).toFixed(1);
 }
 
+/** Recall at the stated false-alarm rate `rate` (at_false_alarm_rates), or null when not reported. */
+export function recallAtRate(c: CategoryReport, rate: number): number | null {
+  return c.thresholds?.at_false_alarm_rates?.find((p) => p.stated_false_alarm_rate === rate)?.recall ?? null;
+}
+
 function tableRows(report: EvalReport): string[][] {
-  const header = ['category', ...METRIC_KEYS.map((k) => COLUMN_TITLES[k]), 'images', 'templates', 's/image'];
+  const header = ['category', ...METRIC_KEYS.map((k) => COLUMN_TITLES[k]), 'recall@1%FA', 'images', 'templates', 's/image'];
   const rows = report.categories.map((c) => [
     c.name,
     ...METRIC_KEYS.map((k) => formatPercent(c[k])),
+    formatPercent(recallAtRate(c, 0.01)),
     String(c.images),
     String(c.templates),
     c.seconds_per_image.toFixed(3),
   ]);
-  const mean = ['mean', ...METRIC_KEYS.map((k) => formatPercent(report.mean[k])), '', '', ''];
+  const mean = ['mean', ...METRIC_KEYS.map((k) => formatPercent(report.mean[k])), '', '', '', ''];
   return [header, ...rows, mean];
 }
 
@@ -285,6 +371,28 @@ function categoryNotesHtml(c: CategoryReport): string[] {
   }
   describe('Deployment threshold', c.thresholds?.normal_only);
   describe('F1-optimal threshold', c.thresholds?.f1_optimal);
+  const atRates = c.thresholds?.at_false_alarm_rates;
+  if (atRates !== undefined && atRates !== null && atRates.length > 0) {
+    lines.push(
+      '<p>Recall at stated false-alarm rates (each threshold chosen on the good test images, so optimistic like the F1-optimal one): ' +
+        atRates
+          .map(
+            (p) =>
+              `at most ${formatPercent(p.stated_false_alarm_rate)}: recall ${formatPercent(p.recall)} ` +
+              `(score &gt; ${p.threshold.toPrecision(4)}; ${p.false_alarms} of ${p.good_images} good images flagged, ${p.allowed_false_alarms} allowed)`,
+          )
+          .join('; ') +
+        ' (percent)</p>',
+    );
+  }
+  if (c.roc !== undefined) {
+    lines.push('<h3>ROC curve at low false-alarm rates</h3>');
+    lines.push(
+      '<p class="legend">Blue: recall against false-alarm rate over all thresholds. Red dots: the lowest thresholds allowed at each stated rate (dashed), ' +
+        'at the rate they reach; black square: the deployment threshold on these test images.</p>',
+    );
+    lines.push(rocSvg(c.roc, atRates, c.thresholds?.normal_only));
+  }
   for (const [key, reason] of Object.entries(c.reasons ?? {})) lines.push(`<p class="none">${escapeHtml(key)} n/a: ${escapeHtml(reason)}</p>`);
   return lines;
 }
@@ -307,6 +415,8 @@ tr.mean td { font-weight: bold; border-top: 2px solid #888; }
 .card img { width: 200px; height: auto; image-rendering: pixelated; }
 .card .caption { font-size: 12px; word-break: break-all; }
 .none { color: #888; }
+.legend { font-size: 12px; color: #444; }
+svg.roc { display: block; margin-bottom: 1em; }
 `;
 
 /**

@@ -20,7 +20,8 @@
  *    are null with their reason, never NaN.
  * 5. Thresholds: the F1-optimal threshold of the test scores and the
  *    store's normal-only threshold, each with precision / recall / false
- *    alarms on the test images.
+ *    alarms on the test images; recall at false-alarm rates 0.1%, 1% and
+ *    5% of the good test images, and the ROC curve (./low-false-alarm.ts).
  * 6. Optionally the HTML report: overlays rendered only for the worst false
  *    positives and false negatives.
  */
@@ -28,9 +29,9 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
-import { defaultInt8Matching, storeBackboneFiles } from '../detector/store-backbone.js';
+import { lineInt8Backbone, lineMatchPrecision } from '../detector/line.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
-import { falseAlarmPredictionBound, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { falseAlarmPredictionBound, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';
 import type { FeatureDType } from '../kernels/contract.js';
@@ -54,6 +55,7 @@ import {
   type ThresholdReport,
 } from './report.js';
 import { f1OptimalThreshold, operatingPoint } from './thresholds.js';
+import { lowFalseAlarmReports } from './low-false-alarm.js';
 
 export interface EvaluateOptions {
   /** an MVTec AD root (every category under it) or one category folder; or give `folder` */
@@ -276,7 +278,7 @@ export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallba
     const examples: Record<string, ExampleImage[]> = {};
     for (const category of settled.categories) {
       // a loaded store fitted int8 end to end (hetmm fit's default) runs its own int8 backbone
-      const own = await int8StoreDetector(category.name, options, matchPrecision);
+      const own = await int8StoreDetector(category.name, options);
       try {
         const { report, worst } = await evaluateCategory(own ?? detector, category.name, await category.read(), settled, options, onEvent);
         reports.push(report);
@@ -314,14 +316,15 @@ export async function evaluate(options: EvaluateOptions, onEvent: EvaluateCallba
  * category's store is loaded into it as any other), else undefined (the
  * shared detector). An explicit model or precision 'float' keeps the shared one.
  */
-async function int8StoreDetector(name: string, options: EvaluateOptions, matchPrecision: 'float' | 'int8' | undefined): Promise<Detector | undefined> {
-  if (options.templates === undefined || options.model !== undefined || options.precision === 'float') return undefined;
+async function int8StoreDetector(name: string, options: EvaluateOptions): Promise<Detector | undefined> {
+  if (options.templates === undefined) return undefined;
   const file = (await isDir(options.templates)) ? path.join(options.templates, `${name}.hetmm`) : options.templates;
-  const int8 = storeBackboneFiles(file, await readStoreMeta(file));
-  if (int8 === undefined) return undefined;
-  const matching = matchPrecision ?? (await defaultInt8Matching(options.backend));
+  // the line service's rules: which backbone the store runs, and its matching precision
+  const model = lineInt8Backbone(file, await readStoreMeta(file), options);
+  if (model === undefined) return undefined;
+  const matching = await lineMatchPrecision(options, true);
   return Detector.open({
-    model: int8.model,
+    model,
     backend: options.backend,
     threads: options.threads,
     ...(matching === undefined ? {} : { matchPrecision: matching }),
@@ -398,7 +401,8 @@ async function evaluateCategory(
     // proHetmm is in percent (the paper's unit); the report holds fractions.
     pro_hetmm = valueOf('pro_hetmm', proHetmm(proInput, masks, { width }), 100);
   }
-  const thresholds = thresholdReports(detector, scores, labels, reasons);
+  const { at_false_alarm_rates, roc } = lowFalseAlarmReports(scores, labels, reasons);
+  const thresholds = { ...thresholdReports(detector, scores, labels, reasons), at_false_alarm_rates };
 
   const report: CategoryReport = {
     name,
@@ -411,6 +415,7 @@ async function evaluateCategory(
     templates: detector.store.count,
     seconds_per_image: scored.length > 0 ? predictSeconds / scored.length : 0,
     thresholds,
+    ...(roc === undefined ? {} : { roc }),
     ...(Object.keys(reasons).length > 0 ? { reasons } : {}),
     ...(tuning === undefined
       ? {}
@@ -555,7 +560,8 @@ async function renderWorst(
   width: number,
 ): Promise<ExampleImage[]> {
   const { falsePositives, falseNegatives } = selectWorstExamples(scored, count);
-  const range = overlayRange(detector, pixelMaps);
+  // one colour scale per category, so overlays compare (as `hetmm predict`: calibrated, else all its maps' min..max)
+  const range = heatmapRange({ pixelMaps }, detector.store.meta, detector.preset.name);
   const out: ExampleImage[] = [];
   for (const s of [...falsePositives, ...falseNegatives]) {
     const overlayPng = await renderHeatmapOverlay(s.file, pixelMaps[s.index]!, height, width, { range, alpha: 0.5 });
@@ -571,22 +577,3 @@ async function renderWorst(
   return out;
 }
 
-/**
- * One colour scale per category, so overlays compare: from the median normal
- * pixel to the deployment threshold when the store is calibrated (as
- * `hetmm predict`), else the min..max of all the category's pixel maps.
- */
-function overlayRange(detector: Detector, pixelMaps: readonly Float32Array[]): [number, number] {
-  const t = storedThreshold(detector.store.meta, detector.preset.name);
-  if (t !== undefined && t.value > t.pixelMedian) return [t.pixelMedian, t.value];
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const map of pixelMaps) {
-    for (let i = 0; i < map.length; i++) {
-      const v = map[i]!;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  return hi > lo ? [lo, hi] : [lo, lo + 1];
-}

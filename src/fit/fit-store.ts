@@ -21,8 +21,9 @@
 import { rm } from 'node:fs/promises';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
-import { defaultInt8Matching } from '../detector/store-backbone.js';
+import { lineMatchPrecision } from '../detector/line.js';
 import { HetmmError } from '../errors.js';
+import { resolveModel } from '../models/index.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
 import { tunePreset, type TuneOptions, type TuneResult } from './tune.js';
@@ -53,6 +54,29 @@ export interface FitStoreOptions {
   readonly onProgress?: (phase: FitPhase, done: number, total: number) => void;
   /** things the user should know (calibration skipped, too few normals, ...) */
   readonly onNote?: (message: string) => void;
+  /** where the backbone runs (default: this thread, on `files` as image paths); the server runs it on its threads */
+  readonly hooks?: FitHooks;
+}
+
+/**
+ * Where fitting runs the backbone. With hooks, `files` are the inputs'
+ * names (recorded in the store) and the hooks reach the images themselves.
+ */
+export interface FitHooks {
+  /** quantises the float backbone `model` calibrated on the inputs into `output` (its description beside it) */
+  readonly quantize?: (model: string, output: string) => Promise<QuantizedBackbone>;
+  /** the features of input `index` of `files` through `detector`'s backbone */
+  readonly features?: (detector: Detector, index: number) => Promise<Float32Array[]>;
+}
+
+/** An int8 backbone written beside a store, and the store meta entry naming it. */
+export interface QuantizedBackbone {
+  readonly output: string;
+  readonly descriptionPath: string;
+  readonly calibrationImages: number;
+  /** convolutions quantised, when known */
+  readonly quantizedConvs?: number;
+  readonly meta: Record<string, string>;
 }
 
 export interface FitStoreResult {
@@ -91,36 +115,53 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
     throw new HetmmError('E_ARGUMENT', 'fitting int8 end to end quantises the backbone on the normal images (files) and writes it beside the store (output): give both, or precision: \'float\'');
   }
   const t0 = performance.now();
-  const { decodableCalibrationFiles, int8BackbonePathFor, quantizeBackboneFor } = await import('../detector/precision.js');
   options.onProgress?.('quantize', 0, 1);
-  // with onFailure a bad input is reported by the features phase and skipped: the quantiser skips it too
-  const calibration = options.onFailure === undefined ? files : await decodableCalibrationFiles(files, target.maxPixels);
-  if (calibration.length === 0) return fitStore({ ...target, precision: 'float' }, options); // reports every input, then E_NO_IMAGES
-  const q = await quantizeBackboneFor(calibration, int8BackbonePathFor(options.output), {
-    ...(target.model === undefined ? {} : { model: target.model }),
-    ...(target.threads === undefined ? {} : { threads: target.threads }),
-  });
+  const q = await quantizeFor(target, files, options);
+  if (q === undefined) return fitStore({ ...target, precision: 'float' }, options); // reports every input, then E_NO_IMAGES
   options.onProgress?.('quantize', 1, 1);
-  options.onNote?.(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions int8, calibrated on ${q.result.calibrationImages} of the images)`);
+  const convs = q.quantizedConvs === undefined ? '' : `${q.quantizedConvs} convolutions int8, `;
+  options.onNote?.(`int8 backbone ${q.output} (${convs}calibrated on ${q.calibrationImages} of the images)`);
   const removeSidecar = async (): Promise<void> => {
-    await rm(q.result.output, { force: true });
-    await rm(q.result.descriptionPath, { force: true });
+    await rm(q.output, { force: true });
+    await rm(q.descriptionPath, { force: true });
   };
-  // Matching as the saved store will be opened (Detector.open): int8 where the backend has it, unless told.
+  // Matching as the saved store will be opened: the line service's rule for an int8 store (src/detector/line.ts).
   const { precision: _whole, ...rest } = target;
-  const matchPrecision = target.matchPrecision ?? (await defaultInt8Matching(target.backend));
-  const detector = await Detector.open({ ...rest, model: q.result.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) }).catch(async (e: unknown) => {
+  const matchPrecision = await lineMatchPrecision({ ...rest }, true);
+  const detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) }).catch(async (e: unknown) => {
     await removeSidecar();
     throw e;
   });
   try {
     const fitted = await fitInto(detector, { ...options, meta: { ...options.meta, ...q.meta } }, { precision: 'int8', quantizeSeconds: (performance.now() - t0) / 1000 });
-    return { ...fitted, int8Backbone: { model: q.result.output, description: q.result.descriptionPath, calibrationImages: q.result.calibrationImages } };
+    return { ...fitted, int8Backbone: { model: q.output, description: q.descriptionPath, calibrationImages: q.calibrationImages } };
   } catch (e) {
     detector.dispose();
     await removeSidecar();
     throw e;
   }
+}
+
+/**
+ * The int8 backbone quantised on the normals beside `options.output` (the
+ * hook's, else on this thread on `files`), or undefined when none of the
+ * files decodes (with onFailure).
+ */
+async function quantizeFor(target: DetectorOptions, files: readonly string[], options: FitStoreOptions): Promise<QuantizedBackbone | undefined> {
+  const { decodableCalibrationFiles, int8BackbonePathFor, quantizeBackboneFor } = await import('../detector/precision.js');
+  const output = int8BackbonePathFor(options.output!);
+  if (options.hooks?.quantize !== undefined) {
+    // the float model as Backbone.load finds it (a download from HETMM_MODEL_HOST included)
+    return options.hooks.quantize(target.model ?? (await resolveModel()).path, output);
+  }
+  // with onFailure a bad input is reported by the features phase and skipped: the quantiser skips it too
+  const calibration = options.onFailure === undefined ? files : await decodableCalibrationFiles(files, target.maxPixels);
+  if (calibration.length === 0) return undefined;
+  const q = await quantizeBackboneFor(calibration, output, {
+    ...(target.model === undefined ? {} : { model: target.model }),
+    ...(target.threads === undefined ? {} : { threads: target.threads }),
+  });
+  return { output: q.result.output, descriptionPath: q.result.descriptionPath, calibrationImages: q.result.calibrationImages, quantizedConvs: q.result.quantizedConvs, meta: q.meta };
 }
 
 async function fitInto(
@@ -140,7 +181,8 @@ async function fitInto(
 
   const files = options.files ?? [];
   if (files.length > 0) {
-    await detector.add(files, (e) => progress('fit', e.done, e.total), options.onFailure === undefined ? {} : { onFailure: options.onFailure });
+    if (options.hooks?.features !== undefined) await addThrough(detector, files, options.hooks.features, options);
+    else await detector.add(files, (e) => progress('fit', e.done, e.total), options.onFailure === undefined ? {} : { onFailure: options.onFailure });
     if (detector.store.count === 0) {
       throw new HetmmError('E_NO_IMAGES', `none of the ${files.length} inputs could be used (listed above): no store written`);
     }
@@ -200,4 +242,22 @@ async function fitInto(
     ...(pts === undefined ? {} : { pts }),
     seconds,
   };
+}
+
+/** Detector.add's in-memory path with the features from a hook: all or nothing unless onFailure. */
+async function addThrough(detector: Detector, files: readonly string[], features: NonNullable<FitHooks['features']>, options: FitStoreOptions): Promise<void> {
+  const before = detector.store.count;
+  detector.store.reserve(files.length);
+  for (let i = 0; i < files.length; i++) {
+    try {
+      detector.store.append(await features(detector, i), files[i]!);
+    } catch (e) {
+      if (options.onFailure === undefined) {
+        detector.store.rollbackTo(before);
+        throw e;
+      }
+      options.onFailure(files[i]!, e instanceof Error ? e : new Error(String(e)));
+    }
+    options.onProgress?.('fit', i + 1, files.length);
+  }
 }

@@ -28,7 +28,8 @@
  * slower machine may try fewer windows).
  */
 import type { Detector } from '../detector/detector.js';
-import { evenSample, int8MatchingBackend } from '../detector/calibrate.js';
+import { evenSample } from '../detector/calibrate.js';
+import { getBackend, type KernelBackend } from '../kernels/index.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/index.js';
 import type { MatchResult } from '../kernels/contract.js';
@@ -45,7 +46,7 @@ import {
   type PostProcess,
   type Preset,
 } from '../matching/index.js';
-import { float16ArrayToFloat32 } from '../store/index.js';
+import { templateFeatures } from '../store/feature-stack.js';
 import { aupro, imageAuroc, pixelAuroc } from '../metrics/index.js';
 import { makeRng, synthesizeDefect, type SyntheticKind } from './synthetic.js';
 
@@ -232,7 +233,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   const [mapH, mapW] = [Math.ceil(height / SUBSAMPLE), Math.ceil(width / SUBSAMPLE)];
   const cleanMask = new Uint8Array(mapH * mapW);
   for (const [k, i] of held.entries()) {
-    queries.push({ exclude: i, features: storedFeatures(snapshot, i), mask: cleanMask, label: 0, profile: profileOf(images[k]!) });
+    queries.push({ exclude: i, features: templateFeatures(snapshot.layers, i), mask: cleanMask, label: 0, profile: profileOf(images[k]!) });
     for (let d = 0; d < perImage; d++) {
       const kind = kinds[d % kinds.length]!;
       // the donor is another held-out normal (the image itself only when it is the only one held out)
@@ -245,7 +246,7 @@ export async function tunePreset(detector: Detector, options: TuneOptions = {}):
   }
 
   // ---- search
-  const backend = await int8MatchingBackend(detector);
+  const backend = await rankingBackend(detector);
   const layerShapes = detector.backbone.identity.layers.map((l) => [l.height, l.width] as const);
   const windowList = options.windows ?? TUNE_WINDOWS;
   const saved = detector.preset;
@@ -363,7 +364,7 @@ async function chooseBands(c: {
   queries: readonly Query[];
   preset: Preset;
   results: MatchResult[][] | undefined;
-  backend: Awaited<ReturnType<typeof int8MatchingBackend>>;
+  backend: KernelBackend | undefined;
   kinds: readonly SyntheticKind[];
   perImage: number;
   rng: ReturnType<typeof makeRng>;
@@ -544,15 +545,6 @@ export function summarize(p: Preset): string {
   return `${p.name}: ${layers}, image ${post(p.image)}, pixel ${post(p.pixel)}${bands}`;
 }
 
-function storedFeatures(snapshot: ReturnType<Detector['store']['snapshot']>, i: number): Float32Array[] {
-  return snapshot.layers.map((stack) => {
-    const [, c, h, w] = stack.shape;
-    const per = c * h * w;
-    const slice = stack.data.subarray(i * per, (i + 1) * per);
-    return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-  });
-}
-
 /** A blur kernel side for the 1/SUBSAMPLE map: the same extent, odd, at least 3. */
 function smallKernel(kernel: number): number {
   const k = Math.max(3, Math.round(kernel / SUBSAMPLE));
@@ -566,4 +558,15 @@ function subsample<T extends Float32Array | Uint8Array>(map: T, height: number, 
   const out = new (map.constructor as { new (n: number): T })(h * w);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[y * w + x] = map[y * SUBSAMPLE * width + x * SUBSAMPLE]!;
   return out;
+}
+
+/**
+ * The backend that ranks candidate presets: int8 matching where the
+ * detector's backend has it (a few times faster; the ranking, not the
+ * scores, is what the search keeps), else the detector's own. The
+ * threshold is calibrated afterwards with the line's own matching.
+ */
+async function rankingBackend(detector: Detector): Promise<KernelBackend | undefined> {
+  if (detector.backend.precision === 'int8') return undefined;
+  return getBackend(detector.backend.name, { precision: 'int8' }).catch(() => undefined);
 }

@@ -4,6 +4,7 @@
  * are the paper's MVTec AD settings (official implementation); `default` is
  * the category-agnostic setting.
  */
+import { FEATURE_LAYERS } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import { validateBandCue, type BandCue } from './bands.js';
 
@@ -160,8 +161,8 @@ export function validatePostProcess(p: PostProcess, where: string, allowMaxpool:
 }
 
 export function validatePreset(p: Preset): void {
-  if (!Array.isArray(p.layers) || p.layers.length !== 3) {
-    fail(`Expected exactly 3 layer settings in preset "${p.name}" but received ${Array.isArray(p.layers) ? p.layers.length : typeof p.layers}`);
+  if (!Array.isArray(p.layers) || p.layers.length !== FEATURE_LAYERS) {
+    fail(`Expected exactly ${FEATURE_LAYERS} layer settings in preset "${p.name}" but received ${Array.isArray(p.layers) ? p.layers.length : typeof p.layers}`);
   }
   p.layers.forEach((l, i) => validateLayerParams(l, `layer${i + 1}`));
   validatePostProcess(p.image, 'image', true);
@@ -231,8 +232,8 @@ export interface PresetOverrides {
 
 /** A new, validated preset with the overrides applied (the input is not modified). */
 export function applyOverrides(base: Preset, overrides: PresetOverrides): Preset {
-  if (overrides.layers !== undefined && overrides.layers.length > 3) {
-    fail(`Expected at most 3 layer overrides but received ${overrides.layers.length}`);
+  if (overrides.layers !== undefined && overrides.layers.length > FEATURE_LAYERS) {
+    fail(`Expected at most ${FEATURE_LAYERS} layer overrides but received ${overrides.layers.length}`);
   }
   const layers = base.layers.map((l, i) => ({ ...l, ...(overrides.layers?.[i] ?? {}) })) as [
     LayerParams,
@@ -293,13 +294,14 @@ function postFromConfig(v: unknown, where: string, allowMaxpool: boolean): PostP
  */
 export function overridesFromConfig(config: unknown): PresetOverrides {
   if (!isRecord(config)) fail(`Expected a JSON object of preset overrides but received ${JSON.stringify(config)}`);
-  const known = ['layer1', 'layer2', 'layer3', 'image', 'pixel', 'pro'];
+  const layerKeys = Array.from({ length: FEATURE_LAYERS }, (_, i) => `layer${i + 1}`);
+  const known = [...layerKeys, 'image', 'pixel', 'pro'];
   for (const key of Object.keys(config)) {
     if (!known.includes(key)) fail(`Unknown preset override "${key}" (expected one of ${known.join(', ')})`);
   }
-  const layers = [1, 2, 3].map((i) => {
-    const v = config[`layer${i}`];
-    return v === undefined ? undefined : layerFromConfig(v, `layer${i}`);
+  const layers = layerKeys.map((key) => {
+    const v = config[key];
+    return v === undefined ? undefined : layerFromConfig(v, key);
   });
   return {
     ...(layers.some((l) => l !== undefined) ? { layers } : {}),

@@ -6,3 +6,5 @@ export { proHetmm, linspace, type ProHetmmOptions } from './pro-hetmm.js';
 export { f1Max, pixelF1Max, type F1Max, type F1MaxResult } from './f1-max.js';
 export { labelComponents8, type Components } from './connected-components.js';
 export { radixSortFloat32 } from './radix-sort.js';
+export { recallAtFalseAlarmRate, type RecallAtRate, type RecallAtRatesResult } from './recall-at-false-alarm.js';
+export { rocCurve, type RocCurve } from './roc-curve.js';

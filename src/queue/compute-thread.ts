@@ -7,24 +7,69 @@
  * and BullMQ's lock renewal. Driven by ./compute.ts.
  */
 import { Detector, type DetectorOptions } from '../detector/detector.js';
-import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { servedLineOptions } from '../detector/line.js';
+import { storedThreshold } from '../detector/threshold.js';
 import { HetmmError } from '../errors.js';
-import { storeBackboneFiles } from '../detector/store-backbone.js';
-import { openStoreDetector } from '../detector/store-detector.js';
-import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
-import { TemplateStore } from '../store/index.js';
+import { describeLine, metaWithThreshold, renderMaps, storeVersion } from '../fit/line-state.js';
+import { watchStoreFile } from '../store/file-watch.js';
+import { TemplateStore, type StoreAppendItem } from '../store/index.js';
 import { answerRequests } from '../threads/index.js';
 import type { ComputeRequest, LineDescription } from './compute.js';
 
 let engine: Detector | undefined;
 let engineOptions: DetectorOptions = {};
-/** `own`: the line's detector has its own backbone (an int8 store's), disposed with the line */
-const lines = new Map<string, { detector: Detector; path: string; own: boolean }>();
+interface LoadedLine {
+  detector: Detector;
+  readonly path: string;
+  /** the line's detector has its own backbone (an int8 store's), disposed with the line */
+  readonly own: boolean;
+  /** serialises the changes to the line's store (loads, refreshes, appends, thresholds) */
+  changes: Promise<unknown>;
+  /** stops watching the file for other writers */
+  unwatch: () => void;
+}
 
-function line(name: string): { detector: Detector; path: string; own: boolean } {
+const lines = new Map<string, LoadedLine>();
+
+function line(name: string): LoadedLine {
   const l = lines.get(name);
   if (l === undefined) throw new HetmmError('E_INTERNAL', `line ${name} is not loaded in the compute thread`);
   return l;
+}
+
+/** Runs a change to a line's store after the ones before it. */
+function change<T>(l: LoadedLine, apply: () => Promise<T>): Promise<T> {
+  const result = l.changes.then(apply);
+  l.changes = result.catch(() => undefined);
+  return result;
+}
+
+/**
+ * A line from its store file: a store fitted int8 end to end (the default
+ * of hetmm fit) runs its own int8 backbone, beside the file (the line
+ * service's rule, src/detector/line.ts); float stores share the engine's.
+ * Other writers' appends to the file (`hetmm add`) are read as they land
+ * (src/store/file-watch.ts), serialised with this thread's own changes.
+ */
+async function openLine(name: string, path: string): Promise<LoadedLine> {
+  const served = await servedLineOptions(path, engineOptions);
+  const own = served.int8;
+  const detector = own ? await Detector.open(served.options) : engine!.withStore(await TemplateStore.load(path, { expect: engine!.backbone.identity }));
+  const l: LoadedLine = { detector, path, own, changes: Promise.resolve(), unwatch: () => {} };
+  l.unwatch = watchStoreFile(
+    path,
+    () => change(l, async () => void (await l.detector.store.refresh(l.path))),
+    (e) => process.emitWarning(`line ${name}: cannot read other writers' changes to ${path}: ${e instanceof Error ? e.message : String(e)}`),
+  );
+  return l;
+}
+
+function dropLine(name: string): void {
+  const l = lines.get(name);
+  if (l === undefined) return;
+  lines.delete(name);
+  l.unwatch();
+  if (l.own) l.detector.dispose();
 }
 
 /** What /v1/lines/{line} shows about a line, from this thread's copy of its store. */
@@ -39,53 +84,43 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       engine = await Detector.open(engineOptions);
       return { layers: engine.backbone.identity.layers.length };
     case 'load': {
-      // A store fitted int8 end to end (the default of hetmm fit) runs its own int8 backbone, beside the file
-      // (features of jobs and hot updates alike); float stores share the engine's.
-      const store = await TemplateStore.load(request.path);
-      const int8 = engineOptions.precision !== 'float' ? storeBackboneFiles(request.path, store.meta) : undefined;
       const existing = lines.get(request.line);
-      if (existing !== undefined && (int8 !== undefined || existing.own) && existing.detector.backbone.identity.modelSha256 !== store.identity.modelSha256) {
-        // the file was refitted with another backbone: a new detector for it
-        lines.delete(request.line);
-        if (existing.own) existing.detector.dispose();
+      if (existing !== undefined) {
+        const store = await change(existing, () => TemplateStore.load(request.path));
+        // the same backbone: the new contents in place; refitted with another backbone: a new line
+        if (store.identity.modelSha256 === existing.detector.backbone.identity.modelSha256) existing.detector.setStore(store, request.path);
+        else dropLine(request.line);
       }
-      const current = lines.get(request.line);
-      if (current !== undefined) current.detector.setStore(store);
-      else if (int8 === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path, own: false });
-      else lines.set(request.line, { detector: await openStoreDetector(request.path, engineOptions, store), path: request.path, own: true });
-      return { count: store.count, version: storeVersion(store), info: describe(line(request.line).detector) };
+      if (!lines.has(request.line)) lines.set(request.line, await openLine(request.line, request.path));
+      const l = line(request.line);
+      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
     }
     case 'refresh': {
       const l = line(request.line);
-      await l.detector.store.refresh(l.path);
+      await change(l, () => l.detector.store.refresh(l.path));
       return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
     }
     case 'setMeta': {
       const l = line(request.line);
-      l.detector.store.meta = { ...request.meta };
+      await change(l, async () => {
+        l.detector.store.meta = { ...request.meta };
+      });
       return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
     }
     case 'setThreshold': {
-      // the in-process server's rule: keep the calibrated colour scale, record what it replaced
+      // the rule every serving process applies (../fit/line-state.ts)
       const l = line(request.line);
       const store = l.detector.store;
-      const old = storedThreshold(store.meta, l.detector.preset.name);
-      const threshold: StoredThreshold = {
-        value: request.value,
-        method: `set over HTTP${old === undefined ? '' : ` (was ${old.value.toPrecision(6)}, ${old.method})`}`,
-        preset: l.detector.preset.name,
-        pixelMedian: old?.pixelMedian ?? 0,
-        scores: old?.scores ?? [],
-      };
-      const before = store.meta;
-      // a change that is not an append: one more revision (version = templates + revision)
-      store.meta = { ...store.meta, threshold, revision: storeVersion(store) - store.count + 1 };
-      try {
-        await store.save(l.path, { lock: { purpose: request.purpose } });
-      } catch (e) {
-        store.meta = before;
-        throw e;
-      }
+      await change(l, async () => {
+        const before = store.meta;
+        store.meta = metaWithThreshold(l.detector, request.value);
+        try {
+          await store.save(l.path, { lock: { purpose: request.purpose } });
+        } catch (e) {
+          store.meta = before;
+          throw e;
+        }
+      });
       return { count: store.count, version: storeVersion(store), meta: store.meta, info: describe(l.detector) };
     }
     case 'predict': {
@@ -111,7 +146,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
     }
     case 'append': {
       const l = line(request.line);
-      const items = [];
+      const items: StoreAppendItem[] = [];
       // every image is decoded and embedded before anything is written: one bad image adds nothing
       for (let i = 0; i < request.images.length; i++) {
         const image = request.images[i]!;
@@ -119,12 +154,11 @@ async function handle(request: ComputeRequest): Promise<unknown> {
         items.push({ features, file: request.names[i] ?? `<normal ${i}>` });
       }
       const before = l.detector.store.count;
-      await l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose } });
+      await change(l, () => l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose } }));
       return { count: l.detector.store.count, version: storeVersion(l.detector.store), merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
     }
     case 'dispose':
-      for (const l of lines.values()) if (l.own) l.detector.dispose();
-      lines.clear();
+      for (const name of [...lines.keys()]) dropLine(name);
       engine?.dispose();
       engine = undefined;
       return {};

@@ -1,6 +1,6 @@
 /** The worker's side of its compute thread (./compute-thread.ts): one promise per request. */
 import type { DetectorOptions } from '../detector/detector.js';
-import type { LineInfo } from '../server/executor.js';
+import type { LineDescription } from '../fit/line-state.js';
 import { WorkerThread } from '../threads/index.js';
 import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
 
@@ -16,8 +16,8 @@ type Op =
 
 export type ComputeRequest = Op;
 
-/** A line as /v1/lines/{line} shows it (LineInfo less name and version, which the cluster owns). */
-export type LineDescription = Omit<LineInfo, 'name' | 'version'>;
+/** A line as /v1/lines/{line} shows it, less name and version (which the cluster owns). */
+export type { LineDescription };
 
 /** A line's copy after an operation: templates, store version (templates + revision), description. */
 export interface Versioned {

@@ -6,7 +6,8 @@
 import os from 'node:os';
 import { HetmmError } from '../errors.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
-import { float16ArrayToFloat32, TemplateStore } from '../store/index.js';
+import { TemplateStore } from '../store/index.js';
+import { templateFeatures } from '../store/feature-stack.js';
 import { ptsMinSamples, selectTemplates, type SelectOptions } from './pts.js';
 
 /**
@@ -107,13 +108,7 @@ export async function compressStore(source: TemplateStore, k: number, options: C
   const store = TemplateStore.create(source.identity, { dtype: source.dtype, meta });
   const sheets = selection.layers[0]!.shape[0];
   for (let s = 0; s < sheets; s++) {
-    const features = selection.layers.map((layer) => {
-      const [, c, h, w] = layer.shape;
-      const per = c * h * w;
-      const slice = layer.data.subarray(s * per, (s + 1) * per);
-      // float16 bits decode exactly to float32 and encode back to the same bits in append()
-      return slice instanceof Float32Array ? slice : float16ArrayToFloat32(slice);
-    });
+    const features = templateFeatures(selection.layers, s);
     store.append(features, n > k ? sheetName(s) : (snapshot.files[s] ?? sheetName(s)));
   }
   return { store, pts, notes };

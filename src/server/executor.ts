@@ -15,8 +15,9 @@
  * the store on disk holds it.
  */
 
-/** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
-export type MapsOption = 'none' | 'png' | 'npy';
+import type { LineDescription, MapsOption, PredictionMaps } from '../fit/line-state.js';
+
+export type { MapsOption, PredictionMaps };
 
 export const MAPS_OPTIONS: readonly MapsOption[] = ['none', 'png', 'npy'];
 
@@ -55,15 +56,6 @@ export interface StageTimings {
   readonly maps: number;
 }
 
-export interface PredictionMaps {
-  /** colour heat map blended over the (resized) image, RGB PNG */
-  readonly heatmapPng?: Buffer;
-  /** pixels over the threshold, 8-bit grey PNG (only when the line has a threshold) */
-  readonly maskPng?: Buffer;
-  /** raw ATMM anomaly map, float32 .npy [height, width] */
-  readonly anomalyNpy?: Buffer;
-}
-
 export interface PredictOutcome {
   readonly line: string;
   readonly score: number;
@@ -90,28 +82,16 @@ export interface HotUpdateOutcome {
   readonly version: number;
 }
 
-export interface LineInfo {
+/** A line as /v1/lines/{line} shows it (the description both executors give, ../fit/line-state.ts). */
+export interface LineInfo extends LineDescription {
   readonly name: string;
-  readonly templates: number;
   readonly version: number;
-  readonly preset: string;
-  readonly threshold?: { readonly value: number; readonly method: string; readonly preset: string };
-  /** the heat-map colour scale [median normal pixel, threshold] when calibrated */
-  readonly heatmapRange?: readonly [number, number];
-  readonly dtype: string;
-  readonly bytesOnDisk: number;
-  readonly backbone: string;
-  readonly backend: string;
-  /** 'int8': the store was fitted int8 end to end and runs its int8 backbone; 'float' otherwise */
-  readonly precision: 'float' | 'int8';
-  /** the matching precision in use */
-  readonly matching: 'float' | 'int8';
 }
 
 export interface FitOptions {
   /** preset name; default 'default' */
   readonly preset?: string;
-  /** leave-one-out calibration samples (0: no threshold); default 16 */
+  /** cap on leave-one-out calibration samples (0: no threshold); default hetmm fit's (1000: all normals up to it) */
   readonly calibrate?: number;
   readonly dtype?: 'float32' | 'float16';
   /**

@@ -10,27 +10,29 @@
  * nothing. Changes to one line are serialised; predictions never wait for
  * them (snapshots stay valid while the store grows).
  *
- * Version = templates + meta.revision (revision counts the changes that are
- * not appends, such as thresholds): it grows with every change, is the same
- * in every process that reads the file, and needs nothing written besides
- * the change itself.
+ * Other writers (`hetmm add`, another server) are seen: each line's file is
+ * watched (src/store/file-watch.ts) and their appends are read and
+ * published, serialised with this server's own changes.
+ *
+ * Version = templates + meta.revision (../fit/line-state.ts).
  */
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
-import { Detector, type Prediction } from '../detector/detector.js';
-import { calibrateStore } from '../detector/calibrate.js';
-import { heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { Backbone } from '../backbone/backbone.js';
+import { Detector } from '../detector/detector.js';
+import { servedLineOptions } from '../detector/line.js';
+import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
-import { setting } from '../config.js';
-import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
-import type { StoreSnapshot, TemplateStore } from '../store/index.js';
+import { fitStore } from '../fit/fit-store.js';
+import { describeLine, metaWithThreshold, renderMaps, storeVersion } from '../fit/line-state.js';
+import type { StoreSnapshot } from '../store/index.js';
+import { watchStoreFile } from '../store/file-watch.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
 import { descriptionPathFor } from '../backbone/description.js';
-import { defaultInt8Matching, int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
+import { int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
-import { openStoreDetector } from '../detector/store-detector.js';
 import type {
   ExecutorEvent,
   FitOptions,
@@ -62,7 +64,7 @@ export interface InProcessExecutorOptions {
    * (E_STORE_MISMATCH), 'int8' matches float stores in int8.
    */
   readonly precision?: 'float' | 'int8';
-  /** matching precision only (default: HETMM_MATCH_PRECISION, else the store's) */
+  /** matching precision only (default: the line service's rule, src/detector/line.ts) */
   readonly matchPrecision?: 'float' | 'int8';
   /** predictions computed at once per line; default 2 (overlaps one image's backbone with another's matching) */
   readonly concurrency?: number;
@@ -93,17 +95,8 @@ interface Line {
   /** serialises changes */
   writes: Promise<unknown>;
   deleted: boolean;
-}
-
-/** Changes to the store that are not appends (meta.revision; 0 when never changed). */
-function revisionOf(store: TemplateStore): number {
-  const v = store.meta.revision;
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
-}
-
-/** The store's version: templates + revision (see the top of this file). */
-export function storeVersion(store: TemplateStore): number {
-  return store.count + revisionOf(store);
+  /** stops watching the file for other writers */
+  unwatch: () => void;
 }
 
 function publish(line: Line): void {
@@ -268,24 +261,13 @@ export class InProcessExecutor implements InspectionExecutor {
     }
     return this.#change(line, async () => {
       const store = line.detector.store;
-      const old = line.published.threshold;
-      const threshold: StoredThreshold = {
-        value,
-        method: `set over HTTP${old === undefined ? '' : ` (was ${old.value.toPrecision(6)}, ${old.method})`}`,
-        preset: line.detector.preset.name,
-        // keeps the calibrated colour scale's low end; 0 when the store was never calibrated
-        pixelMedian: old?.pixelMedian ?? 0,
-        scores: old?.scores ?? [],
-      };
-      const before = { threshold: store.meta.threshold, revision: store.meta.revision };
-      store.meta.threshold = threshold;
-      store.meta.revision = revisionOf(store) + 1;
+      const before = store.meta;
+      store.meta = metaWithThreshold(line.detector, value);
       try {
         await store.save(line.file, { lock: { purpose: `hetmm serve: threshold of line ${line.name}` } });
       } catch (e) {
         // memory stays as the file on disk
-        store.meta.threshold = before.threshold;
-        store.meta.revision = before.revision;
+        store.meta = before;
         throw e;
       }
       publish(line);
@@ -301,8 +283,8 @@ export class InProcessExecutor implements InspectionExecutor {
     if (dataDir === undefined) throw new ServerError('E_FORBIDDEN', 'lines can only be created when the server runs with --data-dir');
     if (this.#lines.has(name) || this.#creating.has(name)) throw new ServerError('E_CONFLICT', `line '${name}' already exists`);
     if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images: a new line needs normal images to fit');
-    const samples = options.calibrate ?? 16;
-    if (!Number.isInteger(samples) || samples < 0) throw new ServerError('E_ARGUMENT', `Expected calibrate as a non-negative integer but received ${String(samples)}`);
+    const samples = options.calibrate;
+    if (samples !== undefined && (!Number.isInteger(samples) || samples < 0)) throw new ServerError('E_ARGUMENT', `Expected calibrate as a non-negative integer but received ${String(samples)}`);
     const precision = options.precision ?? (this.#options.precision === 'float' ? 'float' : 'int8');
     if (precision !== 'float' && precision !== 'int8') throw new ServerError('E_ARGUMENT', `Expected precision float or int8 but received ${JSON.stringify(precision)}`);
     if (precision === 'int8' && this.#options.precision === 'float') {
@@ -311,57 +293,45 @@ export class InProcessExecutor implements InspectionExecutor {
     this.#creating.add(name);
     const file = storePathInDataDir(dataDir, name);
     const work = (async (): Promise<LineInfo> => {
-      const opened = { ...this.#detectorOptions(), preset: options.preset ?? 'default', dtype: options.dtype ?? 'float32' };
-      let detector = await Detector.open(opened);
-      let int8: { output: string; descriptionPath: string } | undefined;
+      const stage = { quantize: 'quantize', fit: 'features', calibrate: 'calibrate' } as const;
+      // hetmm fit's own path (fitStore), with the backbone on this server's threads: the same images give the same store and threshold
+      const fitted = await fitStore(
+        { ...this.#detectorOptions(), precision, preset: options.preset ?? 'default', dtype: options.dtype ?? 'float32' },
+        {
+          files: images.map((i) => i.name),
+          output: file,
+          ...(samples === undefined ? {} : samples === 0 ? { calibrate: false } : { calibrationSamples: samples }),
+          onProgress: (phase, done, total) => {
+            if (phase in stage) onProgress?.({ stage: stage[phase as keyof typeof stage], done, total });
+          },
+          hooks: {
+            // quantised on a thread (seconds of work), the uploads decoded there
+            quantize: async (model, output) => {
+              const backbone = await Backbone.load({ model, ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }) });
+              const inputSize = backbone.identity.inputSize;
+              backbone.dispose();
+              return quantizeOnThread({ images: images.map((i) => i.bytes), model, inputSize, output, maxPixels: this.#maxPixels(), ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }) });
+            },
+            features: async (detector, index) => this.#prepare(await this.#threadFor(detector, precision === 'int8'), images[index]!).then((p) => p.features),
+          },
+        },
+      ).catch(async (e: unknown) => {
+        // an int8 line's feature thread is its own
+        const key = int8BackbonePathFor(file);
+        const t = this.#threads.get(key);
+        this.#threads.delete(key);
+        await t?.then((x) => x.close(), () => undefined);
+        throw e;
+      });
+      const detector = fitted.detector;
       try {
-        if (precision === 'int8') {
-          // as hetmm fit: the backbone quantised on these normals (on a thread: seconds of work), beside the store
-          onProgress?.({ stage: 'quantize', done: 0, total: 1 });
-          const q = await quantizeOnThread({
-            images: images.map((i) => i.bytes),
-            model: detector.backbone.modelPath,
-            inputSize: detector.backbone.identity.inputSize,
-            output: int8BackbonePathFor(file),
-            maxPixels: this.#maxPixels(),
-            ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }),
-          });
-          int8 = q;
-          onProgress?.({ stage: 'quantize', done: 1, total: 1 });
-          detector.dispose();
-          const { precision: _whole, ...rest } = opened;
-          const matchPrecision = rest.matchPrecision ?? _whole ?? (await defaultInt8Matching(rest.backend));
-          detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
-          Object.assign(detector.store.meta, q.meta);
-        }
-        const thread = await this.#threadFor(detector);
-        detector.store.reserve(images.length);
-        for (let i = 0; i < images.length; i++) {
-          detector.store.append((await this.#prepare(thread, images[i]!)).features, images[i]!.name);
-          onProgress?.({ stage: 'features', done: i + 1, total: images.length });
-        }
-        detector.store.meta.preset = detector.preset;
-        if (samples > 0 && detector.store.count >= 2) {
-          const total = Math.min(samples, detector.store.count);
-          await calibrateStore(detector, { samples, onProgress: (e) => onProgress?.({ stage: 'calibrate', done: e.done, total }) });
-        }
-        onProgress?.({ stage: 'save', done: 0, total: 1 });
-        await detector.store.save(file);
         onProgress?.({ stage: 'save', done: 1, total: 1 });
-        const line = this.#newLine(name, file, detector, thread, false);
+        const line = this.#newLine(name, file, detector, await this.#threadFor(detector), false);
         this.#lines.set(name, line);
         this.#emitStore(line, 'created');
         return this.lineInfo(name);
       } catch (e) {
         detector.dispose();
-        if (int8 !== undefined) {
-          await rm(int8.output, { force: true });
-          await rm(int8.descriptionPath, { force: true });
-          const key = detector.backbone.modelPath;
-          const t = int8BackboneName(detector.store.meta) === undefined ? undefined : this.#threads.get(key);
-          if (t !== undefined) this.#threads.delete(key);
-          await t?.then((x) => x.close(), () => undefined);
-        }
         throw e;
       }
     })();
@@ -378,6 +348,7 @@ export class InProcessExecutor implements InspectionExecutor {
     if (line.pinned) throw new ServerError('E_FORBIDDEN', `line '${name}' is served from --store ${line.file}; it is not deleted over HTTP`);
     await this.#change(line, async () => {
       line.deleted = true;
+      line.unwatch();
       this.#lines.delete(name);
       await line.queue.drained();
       await rm(line.file, { force: true });
@@ -416,6 +387,7 @@ export class InProcessExecutor implements InspectionExecutor {
     this.#closing = true;
     // Accepted work finishes (changes are saved before they are answered, so nothing else needs flushing).
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    for (const line of this.#lines.values()) line.unwatch();
     for (const line of this.#lines.values()) await line.writes.catch(() => undefined);
     for (const line of this.#lines.values()) line.detector.dispose();
     this.#lines.clear();
@@ -431,10 +403,12 @@ export class InProcessExecutor implements InspectionExecutor {
   /**
    * The feature thread running `detector`'s backbone model (undefined: the
    * server's own model, --model or the default), started on first use and
-   * checked to load the same model as the detector.
+   * checked to load the same model as the detector. `int8`: the detector runs
+   * an int8 store's own backbone (default: its store names one; a line being
+   * fitted int8 does not yet).
    */
-  async #threadFor(detector: Detector | undefined): Promise<FeatureThread> {
-    const ownModel = detector === undefined || int8BackboneName(detector.store.meta) === undefined;
+  async #threadFor(detector: Detector | undefined, int8 = detector !== undefined && int8BackboneName(detector.store.meta) !== undefined): Promise<FeatureThread> {
+    const ownModel = detector === undefined || !int8;
     const key = ownModel ? '' : detector.backbone.modelPath;
     let pending = this.#threads.get(key);
     if (pending === undefined) {
@@ -462,27 +436,46 @@ export class InProcessExecutor implements InspectionExecutor {
       published: undefined as unknown as Published,
       writes: Promise.resolve(),
       deleted: false,
+      unwatch: () => {},
     };
     publish(line);
+    line.unwatch = watchStoreFile(
+      file,
+      () => this.#followOtherWriters(line),
+      // the line keeps serving what it has (e.g. the file was refitted with another backbone: restart to serve it)
+      (e) => process.emitWarning(`line ${name}: cannot read other writers' changes to ${file}: ${e instanceof Error ? e.message : String(e)}`),
+    );
     return line;
   }
 
+  /** Reads other processes' changes to a line's file (after this server's own, never during them) and publishes them. */
+  #followOtherWriters(line: Line): Promise<void> {
+    if (this.#closing || line.deleted) return Promise.resolve();
+    return this.#change(line, async () => {
+      const store = line.detector.store;
+      const [count, lineage, version] = [store.count, store.lineage, line.published.version];
+      await store.refresh(line.file);
+      if (store.count === count && store.lineage === lineage && storeVersion(store) === version) return;
+      publish(line);
+      this.#emitStore(line, 'normals');
+    });
+  }
+
+  /** Detector.open's options for every line (the line service decides each store's backbone and precision). */
   #detectorOptions(): { model?: string; backend?: BackendPreference; threads?: number; matchPrecision?: 'float' | 'int8'; precision?: 'float' | 'int8' } {
     const o = this.#options;
-    const matchPrecision = o.matchPrecision ?? setting('matchPrecision');
     return {
-      // Default: each store's own (an int8 store opens its int8 backbone, which its feature thread then runs).
       ...(o.precision === undefined ? {} : { precision: o.precision }),
       ...(o.model === undefined ? {} : { model: o.model }),
       ...(o.backend === undefined ? {} : { backend: o.backend }),
       ...(o.threads === undefined ? {} : { threads: o.threads }),
-      // matching: --int8, else HETMM_MATCH_PRECISION (precision 'float' alone would pin float matching)
-      ...(matchPrecision === undefined ? {} : { matchPrecision: matchPrecision as 'float' | 'int8' }),
+      ...(o.matchPrecision === undefined ? {} : { matchPrecision: o.matchPrecision }),
     };
   }
 
-  #openDetector(file: string): Promise<Detector> {
-    return openStoreDetector(file, this.#detectorOptions());
+  async #openDetector(file: string): Promise<Detector> {
+    // an int8 store opens its own int8 backbone, which its feature thread then runs
+    return Detector.open((await servedLineOptions(file, this.#detectorOptions())).options);
   }
 
   #maxPixels(): number {
@@ -550,35 +543,4 @@ export class InProcessExecutor implements InspectionExecutor {
 
 function checkSignal(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);
-}
-
-/** A line's LineInfo apart from name and version (also what queue workers publish). */
-export function describeLine(detector: Detector, templates: number, t: StoredThreshold | undefined): Omit<LineInfo, 'name' | 'version'> {
-  const d = detector.store.describe();
-  return {
-    templates,
-    preset: detector.preset.name,
-    ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
-    ...(t !== undefined && t.value > t.pixelMedian ? { heatmapRange: [t.pixelMedian, t.value] as const } : {}),
-    dtype: d.dtype,
-    bytesOnDisk: d.bytesOnDisk,
-    backbone: d.backbone.name,
-    backend: detector.backend.name,
-    precision: int8BackboneName(detector.store.meta) === undefined ? 'float' : 'int8',
-    matching: detector.backend.precision ?? 'float',
-  };
-}
-
-export async function renderMaps(p: Prediction, maps: PredictRequest['maps'], threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
-  if (maps === 'none') return {};
-  if (maps === 'npy') {
-    const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
-    return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
-  }
-  const range = heatmapRange(p, threshold === undefined ? {} : { threshold }, threshold?.preset ?? '');
-  const heatmapPng = await renderHeatmapOverlay(p.image, p.pixelMap, p.height, p.width, { range, alpha: 0.5 });
-  if (p.threshold === undefined) return { heatmapPng };
-  const mask = new Uint8Array(p.height * p.width);
-  for (let i = 0; i < mask.length; i++) mask[i] = p.pixelMap[i]! > p.threshold ? 1 : 0;
-  return { heatmapPng, maskPng: await encodeMaskPng(mask, p.height, p.width) };
 }

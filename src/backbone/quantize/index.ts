@@ -22,6 +22,9 @@ import { checkSingleImageInput, foldBatchNorms, fuseInputNormalisation, makeBatc
 import { decodeModel, encodeModel, onnx, opsetVersion, type ModelProto } from './onnx-graph.js';
 import { stemConvs, insertQdq, planQdq, type QdqStats } from './qdq.js';
 
+import { evenlySpaced } from '../evenly-spaced.js';
+
+export { evenlySpaced };
 export type { CalibrationMethod } from './calibrate.js';
 export { activationParams, quantizeWeightsPerChannel } from './qdq.js';
 
@@ -106,11 +109,6 @@ async function resolveDescription(modelPath: string, given: BackboneDescription 
   }
 }
 
-/** At most `n` of `items`, evenly spaced (all of them when there are no more than `n`). */
-export function evenlySpaced<T>(items: readonly T[], n: number): T[] {
-  if (items.length <= n) return [...items];
-  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]);
-}
 
 async function calibrationInputs(
   source: readonly string[] | readonly Float32Array[],

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { Detector } from '../../detector/detector.js';
+import { lineMatchPrecision } from '../../detector/line.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../../detector/calibrate.js';
 import { describeFalseAlarms } from '../../detector/threshold.js';
 import { copyStoreBackbone, storeBackboneFiles } from '../../detector/store-backbone.js';
@@ -95,7 +96,14 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   const recalibrate = values.recalibrate || (!values['no-recalibrate'] && selected && store.meta.threshold !== undefined);
   if (recalibrate) {
     // the model is only needed to score: same backbone check as every other command
-    const detector = await Detector.open({ store, model: values.model ?? int8?.model, threads: intOption(values.threads, 'threads') });
+    // matching as the output's predictions will run (the line service's rule for an int8 store)
+    const matchPrecision = int8 === undefined ? undefined : await lineMatchPrecision({}, true);
+    const detector = await Detector.open({
+      store,
+      model: values.model ?? int8?.model,
+      threads: intOption(values.threads, 'threads'),
+      ...(matchPrecision === undefined ? {} : { matchPrecision }),
+    });
     try {
       const stored = (source.meta.threshold as { falseAlarmRate?: number } | undefined)?.falseAlarmRate;
       const falseAlarmRate = numberOption(values['false-alarm-rate'], 'false-alarm-rate') ?? stored ?? DEFAULT_FALSE_ALARM_RATE;

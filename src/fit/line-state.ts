@@ -1,0 +1,109 @@
+/**
+ * What a serving process (the in-process server, a queue worker) says about
+ * a line and how it records a change made by hand, shared by both so the
+ * queue never imports the server: the store version, the line description,
+ * the rendered maps of a prediction and the record of a threshold set over
+ * HTTP.
+ *
+ * Version = templates + meta.revision (revision counts the changes that are
+ * not appends, such as thresholds): it grows with every change, is the same
+ * in every process that reads the file, and needs nothing written besides
+ * the change itself.
+ */
+import type { Detector, Prediction } from '../detector/detector.js';
+import { int8BackboneName } from '../detector/store-backbone.js';
+import { calibratedHeatmapRange, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
+import type { TemplateStore } from '../store/index.js';
+
+/** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
+export type MapsOption = 'none' | 'png' | 'npy';
+
+export interface PredictionMaps {
+  /** colour heat map blended over the (resized) image, RGB PNG */
+  readonly heatmapPng?: Buffer;
+  /** pixels over the threshold, 8-bit grey PNG (only when the line has a threshold) */
+  readonly maskPng?: Buffer;
+  /** raw ATMM anomaly map, float32 .npy [height, width] */
+  readonly anomalyNpy?: Buffer;
+}
+
+/** A line as /v1/lines/{line} shows it, less its name and version. */
+export interface LineDescription {
+  readonly templates: number;
+  readonly preset: string;
+  readonly threshold?: { readonly value: number; readonly method: string; readonly preset: string };
+  /** the heat-map colour scale [median normal pixel, threshold] when calibrated */
+  readonly heatmapRange?: readonly [number, number];
+  readonly dtype: string;
+  readonly bytesOnDisk: number;
+  readonly backbone: string;
+  readonly backend: string;
+  /** 'int8': the store was fitted int8 end to end and runs its int8 backbone; 'float' otherwise */
+  readonly precision: 'float' | 'int8';
+  /** the matching precision in use */
+  readonly matching: 'float' | 'int8';
+}
+
+/** Changes to the store that are not appends (meta.revision; 0 when never changed). */
+export function revisionOf(store: TemplateStore): number {
+  const v = store.meta.revision;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
+}
+
+/** The store's version: templates + revision (see the top of this file). */
+export function storeVersion(store: TemplateStore): number {
+  return store.count + revisionOf(store);
+}
+
+/** A line's description from its detector, `templates` of its published snapshot and threshold `t`. */
+export function describeLine(detector: Detector, templates: number, t: StoredThreshold | undefined): LineDescription {
+  const d = detector.store.describe();
+  const range = calibratedHeatmapRange(t);
+  return {
+    templates,
+    preset: detector.preset.name,
+    ...(t === undefined ? {} : { threshold: { value: t.value, method: t.method, preset: t.preset } }),
+    ...(range === undefined ? {} : { heatmapRange: range }),
+    dtype: d.dtype,
+    bytesOnDisk: d.bytesOnDisk,
+    backbone: d.backbone.name,
+    backend: detector.backend.name,
+    precision: int8BackboneName(detector.store.meta) === undefined ? 'float' : 'int8',
+    matching: detector.backend.precision ?? 'float',
+  };
+}
+
+/** The maps a request asked for, on the calibrated colour scale. */
+export async function renderMaps(p: Prediction, maps: MapsOption, threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
+  if (maps === 'none') return {};
+  if (maps === 'npy') {
+    const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
+    return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
+  }
+  const range = heatmapRange(p, threshold === undefined ? {} : { threshold }, threshold?.preset ?? '');
+  const heatmapPng = await renderHeatmapOverlay(p.image, p.pixelMap, p.height, p.width, { range, alpha: 0.5 });
+  if (p.threshold === undefined) return { heatmapPng };
+  const mask = new Uint8Array(p.height * p.width);
+  for (let i = 0; i < mask.length; i++) mask[i] = p.pixelMap[i]! > p.threshold ? 1 : 0;
+  return { heatmapPng, maskPng: await encodeMaskPng(mask, p.height, p.width) };
+}
+
+/**
+ * A threshold set by hand (over HTTP) on `detector`'s line: it records the
+ * one it replaces and keeps the calibrated colour scale's low end (0 when
+ * the store was never calibrated). Returns the store meta to write: one
+ * more revision (a change that is not an append).
+ */
+export function metaWithThreshold(detector: Detector, value: number): Record<string, unknown> {
+  const store = detector.store;
+  const old = storedThreshold(store.meta, detector.preset.name);
+  const threshold: StoredThreshold = {
+    value,
+    method: `set over HTTP${old === undefined ? '' : ` (was ${old.value.toPrecision(6)}, ${old.method})`}`,
+    preset: detector.preset.name,
+    pixelMedian: old?.pixelMedian ?? 0,
+    scores: old?.scores ?? [],
+  };
+  return { ...store.meta, threshold, revision: revisionOf(store) + 1 };
+}
