@@ -18,7 +18,7 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, scoreMap, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
-import { defaultInt8Matching, int8BackboneName, storeBackboneFiles } from './store-backbone.js';
+import { defaultInt8Matching, embeddedModelName, int8BackboneName, loadBackbone, storeBackboneFiles } from './store-backbone.js';
 import { BackboneThread } from './backbone-thread.js';
 import { PipelinePool } from './pipelines.js';
 import { layerInputs, scoreResults, toPrediction, type Prediction } from './prediction.js';
@@ -108,6 +108,8 @@ export class Detector {
     let preloaded: TemplateStore | undefined;
     let unreadable: unknown;
     let model = options.model;
+    let modelBytes: Uint8Array | undefined;
+    let description = options.backboneDescription;
     let storeInt8 = false;
     if (model === undefined && options.precision !== 'float' && typeof options.store === 'string') {
       // An unreadable store is reported after the backbone's own errors, as without this peek.
@@ -115,16 +117,26 @@ export class Detector {
         unreadable = e;
         return undefined;
       });
-      // a store copied without its int8 backbone: E_MODEL_NOT_FOUND naming the missing file
-      const files = preloaded === undefined ? undefined : storeBackboneFiles(options.store, preloaded.meta);
+    }
+    const fitted = preloaded ?? (options.store instanceof TemplateStore ? options.store : undefined);
+    if (model === undefined && options.precision !== 'float' && fitted?.model !== undefined) {
+      // the int8 backbone embedded in the store (format version 3)
+      model = embeddedModelName(typeof options.store === 'string' ? options.store : undefined, fitted.model);
+      modelBytes = fitted.model.bytes;
+      description ??= fitted.model.description;
+      storeInt8 = true;
+    } else if (model === undefined && preloaded !== undefined && typeof options.store === 'string') {
+      // a version 2 store's sidecar files; copied without them: E_MODEL_NOT_FOUND naming the missing file
+      const files = storeBackboneFiles(options.store, preloaded.meta);
       if (files !== undefined) {
         model = files.model;
         storeInt8 = true;
       }
     }
-    const backbone = await Backbone.load({
+    const backbone = await loadBackbone({
       model,
-      description: options.backboneDescription,
+      ...(modelBytes === undefined ? {} : { modelBytes }),
+      description,
       threads: options.threads,
     });
     if (unreadable !== undefined) {
@@ -142,7 +154,7 @@ export class Detector {
     } else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
-      if (model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
+      if (model === undefined && store.model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
         backbone.dispose();
         throw new HetmmError(
           'E_STORE_MISMATCH',
@@ -363,7 +375,12 @@ export class Detector {
     }
     const thread = backboneThread
       ? await BackboneThread.start(
-          { model: this.backbone.modelPath, description: this.backbone.description, ...(this.#threads === undefined ? {} : { threads: this.#threads }) },
+          {
+            model: this.backbone.modelPath,
+            ...(this.backbone.modelBytes === undefined ? {} : { modelBytes: this.backbone.modelBytes }),
+            description: this.backbone.description,
+            ...(this.#threads === undefined ? {} : { threads: this.#threads }),
+          },
           this.backbone.identity.modelSha256,
         )
       : undefined;

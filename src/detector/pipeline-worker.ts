@@ -16,7 +16,7 @@ import { failureReply, loadThreadBackbone } from './thread-backbone.js';
 const model = workerData as PipelineModel;
 /** set by 'init' (the templates, shared, arrive after the model started loading) */
 let config: PipelineConfig;
-const ready = loadThreadBackbone({ model: model.model, description: model.description, threads: 1 }).then((backbone) => {
+const ready = loadThreadBackbone({ model: model.model, ...(model.modelBytes === undefined ? {} : { modelBytes: model.modelBytes }), description: model.description, threads: 1 }).then((backbone) => {
   if (backbone.identity.modelSha256 !== model.modelSha256) {
     throw new HetmmError('E_MODEL_INVALID', `a pipeline thread loaded another model than the detector's (${model.model} changed on disk?)`);
   }

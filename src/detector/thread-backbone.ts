@@ -3,13 +3,19 @@
  * its own onnxruntime session, with the native L2 normalisation plugged in as
  * Detector.open does (the reference when the addon does not load).
  */
-import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import type { Backbone, PixelNormaliser } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
 import { isHetmmError, type HetmmErrorCode } from '../errors.js';
 import { loadFastBackend } from '../kernels/fast/index.js';
+import { loadBackbone } from './store-backbone.js';
 
-export async function loadThreadBackbone(options: { model?: string; description?: BackboneDescription; threads?: number }): Promise<Backbone> {
-  const backbone = await Backbone.load({ model: options.model, description: options.description, threads: options.threads });
+export async function loadThreadBackbone(options: { model?: string; modelBytes?: Uint8Array; description?: BackboneDescription; threads?: number }): Promise<Backbone> {
+  const backbone = await loadBackbone({
+    model: options.model,
+    ...(options.modelBytes === undefined ? {} : { modelBytes: options.modelBytes }),
+    description: options.description,
+    threads: options.threads,
+  });
   const normalise = await loadFastBackend().then(
     (b) => (b as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels,
     () => undefined,

@@ -11,20 +11,26 @@
  *
  * Precision: given detector options (not an opened Detector), fitStore opens
  * the detector itself and, for a new store written to `output`, fits it int8
- * end to end by default: the backbone is quantised on the normals first
- * (src/detector/precision.ts, `<output stem>.int8.onnx` beside the store)
- * and the features and the threshold come from that int8 backbone, the one
- * predict and serve then run (calibration parity). `precision: 'float'`
- * fits the float reference. Given an opened Detector, its backbone is used
- * as it is (float unless it was opened with an int8 model).
+ * end to end by default: the backbone is quantised on the normals first, in
+ * memory (src/detector/precision.ts), embedded in the new store, and the
+ * features and the threshold come from that int8 backbone, the one predict
+ * and serve then run (calibration parity). `precision: 'float'` fits the
+ * float reference. Given an opened Detector, its backbone is used as it is
+ * (float unless it was opened with an int8 model).
+ *
+ * Nothing is written before the final save, which replaces `output` by an
+ * atomic rename: a failed or killed fit leaves an existing store at
+ * `output` exactly as it was. The output path is checked first, so a
+ * missing directory fails before minutes of work.
  */
-import { rm } from 'node:fs/promises';
+import { Backbone } from '../backbone/backbone.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
-import { defaultInt8Matching } from '../detector/store-backbone.js';
+import { defaultInt8Matching, embeddedModelName } from '../detector/store-backbone.js';
 import { HetmmError } from '../errors.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
+import { TemplateStore } from '../store/index.js';
 import { tunePreset, type TuneOptions, type TuneResult } from './tune.js';
 
 export type FitPhase = 'quantize' | 'fit' | 'tune' | 'compress' | 'calibrate';
@@ -60,8 +66,8 @@ export interface FitStoreResult {
   readonly detector: Detector;
   /** 'int8' when fitStore quantised the backbone (the store then names it: int8 end to end); 'float' otherwise */
   readonly precision: 'float' | 'int8';
-  /** the int8 backbone written beside the store (int8 only) */
-  readonly int8Backbone?: { readonly model: string; readonly description: string; readonly calibrationImages: number };
+  /** the int8 backbone embedded in the store (int8 only): its sha256, size in bytes and calibration images */
+  readonly int8Backbone?: { readonly sha256: string; readonly bytes: number; readonly calibrationImages: number };
   readonly threshold?: StoredThreshold;
   readonly tuning?: TuneResult;
   readonly pts?: CompressResult['pts'];
@@ -75,6 +81,7 @@ export interface FitStoreResult {
  * see the module comment.
  */
 export async function fitStore(target: Detector | DetectorOptions, options: FitStoreOptions = {}): Promise<FitStoreResult> {
+  if (options.output !== undefined) await TemplateStore.checkWritable(options.output);
   if (target instanceof Detector) return fitInto(target, options, { precision: 'float', quantizeSeconds: 0 });
   const files = options.files ?? [];
   // The default for a new store: int8 (an explicit `model` is used as given unless precision: 'int8' asks to quantise it).
@@ -88,37 +95,38 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
     });
   }
   if (options.output === undefined || files.length === 0) {
-    throw new HetmmError('E_ARGUMENT', 'fitting int8 end to end quantises the backbone on the normal images (files) and writes it beside the store (output): give both, or precision: \'float\'');
+    throw new HetmmError('E_ARGUMENT', 'fitting int8 end to end quantises the backbone on the normal images (files) and embeds it in the store (output): give both, or precision: \'float\'');
   }
   const t0 = performance.now();
-  const { decodableCalibrationFiles, int8BackbonePathFor, quantizeBackboneFor } = await import('../detector/precision.js');
+  const { decodableCalibrationFiles, quantizeBackboneToEmbed } = await import('../detector/precision.js');
   options.onProgress?.('quantize', 0, 1);
   // with onFailure a bad input is reported by the features phase and skipped: the quantiser skips it too
   const calibration = options.onFailure === undefined ? files : await decodableCalibrationFiles(files, target.maxPixels);
   if (calibration.length === 0) return fitStore({ ...target, precision: 'float' }, options); // reports every input, then E_NO_IMAGES
-  const q = await quantizeBackboneFor(calibration, int8BackbonePathFor(options.output), {
+  const q = await quantizeBackboneToEmbed(calibration, {
     ...(target.model === undefined ? {} : { model: target.model }),
     ...(target.threads === undefined ? {} : { threads: target.threads }),
   });
   options.onProgress?.('quantize', 1, 1);
-  options.onNote?.(`int8 backbone ${q.result.output} (${q.result.quantizedConvs} convolutions int8, calibrated on ${q.result.calibrationImages} of the images)`);
-  const removeSidecar = async (): Promise<void> => {
-    await rm(q.result.output, { force: true });
-    await rm(q.result.descriptionPath, { force: true });
-  };
+  options.onNote?.(`int8 backbone embedded in the store (${q.quantizedConvs} convolutions int8, calibrated on ${q.calibrationImages} of the images)`);
   // Matching as the saved store will be opened (Detector.open): int8 where the backend has it, unless told.
-  const { precision: _whole, ...rest } = target;
+  const { precision: _whole, model: _float, ...rest } = target;
   const matchPrecision = target.matchPrecision ?? (await defaultInt8Matching(target.backend));
-  const detector = await Detector.open({ ...rest, model: q.result.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) }).catch(async (e: unknown) => {
-    await removeSidecar();
-    throw e;
-  });
+  // A new store carrying the int8 model: Detector.open runs the model of the store it is given
+  // (the same name, so the one session is shared).
+  const backbone = await Backbone.load({ model: embeddedModelName(undefined, q.model), modelBytes: q.model.bytes, description: q.model.description, ...(target.threads === undefined ? {} : { threads: target.threads }) });
+  let detector: Detector;
+  try {
+    const store = TemplateStore.create(backbone.identity, { ...(target.dtype === undefined ? {} : { dtype: target.dtype }), model: q.model });
+    detector = await Detector.open({ ...rest, store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+  } finally {
+    await backbone.dispose();
+  }
   try {
     const fitted = await fitInto(detector, { ...options, meta: { ...options.meta, ...q.meta } }, { precision: 'int8', quantizeSeconds: (performance.now() - t0) / 1000 });
-    return { ...fitted, int8Backbone: { model: q.result.output, description: q.result.descriptionPath, calibrationImages: q.result.calibrationImages } };
+    return { ...fitted, int8Backbone: { sha256: q.model.sha256, bytes: q.model.bytes.length, calibrationImages: q.calibrationImages } };
   } catch (e) {
     detector.dispose();
-    await removeSidecar();
     throw e;
   }
 }
