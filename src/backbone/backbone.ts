@@ -49,8 +49,8 @@ export interface BackboneLoadOptions {
 interface SharedSession {
   readonly session: ort.InferenceSession;
   readonly sha256: string;
-  /** the model's bytes when it was loaded from memory (threads started later get them: loadedModelBytes) */
-  readonly bytes?: Uint8Array;
+  /** the model's bytes and description when it was loaded from memory (threads started later get them: loadedModel) */
+  readonly loaded?: { readonly bytes: Uint8Array; readonly description: BackboneDescription };
   users: number;
 }
 
@@ -78,7 +78,8 @@ async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function openSession(modelPath: string, threads: number, bytes: Uint8Array | undefined): Promise<SharedSession> {
+async function openSession(modelPath: string, threads: number, loaded: SharedSession['loaded']): Promise<SharedSession> {
+  const bytes = loaded?.bytes;
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -96,16 +97,17 @@ async function openSession(modelPath: string, threads: number, bytes: Uint8Array
       throw new HetmmError('E_MODEL_INVALID', `cannot load ONNX model '${modelPath}': ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }),
   ]);
-  return { session, sha256, ...(bytes === undefined ? {} : { bytes }), users: 0 };
+  return { session, sha256, ...(loaded === undefined ? {} : { loaded }), users: 0 };
 }
 
 /**
- * The bytes of a model this process loaded from memory (BackboneLoadOptions.modelBytes)
- * and still holds, by its name: a worker thread started for it gets the bytes, not a path.
+ * The bytes and description of a model this process loaded from memory
+ * (BackboneLoadOptions.modelBytes) and still holds, by its name: a worker
+ * thread started for it gets them, not a path.
  */
-export async function loadedModelBytes(modelPath: string): Promise<Uint8Array | undefined> {
+export async function loadedModel(modelPath: string): Promise<SharedSession['loaded']> {
   const pending = sessions.get(modelPath);
-  return pending === undefined ? undefined : (await pending.catch(() => undefined))?.bytes;
+  return pending === undefined ? undefined : (await pending.catch(() => undefined))?.loaded;
 }
 
 function shapeText(dims: readonly number[]): string {
@@ -180,7 +182,7 @@ export class Backbone {
 
     let pending = sessions.get(modelPath);
     if (pending === undefined) {
-      pending = openSession(modelPath, threads, bytes);
+      pending = openSession(modelPath, threads, bytes === undefined ? undefined : { bytes, description });
       sessions.set(modelPath, pending);
       // A failed load must not poison the cache.
       pending.catch(() => sessions.delete(modelPath));
@@ -243,7 +245,7 @@ export class Backbone {
 
   /** The model's bytes when it was loaded from memory (an embedded int8 backbone): worker threads start from them. */
   get modelBytes(): Uint8Array | undefined {
-    return this.#shared?.bytes;
+    return this.#shared?.loaded?.bytes;
   }
 
   /**

@@ -9,7 +9,7 @@
  * model (its memory cost is measured in docs/PERFORMANCE.md).
  */
 import { Worker } from 'node:worker_threads';
-import { loadedModelBytes } from '../backbone/backbone.js';
+import { loadedModel } from '../backbone/backbone.js';
 import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { BackboneDescription } from '../backbone/description.js';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
@@ -78,8 +78,8 @@ export class BackboneThread {
 
   /** Starts the thread; when `expectSha256` is given (the detector's model), it must have loaded that model. */
   static async start(options: BackboneThreadOptions, expectSha256?: string): Promise<BackboneThread> {
-    const held = options.modelBytes === undefined && options.model !== undefined ? await loadedModelBytes(options.model) : undefined;
-    const thread = new BackboneThread(held === undefined ? options : { ...options, modelBytes: held });
+    const held = options.modelBytes === undefined && options.model !== undefined ? await loadedModel(options.model) : undefined;
+    const thread = new BackboneThread(held === undefined ? options : { description: held.description, ...options, modelBytes: held.bytes });
     try {
       const reply = await thread.#call({ id: thread.#next++, op: 'init' });
       thread.modelSha256 = reply.modelSha256!;

@@ -4,7 +4,7 @@ import { DEFAULT_CALIBRATION_IMAGES } from '../backbone/index.js';
 import { evenlySpaced } from '../backbone/quantize/index.js';
 import { isHetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
-import { quantizeBackboneFor } from './precision.js';
+import { quantizeBackboneToEmbed } from './precision.js';
 import type { QuantizeThreadOptions, QuantizeThreadReply } from './quantize-thread.js';
 
 const options = workerData as QuantizeThreadOptions;
@@ -20,12 +20,12 @@ async function run(): Promise<QuantizeThreadReply> {
     });
     arrays.push(image.data);
   }
-  const q = await quantizeBackboneFor(arrays, options.output, { model: options.model, ...(options.threads === undefined ? {} : { threads: options.threads }) });
-  return { ok: true, output: q.result.output, descriptionPath: q.result.descriptionPath, calibrationImages: q.result.calibrationImages, meta: q.meta };
+  const q = await quantizeBackboneToEmbed(arrays, { model: options.model, ...(options.threads === undefined ? {} : { threads: options.threads }) });
+  return { ok: true, model: q.model, calibrationImages: q.calibrationImages, meta: q.meta };
 }
 
 run().then(
-  (reply) => parentPort!.postMessage(reply),
+  (reply) => parentPort!.postMessage(reply, reply.ok ? [reply.model.bytes.buffer as ArrayBuffer] : []),
   (e: unknown) =>
     parentPort!.postMessage({ ok: false, ...(isHetmmError(e) ? { code: e.code } : {}), message: e instanceof Error ? e.message : String(e) } satisfies QuantizeThreadReply),
 );

@@ -21,13 +21,13 @@
  * embedded store): loadBackbone resolves it. A backbone loaded from an
  * embedded model is named `<store path>#int8-<sha256 prefix>`; worker
  * threads started for it get its bytes from this process
- * (loadedModelBytes), or read them from that store.
+ * (loadedModel), or read them from that store.
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Backbone, loadedModelBytes, type BackboneLoadOptions } from '../backbone/backbone.js';
+import { Backbone, loadedModel, type BackboneLoadOptions } from '../backbone/backbone.js';
 import { descriptionPathFor, loadBackboneDescription, type BackboneIdentity } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
@@ -144,8 +144,8 @@ async function isStoreFile(file: string): Promise<boolean> {
 export async function loadBackbone(options: BackboneLoadOptions): Promise<Backbone> {
   const model = options.model;
   if (model === undefined || options.modelBytes !== undefined) return Backbone.load(options);
-  const held = await loadedModelBytes(model);
-  if (held !== undefined && options.description !== undefined) return Backbone.load({ ...options, modelBytes: held });
+  const held = await loadedModel(model);
+  if (held !== undefined) return Backbone.load({ ...options, modelBytes: held.bytes, description: options.description ?? held.description });
   const named = /^(.*)#int8-([0-9a-f]{16})$/.exec(model);
   const storeFile = named === null ? model : named[1]!;
   if (named === null && !(await isStoreFile(model))) return Backbone.load(options);

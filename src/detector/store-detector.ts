@@ -6,9 +6,10 @@
  * HTTP); `precision: 'float'` refuses such a store (E_STORE_MISMATCH). The
  * store is read once (stores can be gigabytes), unlike Detector.open's peek.
  */
-import { TemplateStore } from '../store/index.js';
+import { Backbone } from '../backbone/backbone.js';
+import { TemplateStore, type EmbeddedModel } from '../store/index.js';
 import { Detector, type DetectorOptions } from './detector.js';
-import { defaultInt8Matching, storeBackboneFiles } from './store-backbone.js';
+import { defaultInt8Matching, embeddedModelName, storeBackboneFiles } from './store-backbone.js';
 
 export async function openStoreDetector(file: string, options: Omit<DetectorOptions, 'store'>, loaded?: TemplateStore): Promise<Detector> {
   if (options.precision === 'float') return Detector.open({ ...options, store: file });
@@ -19,4 +20,29 @@ export async function openStoreDetector(file: string, options: Omit<DetectorOpti
   // matching as Detector.open follows an int8 store: told, else int8 where the CPU has it
   const matchPrecision = rest.matchPrecision ?? precision ?? (await defaultInt8Matching(rest.backend));
   return Detector.open({ ...rest, model: int8.model, store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+}
+
+/**
+ * A detector for a new, empty store that will embed `model` (an int8
+ * backbone just quantised into memory: fitStore, lines created over HTTP),
+ * matching as Detector.open follows an int8 store (int8 where the backend
+ * has it, unless options.matchPrecision says). `options.model` (the float
+ * model it was quantised from) and `options.precision` are not used.
+ */
+export async function openNewInt8Detector(options: Omit<DetectorOptions, 'store'>, model: EmbeddedModel): Promise<Detector> {
+  const { precision: _whole, model: _float, ...rest } = options;
+  const matchPrecision = rest.matchPrecision ?? (await defaultInt8Matching(rest.backend));
+  // the same name as Detector.open gives a store's model in memory: the one session is shared
+  const backbone = await Backbone.load({
+    model: embeddedModelName(undefined, model),
+    modelBytes: model.bytes,
+    description: model.description,
+    ...(rest.threads === undefined ? {} : { threads: rest.threads }),
+  });
+  try {
+    const store = TemplateStore.create(backbone.identity, { ...(rest.dtype === undefined ? {} : { dtype: rest.dtype }), model });
+    return await Detector.open({ ...rest, store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+  } finally {
+    await backbone.dispose();
+  }
 }

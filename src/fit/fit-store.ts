@@ -23,10 +23,9 @@
  * `output` exactly as it was. The output path is checked first, so a
  * missing directory fails before minutes of work.
  */
-import { Backbone } from '../backbone/backbone.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
-import { defaultInt8Matching, embeddedModelName } from '../detector/store-backbone.js';
+import { openNewInt8Detector } from '../detector/store-detector.js';
 import { HetmmError } from '../errors.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
@@ -110,18 +109,7 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
   options.onProgress?.('quantize', 1, 1);
   options.onNote?.(`int8 backbone embedded in the store (${q.quantizedConvs} convolutions int8, calibrated on ${q.calibrationImages} of the images)`);
   // Matching as the saved store will be opened (Detector.open): int8 where the backend has it, unless told.
-  const { precision: _whole, model: _float, ...rest } = target;
-  const matchPrecision = target.matchPrecision ?? (await defaultInt8Matching(target.backend));
-  // A new store carrying the int8 model: Detector.open runs the model of the store it is given
-  // (the same name, so the one session is shared).
-  const backbone = await Backbone.load({ model: embeddedModelName(undefined, q.model), modelBytes: q.model.bytes, description: q.model.description, ...(target.threads === undefined ? {} : { threads: target.threads }) });
-  let detector: Detector;
-  try {
-    const store = TemplateStore.create(backbone.identity, { ...(target.dtype === undefined ? {} : { dtype: target.dtype }), model: q.model });
-    detector = await Detector.open({ ...rest, store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
-  } finally {
-    await backbone.dispose();
-  }
+  const detector = await openNewInt8Detector(target, q.model);
   try {
     const fitted = await fitInto(detector, { ...options, meta: { ...options.meta, ...q.meta } }, { precision: 'int8', quantizeSeconds: (performance.now() - t0) / 1000 });
     return { ...fitted, int8Backbone: { sha256: q.model.sha256, bytes: q.model.bytes.length, calibrationImages: q.calibrationImages } };

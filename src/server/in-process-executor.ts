@@ -27,10 +27,9 @@ import type { StoreSnapshot, TemplateStore } from '../store/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
-import { descriptionPathFor } from '../backbone/description.js';
-import { defaultInt8Matching, int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
+import { int8BackboneName } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
-import { openStoreDetector } from '../detector/store-detector.js';
+import { openNewInt8Detector, openStoreDetector } from '../detector/store-detector.js';
 import type {
   ExecutorEvent,
   FitOptions,
@@ -313,25 +312,22 @@ export class InProcessExecutor implements InspectionExecutor {
     const work = (async (): Promise<LineInfo> => {
       const opened = { ...this.#detectorOptions(), preset: options.preset ?? 'default', dtype: options.dtype ?? 'float32' };
       let detector = await Detector.open(opened);
-      let int8: { output: string; descriptionPath: string } | undefined;
+      let int8 = false;
       try {
         if (precision === 'int8') {
-          // as hetmm fit: the backbone quantised on these normals (on a thread: seconds of work), beside the store
+          // as hetmm fit: the backbone quantised on these normals (on a thread: seconds of work), embedded in the store
           onProgress?.({ stage: 'quantize', done: 0, total: 1 });
           const q = await quantizeOnThread({
             images: images.map((i) => i.bytes),
             model: detector.backbone.modelPath,
             inputSize: detector.backbone.identity.inputSize,
-            output: int8BackbonePathFor(file),
             maxPixels: this.#maxPixels(),
             ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }),
           });
-          int8 = q;
           onProgress?.({ stage: 'quantize', done: 1, total: 1 });
           detector.dispose();
-          const { precision: _whole, ...rest } = opened;
-          const matchPrecision = rest.matchPrecision ?? _whole ?? (await defaultInt8Matching(rest.backend));
-          detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+          detector = await openNewInt8Detector({ ...opened, ...(opened.precision === 'int8' && opened.matchPrecision === undefined ? { matchPrecision: 'int8' } : {}) }, q.model);
+          int8 = true;
           Object.assign(detector.store.meta, q.meta);
         }
         const thread = await this.#threadFor(detector);
@@ -354,9 +350,7 @@ export class InProcessExecutor implements InspectionExecutor {
         return this.lineInfo(name);
       } catch (e) {
         detector.dispose();
-        if (int8 !== undefined) {
-          await rm(int8.output, { force: true });
-          await rm(int8.descriptionPath, { force: true });
+        if (int8) {
           const key = detector.backbone.modelPath;
           const t = int8BackboneName(detector.store.meta) === undefined ? undefined : this.#threads.get(key);
           if (t !== undefined) this.#threads.delete(key);
@@ -381,12 +375,11 @@ export class InProcessExecutor implements InspectionExecutor {
       this.#lines.delete(name);
       await line.queue.drained();
       await rm(line.file, { force: true });
-      // an int8 store's backbone files and feature thread are its own
+      // An int8 store's feature thread is its own. Its model is inside the store file (or, an older store,
+      // in sidecar files that other stores may name too: left in place, never deleted with a line).
       const int8 = int8BackboneName(line.detector.store.meta);
       if (int8 !== undefined) {
         const model = line.detector.backbone.modelPath;
-        await rm(model, { force: true });
-        await rm(descriptionPathFor(model), { force: true });
         if (![...this.#lines.values()].some((l) => l.thread === line.thread)) {
           this.#threads.delete(model);
           await line.thread.close();
