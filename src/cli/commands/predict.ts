@@ -3,7 +3,7 @@ import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { BatchFailures } from '../batch.js';
+import { BatchFailures, oneLine } from '../batch.js';
 import {
   COMMON_OPTIONS,
   INPUT_OPTIONS,
@@ -17,7 +17,7 @@ import {
   presetFromOptions,
 } from '../options.js';
 import { pipelinesOption } from '../pipelines-option.js';
-import { heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
+import { ensureOutputDir, heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
                      [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
@@ -77,6 +77,8 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     throw new HetmmError('E_ARGUMENT', `Expected --map-size original or model but received "${values['map-size']}"`);
   }
   const report = new Reporter(ctx, values);
+  // the output folder first: a path that cannot be one fails before any work
+  if (values.output !== undefined) await ensureOutputDir(values.output);
   const files = await loadImagesFrom(positionals);
   const detector = await openDetector(values, {
     store: values.templates,
@@ -107,7 +109,8 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
           ? undefined
           : await writePredictionFiles(p, values.output, stem, heatmapRange(p, detector.store.meta, detector.preset.name), { mapSize });
       const label = p.label === undefined ? '' : p.label === 'defect' ? '  DEFECT' : '  OK';
-      report.out(`${p.file}  score ${p.score.toFixed(4)}${label}${written ? `  -> ${written.heatmap}` : ''}`);
+      // one result per line: control characters in file names (a newline, a terminal escape) escaped
+      report.out(oneLine(`${p.file}  score ${p.score.toFixed(4)}${label}${written ? `  -> ${written.heatmap}` : ''}`));
       report.record({
         file: p.file,
         score: p.score,
