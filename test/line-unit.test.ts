@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { datasetsDir, defaultModelPath, listImages, repoRoot, tempDir } from './helpers/io-paths.js';
+import { fitKillLoop } from './helpers/fit-kill-loop.js';
 import { auth, spawnServe, startServer, TEST_TOKEN } from './helpers/server.js';
 
 const tmp = tempDir('line-unit');
@@ -154,14 +155,14 @@ function pipedToHead(args: string[]): Promise<{ code: number; line: string }> {
 }
 
 test('finding 10: `predict ... 2>&1 | head -1` exits with the closed-pipe code every time (stderr EPIPE handled like stdout\'s)', async () => {
-  const bad = path.join(tmp, 'bad10.png');
-  writeFileSync(bad, 'not an image');
-  // the first line is the bad input's error (stderr); many more lines follow on both streams
-  const inputs = [bad, ...Array.from({ length: 6 }, () => [...goodTest, broken]).flat()];
+  // 40 bad inputs: the first error line closes the pipe (head -1), the next error lines hit it on stderr
+  const bad = Array.from({ length: 40 }, (_, i) => path.join(tmp, `bad10-${i}.png`));
+  for (const f of bad) writeFileSync(f, 'not an image');
+  const inputs = [...bad, broken];
   const codes: number[] = [];
   for (let run = 0; run < 4; run++) {
     const r = await pipedToHead(['predict', '-t', base, ...inputs, '--pipelines', '1']);
-    assert.match(r.line, /bad10\.png/);
+    assert.match(r.line, /bad10-0\.png/);
     codes.push(r.code);
   }
   assert.deepEqual(codes, [141, 141, 141, 141]);
@@ -213,7 +214,8 @@ describe('finding 13: output paths, full disks, file names and restarts', () => 
   });
 
   test('fit onto a full disk: exit 5, no partial files (no model file, no temp store)', { skip: needsRoot }, async () => {
-    const disk = mountTmpfs('full-fit', 20);
+    // smaller than the int8 model (~9 MB) that fit used to write beside the store
+    const disk = mountTmpfs('full-fit', 4);
     try {
       const r = await runCli('fit', trainDir, '-o', path.join(disk.dir, 'new.hetmm'), '--quiet');
       assert.equal(r.code, 5, r.stderr);
@@ -281,4 +283,14 @@ after(() => {
   // a mount left by a failed assertion must not outlive the run (tempDir's cleanup cannot remove a mount point)
   if (isRoot) for (const name of ['full-refit', 'read-only', 'full-compress', 'full-fit']) spawnSync('umount', [path.join(tmp, name)]);
   rmSync(path.join(tmp, 'links'), { recursive: true, force: true });
+});
+
+test('kill -9 at random moments during a refit over an existing line: the old line unchanged, or a complete new one (bench/fit-kill-loop.js --kills 20 runs more)', async () => {
+  const dir = path.join(tmp, 'kill-loop');
+  mkdirSync(dir, { recursive: true });
+  const result = await fitKillLoop({ store: path.join(dir, 'line.hetmm'), images: trainDir, count: 5, kills: 3, deadlineMs: 240_000 });
+  assert.equal(result.kills, 3, 'bounded by its deadline: fewer kills than asked');
+  assert.deepEqual(result.broken, []);
+  assert.equal(result.old + result.complete, 3);
+  assert.deepEqual(result.leftovers, [], 'the next writer removed the killed fits\' temp files');
 });
