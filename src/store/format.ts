@@ -6,7 +6,7 @@
  * version 2 base section without `lineage` and without records.
  *
  *   0   8  magic "HETMMTS\0"
- *   8   4  uint32 LE format version (2)
+ *   8   4  uint32 LE format version (3 with an embedded model, else 2)
  *   12  4  uint32 LE header length L (bytes of UTF-8 JSON)
  *   16  L  header JSON (StoreHeader)
  *   ..     zero padding to a multiple of 64: the data section starts there

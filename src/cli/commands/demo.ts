@@ -17,7 +17,7 @@ Fits the bundled MVTec AD bottle images (DIR/train/good), predicts every test
 image (DIR/test/*), writes heat maps to OUTDIR (default ./hetmm-demo) and
 prints a score table. DIR defaults to ${DEMO_DATA} (next to the current
 directory or to hetmm's package). Fits as hetmm fit does: int8 end to end
-(the backbone quantised on the training images, OUTDIR/<name>.int8.onnx).`;
+(the backbone quantised on the training images, embedded in OUTDIR/<name>.hetmm).`;
 
 function findDemoData(option: string | undefined): string {
   const candidates = option !== undefined ? [path.resolve(option)] : [path.resolve(DEMO_DATA)];

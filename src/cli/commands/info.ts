@@ -15,8 +15,8 @@ Describes a template store: backbone, data type, images, layer shapes, sizes,
 preset (and its tuning), threshold (with its expected false-alarm rate
 and upper bound) and PTS provenance. Validates the whole file (checksum).
 Precision: int8 for a store fitted int8 end to end (the default of hetmm
-fit), naming its int8 backbone files beside it; a missing one is an error
-(exit 4) naming it.`;
+fit), with its int8 backbone embedded (an older store names the files beside
+it; a missing one is an error, exit 4, naming it).`;
 
 export async function infoCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(

@@ -33,8 +33,8 @@ threshold applied after resampling, so overlays line up with the input) or
 at the model's input size (--map-size model, 256x256).
 With --json prints one JSON object per image instead. Precision: the
 store's by default: a store fitted int8 end to end (the default of hetmm
-fit) runs its int8 backbone (<store>.int8.onnx beside it; a missing one is
-an error naming it) and int8 VNNI matching; a store fitted with --precision
+fit) runs the int8 backbone embedded in it (an older store's
+<store>.int8.onnx beside it) and int8 VNNI matching; a store fitted with --precision
 float runs float32. --precision int8 (alias --int8) matches a float store
 in int8 (about 5x faster matching, scores within ~2e-3; docs/PERFORMANCE.md);
 --precision float refuses an int8 store. An input that cannot be

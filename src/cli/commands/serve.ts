@@ -21,7 +21,7 @@ need the bearer token from --token-file or HETMM_TOKEN; without one they
 are disabled. Binds to 127.0.0.1 unless --host says otherwise. SIGTERM or
 SIGINT finishes accepted work and stops. Details: docs/SERVING.md.
 Precision: each store's own by default: a store fitted int8 end to end (the
-default of hetmm fit) runs its int8 backbone (<store>.int8.onnx beside it)
+default of hetmm fit) runs the int8 backbone embedded in it
 for uploads and hot updates, and int8 matching; a float store the float
 model. --precision float refuses int8 stores; --precision int8 (alias
 --int8) also matches float stores in int8. Lines created over HTTP are
