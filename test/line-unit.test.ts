@@ -39,10 +39,15 @@ function assertSameDir(before: Map<string, Buffer>, dir: string): void {
   for (const [f, bytes] of before) assert.ok(now.get(f)!.equals(bytes), `${f} unchanged`);
 }
 
-/** A line's deployment elsewhere: the store copied into `dir` as users do (`cp line.hetmm dir/name`). */
+/**
+ * A line's deployment elsewhere: the store copied into `dir` as users do
+ * (`cp line.hetmm dir/name`), with whatever lies beside it (before format
+ * version 3: the int8 sidecar files, which kept their names).
+ */
 function copyLine(dir: string, name = 'line.hetmm'): string {
   mkdirSync(dir, { recursive: true });
   copyFileSync(base, path.join(dir, name));
+  for (const f of readdirSync(path.dirname(base))) if (f !== path.basename(base)) copyFileSync(path.join(path.dirname(base), f), path.join(dir, f));
   return path.join(dir, name);
 }
 
