@@ -31,7 +31,8 @@ import { Backbone, loadedModel, type BackboneLoadOptions } from '../backbone/bac
 import { descriptionPathFor, loadBackboneDescription, type BackboneIdentity } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
-import { readStoreModel, STORE_MAGIC, type EmbeddedModel } from '../store/index.js';
+import { STORE_MAGIC, type EmbeddedModel } from '../store/index.js';
+import { readStoreModel } from '../store/peek.js';
 
 /** Store meta key: how the store names the int8 backbone it was fitted with. */
 export const INT8_BACKBONE_META = 'int8Backbone';

@@ -5,4 +5,3 @@ export type { StoreHeader, StoreHeaderLayer } from './format.js';
 export { float32ToFloat16Bits, float16BitsToNumber, float16DecodeTable, float32ArrayToFloat16, float16ArrayToFloat32 } from './float16.js';
 export type { EmbeddedModel } from './template-store.js';
 export type { StoreHeaderModel } from './format.js';
-export { readStoreMeta, readStoreModel } from './peek.js';
