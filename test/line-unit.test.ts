@@ -293,9 +293,10 @@ after(() => {
 test('kill -9 at random moments during a refit over an existing line: the old line unchanged, or a complete new one (bench/fit-kill-loop.js --kills 20 runs more)', async () => {
   const dir = path.join(tmp, 'kill-loop');
   mkdirSync(dir, { recursive: true });
-  const result = await fitKillLoop({ store: path.join(dir, 'line.hetmm'), images: trainDir, count: 5, kills: 3, deadlineMs: 240_000 });
-  assert.equal(result.kills, 3, 'bounded by its deadline: fewer kills than asked');
+  // two kills: after quantising, and during the save (about 6 fits of a few seconds each on a quiet machine)
+  const result = await fitKillLoop({ store: path.join(dir, 'line.hetmm'), images: trainDir, count: 5, kills: 2, deadlineMs: 600_000 });
+  assert.equal(result.kills, 2, 'bounded by its deadline: fewer kills than asked');
   assert.deepEqual(result.broken, []);
-  assert.equal(result.old + result.complete, 3);
+  assert.equal(result.old + result.complete, 2);
   assert.deepEqual(result.leftovers, [], 'the next writer removed the killed fits\' temp files');
 });

@@ -379,6 +379,7 @@ export class Detector {
             model: this.backbone.modelPath,
             ...(this.backbone.modelBytes === undefined ? {} : { modelBytes: this.backbone.modelBytes }),
             description: this.backbone.description,
+            backend: this.backend.name,
             ...(this.#threads === undefined ? {} : { threads: this.#threads }),
           },
           this.backbone.identity.modelSha256,

@@ -7,10 +7,8 @@
  * int8 model comes back in memory, to embed in the line's store: nothing is
  * written until the store is saved.
  */
-import { Worker } from 'node:worker_threads';
-import { disableOnnxruntimeTelemetry } from '../config.js';
-import { HetmmError, type HetmmErrorCode } from '../errors.js';
 import type { EmbeddedModel } from '../store/index.js';
+import { WorkerThread } from '../threads/index.js';
 
 export interface QuantizeThreadOptions {
   /** encoded normal images (copied to the thread) */
@@ -30,18 +28,11 @@ export interface QuantizeThreadResult {
   readonly meta: Record<string, string>;
 }
 
-export type QuantizeThreadReply = ({ ok: true } & QuantizeThreadResult) | { ok: false; code?: HetmmErrorCode; message: string };
-
+/** One thread per quantisation: it runs once, answering its one request, and is closed. */
 export function quantizeOnThread(options: QuantizeThreadOptions): Promise<QuantizeThreadResult> {
-  disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
-  const worker = new Worker(new URL('./quantize-worker.js', import.meta.url), { workerData: options });
-  const done = new Promise<QuantizeThreadResult>((resolve, reject) => {
-    worker.once('message', (reply: QuantizeThreadReply) => {
-      if (reply.ok) resolve(reply);
-      else reject(new HetmmError(reply.code ?? 'E_INTERNAL', reply.message));
-    });
-    worker.once('error', (e) => reject(new HetmmError('E_INTERNAL', `the quantisation thread failed: ${e.message}`, { cause: e })));
-    worker.once('exit', (code) => reject(new HetmmError('E_INTERNAL', `the quantisation thread exited (code ${code})`)));
+  const thread = new WorkerThread<QuantizeThreadOptions, QuantizeThreadResult>(new URL('./quantize-worker.js', import.meta.url), {
+    name: 'the quantisation thread',
+    onnxruntime: true,
   });
-  return done.finally(() => void worker.terminate());
+  return thread.call(options).finally(() => void thread.close());
 }

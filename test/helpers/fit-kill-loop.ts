@@ -6,6 +6,11 @@
  * detector opens it: every checksum, its int8 model; all the images and a
  * threshold). Used by test/line-unit.test.ts (a few kills) and
  * bench/fit-kill-loop.ts (`--kills 20`). Bounded: a deadline stops it.
+ *
+ * The kills take turns between three kinds of moment, each at a random
+ * delay: after the quantiser's note (the int8 model exists; features and
+ * calibration run), after the new store's temp file appears (the save), and
+ * any time in the fit (scaled by the last complete fit's duration).
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -58,20 +63,36 @@ function lineDigest(store: string): string {
   return hash.digest('hex');
 }
 
-/** Runs one `hetmm fit` over the store; SIGKILL after `killAfterMs` (undefined: let it finish). Resolves with its exit code or signal. */
-function fitOnce(o: FitKillLoopOptions, killAfterMs: number | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+/** When to kill: `ms` after the start, or `ms` after fit's int8 note, or `ms` after the new store's temp file appears. */
+type KillMoment = { readonly after: 'start' | 'quantised' | 'saving'; readonly ms: number };
+
+/** Runs one `hetmm fit` over the store; SIGKILL at `kill` (undefined: let it finish). Resolves with its exit code or signal. */
+function fitOnce(o: FitKillLoopOptions, kill: KillMoment | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [cli, 'fit', o.images, '-o', o.store, '--quiet', '--preset', 'bottle', '--calibrate', '2', '--threads', '1'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(process.execPath, [cli, 'fit', o.images, '-o', o.store, '--preset', 'bottle', '--calibrate', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  let armed: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    armed ??= setTimeout(() => child.kill('SIGKILL'), kill!.ms);
+  };
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+    if (kill?.after === 'quantised' && /^int8 backbone /m.test(stderr)) arm();
+  });
+  if (kill?.after === 'start') arm();
+  const temp = `${path.basename(o.store)}.tmp-`;
+  const poll =
+    kill?.after === 'saving'
+      ? setInterval(() => {
+          if (readdirSync(path.dirname(o.store)).some((f) => f.startsWith(temp))) arm();
+        }, 5)
+      : undefined;
   const guard = setTimeout(() => child.kill('SIGKILL'), 300_000);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => {
-      clearTimeout(timer);
+      clearTimeout(armed);
+      clearInterval(poll);
       clearTimeout(guard);
       if (code !== null && code !== 0) reject(new Error(`hetmm fit exited ${code}: ${stderr}`));
       else resolve({ code, signal, ms: performance.now() - t0 });
@@ -114,10 +135,15 @@ export async function fitKillLoop(o: FitKillLoopOptions): Promise<FitKillLoopRes
   const broken: string[] = [];
   while (kills < o.kills && performance.now() < deadline) {
     const before = lineDigest(o.store);
-    // anywhere from start-up to the usual end: the save (temp file, fsync, rename) is in the last part
-    const at = Math.round((0.15 + 0.85 * random()) * fitMs);
+    // the two moments the sidecar files made fatal first (a kill after quantising, during the save), then any time
+    const kinds = ['quantised', 'saving', 'start'] as const;
+    const after = kinds[(kills + finished) % kinds.length]!;
+    // any time in the fit; up to 2 s into the features and calibration; up to 400 ms into the save (temp file, fsync, rename)
+    const span = after === 'start' ? fitMs : after === 'quantised' ? 2000 : 400;
+    const at: KillMoment = { after, ms: Math.round(random() * span) };
     const run = await fitOnce(o, at);
-    const what = run.signal === 'SIGKILL' ? `kill ${++kills} at ${at} ms` : `a fit that finished before its kill at ${at} ms`;
+    const when = `${at.ms} ms after ${after === 'start' ? 'the start' : after === 'quantised' ? 'quantising' : 'the save began'}`;
+    const what = run.signal === 'SIGKILL' ? `kill ${++kills} at ${when}` : `a fit that finished before its kill at ${when}`;
     if (run.signal !== 'SIGKILL') {
       finished++;
       fitMs = run.ms; // the machine's pace now
