@@ -2,13 +2,14 @@
  * kill -9 during `hetmm fit` over an existing line, N times (issue 18's
  * done-when): after every kill the line is the old one, byte for byte, or a
  * complete new one. Usage: node dist/bench/fit-kill-loop.js [--kills 20]
- * [--minutes 30]. Uses the 5 bottles of ../shared (a fit takes seconds) in a
- * temp folder; exits 1 if any kill left anything else.
+ * [--minutes 30]. Refits from the 5 bottles of ../shared and from 4 of them
+ * in turn (a fit takes seconds) in a temp folder; exits 1 if any kill left
+ * anything else.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { fitKillLoop } from '../test/helpers/fit-kill-loop.js';
+import { bottleImageSets, fitKillLoop } from '../test/helpers/fit-kill-loop.js';
 import { datasetsDir, tempDir } from '../test/helpers/io-paths.js';
 
 const { values } = parseArgs({ options: { kills: { type: 'string', default: '20' }, minutes: { type: 'string', default: '30' }, seed: { type: 'string', default: '18' } } });
@@ -16,8 +17,7 @@ const dir = path.join(tempDir('fit-kill-loop'), 'line');
 mkdirSync(dir, { recursive: true });
 const result = await fitKillLoop({
   store: path.join(dir, 'line.hetmm'),
-  images: path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good'),
-  count: 5,
+  imageSets: bottleImageSets(path.join(datasetsDir, 'mvtec-bottle-xs/bottle/train/good'), path.dirname(dir)),
   kills: Number(values.kills),
   deadlineMs: Number(values.minutes) * 60_000,
   seed: Number(values.seed),

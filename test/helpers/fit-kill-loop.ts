@@ -14,7 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Detector } from '../../src/detector/detector.js';
 import { repoRoot } from './io-paths.js';
@@ -22,10 +22,12 @@ import { repoRoot } from './io-paths.js';
 export interface FitKillLoopOptions {
   /** the line: an existing store, refitted again and again */
   readonly store: string;
-  /** the normal images (a folder) */
-  readonly images: string;
-  /** how many of the images the store holds when complete */
-  readonly count: number;
+  /**
+   * folders of normal images, used in turn (refits from other images than
+   * the line on disk quantise another model: a kill between writing the
+   * model and the store then shows), each with its image count
+   */
+  readonly imageSets: ReadonlyArray<{ readonly dir: string; readonly count: number }>;
   readonly kills: number;
   /** stop (and report fewer kills) after this long */
   readonly deadlineMs: number;
@@ -67,9 +69,9 @@ function lineDigest(store: string): string {
 type KillMoment = { readonly after: 'start' | 'quantised' | 'saving'; readonly ms: number };
 
 /** Runs one `hetmm fit` over the store; SIGKILL at `kill` (undefined: let it finish). Resolves with its exit code or signal. */
-function fitOnce(o: FitKillLoopOptions, kill: KillMoment | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+function fitOnce(o: FitKillLoopOptions, images: string, kill: KillMoment | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [cli, 'fit', o.images, '-o', o.store, '--preset', 'bottle', '--calibrate', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'fit', images, '-o', o.store, '--preset', 'bottle', '--calibrate', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   let armed: NodeJS.Timeout | undefined;
   const arm = (): void => {
@@ -117,6 +119,17 @@ async function incomplete(file: string, count: number): Promise<string | undefin
   }
 }
 
+/** The 5 bottles and 4 of them (copied into `tmp`): the two image sets the loop alternates. */
+export function bottleImageSets(trainDir: string, tmp: string): Array<{ dir: string; count: number }> {
+  const four = path.join(tmp, 'four-bottles');
+  mkdirSync(four, { recursive: true });
+  for (const f of readdirSync(trainDir).sort().slice(0, 4)) copyFileSync(path.join(trainDir, f), path.join(four, f));
+  return [
+    { dir: trainDir, count: 5 },
+    { dir: four, count: 4 },
+  ];
+}
+
 export async function fitKillLoop(o: FitKillLoopOptions): Promise<FitKillLoopResult> {
   const log = o.log ?? (() => {});
   const deadline = performance.now() + o.deadlineMs;
@@ -126,7 +139,9 @@ export async function fitKillLoop(o: FitKillLoopOptions): Promise<FitKillLoopRes
     return seed / 2 ** 32;
   };
   // a completed fit first: the line exists, and its duration scales the kill moments
-  let fitMs = (await fitOnce(o, undefined)).ms;
+  let fits = 0;
+  const nextImages = (): { dir: string; count: number } => o.imageSets[fits++ % o.imageSets.length]!;
+  let fitMs = (await fitOnce(o, nextImages().dir, undefined)).ms;
   log(`a complete fit took ${(fitMs / 1000).toFixed(1)} s`);
   let kills = 0;
   let old = 0;
@@ -141,7 +156,8 @@ export async function fitKillLoop(o: FitKillLoopOptions): Promise<FitKillLoopRes
     // any time in the fit; up to 2 s into the features and calibration; up to 400 ms into the save (temp file, fsync, rename)
     const span = after === 'start' ? fitMs : after === 'quantised' ? 2000 : 400;
     const at: KillMoment = { after, ms: Math.round(random() * span) };
-    const run = await fitOnce(o, at);
+    const images = nextImages();
+    const run = await fitOnce(o, images.dir, at);
     const when = `${at.ms} ms after ${after === 'start' ? 'the start' : after === 'quantised' ? 'quantising' : 'the save began'}`;
     const what = run.signal === 'SIGKILL' ? `kill ${++kills} at ${when}` : `a fit that finished before its kill at ${when}`;
     if (run.signal !== 'SIGKILL') {
@@ -154,7 +170,7 @@ export async function fitKillLoop(o: FitKillLoopOptions): Promise<FitKillLoopRes
       log(`${what}: the old line, unchanged`);
       continue;
     }
-    const why = await incomplete(o.store, o.count);
+    const why = await incomplete(o.store, images.count);
     if (why === undefined) {
       if (run.signal === 'SIGKILL') complete++;
       log(`${what}: a complete new line`);
@@ -164,7 +180,7 @@ export async function fitKillLoop(o: FitKillLoopOptions): Promise<FitKillLoopRes
     }
   }
   // a last, completed fit removes the temp files of the killed ones
-  await fitOnce(o, undefined);
+  await fitOnce(o, nextImages().dir, undefined);
   const leftovers = readdirSync(path.dirname(o.store)).filter((f) => /\.(tmp-|lock)/.test(f));
   return { kills, old, complete, finished, broken, fitMs, leftovers };
 }
