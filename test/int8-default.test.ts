@@ -1,15 +1,16 @@
 /**
  * int8 end to end is the default of what builds a deployable store (hetmm
  * fit, the library's fitStore given detector options): the backbone is
- * quantised on the normals and kept beside the store; the threshold comes
- * from that same pipeline (calibration parity); predict, serve and queue
- * workers run it (uploads and hot updates included); a store without its
- * int8 backbone fails with one clear error naming the missing file; a store
- * fitted with precision 'float' stays the float reference. Small stores (4
- * bottle images) keep quantisation and fitting to a few seconds.
+ * quantised on the normals and embedded in the store (format version 3, one
+ * file); the threshold comes from that same pipeline (calibration parity);
+ * predict, serve and queue workers run it (uploads and hot updates
+ * included); a version 2 store with sidecar files still loads, and without
+ * them fails with one clear error naming the missing file; a store fitted
+ * with precision 'float' stays the float reference. Small stores (4 bottle
+ * images) keep quantisation and fitting to a few seconds.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { Detector, INT8_BACKBONE_META } from '../src/detector/detector.js';
@@ -24,6 +25,7 @@ import { expectHetmm } from './helpers/errors.js';
 import { datasetsDir, listImages, tempDir } from './helpers/io-paths.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { addNormal, auth, postImage, startServer, TEST_TOKEN, type RunningServer } from './helpers/server.js';
+import { writeSidecarStore } from './helpers/store-fixtures.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
 const tmp = tempDir('int8-default');
@@ -33,40 +35,56 @@ const broken = listImages(path.join(bottle, 'test/broken_large'))[0]!;
 const goodTest = listImages(path.join(bottle, 'test/good'))[0]!;
 const int8File = path.join(tmp, 'line.hetmm');
 const floatFile = path.join(tmp, 'ref.hetmm');
-const sidecars = ['line.int8.onnx', 'line.int8.json'];
+/** the same templates as a version 2 store with sidecar files (as hetmm wrote int8 stores before format version 3) */
+const legacyFile = path.join(tmp, 'legacy', 'old.hetmm');
+const sidecars = ['old.int8.onnx', 'old.int8.json'];
 let fitted: FitStoreResult;
 
-/** The store and its int8 backbone files copied into `dir` (a deployment elsewhere). */
-function copyDeployment(dir: string, withSidecars: readonly string[] = sidecars): string {
+/** The store copied into `dir` (a deployment elsewhere): one file. */
+function copyDeployment(dir: string): string {
   mkdirSync(dir, { recursive: true });
   copyFileSync(int8File, path.join(dir, 'line.hetmm'));
-  for (const f of withSidecars) copyFileSync(path.join(tmp, f), path.join(dir, f));
   return path.join(dir, 'line.hetmm');
+}
+
+/** The version 2 store and some of its sidecar files copied into `dir`. */
+function copyLegacy(dir: string, withSidecars: readonly string[]): string {
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(legacyFile, path.join(dir, 'old.hetmm'));
+  for (const f of withSidecars) copyFileSync(path.join(path.dirname(legacyFile), f), path.join(dir, f));
+  return path.join(dir, 'old.hetmm');
 }
 
 before(async () => {
   fitted = await fitStore({ preset: 'bottle' }, { files: train.slice(0, 4), output: int8File, calibrationSamples: 4 });
+  mkdirSync(path.dirname(legacyFile), { recursive: true });
+  await writeSidecarStore(int8File, legacyFile);
   const reference = await fitStore({ preset: 'bottle', precision: 'float' }, { files: train.slice(0, 2), output: floatFile, calibrate: false });
   reference.detector.dispose();
 });
 
 after(() => fitted?.detector.dispose());
 
-test('fitStore defaults to int8 end to end: the backbone quantised on the normals beside the store, the threshold from that pipeline', async () => {
+test('fitStore defaults to int8 end to end: the backbone quantised on the normals and embedded in the store, the threshold from that pipeline', async () => {
   assert.equal(fitted.precision, 'int8');
-  for (const f of sidecars) assert.ok(existsSync(path.join(tmp, f)), f);
-  assert.equal(fitted.int8Backbone?.model, path.join(tmp, 'line.int8.onnx'));
+  // one file: format version 3 with the model inside, nothing beside it
+  assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('line')), ['line.hetmm']);
+  assert.equal(readFileSync(int8File).readUInt32LE(8), 3);
+  const stored = await TemplateStore.load(int8File);
+  assert.equal(fitted.int8Backbone?.bytes, stored.model?.bytes.length);
+  assert.equal(fitted.int8Backbone?.sha256, stored.identity.modelSha256);
+  assert.equal(stored.model?.sha256, stored.identity.modelSha256);
+  assert.ok(stored.model!.bytes.length > 1e6);
   assert.equal(fitted.int8Backbone?.calibrationImages, 4);
   assert.ok(fitted.seconds.quantize > 0);
-  const stored = await TemplateStore.load(int8File);
-  assert.equal(stored.meta[INT8_BACKBONE_META], 'line.int8.onnx');
+  assert.equal(stored.meta[INT8_BACKBONE_META], 'embedded');
   assert.equal(stored.identity.name, 'resnet50v2-imagenet-l123-int8');
 
   // Opened by file, the store runs its int8 backbone and the matching calibration used: the stored
   // leave-one-out scores are exactly what the reopened pipeline computes (calibration parity).
   const reopened = await Detector.open({ store: int8File });
   try {
-    assert.equal(reopened.backbone.modelPath, path.join(tmp, 'line.int8.onnx'));
+    assert.equal(reopened.backbone.modelPath, `${int8File}#int8-${stored.model!.sha256.slice(0, 16)}`);
     const matching = reopened.backend.precision ?? 'float';
     assert.equal(matching, fitted.detector.backend.precision ?? 'float');
     assert.equal(stored.meta.threshold !== undefined, true);
@@ -80,8 +98,9 @@ test('fitStore defaults to int8 end to end: the backbone quantised on the normal
   }
 });
 
-test('precision float fits the float reference (no sidecar); predict follows each store', async () => {
-  assert.ok(!existsSync(path.join(tmp, 'ref.int8.onnx')));
+test('precision float fits the float reference (no model inside, version 2); predict follows each store', async () => {
+  assert.equal(readFileSync(floatFile).readUInt32LE(8), 2);
+  assert.equal((await TemplateStore.load(floatFile)).model, undefined);
   const float = await Detector.open({ store: floatFile });
   try {
     assert.equal(float.store.identity.name, 'resnet50v2-imagenet-l123');
@@ -96,54 +115,68 @@ test('precision float fits the float reference (no sidecar); predict follows eac
   assert.equal((JSON.parse(r.stdout) as { score: number }).score, (await fitted.detector.predict(broken)).score);
   const info = await runCli('info', int8File);
   assert.equal(info.code, 0, info.stderr);
-  assert.match(info.stdout, /precision {2}int8 end to end \(int8 backbone line\.int8\.onnx \+ line\.int8\.json beside the store\)/);
+  assert.match(info.stdout, /precision {2}int8 end to end \(int8 backbone embedded, \d+\.\d MiB\)/);
 });
 
-test('a store copied without its int8 backbone fails with one clear error naming the missing file (library, predict, info, serve)', async () => {
-  const bare = copyDeployment(path.join(tmp, 'bare'), []);
-  const half = copyDeployment(path.join(tmp, 'half'), ['line.int8.onnx']);
-  await assert.rejects(Detector.open({ store: bare }), expectHetmm('E_MODEL_NOT_FOUND', 'line.int8.onnx', 'line.int8.json', 'bare'));
-  await assert.rejects(Detector.open({ store: half }), expectHetmm('E_MODEL_NOT_FOUND', `'${path.join(tmp, 'half', 'line.int8.json')}' is missing`));
+test('a version 2 store with sidecar files still loads (also through a symlink in another directory); copied without them it fails with one clear error naming the missing file (library, predict, info, serve)', async () => {
+  const whole = copyLegacy(path.join(tmp, 'whole'), sidecars);
+  const d = await Detector.open({ store: whole });
+  assert.equal(d.backbone.modelPath, path.join(tmp, 'whole', 'old.int8.onnx'));
+  assert.equal((await d.predict(broken)).score, (await fitted.detector.predict(broken)).score);
+  d.dispose();
+  const info = await runCli('info', whole);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout, /precision {2}int8 end to end \(int8 backbone old\.int8\.onnx \+ old\.int8\.json beside the store\)/);
+  // finding 5: a symlink elsewhere finds the sidecars beside its target
+  mkdirSync(path.join(tmp, 'links'), { recursive: true });
+  const link = path.join(tmp, 'links', 'linked.hetmm');
+  symlinkSync(whole, link);
+  const r = await runCli('predict', '-t', link, broken, '--json', '--quiet');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { score: number }).score, (await fitted.detector.predict(broken)).score);
+
+  const bare = copyLegacy(path.join(tmp, 'bare'), []);
+  const half = copyLegacy(path.join(tmp, 'half'), ['old.int8.onnx']);
+  await assert.rejects(Detector.open({ store: bare }), expectHetmm('E_MODEL_NOT_FOUND', 'old.int8.onnx', 'old.int8.json', 'bare'));
+  await assert.rejects(Detector.open({ store: half }), expectHetmm('E_MODEL_NOT_FOUND', `'${path.join(tmp, 'half', 'old.int8.json')}' is missing`));
   for (const argv of [['predict', '-t', bare, broken], ['info', bare]]) {
     const r = await runCli(...argv);
     assert.equal(r.code, 4, r.stderr);
-    assert.match(r.stderr, /^hetmm \w+: error: template store .* was fitted with the int8 backbone line\.int8\.onnx, but .* missing/);
+    assert.match(r.stderr, /^hetmm \w+: error: template store .* was fitted with the int8 backbone old\.int8\.onnx, but .* missing/);
     assert.ok(!/\n\s+at /.test(r.stderr), r.stderr);
   }
-  await assert.rejects(createServer({ stores: [bare], logger: false }), expectHetmm('E_MODEL_NOT_FOUND', 'line.int8.onnx'));
-  // a deployment with both files works
-  const whole = copyDeployment(path.join(tmp, 'whole'));
-  const d = await Detector.open({ store: whole });
-  assert.equal((await d.predict(broken)).score, (await fitted.detector.predict(broken)).score);
-  d.dispose();
+  await assert.rejects(createServer({ stores: [bare], logger: false }), expectHetmm('E_MODEL_NOT_FOUND', 'old.int8.onnx'));
 });
 
-test('compress keeps an int8 store int8: its backbone scores the recalibration and is copied beside an output elsewhere', async () => {
-  const out = path.join(tmp, 'compressed', 'small.hetmm');
-  mkdirSync(path.dirname(out), { recursive: true });
-  const r = await runCli('compress', '-t', int8File, '--size', '2', '-o', out, '--quiet');
-  assert.equal(r.code, 0, r.stderr);
-  for (const f of ['small.int8.onnx', 'small.int8.json']) assert.ok(existsSync(path.join(tmp, 'compressed', f)), f);
-  assert.ok(readFileSync(path.join(tmp, 'compressed', 'small.int8.onnx')).equals(readFileSync(path.join(tmp, 'line.int8.onnx'))));
-  const small = await Detector.open({ store: out });
-  try {
-    assert.equal(small.store.meta[INT8_BACKBONE_META], 'small.int8.onnx');
-    assert.equal(small.store.count, 2);
-    const method = (small.store.meta.threshold as { method: string }).method;
-    assert.match(method, /against the PTS sheets/);
-    // recalibrated with the matching its predictions use (the line service's rule for an int8 store)
-    assert.equal(method.includes('int8 matching'), (small.backend.precision ?? 'float') === 'int8', method);
-    assert.ok((await small.predict(broken)).score > 0.5);
-  } finally {
-    small.dispose();
+test('compress keeps an int8 store int8: its backbone scores the recalibration and is embedded in the output (a version 2 store\'s sidecar model too)', async () => {
+  const model = (await TemplateStore.load(int8File)).model!;
+  for (const source of [int8File, legacyFile]) {
+    const dir = path.join(tmp, `compressed-${path.basename(source, '.hetmm')}`);
+    const out = path.join(dir, 'small.hetmm');
+    mkdirSync(dir, { recursive: true });
+    const r = await runCli('compress', '-t', source, '--size', '2', '-o', out, '--quiet');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(dir), ['small.hetmm']);
+    const small = await Detector.open({ store: out });
+    try {
+      assert.equal(small.store.meta[INT8_BACKBONE_META], 'embedded');
+      assert.ok(Buffer.from(small.store.model!.bytes).equals(Buffer.from(model.bytes)));
+      assert.equal(small.store.count, 2);
+      const method = (small.store.meta.threshold as { method: string }).method;
+      assert.match(method, /against the PTS sheets/);
+      // recalibrated with the matching its predictions use (the line service's rule for an int8 store)
+      assert.equal(method.includes('int8 matching'), (small.backend.precision ?? 'float') === 'int8', method);
+      assert.ok((await small.predict(broken)).score > 0.5);
+    } finally {
+      small.dispose();
+    }
   }
 });
 
 test('eval --templates runs a store fitted int8 end to end with its int8 backbone; --precision float refuses it', async () => {
   const dir = path.join(tmp, 'eval');
   mkdirSync(dir, { recursive: true });
-  copyFileSync(int8File, path.join(dir, 'bottle.hetmm')); // the store names line.int8.onnx beside it
-  for (const f of sidecars) copyFileSync(path.join(tmp, f), path.join(dir, f));
+  copyFileSync(int8File, path.join(dir, 'bottle.hetmm')); // the store carries its int8 backbone
   const r = await runCli('eval', '--data', path.dirname(bottle), '--templates', dir, '--json', '-', '--quiet');
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout) as { categories: Array<{ name: string; image_auroc: number; templates: number }> };
@@ -212,7 +245,7 @@ describe('serve with an int8 store and a float store side by side', () => {
   });
 });
 
-test('a line created over HTTP is int8 end to end (quantised on a thread on the uploads); ?precision=float fits the float model; deleting removes the int8 files', async () => {
+test('a line created over HTTP is int8 end to end (quantised on a thread on the uploads, embedded in its one file); ?precision=float fits the float model; deleting removes the file', async () => {
   const dataDir = path.join(tmp, 'lines');
   const server = await startServer({ dataDir, token: TEST_TOKEN });
   try {
@@ -232,22 +265,23 @@ test('a line created over HTTP is int8 end to end (quantised on a thread on the 
       }
     };
     assert.ok((await create('name=made&preset=bottle')).has('quantize'));
-    for (const f of ['made.int8.onnx', 'made.int8.json']) assert.ok(existsSync(path.join(dataDir, f)), f);
+    assert.deepEqual(readdirSync(dataDir).filter((f) => f.startsWith('made')), ['made.hetmm']);
+    assert.equal((await TemplateStore.load(path.join(dataDir, 'made.hetmm'))).model?.sha256.length, 64);
     const info = (await (await fetch(`${server.base}/v1/lines/made`)).json()) as { precision: string; backbone: string };
     assert.deepEqual([info.precision, info.backbone], ['int8', 'resnet50v2-imagenet-l123-int8']);
     const served = (await (await postImage(server.base, 'made', readFileSync(broken), '?maps=none')).json()) as { score: number };
     const local = await Detector.open({ store: path.join(dataDir, 'made.hetmm') });
     try {
-      assert.equal(local.backbone.modelPath, path.join(dataDir, 'made.int8.onnx'));
+      assert.match(local.backbone.modelPath, /made\.hetmm#int8-[0-9a-f]{16}$/);
       assert.equal(served.score, (await local.predict(broken)).score);
     } finally {
       local.dispose();
     }
     assert.ok(!(await create('name=plain&preset=bottle&precision=float')).has('quantize'));
-    assert.ok(!existsSync(path.join(dataDir, 'plain.int8.onnx')));
+    assert.equal((await TemplateStore.load(path.join(dataDir, 'plain.hetmm'))).model, undefined);
     assert.equal(((await (await fetch(`${server.base}/v1/lines/plain`)).json()) as { precision: string }).precision, 'float');
     assert.equal((await fetch(`${server.base}/v1/lines/made`, { method: 'DELETE', headers: auth })).status, 204);
-    for (const f of ['made.hetmm', 'made.int8.onnx', 'made.int8.json']) assert.ok(!existsSync(path.join(dataDir, f)), f);
+    assert.ok(!existsSync(path.join(dataDir, 'made.hetmm')));
   } finally {
     await server.close();
   }

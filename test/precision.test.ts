@@ -16,10 +16,11 @@ test('fit --precision int8 quantises the backbone on the fitted images; predict 
   const store = path.join(tmp, 'bottle.hetmm');
   const fit = await runCli('fit', good, '-o', store, '--precision', 'int8', '--no-calibrate', '--quiet');
   assert.equal(fit.code, 0, fit.stderr);
-  const model = path.join(tmp, 'bottle.int8.onnx');
-  assert.ok(existsSync(model) && existsSync(path.join(tmp, 'bottle.int8.json')), 'int8 model and description beside the store');
   const loaded = await TemplateStore.load(store);
-  assert.equal(loaded.meta[INT8_BACKBONE_META], 'bottle.int8.onnx');
+  assert.equal(loaded.meta[INT8_BACKBONE_META], 'embedded');
+  assert.ok(!existsSync(path.join(tmp, 'bottle.int8.onnx')), 'the int8 model is inside the store, nothing beside it');
+  // `--model STORE` names the model embedded in that store
+  const model = store;
   assert.equal(loaded.identity.name, 'resnet50v2-imagenet-l123-int8');
 
   const int8 = await runCli('predict', '-t', store, defect, '--json', '--quiet', '--precision', 'int8');
@@ -42,7 +43,7 @@ test('fit --precision int8 quantises the backbone on the fitted images; predict 
   assert.match(mixed.stderr, /int8/);
   await assert.rejects(Detector.open({ store, precision: 'float' }), expectHetmm('E_STORE_MISMATCH'));
   for (const d of [await Detector.open({ store, precision: 'int8' }), await Detector.open({ store })]) {
-    assert.equal(d.backbone.modelPath, model);
+    assert.equal(d.backbone.modelPath, `${store}#int8-${loaded.identity.modelSha256.slice(0, 16)}`);
     assert.equal(d.backend.precision, 'int8');
     d.dispose();
   }

@@ -101,7 +101,7 @@ test('pipelines: pipeline threads that exit mid-run give E_INTERNAL outcomes, th
 test('quantisation thread: a worker that exits mid-task rejects with E_INTERNAL', NO_HANG, async () => {
   const images = good.slice(0, 2).map((f) => new Uint8Array(readFileSync(f)));
   const { result, threads } = started(() =>
-    quantizeOnThread({ images, model: defaultModelPath, inputSize: [256, 256], output: path.join(tmp, 'q.onnx'), threads: 1 }),
+    quantizeOnThread({ images, model: defaultModelPath, inputSize: [256, 256], threads: 1 }),
   );
   assert.equal(threads.length, 1);
   await busy(threads[0]!);

@@ -28,8 +28,16 @@ import { resolveModel } from '../models/resolve.js';
 const NORM_EPSILON = 1e-12;
 
 export interface BackboneLoadOptions {
-  /** path to the .onnx file; default: the model store (../models: HETMM_MODEL, cache, local, npm package, download) */
+  /**
+   * path to the .onnx file; default: the model store (../models: HETMM_MODEL, cache, local, npm package, download).
+   * With `modelBytes`: the name the model goes by (Backbone.modelPath, messages, the per-process session cache).
+   */
   readonly model?: string;
+  /**
+   * the .onnx bytes themselves (an int8 backbone embedded in a template store): no file is read; `model`
+   * names them and must then be given, and `description` too (there is no `<model>.json` beside them)
+   */
+  readonly modelBytes?: Uint8Array;
   /** default: `<model>.json` next to the model if it exists, else DEFAULT_BACKBONE */
   readonly description?: BackboneDescription;
   /** onnxruntime intra-op threads; default: all cores (os.availableParallelism()) */
@@ -41,6 +49,8 @@ export interface BackboneLoadOptions {
 interface SharedSession {
   readonly session: ort.InferenceSession;
   readonly sha256: string;
+  /** the model's bytes and description when it was loaded from memory (threads started later get them: loadedModel) */
+  readonly loaded?: { readonly bytes: Uint8Array; readonly description: BackboneDescription };
   users: number;
 }
 
@@ -68,27 +78,36 @@ async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function openSession(modelPath: string, threads: number): Promise<SharedSession> {
+async function openSession(modelPath: string, threads: number, loaded: SharedSession['loaded']): Promise<SharedSession> {
+  const bytes = loaded?.bytes;
+  const options: ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    // Idle intra-op threads must not spin: they would take the cores from
+    // the matching thread pool, which runs right after (or, pipelined,
+    // during) each backbone run. Measured in docs/PERFORMANCE.md.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+  const { InferenceSession } = await loadOrt();
   const [sha256, session] = await Promise.all([
-    sha256File(modelPath),
-    (await loadOrt()).InferenceSession.create(modelPath, {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      // Idle intra-op threads must not spin: they would take the cores from
-      // the matching thread pool, which runs right after (or, pipelined,
-      // during) each backbone run. Measured in docs/PERFORMANCE.md.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    }).catch((e: unknown) => {
-      throw new HetmmError(
-        'E_MODEL_INVALID',
-        `cannot load ONNX model '${modelPath}': ${e instanceof Error ? e.message : String(e)}`,
-        { cause: e },
-      );
+    bytes === undefined ? sha256File(modelPath) : createHash('sha256').update(bytes).digest('hex'),
+    (bytes === undefined ? InferenceSession.create(modelPath, options) : InferenceSession.create(bytes, options)).catch((e: unknown) => {
+      throw new HetmmError('E_MODEL_INVALID', `cannot load ONNX model '${modelPath}': ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }),
   ]);
-  return { session, sha256, users: 0 };
+  return { session, sha256, ...(loaded === undefined ? {} : { loaded }), users: 0 };
+}
+
+/**
+ * The bytes and description of a model this process loaded from memory
+ * (BackboneLoadOptions.modelBytes) and still holds, by its name: a worker
+ * thread started for it gets them, not a path.
+ */
+export async function loadedModel(modelPath: string): Promise<SharedSession['loaded']> {
+  const pending = sessions.get(modelPath);
+  return pending === undefined ? undefined : (await pending.catch(() => undefined))?.loaded;
 }
 
 function shapeText(dims: readonly number[]): string {
@@ -148,7 +167,11 @@ export class Backbone {
     if (!Number.isInteger(threads) || threads <= 0) {
       throw new HetmmError('E_ARGUMENT', `Expected positive integer for threads but received ${String(threads)}`);
     }
-    const { path: modelPath } = await resolveModel({ model: options.model, env: options.env });
+    const bytes = options.modelBytes;
+    if (bytes !== undefined && (options.model === undefined || options.description === undefined)) {
+      throw new HetmmError('E_ARGUMENT', 'a model given as bytes (modelBytes) needs its name (model) and its description');
+    }
+    const modelPath = bytes === undefined ? (await resolveModel({ model: options.model, env: options.env })).path : options.model!;
     let description = options.description;
     if (description === undefined) {
       const sidecar = descriptionPathFor(modelPath);
@@ -159,7 +182,7 @@ export class Backbone {
 
     let pending = sessions.get(modelPath);
     if (pending === undefined) {
-      pending = openSession(modelPath, threads);
+      pending = openSession(modelPath, threads, bytes === undefined ? undefined : { bytes, description });
       sessions.set(modelPath, pending);
       // A failed load must not poison the cache.
       pending.catch(() => sessions.delete(modelPath));
@@ -218,6 +241,11 @@ export class Backbone {
       identity: Object.freeze({ name: d.name, modelSha256: shared.sha256, inputSize: [H, W] as const, layers: Object.freeze(layers) }),
       dynamicBatch,
     };
+  }
+
+  /** The model's bytes when it was loaded from memory (an embedded int8 backbone): worker threads start from them. */
+  get modelBytes(): Uint8Array | undefined {
+    return this.#shared?.loaded?.bytes;
   }
 
   /**

@@ -11,7 +11,7 @@
  *   5   write error (store or output file; E_STORE_LOCKED included): the
  *       path is named and no partial file is left
  *   70  internal error (a bug)
- *   141 stdout was closed (e.g. `| head`): the run stops quietly, as a
+ *   141 stdout or stderr was closed (e.g. `| head`, `2>&1 | head`): the run stops quietly, as a
  *       SIGPIPE would stop a C tool
  */
 import { isHetmmError, type HetmmErrorCode } from '../errors.js';

@@ -8,7 +8,8 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setting } from '../config.js';
 import { version } from '../version.js';
-import { isHetmmError } from '../errors.js';
+import { isHetmmError, type HetmmErrorCode } from '../errors.js';
+import { isServerError } from '../server/errors.js';
 import { BatchStopped, EXIT_STDOUT_CLOSED, exitCodeFor } from './batch.js';
 import type { CliContext } from './context.js';
 import { addCommand } from './commands/add.js';
@@ -69,10 +70,11 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
     return await command.run(rest, ctx);
   } catch (e) {
     if (e instanceof BatchStopped) return e.exitCode;
-    if (isHetmmError(e)) {
+    // the server's errors carry the library's codes too (E_ARGUMENT: two stores for one line); its own codes are 70
+    if (isHetmmError(e) || isServerError(e)) {
       ctx.stderr.write(`hetmm ${name}: error: ${e.message}\n`);
       if (setting('debug') !== undefined) ctx.stderr.write(`${e.stack ?? ''}\n`);
-      return exitCode(e.code);
+      return exitCode(e.code as HetmmErrorCode);
     }
     ctx.stderr.write(`hetmm ${name}: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
     ctx.stderr.write(setting('debug') !== undefined ? `${e instanceof Error ? e.stack : ''}\n` : 'run again with HETMM_DEBUG=1 for details, and please report it\n');
@@ -82,12 +84,15 @@ export async function main(argv: string[], ctx: CliContext = { stdout: process.s
 
 // Run when executed directly (bin symlinks resolve to this file).
 if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  // A closed stdout (`hetmm predict ... | head -1`) ends the run quietly, like SIGPIPE ends a C tool.
+  // A closed stdout (`hetmm predict ... | head -1`) ends the run quietly, like SIGPIPE ends a C tool;
+  // so does a closed stderr (`2>&1 | head -1`: whichever stream hits the closed pipe first).
   // Store writes are unaffected: an append is durable before anything is printed about it.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(EXIT_STDOUT_CLOSED);
-    throw e;
-  });
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(EXIT_STDOUT_CLOSED);
+      throw e;
+    });
+  }
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

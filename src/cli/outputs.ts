@@ -1,6 +1,7 @@
 /** Files written per predicted image: colour heat map overlay, raw map (.npy) and, with a threshold, a binary mask. */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prediction } from '../detector/detector.js';
 import { HetmmError } from '../errors.js';
@@ -107,6 +108,22 @@ export async function ensureOutputDir(dir: string): Promise<void> {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(absolute).catch(() => undefined))?.isDirectory()) return;
     throw writeError(dir, e);
   }
+}
+
+/**
+ * Fails now (E_WRITE naming why) when `file` could not be written: its
+ * folder is missing, not a folder or not writable, or it is a folder.
+ * Commands check their output paths before the work starts.
+ */
+export async function checkOutputFile(file: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  const info = await stat(dir).catch(() => undefined);
+  if (info === undefined) throw new HetmmError('E_WRITE', `cannot write '${file}': the folder '${dir}' does not exist`);
+  if (!info.isDirectory()) throw new HetmmError('E_WRITE', `cannot write '${file}': '${dir}' is not a folder`);
+  await access(dir, constants.W_OK).catch((e: unknown) => {
+    throw writeError(file, e);
+  });
+  if ((await stat(file).catch(() => undefined))?.isDirectory() === true) throw writeError(file, Object.assign(new Error('EISDIR'), { code: 'EISDIR' }));
 }
 
 /**

@@ -8,14 +8,17 @@
  * sharing the cores. The thread has its own onnxruntime session of the same
  * model (its memory cost is measured in docs/PERFORMANCE.md).
  */
+import { loadedModel } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import type { LoadedImage } from '../image/index.js';
 import { WorkerThread } from '../threads/index.js';
 
 export interface BackboneThreadOptions {
-  /** default: the model store's (as Backbone.load) */
+  /** default: the model store's (as Backbone.load); a store's embedded model by its name (./store-backbone.ts loadBackbone) */
   readonly model?: string;
+  /** the model's bytes (an embedded model; default: those this process holds under `model`, shared with the thread) */
+  readonly modelBytes?: Uint8Array;
   /** default: the model's sidecar description (as Backbone.load) */
   readonly description?: BackboneDescription;
   /** onnxruntime intra-op threads */
@@ -56,7 +59,8 @@ export class BackboneThread {
 
   /** Starts the thread; when `expectSha256` is given (the detector's model), it must have loaded that model. */
   static async start(options: BackboneThreadOptions, expectSha256?: string): Promise<BackboneThread> {
-    const thread = new BackboneThread(options);
+    const held = options.modelBytes === undefined && options.model !== undefined ? await loadedModel(options.model) : undefined;
+    const thread = new BackboneThread(held === undefined ? options : { description: held.description, ...options, modelBytes: held.bytes });
     try {
       const reply = await thread.#thread.call({ op: 'init' });
       thread.modelSha256 = reply.modelSha256!;

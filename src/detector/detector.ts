@@ -278,6 +278,7 @@ export class Detector {
       ? await BackboneThread.start(
           {
             model: this.backbone.modelPath,
+            ...(this.backbone.modelBytes === undefined ? {} : { modelBytes: this.backbone.modelBytes }),
             description: this.backbone.description,
             backend: this.backend.name,
             ...(this.#threads === undefined ? {} : { threads: this.#threads }),

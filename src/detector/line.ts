@@ -7,7 +7,8 @@
  *
  * The rules, each written once:
  * - backbone: `model` when given; else a store fitted int8 end to end runs
- *   its own int8 backbone from beside its file (./store-backbone.ts says
+ *   its own int8 backbone: embedded in the store (format version 3), or
+ *   from beside its file for a version 2 store (./store-backbone.ts says
  *   where that model comes from); else the default float model. Told
  *   precision 'float', an int8 store is refused (E_STORE_MISMATCH: its
  *   features are the int8 backbone's).
@@ -20,7 +21,7 @@
  * - backend: `backend`, else 'auto' (the registry applies HETMM_BACKEND).
  * - preset: `preset`, else the one the store was fitted with, else 'default'.
  */
-import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import type { Backbone, PixelNormaliser } from '../backbone/backbone.js';
 import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
 import { setting } from '../config.js';
 import { HetmmError } from '../errors.js';
@@ -29,7 +30,7 @@ import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, validatePreset, type Preset } from '../matching/index.js';
 import { TemplateStore } from '../store/index.js';
 import { readStoreMeta } from '../store/peek.js';
-import { int8BackboneName, storeBackboneFiles } from './store-backbone.js';
+import { embeddedModelName, int8BackboneName, loadBackbone, storeBackboneFiles } from './store-backbone.js';
 import { checkedPreset } from './validate.js';
 
 /** Everything Detector.open takes. */
@@ -132,10 +133,13 @@ export async function servedLineOptions(file: string, options: DetectorOptions):
 
 /** Opens the parts of a line (Detector.open's work; options already validated). */
 export async function openLineParts(options: DetectorOptions): Promise<LineParts> {
-  // A store fitted with an int8 backbone names it; read the store first to find it.
+  // A store fitted with an int8 backbone carries it (or names it beside its file); read the store first to find it.
   let preloaded: TemplateStore | undefined;
   let unreadable: unknown;
   let model = options.model;
+  let modelBytes: Uint8Array | undefined;
+  let description = options.backboneDescription;
+  let storeInt8 = false;
   if (model === undefined && options.precision !== 'float' && typeof options.store === 'string') {
     // An unreadable store is reported after the backbone's own errors, as without this peek.
     preloaded = await TemplateStore.load(options.store).catch((e: unknown) => {
@@ -143,13 +147,26 @@ export async function openLineParts(options: DetectorOptions): Promise<LineParts
       return undefined;
     });
   }
-  const int8Model = preloaded !== undefined && typeof options.store === 'string' ? lineInt8Backbone(options.store, preloaded.meta, options) : undefined;
-  model = model ?? int8Model;
-  const backbone = await Backbone.load({ model, description: options.backboneDescription, threads: options.threads });
+  const fitted = preloaded ?? (options.store instanceof TemplateStore ? options.store : undefined);
+  if (model === undefined && options.precision !== 'float' && fitted?.model !== undefined) {
+    // the int8 backbone embedded in the store (format version 3)
+    model = embeddedModelName(typeof options.store === 'string' ? options.store : undefined, fitted.model);
+    modelBytes = fitted.model.bytes;
+    description ??= fitted.model.description;
+    storeInt8 = true;
+  } else if (preloaded !== undefined && typeof options.store === 'string') {
+    // a version 2 store's sidecar files; copied without them: E_MODEL_NOT_FOUND naming the missing file
+    const sidecar = lineInt8Backbone(options.store, preloaded.meta, options);
+    if (sidecar !== undefined) {
+      model = sidecar;
+      storeInt8 = true;
+    }
+  }
+  const backbone = await loadBackbone({ model, ...(modelBytes === undefined ? {} : { modelBytes }), description, threads: options.threads });
   try {
     if (unreadable !== undefined) throw unreadable;
-    // an int8 store: named beside its file, or a loaded one that says so (compress's recalibration)
-    const storeInt8 = int8Model !== undefined || (typeof options.store === 'object' && int8BackboneName(options.store.meta) !== undefined);
+    // a loaded store that says it is int8 (compress's recalibration of a version 2 store) matches as one
+    storeInt8 ||= typeof options.store === 'object' && int8BackboneName(options.store.meta) !== undefined;
     const precision = await lineMatchPrecision(options, storeInt8);
     const backend = await getBackend(options.backend ?? 'auto', { precision });
     const nativeNormaliser = (backend as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels;
@@ -160,7 +177,7 @@ export async function openLineParts(options: DetectorOptions): Promise<LineParts
     else if (typeof options.store === 'string') store = await TemplateStore.load(options.store, { expect: backbone.identity });
     else {
       store = options.store;
-      if (model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
+      if (model === undefined && store.model === undefined && int8BackboneName(store.meta) !== undefined && store.identity.modelSha256 !== backbone.identity.modelSha256) {
         throw new HetmmError(
           'E_STORE_MISMATCH',
           `this store was fitted int8 end to end with the int8 backbone ${int8BackboneName(store.meta)} beside its file: ` +

@@ -13,7 +13,7 @@ import type { PipelineConfig, PipelineModel, PipelineReply, PipelineRequest } fr
 import { loadThreadBackbone } from './thread-backbone.js';
 
 const model = threadData<PipelineModel>();
-const ready = loadThreadBackbone({ model: model.model, description: model.description, threads: 1 }).then((backbone) => {
+const ready = loadThreadBackbone({ model: model.model, ...(model.modelBytes === undefined ? {} : { modelBytes: model.modelBytes }), description: model.description, threads: 1 }).then((backbone) => {
   if (backbone.identity.modelSha256 !== model.modelSha256) {
     throw new HetmmError('E_MODEL_INVALID', `a pipeline thread loaded another model than the detector's (${model.model} changed on disk?)`);
   }

@@ -42,6 +42,8 @@ export interface PipelineConfig {
 /** workerData of ./pipeline-worker.ts: the model, loaded while the templates are being shared. */
 export interface PipelineModel {
   readonly model: string;
+  /** an embedded model's bytes (./store-backbone.ts) */
+  readonly modelBytes?: Uint8Array;
   readonly description: BackboneDescription;
   /** the detector's model: a thread that loads another refuses to start */
   readonly modelSha256: string;
@@ -145,7 +147,13 @@ export class PipelinePool {
     // the threads load their model while this thread shares the templates
     const threads = Array.from(
       { length: count },
-      () => pipelineThread({ model: backbone.modelPath, description: backbone.description, modelSha256: backbone.identity.modelSha256 }),
+      () =>
+        pipelineThread({
+          model: backbone.modelPath,
+          ...(backbone.modelBytes === undefined ? {} : { modelBytes: backbone.modelBytes }),
+          description: backbone.description,
+          modelSha256: backbone.identity.modelSha256,
+        }),
     );
     this.#threads = threads;
     this.#ready = (async () => {

@@ -2,23 +2,41 @@
  * `precision: 'int8'` when fitting (the default of `hetmm fit` and of
  * fitStore given detector options): quantise the backbone on the very images
  * being fitted (the natural calibration set: the user's own normal parts;
- * at most 32 of them, evenly spaced, DEFAULT_CALIBRATION_IMAGES) and keep
- * the int8 model beside the store, named in the store's meta so that
- * Detector.open({ store }) finds it (./store-backbone.ts).
+ * at most 32 of them, evenly spaced, DEFAULT_CALIBRATION_IMAGES) into memory,
+ * and embed the int8 model in the store (./store-backbone.ts): nothing is
+ * written until the store itself is saved, by its atomic rename.
  */
 import path from 'node:path';
 import { DEFAULT_CALIBRATION_IMAGES, quantizeModel, type QuantizeModelResult } from '../backbone/index.js';
-import { evenlySpaced } from '../backbone/quantize/index.js';
+import { evenlySpaced, quantizeModelBytes } from '../backbone/quantize/index.js';
 import { loadImage } from '../image/index.js';
 import { resolveModel } from '../models/index.js';
-import { INT8_BACKBONE_META } from './store-backbone.js';
-
-export { int8BackbonePathFor } from './store-backbone.js';
+import type { EmbeddedModel } from '../store/index.js';
+import { EMBEDDED_INT8_BACKBONE, INT8_BACKBONE_META } from './store-backbone.js';
 
 /**
  * Quantise `model` (default: the float backbone in use) calibrated on
- * `files`, written to `output`. Returns the result and the store meta entry
- * to record (the file name relative to the store's directory).
+ * `files` into memory: the model to embed in the store, how many images
+ * calibrated it, and the store meta entry that says it is embedded.
+ */
+export async function quantizeBackboneToEmbed(
+  files: readonly string[] | readonly Float32Array[],
+  options: { model?: string; threads?: number } = {},
+): Promise<{ model: EmbeddedModel; calibrationImages: number; quantizedConvs: number; meta: Record<string, string> }> {
+  const model = options.model ?? (await resolveModel()).path;
+  const q = await quantizeModelBytes({ model, calibrate: files, threads: options.threads });
+  return {
+    model: { bytes: q.modelBytes, sha256: q.sha256, description: q.description },
+    calibrationImages: q.calibrationImages,
+    quantizedConvs: q.quantizedConvs,
+    meta: { [INT8_BACKBONE_META]: EMBEDDED_INT8_BACKBONE },
+  };
+}
+
+/**
+ * Quantise `model` (default: the float backbone in use) calibrated on
+ * `files`, written to `output` (hetmm eval's int8 backbone, outside any
+ * store). Returns the result and a store meta entry naming the file.
  */
 export async function quantizeBackboneFor(
   files: readonly string[] | readonly Float32Array[],

@@ -3,8 +3,11 @@
  * over HTTP quantises the backbone on the uploaded normals, and the
  * calibration forward passes (onnxruntime runs them synchronously on its
  * caller's thread) and the protobuf rewrite would otherwise hold the
- * server's event loop for seconds. The uploads are decoded there too.
+ * server's event loop for seconds. The uploads are decoded there too. The
+ * int8 model comes back in memory, to embed in the line's store: nothing is
+ * written until the store is saved.
  */
+import type { EmbeddedModel } from '../store/index.js';
 import { WorkerThread } from '../threads/index.js';
 
 export interface QuantizeThreadOptions {
@@ -13,17 +16,15 @@ export interface QuantizeThreadOptions {
   /** the float model to quantise (path) and its input size */
   readonly model: string;
   readonly inputSize: readonly [number, number];
-  /** the int8 .onnx to write (its description beside it) */
-  readonly output: string;
   readonly maxPixels?: number;
   readonly threads?: number;
 }
 
 export interface QuantizeThreadResult {
-  readonly output: string;
-  readonly descriptionPath: string;
+  /** the int8 model to embed in the store */
+  readonly model: EmbeddedModel;
   readonly calibrationImages: number;
-  /** the store meta entry naming the int8 backbone */
+  /** the store meta entry saying the int8 backbone is embedded */
   readonly meta: Record<string, string>;
 }
 

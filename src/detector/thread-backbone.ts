@@ -1,14 +1,27 @@
 /**
  * A backbone for a worker thread (./backbone-worker.ts, ./pipeline-worker.ts):
  * its own onnxruntime session, with the kernel backend's L2 normalisation
- * plugged in as Detector.open does.
+ * plugged in as Detector.open does. The model may be a store's embedded one
+ * (its bytes, or its name: ./store-backbone.ts loadBackbone).
  */
-import { Backbone } from '../backbone/backbone.js';
+import type { Backbone } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
 import { getBackend } from '../kernels/index.js';
+import { loadBackbone } from './store-backbone.js';
 
-export async function loadThreadBackbone(options: { model?: string; description?: BackboneDescription; threads?: number; backend?: string }): Promise<Backbone> {
-  const backbone = await Backbone.load({ model: options.model, description: options.description, threads: options.threads });
+export async function loadThreadBackbone(options: {
+  model?: string;
+  modelBytes?: Uint8Array;
+  description?: BackboneDescription;
+  threads?: number;
+  backend?: string;
+}): Promise<Backbone> {
+  const backbone = await loadBackbone({
+    model: options.model,
+    ...(options.modelBytes === undefined ? {} : { modelBytes: options.modelBytes }),
+    description: options.description,
+    threads: options.threads,
+  });
   // Every backend's normalisation is bit-identical to the TypeScript one (test/conformance.test.ts), so this is
   // a matter of speed only: without a named backend, the fast one when it loads, without the registry's fallback
   // warning (the thread's owner chose its own backend and warned already); a named one this thread cannot load

@@ -11,21 +11,27 @@
  *
  * Precision: given detector options (not an opened Detector), fitStore opens
  * the detector itself and, for a new store written to `output`, fits it int8
- * end to end by default: the backbone is quantised on the normals first
- * (src/detector/precision.ts, `<output stem>.int8.onnx` beside the store)
- * and the features and the threshold come from that int8 backbone, the one
- * predict and serve then run (calibration parity). `precision: 'float'`
- * fits the float reference. Given an opened Detector, its backbone is used
- * as it is (float unless it was opened with an int8 model).
+ * end to end by default: the backbone is quantised on the normals first, in
+ * memory (src/detector/precision.ts), embedded in the new store, and the
+ * features and the threshold come from that int8 backbone, the one predict
+ * and serve then run (calibration parity). `precision: 'float'` fits the
+ * float reference. Given an opened Detector, its backbone is used as it is
+ * (float unless it was opened with an int8 model).
+ *
+ * Nothing is written before the final save, which replaces `output` by an
+ * atomic rename: a failed or killed fit leaves an existing store at
+ * `output` exactly as it was. The output path is checked first, so a
+ * missing directory fails before minutes of work.
  */
-import { rm } from 'node:fs/promises';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
-import { lineMatchPrecision } from '../detector/line.js';
+import { embeddedModelName } from '../detector/store-backbone.js';
+import { Backbone } from '../backbone/backbone.js';
 import { HetmmError } from '../errors.js';
 import { resolveModel } from '../models/index.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
+import { TemplateStore, type EmbeddedModel } from '../store/index.js';
 import { tunePreset, type TuneOptions, type TuneResult } from './tune.js';
 
 export type FitPhase = 'quantize' | 'fit' | 'tune' | 'compress' | 'calibrate';
@@ -63,16 +69,15 @@ export interface FitStoreOptions {
  * names (recorded in the store) and the hooks reach the images themselves.
  */
 export interface FitHooks {
-  /** quantises the float backbone `model` calibrated on the inputs into `output` (its description beside it) */
-  readonly quantize?: (model: string, output: string) => Promise<QuantizedBackbone>;
+  /** quantises the float backbone `model` calibrated on the inputs, into memory (the model the store will embed) */
+  readonly quantize?: (model: string) => Promise<QuantizedBackbone>;
   /** the features of input `index` of `files` through `detector`'s backbone */
   readonly features?: (detector: Detector, index: number) => Promise<Float32Array[]>;
 }
 
-/** An int8 backbone written beside a store, and the store meta entry naming it. */
+/** An int8 backbone quantised into memory, to embed in the store, and the store meta entry saying so. */
 export interface QuantizedBackbone {
-  readonly output: string;
-  readonly descriptionPath: string;
+  readonly model: EmbeddedModel;
   readonly calibrationImages: number;
   /** convolutions quantised, when known */
   readonly quantizedConvs?: number;
@@ -84,8 +89,8 @@ export interface FitStoreResult {
   readonly detector: Detector;
   /** 'int8' when fitStore quantised the backbone (the store then names it: int8 end to end); 'float' otherwise */
   readonly precision: 'float' | 'int8';
-  /** the int8 backbone written beside the store (int8 only) */
-  readonly int8Backbone?: { readonly model: string; readonly description: string; readonly calibrationImages: number };
+  /** the int8 backbone embedded in the store (int8 only): its sha256, size in bytes and calibration images */
+  readonly int8Backbone?: { readonly sha256: string; readonly bytes: number; readonly calibrationImages: number };
   readonly threshold?: StoredThreshold;
   readonly tuning?: TuneResult;
   readonly pts?: CompressResult['pts'];
@@ -99,6 +104,7 @@ export interface FitStoreResult {
  * see the module comment.
  */
 export async function fitStore(target: Detector | DetectorOptions, options: FitStoreOptions = {}): Promise<FitStoreResult> {
+  if (options.output !== undefined) await TemplateStore.checkWritable(options.output);
   if (target instanceof Detector) return fitInto(target, options, { precision: 'float', quantizeSeconds: 0 });
   const files = options.files ?? [];
   // The default for a new store: int8 (an explicit `model` is used as given unless precision: 'int8' asks to quantise it).
@@ -112,7 +118,7 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
     });
   }
   if (options.output === undefined || files.length === 0) {
-    throw new HetmmError('E_ARGUMENT', 'fitting int8 end to end quantises the backbone on the normal images (files) and writes it beside the store (output): give both, or precision: \'float\'');
+    throw new HetmmError('E_ARGUMENT', 'fitting int8 end to end quantises the backbone on the normal images (files) and embeds it in the store (output): give both, or precision: \'float\'');
   }
   const t0 = performance.now();
   options.onProgress?.('quantize', 0, 1);
@@ -120,24 +126,14 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
   if (q === undefined) return fitStore({ ...target, precision: 'float' }, options); // reports every input, then E_NO_IMAGES
   options.onProgress?.('quantize', 1, 1);
   const convs = q.quantizedConvs === undefined ? '' : `${q.quantizedConvs} convolutions int8, `;
-  options.onNote?.(`int8 backbone ${q.output} (${convs}calibrated on ${q.calibrationImages} of the images)`);
-  const removeSidecar = async (): Promise<void> => {
-    await rm(q.output, { force: true });
-    await rm(q.descriptionPath, { force: true });
-  };
+  options.onNote?.(`int8 backbone embedded in the store (${convs}calibrated on ${q.calibrationImages} of the images)`);
   // Matching as the saved store will be opened: the line service's rule for an int8 store (src/detector/line.ts).
-  const { precision: _whole, ...rest } = target;
-  const matchPrecision = await lineMatchPrecision({ ...rest }, true);
-  const detector = await Detector.open({ ...rest, model: q.output, ...(matchPrecision === undefined ? {} : { matchPrecision }) }).catch(async (e: unknown) => {
-    await removeSidecar();
-    throw e;
-  });
+  const detector = await openNewInt8Detector(target, q.model);
   try {
     const fitted = await fitInto(detector, { ...options, meta: { ...options.meta, ...q.meta } }, { precision: 'int8', quantizeSeconds: (performance.now() - t0) / 1000 });
-    return { ...fitted, int8Backbone: { model: q.output, description: q.descriptionPath, calibrationImages: q.calibrationImages } };
+    return { ...fitted, int8Backbone: { sha256: q.model.sha256, bytes: q.model.bytes.length, calibrationImages: q.calibrationImages } };
   } catch (e) {
     detector.dispose();
-    await removeSidecar();
     throw e;
   }
 }
@@ -147,21 +143,44 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
  * hook's, else on this thread on `files`), or undefined when none of the
  * files decodes (with onFailure).
  */
+/**
+ * A detector for a new, empty store that will embed `model` (the int8
+ * backbone just quantised into memory). Detector.open runs the line
+ * service on it: the store's embedded model is its backbone, matched as an
+ * int8 store is (int8 where the backend can, unless options.matchPrecision
+ * says). `options.model` (the float model it was quantised from) and
+ * `options.precision` are not used.
+ */
+async function openNewInt8Detector(options: DetectorOptions, model: EmbeddedModel): Promise<Detector> {
+  const { precision: _whole, model: _float, ...rest } = options;
+  // the store's identity comes from the model; the same name as Detector.open gives it, so the one session is shared
+  const backbone = await Backbone.load({
+    model: embeddedModelName(undefined, model),
+    modelBytes: model.bytes,
+    description: model.description,
+    ...(rest.threads === undefined ? {} : { threads: rest.threads }),
+  });
+  try {
+    const store = TemplateStore.create(backbone.identity, { ...(rest.dtype === undefined ? {} : { dtype: rest.dtype }), model });
+    return await Detector.open({ ...rest, store });
+  } finally {
+    backbone.dispose();
+  }
+}
+
 async function quantizeFor(target: DetectorOptions, files: readonly string[], options: FitStoreOptions): Promise<QuantizedBackbone | undefined> {
-  const { decodableCalibrationFiles, int8BackbonePathFor, quantizeBackboneFor } = await import('../detector/precision.js');
-  const output = int8BackbonePathFor(options.output!);
   if (options.hooks?.quantize !== undefined) {
     // the float model as Backbone.load finds it (a download from HETMM_MODEL_HOST included)
-    return options.hooks.quantize(target.model ?? (await resolveModel()).path, output);
+    return options.hooks.quantize(target.model ?? (await resolveModel()).path);
   }
+  const { decodableCalibrationFiles, quantizeBackboneToEmbed } = await import('../detector/precision.js');
   // with onFailure a bad input is reported by the features phase and skipped: the quantiser skips it too
   const calibration = options.onFailure === undefined ? files : await decodableCalibrationFiles(files, target.maxPixels);
   if (calibration.length === 0) return undefined;
-  const q = await quantizeBackboneFor(calibration, output, {
+  return quantizeBackboneToEmbed(calibration, {
     ...(target.model === undefined ? {} : { model: target.model }),
     ...(target.threads === undefined ? {} : { threads: target.threads }),
   });
-  return { output: q.result.output, descriptionPath: q.result.descriptionPath, calibrationImages: q.result.calibrationImages, quantizedConvs: q.result.quantizedConvs, meta: q.meta };
 }
 
 async function fitInto(

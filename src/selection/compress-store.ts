@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { HetmmError } from '../errors.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
-import { TemplateStore } from '../store/index.js';
+import { TemplateStore, type EmbeddedModel } from '../store/index.js';
 import { templateFeatures } from '../store/feature-stack.js';
 import { ptsMinSamples, selectTemplates, type SelectOptions } from './pts.js';
 
@@ -27,6 +27,8 @@ export interface CompressOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** per Gram buffer, see SelectOptions.gramBlockBytes */
   readonly gramBlockBytes?: number;
+  /** the model to embed in the compressed store (default: the source's; an older store's sidecar model, read by the caller) */
+  readonly model?: EmbeddedModel;
 }
 
 /** What meta.pts of a compressed store records. */
@@ -70,9 +72,9 @@ async function chooseGram(choice: PtsGramChoice, notes: string[]): Promise<{ nam
 
 /**
  * Compresses `source` to K PTS sheets per layer. The new store keeps the
- * source's identity, dtype, preset and threshold (meta.preset, meta.threshold:
- * the threshold was calibrated on the full set, recalibrate for the sheets)
- * and records meta.pts.
+ * source's identity, dtype, embedded model, preset and threshold (meta.preset,
+ * meta.threshold: the threshold was calibrated on the full set, recalibrate
+ * for the sheets) and records meta.pts.
  */
 export async function compressStore(source: TemplateStore, k: number, options: CompressOptions = {}): Promise<CompressResult> {
   if (!Number.isInteger(k) || k < 1) throw new HetmmError('E_ARGUMENT', `Expected a positive integer for the PTS size K but received ${String(k)}`);
@@ -105,7 +107,10 @@ export async function compressStore(source: TemplateStore, k: number, options: C
   const meta: Record<string, unknown> = { pts };
   if (source.meta.preset !== undefined) meta.preset = source.meta.preset;
   if (source.meta.threshold !== undefined) meta.threshold = source.meta.threshold;
-  const store = TemplateStore.create(source.identity, { dtype: source.dtype, meta });
+  // a store that embeds its int8 backbone: the sheets come from that model, so they carry it too (and say so, as fit's meta does)
+  if (source.model !== undefined && source.meta.int8Backbone !== undefined) meta.int8Backbone = source.meta.int8Backbone;
+  const model = options.model ?? source.model;
+  const store = TemplateStore.create(source.identity, { dtype: source.dtype, meta, ...(model === undefined ? {} : { model }) });
   const sheets = selection.layers[0]!.shape[0];
   for (let s = 0; s < sheets; s++) {
     const features = templateFeatures(selection.layers, s);

@@ -356,7 +356,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   // ---- predictions kept for review ------------------------------------------------------------------
   const kept = (id: string): KeptResult => {
     const r = results.get(id);
-    if (r === undefined) throw new ServerError('E_NOT_FOUND', `no recent prediction ${JSON.stringify(id.slice(0, 40))} (the server keeps the last ${options.keepResults ?? 256})`);
+    if (r === undefined) throw new ServerError('E_NOT_FOUND', `no recent prediction ${JSON.stringify(id.slice(0, 40))}: the server keeps its last ${options.keepResults ?? 256} predictions in memory only, so they do not survive a restart`);
     return r;
   };
   app.get<{ Params: { id: string } }>('/v1/predictions/:id', { schema: { summary: 'a recent prediction', response: { 200: ANY_OBJECT } } }, async (request) =>

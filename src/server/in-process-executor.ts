@@ -30,8 +30,7 @@ import { watchStoreFile } from '../store/file-watch.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
-import { descriptionPathFor } from '../backbone/description.js';
-import { int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
+import { int8BackboneName } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
 import type {
   ExecutorEvent,
@@ -293,6 +292,7 @@ export class InProcessExecutor implements InspectionExecutor {
     this.#creating.add(name);
     const file = storePathInDataDir(dataDir, name);
     const work = (async (): Promise<LineInfo> => {
+      let int8Thread: string | undefined;
       const stage = { quantize: 'quantize', fit: 'features', calibrate: 'calibrate' } as const;
       // hetmm fit's own path (fitStore), with the backbone on this server's threads: the same images give the same store and threshold
       const fitted = await fitStore(
@@ -306,21 +306,22 @@ export class InProcessExecutor implements InspectionExecutor {
           },
           hooks: {
             // quantised on a thread (seconds of work), the uploads decoded there
-            quantize: async (model, output) => {
+            // quantised into memory (embedded in the store) on a thread: seconds of work, the uploads decoded there
+            quantize: async (model) => {
               const backbone = await Backbone.load({ model, ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }) });
               const inputSize = backbone.identity.inputSize;
               backbone.dispose();
-              return quantizeOnThread({ images: images.map((i) => i.bytes), model, inputSize, output, maxPixels: this.#maxPixels(), ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }) });
+              return quantizeOnThread({ images: images.map((i) => i.bytes), model, inputSize, maxPixels: this.#maxPixels(), ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }) });
             },
-            features: async (detector, index) => this.#prepare(await this.#threadFor(detector, precision === 'int8'), images[index]!).then((p) => p.features),
+            features: async (detector, index) => {
+              if (precision === 'int8') int8Thread = detector.backbone.modelPath;
+              return this.#prepare(await this.#threadFor(detector, precision === 'int8'), images[index]!).then((p) => p.features);
+            },
           },
         },
       ).catch(async (e: unknown) => {
-        // an int8 line's feature thread is its own
-        const key = int8BackbonePathFor(file);
-        const t = this.#threads.get(key);
-        this.#threads.delete(key);
-        await t?.then((x) => x.close(), () => undefined);
+        // an int8 line's feature thread (its embedded model's) is its own
+        if (int8Thread !== undefined) await this.#closeThread(int8Thread);
         throw e;
       });
       const detector = fitted.detector;
@@ -332,6 +333,7 @@ export class InProcessExecutor implements InspectionExecutor {
         return this.lineInfo(name);
       } catch (e) {
         detector.dispose();
+        if (int8BackboneName(detector.store.meta) !== undefined) await this.#closeThread(detector.backbone.modelPath);
         throw e;
       }
     })();
@@ -352,17 +354,9 @@ export class InProcessExecutor implements InspectionExecutor {
       this.#lines.delete(name);
       await line.queue.drained();
       await rm(line.file, { force: true });
-      // an int8 store's backbone files and feature thread are its own
-      const int8 = int8BackboneName(line.detector.store.meta);
-      if (int8 !== undefined) {
-        const model = line.detector.backbone.modelPath;
-        await rm(model, { force: true });
-        await rm(descriptionPathFor(model), { force: true });
-        if (![...this.#lines.values()].some((l) => l.thread === line.thread)) {
-          this.#threads.delete(model);
-          await line.thread.close();
-        }
-      }
+      // An int8 store's feature thread is its own. Its model is inside the store file (or, an older store,
+      // in sidecar files that other stores may name too: left in place, never deleted with a line).
+      if (int8BackboneName(line.detector.store.meta) !== undefined) await this.#closeThread(line.detector.backbone.modelPath);
       line.detector.dispose();
       this.#emit({ type: 'store', line: name, change: 'deleted', templates: 0, version: line.published.version, at: new Date().toISOString() });
     });
@@ -392,6 +386,16 @@ export class InProcessExecutor implements InspectionExecutor {
     for (const line of this.#lines.values()) line.detector.dispose();
     this.#lines.clear();
     await this.#closeThreads();
+  }
+
+  /** Closes the feature thread started under `key` (an int8 model's), unless a line still runs on it. */
+  async #closeThread(key: string): Promise<void> {
+    const pending = this.#threads.get(key);
+    if (pending === undefined) return;
+    const thread = await pending.catch(() => undefined);
+    if (thread !== undefined && [...this.#lines.values()].some((l) => l.thread === thread)) return;
+    this.#threads.delete(key);
+    await thread?.close();
   }
 
   async #closeThreads(): Promise<void> {

@@ -1,15 +1,20 @@
 /**
- * The template store file format, version 2 (docs/STORE_FORMAT.md); version
- * 1 is the same base section without `lineage` and without records.
+ * The template store file format, version 3 (docs/STORE_FORMAT.md): version
+ * 2 plus an embedded model section in the base section (a store fitted int8
+ * end to end carries its int8 backbone: one file is one line). A store
+ * without an embedded model is still written as version 2. Version 1 is the
+ * version 2 base section without `lineage` and without records.
  *
  *   0   8  magic "HETMMTS\0"
- *   8   4  uint32 LE format version (2)
+ *   8   4  uint32 LE format version (3 with an embedded model, else 2)
  *   12  4  uint32 LE header length L (bytes of UTF-8 JSON)
  *   16  L  header JSON (StoreHeader)
  *   ..     zero padding to a multiple of 64: the data section starts there
  *   ..     per layer: N*C*H*W little-endian float32 or float16 elements at
  *          dataStart + layer.offset (offsets are multiples of 64, in order,
  *          zero padding between layers)
+ *   ..     version 3 with header.model: the model's .onnx bytes at
+ *          dataStart + model.offset (the next multiple of 64 after the last layer)
  *   D   32 sha256 of bytes [0, D)
  *   D+32 8 end magic "HETMMEND"
  *   then zero or more append records (hot updates), each:
@@ -23,14 +28,17 @@
  *   T-40 32 sha256 of record bytes [0, T-40)
  *   T-8 8  "HETMMRCE"
  */
-import type { BackboneIdentity } from '../backbone/description.js';
+import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
 import type { FeatureDType } from './feature-stack.js';
 
 export const STORE_MAGIC = Buffer.from('HETMMTS\0', 'latin1');
 export const STORE_END_MAGIC = Buffer.from('HETMMEND', 'latin1');
-export const STORE_FORMAT_VERSION = 2;
-/** Versions this code reads (1: no lineage, no records). */
-export const READABLE_VERSIONS: readonly number[] = [1, 2];
+/** The newest version (written when a store embeds its model; version 2 otherwise). */
+export const STORE_FORMAT_VERSION = 3;
+/** The version of a store without an embedded model (readable by hetmm before version 3). */
+export const STORE_FORMAT_VERSION_WITHOUT_MODEL = 2;
+/** Versions this code reads (1: no lineage, no records; 2: no embedded model). */
+export const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
 export const RECORD_MAGIC = Buffer.from('HETMMREC', 'latin1');
 export const RECORD_END_MAGIC = Buffer.from('HETMMRCE', 'latin1');
 export const RECORD_PREFIX_BYTES = 28;
@@ -40,6 +48,8 @@ export const PREFIX_BYTES = 16;
 export const ALIGNMENT = 64;
 export const CHECKSUM_BYTES = 32;
 export const TRAILER_BYTES = CHECKSUM_BYTES + STORE_END_MAGIC.length;
+/** An embedded model larger than this is corrupt (onnxruntime loads protobuf models up to 2 GiB). */
+export const MAX_MODEL_BYTES = 2 ** 31 - 1;
 /** A header larger than this is certainly corrupt (file names of ~1M images fit easily). */
 export const MAX_HEADER_BYTES = 256 * 1024 * 1024;
 
@@ -50,6 +60,17 @@ export interface StoreHeaderLayer {
   /** bytes from the start of the data section; a multiple of 64 */
   readonly offset: number;
   readonly byteLength: number;
+}
+
+/** Version 3: the model embedded in the base section (the int8 backbone a store was fitted with). */
+export interface StoreHeaderModel {
+  /** bytes from the start of the data section: the first multiple of 64 after the last layer */
+  readonly offset: number;
+  readonly byteLength: number;
+  /** sha256 of the model bytes (hex): the backbone identity's modelSha256 */
+  readonly sha256: string;
+  /** how to run it (Backbone.load's description; there is no `<model>.json` beside it) */
+  readonly description: BackboneDescription;
 }
 
 export interface StoreHeader {
@@ -68,6 +89,8 @@ export interface StoreHeader {
   readonly files: string[];
   readonly meta: Record<string, unknown>;
   readonly layers: StoreHeaderLayer[];
+  /** version 3 only: the embedded model */
+  readonly model?: StoreHeaderModel;
 }
 
 export function align(n: number, to = ALIGNMENT): number {

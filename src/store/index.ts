@@ -3,3 +3,5 @@ export type { StoreSnapshot, StoreSaveOptions, StoreDescription, StoreAppendItem
 export { STORE_FORMAT_VERSION, STORE_MAGIC, STORE_END_MAGIC } from './format.js';
 export type { StoreHeader, StoreHeaderLayer } from './format.js';
 export { float32ToFloat16Bits, float16BitsToNumber, float16DecodeTable, float32ArrayToFloat16, float16ArrayToFloat32 } from './float16.js';
+export type { EmbeddedModel } from './template-store.js';
+export type { StoreHeaderModel } from './format.js';

@@ -18,9 +18,11 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { lstat, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import { validateBackboneDescription, type BackboneDescription } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import {
   CHECKSUM_BYTES,
+  MAX_MODEL_BYTES,
   MAX_HEADER_BYTES,
   MAX_RECORD_HEADER_BYTES,
   PREFIX_BYTES,
@@ -135,7 +137,33 @@ function headerProblem(h: unknown, version: number): string | undefined {
     if (l.offset !== expectedOffset) return `header.layers[${i}].offset is ${String(l.offset)}, expected ${expectedOffset}`;
     expectedOffset = align(expectedOffset + elements * bpe);
   }
+  return modelProblem(h.model, version, expectedOffset, b.modelSha256);
+}
+
+/** Structural validation of header.model (version 3: the embedded model follows the last layer). */
+function modelProblem(m: unknown, version: number, expectedOffset: number, backboneSha256: string): string | undefined {
+  if (m === undefined) return undefined;
+  if (version < 3) return `header.model (an embedded model) in a version ${version} file`;
+  if (!isObject(m)) return 'header.model is not an object';
+  if (m.offset !== expectedOffset) return `header.model.offset is ${String(m.offset)}, expected ${expectedOffset}`;
+  if (!Number.isSafeInteger(m.byteLength) || (m.byteLength as number) < 1 || (m.byteLength as number) > MAX_MODEL_BYTES) {
+    return `header.model.byteLength is ${String(m.byteLength)}, expected 1..${MAX_MODEL_BYTES}`;
+  }
+  if (typeof m.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(m.sha256)) return 'header.model.sha256 must be 64 hex digits';
+  if (m.sha256 !== backboneSha256) return `header.model.sha256 ${m.sha256} is not the backbone's modelSha256 ${backboneSha256}`;
+  try {
+    validateBackboneDescription(m.description, 'header.model.description');
+  } catch (e) {
+    return (e as Error).message;
+  }
   return undefined;
+}
+
+/** Where the base section's data ends (the checksum follows): after the embedded model, else after the last layer. */
+function baseDataEnd(header: StoreHeader, dataStart: number): number {
+  if (header.model !== undefined) return dataStart + header.model.offset + header.model.byteLength;
+  const last = header.layers[header.layers.length - 1]!;
+  return dataStart + last.offset + last.byteLength;
 }
 
 /** Elements per image of each layer, from a validated header. */
@@ -169,7 +197,7 @@ export async function indexStoreFile(handle: FileHandle, filePath: string): Prom
   }
   const version = prefix.readUInt32LE(8);
   if (version > STORE_FORMAT_VERSION) {
-    throw formatError(filePath, `written by a newer hetmm (format version ${version}; this hetmm reads versions ${READABLE_VERSIONS.join(' and ')}): upgrade hetmm`);
+    throw formatError(filePath, `written by a newer hetmm (format version ${version}; this hetmm reads versions ${READABLE_VERSIONS.join(', ')}): upgrade hetmm`);
   }
   if (!READABLE_VERSIONS.includes(version)) throw formatError(filePath, `unknown format version ${version}`);
   const headerLength = prefix.readUInt32LE(12);
@@ -189,8 +217,7 @@ export async function indexStoreFile(handle: FileHandle, filePath: string): Prom
   if (problem !== undefined) throw formatError(filePath, `invalid header: ${problem}`);
   const header = parsed as StoreHeader;
   const dataStart = align(PREFIX_BYTES + headerLength);
-  const last = header.layers[header.layers.length - 1]!;
-  const dataEnd = dataStart + last.offset + last.byteLength;
+  const dataEnd = baseDataEnd(header, dataStart);
   const baseEnd = dataEnd + TRAILER_BYTES;
   if (size < baseEnd) throw formatError(filePath, `truncated: expected ${baseEnd} bytes, found ${size}`);
   if (version === 1 && size > baseEnd) throw formatError(filePath, `unexpected extra data: expected ${baseEnd} bytes, found ${size}`);
@@ -281,12 +308,17 @@ async function readRecordHeader(
   return { offset, length: total, header: h as unknown as RecordHeader, dataStart };
 }
 
-/** Reads and verifies the base section's data into `buffers` (per layer, from image 0). */
+/**
+ * Reads and verifies the base section's data into `buffers` (per layer, from
+ * image 0), and the embedded model (version 3) into `model`, which must then
+ * hold header.model.byteLength bytes.
+ */
 export async function readBaseInto(
   handle: FileHandle,
   filePath: string,
   index: StoreFileIndex,
   buffers: ReadonlyArray<Float32Array | Uint16Array>,
+  model?: Uint8Array,
 ): Promise<void> {
   const hash = createHash('sha256');
   let position = 0;
@@ -301,7 +333,28 @@ export async function readBaseInto(
     const b = buffers[i]!;
     await hashBytes(new Uint8Array(b.buffer, b.byteOffset, l.byteLength));
   }
+  const m = index.header.model;
+  if (m !== undefined) {
+    if (model?.length !== m.byteLength) throw new HetmmError('E_INTERNAL', `a buffer of ${m.byteLength} bytes is needed for the embedded model`);
+    if (position < index.dataStart + m.offset) await hashBytes(new Uint8Array(index.dataStart + m.offset - position));
+    await hashBytes(model);
+  }
   if (!hash.digest().equals(index.baseChecksum)) throw formatError(filePath, 'checksum mismatch: file corrupted');
+  if (m !== undefined && createHash('sha256').update(model!).digest('hex') !== m.sha256) throw formatError(filePath, 'embedded model: sha256 mismatch: file corrupted');
+}
+
+/**
+ * The embedded model of an indexed version 3 file alone (no feature data),
+ * checked against its own sha256: what a worker thread reads to run a
+ * store's int8 backbone. Undefined when the file embeds none.
+ */
+export async function readEmbeddedModel(handle: FileHandle, filePath: string, index: StoreFileIndex): Promise<{ bytes: Uint8Array; sha256: string; description: BackboneDescription } | undefined> {
+  const m = index.header.model;
+  if (m === undefined) return undefined;
+  const bytes = new Uint8Array(m.byteLength);
+  await readExactly(handle, bytes, index.dataStart + m.offset);
+  if (createHash('sha256').update(bytes).digest('hex') !== m.sha256) throw formatError(filePath, 'embedded model: sha256 mismatch: file corrupted');
+  return { bytes, sha256: m.sha256, description: m.description };
 }
 
 /** Reads and verifies one record's data into `buffers` at image `record.header.first`. */

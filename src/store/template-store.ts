@@ -29,10 +29,11 @@
  * and the next writer truncates).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { identityDifference, type BackboneIdentity } from '../backbone/description.js';
+import { identityDifference, type BackboneDescription, type BackboneIdentity } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import type { FeatureDType, FeatureStack } from './feature-stack.js';
 import { float32ArrayToFloat16 } from './float16.js';
@@ -41,12 +42,14 @@ import {
   RECORD_END_MAGIC,
   STORE_END_MAGIC,
   STORE_FORMAT_VERSION,
+  STORE_FORMAT_VERSION_WITHOUT_MODEL,
   STORE_MAGIC,
   TRAILER_BYTES,
   align,
   bytesPerElement,
   type StoreHeader,
   type StoreHeaderLayer,
+  type StoreHeaderModel,
 } from './format.js';
 import { isStaleLockFile, processAlive, withFileLock, type LockOptions } from './lock.js';
 import {
@@ -114,6 +117,18 @@ export interface StoreDescription {
   readonly meta: Record<string, unknown>;
 }
 
+/**
+ * The model a store's features come from, carried inside the store (format
+ * version 3): the int8 backbone of a store fitted int8 end to end. Its
+ * sha256 is the store identity's modelSha256.
+ */
+export interface EmbeddedModel {
+  /** the .onnx bytes */
+  readonly bytes: Uint8Array;
+  readonly sha256: string;
+  readonly description: BackboneDescription;
+}
+
 interface LayerBuffer {
   readonly name: string;
   readonly channels: number;
@@ -143,6 +158,7 @@ export class TemplateStore {
   readonly #layers: LayerBuffer[];
   #lineage: string;
   #disk: DiskLink | undefined;
+  #model: EmbeddedModel | undefined;
 
   private constructor(identity: BackboneIdentity, dtype: FeatureDType, meta: Record<string, unknown>, lineage = randomBytes(12).toString('hex')) {
     this.identity = identity;
@@ -163,7 +179,8 @@ export class TemplateStore {
     }));
   }
 
-  static create(identity: BackboneIdentity, options: { dtype?: FeatureDType; meta?: Record<string, unknown> } = {}): TemplateStore {
+  /** `model`: the model the features will come from, carried in the store (its sha256 must be identity.modelSha256) */
+  static create(identity: BackboneIdentity, options: { dtype?: FeatureDType; meta?: Record<string, unknown>; model?: EmbeddedModel } = {}): TemplateStore {
     const dtype = options.dtype ?? 'float32';
     if (dtype !== 'float32' && dtype !== 'float16') {
       throw new HetmmError('E_ARGUMENT', `Expected dtype 'float32' or 'float16' but received ${JSON.stringify(dtype)}`);
@@ -174,7 +191,20 @@ export class TemplateStore {
         throw new HetmmError('E_ARGUMENT', `Expected positive integer channels/height/width for layer '${l.name}' but received ${l.channels}x${l.height}x${l.width}`);
       }
     }
-    return new TemplateStore(identity, dtype, { ...(options.meta ?? {}) });
+    const store = new TemplateStore(identity, dtype, { ...(options.meta ?? {}) });
+    if (options.model !== undefined) {
+      const m = options.model;
+      if (!(m.bytes instanceof Uint8Array) || m.bytes.length === 0 || m.sha256 !== identity.modelSha256) {
+        throw new HetmmError('E_ARGUMENT', `Expected an embedded model whose sha256 is the identity's modelSha256 ${identity.modelSha256} but received ${String(m.sha256)}`);
+      }
+      store.#model = m;
+    }
+    return store;
+  }
+
+  /** The model embedded in this store (format version 3), if any: the int8 backbone its features come from. */
+  get model(): EmbeddedModel | undefined {
+    return this.#model;
   }
 
   get count(): number {
@@ -289,6 +319,8 @@ export class TemplateStore {
       offset = align(offset + byteLength);
       return entry;
     });
+    const m = this.#model;
+    const model: StoreHeaderModel | undefined = m === undefined ? undefined : { offset, byteLength: m.bytes.length, sha256: m.sha256, description: m.description };
     const header: StoreHeader = {
       format: 'hetmm-template-store',
       lineage: this.#lineage,
@@ -298,6 +330,7 @@ export class TemplateStore {
       files: this.#files,
       meta: this.meta,
       layers,
+      ...(model === undefined ? {} : { model }),
     };
     let headerBytes: Buffer;
     try {
@@ -307,7 +340,8 @@ export class TemplateStore {
     }
     const dataStart = align(PREFIX_BYTES + headerBytes.length);
     const last = layers[layers.length - 1];
-    return { header, headerBytes, dataStart, dataEnd: dataStart + last.offset + last.byteLength };
+    const dataEnd = model === undefined ? dataStart + last.offset + last.byteLength : dataStart + model.offset + model.byteLength;
+    return { header, headerBytes, dataStart, dataEnd };
   }
 
   describe(): StoreDescription {
@@ -390,7 +424,7 @@ export class TemplateStore {
           else await this.#replaceFrom(handle, filePath, index);
           const merged = this.#count - beforeMerge;
           const inStep = this.#disk?.file === target && this.#disk.count === this.#count && this.#disk.count === index.count;
-          if (index.version === STORE_FORMAT_VERSION && inStep) {
+          if (index.version >= 2 && inStep) {
             await this.#writeRecord(handle, filePath, index, items, options);
             this.#appendAll(items);
             this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
@@ -488,6 +522,7 @@ export class TemplateStore {
     this.#count = loaded.#count;
     this.#capacity = loaded.#capacity;
     this.meta = loaded.meta;
+    this.#model = loaded.#model;
     this.#lineage = loaded.#lineage;
     this.#disk = loaded.#disk;
   }
@@ -598,7 +633,7 @@ export class TemplateStore {
       handle = await open(temp, 'wx');
       const prefix = Buffer.alloc(dataStart);
       STORE_MAGIC.copy(prefix, 0);
-      prefix.writeUInt32LE(STORE_FORMAT_VERSION, 8);
+      prefix.writeUInt32LE(header.model === undefined ? STORE_FORMAT_VERSION_WITHOUT_MODEL : STORE_FORMAT_VERSION, 8);
       prefix.writeUInt32LE(headerBytes.length, 12);
       headerBytes.copy(prefix, PREFIX_BYTES);
       await write(prefix);
@@ -609,6 +644,11 @@ export class TemplateStore {
         const total = this.#count * l.elementsPerImage;
         const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / l.data.BYTES_PER_ELEMENT));
         for (let e = 0; e < total; e += perChunk) await write(bytesOf(l.data, e, Math.min(total, e + perChunk)));
+      }
+      if (header.model !== undefined) {
+        if (written < dataStart + header.model.offset) await write(Buffer.alloc(dataStart + header.model.offset - written));
+        const bytes = this.#model!.bytes;
+        await write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       }
       const trailer = Buffer.concat([hash.copy().digest(), STORE_END_MAGIC]);
       options.beforeWrite?.(written);
@@ -634,6 +674,24 @@ export class TemplateStore {
     } catch {
       // the data is written and renamed; only durability across power loss is weaker
     }
+  }
+
+  /**
+   * Fails now, with E_STORE_WRITE naming the reason, when a store could not
+   * be saved at `filePath`: its directory is missing or not a directory, not
+   * writable, or the path is a directory. Commands that write a store check
+   * this before their work starts (a fit can take minutes).
+   */
+  static async checkWritable(filePath: string): Promise<void> {
+    const target = await targetOf(filePath);
+    const dir = path.dirname(target);
+    const refuse = (why: string): never => {
+      throw new HetmmError('E_STORE_WRITE', `cannot write template store '${filePath}': ${why}`);
+    };
+    const info = await stat(dir).catch((e: NodeJS.ErrnoException) => refuse(e.code === 'ENOENT' ? `the directory '${dir}' does not exist` : `cannot reach the directory '${dir}' (${e.code ?? String(e)})`));
+    if (!info.isDirectory()) refuse(`'${dir}' is not a directory`);
+    await access(dir, constants.W_OK).catch((e: NodeJS.ErrnoException) => refuse(`the directory '${dir}' is not writable (${e.code ?? String(e)})`));
+    if ((await stat(target).catch(() => undefined))?.isDirectory() === true) refuse('it is a directory');
   }
 
   /**
@@ -688,7 +746,10 @@ export class TemplateStore {
       l.data = header.dtype === 'float32' ? new Float32Array(size) : new Uint16Array(size);
     }
     const buffers = store.#layers.map((l) => l.data);
-    await readBaseInto(handle, filePath, index, buffers);
+    const m = header.model;
+    const model = m === undefined ? undefined : new Uint8Array(m.byteLength);
+    await readBaseInto(handle, filePath, index, buffers, model);
+    if (m !== undefined) store.#model = { bytes: model!, sha256: m.sha256, description: m.description };
     for (const r of index.records) await readRecordInto(handle, filePath, index, r, buffers);
     store.#files = [...header.files, ...index.records.flatMap((r) => r.header.files)];
     store.#count = index.count;

@@ -1,6 +1,8 @@
 /** A toy backbone identity and name-determined features for store tests that run in several processes. */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { BackboneIdentity } from '../../src/backbone/description.js';
 import { TemplateStore } from '../../src/store/index.js';
 
@@ -53,4 +55,35 @@ export async function createWorkerStore(file: string, names: readonly string[] =
   for (const n of names) store.append(featuresOf(n), n);
   await store.save(file);
   return store;
+}
+
+/**
+ * A version 2 int8 store as hetmm wrote them before format version 3: the
+ * templates of the embedded store `embeddedStore` saved to `output` without
+ * the model, and the model beside it as `<stem>.int8.onnx` + `<stem>.int8.json`
+ * (sidecars), named in meta. Returns the sidecar paths.
+ */
+export async function writeSidecarStore(embeddedStore: string, output: string): Promise<{ model: string; description: string }> {
+  const source = await TemplateStore.load(embeddedStore);
+  const model = source.model;
+  assert.ok(model !== undefined, `${embeddedStore} embeds no model`);
+  const stem = output.replace(/\.hetmm$/, '');
+  const files = { model: `${stem}.int8.onnx`, description: `${stem}.int8.json` };
+  writeFileSync(files.model, model.bytes);
+  writeFileSync(files.description, `${JSON.stringify(model.description, null, 2)}\n`);
+  const legacy = TemplateStore.create(source.identity, { dtype: source.dtype, meta: { ...source.meta, int8Backbone: path.basename(files.model) } });
+  const snapshot = source.snapshot();
+  for (let i = 0; i < snapshot.count; i++) {
+    legacy.append(
+      snapshot.layers.map((l) => {
+        const per = l.shape[1] * l.shape[2] * l.shape[3];
+        assert.ok(l.data instanceof Float32Array, 'a float32 store');
+        return l.data.subarray(i * per, (i + 1) * per);
+      }),
+      snapshot.files[i]!,
+    );
+  }
+  await legacy.save(output);
+  assert.equal(readFileSync(output).readUInt32LE(8), 2, 'written as format version 2');
+  return files;
 }

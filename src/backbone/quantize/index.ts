@@ -58,9 +58,10 @@ export interface QuantizeRewrites {
   readonly biasCorrection?: boolean;
 }
 
-export interface QuantizeModelResult {
-  readonly output: string;
-  readonly descriptionPath: string;
+/** quantizeModelBytes' result: the model in memory, nothing written. */
+export interface QuantizedModel {
+  /** the quantised .onnx */
+  readonly modelBytes: Uint8Array;
   readonly description: BackboneDescription;
   readonly sha256: string;
   readonly bytes: number;
@@ -74,6 +75,11 @@ export interface QuantizeModelResult {
   readonly biasCorrected: number;
   readonly calibrationImages: number;
   readonly method: CalibrationMethod;
+}
+
+export interface QuantizeModelResult extends QuantizedModel {
+  readonly output: string;
+  readonly descriptionPath: string;
 }
 
 /** The description of the quantised model: input taken in [0, 1] (normalisation is in the graph). */
@@ -166,7 +172,31 @@ export async function quantizeGraph(
   return { ...insertQdq(model, plan, observed.ranges, observed.means), floatConvs };
 }
 
+async function writeModel(output: string, model: Uint8Array, description: BackboneDescription): Promise<{ output: string; descriptionPath: string }> {
+  const descriptionPath = descriptionPathFor(output);
+  try {
+    await writeFile(output, model);
+    await writeFile(descriptionPath, `${JSON.stringify(description, null, 2)}\n`);
+  } catch (e) {
+    throw new HetmmError('E_STORE_WRITE', `cannot write '${output}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  }
+  return { output, descriptionPath };
+}
+
+/** Quantises the model and writes it (and its description, `<output>.json`) to options.output. */
 export async function quantizeModel(options: QuantizeModelOptions): Promise<QuantizeModelResult> {
+  const { path: modelPath } = resolveModelPath({ model: options.model });
+  if (path.resolve(options.output) === path.resolve(modelPath)) throw new HetmmError('E_ARGUMENT', 'the output must not overwrite the input model');
+  const q = await quantizeModelBytes(options);
+  return { ...q, ...(await writeModel(options.output, q.modelBytes, q.description)) };
+}
+
+/**
+ * Quantises the model into memory (nothing written): fitting a store int8 end
+ * to end embeds the result in the store, so a failed or killed fit leaves no
+ * model file behind and replaces none.
+ */
+export async function quantizeModelBytes(options: Omit<QuantizeModelOptions, 'output'>): Promise<QuantizedModel> {
   const { path: modelPath } = resolveModelPath({ model: options.model });
   const description = await resolveDescription(modelPath, options.description);
   const method = options.method ?? DEFAULT_CALIBRATION;
@@ -174,7 +204,6 @@ export async function quantizeModel(options: QuantizeModelOptions): Promise<Quan
   const maxImages = options.maxImages ?? DEFAULT_CALIBRATION_IMAGES;
   if (!Number.isInteger(maxImages) || maxImages <= 0) throw new HetmmError('E_ARGUMENT', `Expected a positive integer for maxImages but received ${maxImages}`);
   const threads = options.threads ?? os.availableParallelism();
-  if (path.resolve(options.output) === path.resolve(modelPath)) throw new HetmmError('E_ARGUMENT', 'the output must not overwrite the input model');
 
   const bytes = await readFile(modelPath).catch((e: unknown) => {
     throw new HetmmError('E_MODEL_NOT_FOUND', `cannot read model '${modelPath}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
@@ -189,17 +218,9 @@ export async function quantizeModel(options: QuantizeModelOptions): Promise<Quan
   model.docString = `int8 QDQ of ${path.basename(modelPath)} (${methodText(method)} calibration on ${inputs.length} images)`;
   model.metadataProps.push(onnx.StringStringEntryProto.create({ key: 'hetmm.description', value: JSON.stringify(qDescription) }));
   const out = encodeModel(model);
-  const descriptionPath = descriptionPathFor(options.output);
-  try {
-    await writeFile(options.output, out);
-    await writeFile(descriptionPath, `${JSON.stringify(qDescription, null, 2)}\n`);
-  } catch (e) {
-    throw new HetmmError('E_STORE_WRITE', `cannot write '${options.output}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
-  }
   return {
-    output: options.output,
-    descriptionPath,
     description: qDescription,
+    modelBytes: out,
     sha256: createHash('sha256').update(out).digest('hex'),
     bytes: out.byteLength,
     foldedBatchNorms,

@@ -16,7 +16,7 @@ store each image becomes one more sheet. The stored threshold is kept
 (recalibrate with hetmm fit when the line changes a lot). An input that
 cannot be read or decoded is reported and the others are added (exit 3);
 with --fail-fast the first stops the run and nothing is added. A store fitted
-int8 end to end embeds the new images with its own int8 backbone (beside it).`;
+int8 end to end embeds the new images with its own int8 backbone (inside it).`;
 
 export async function addCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(args, { ...COMMON_OPTIONS, ...INPUT_OPTIONS, templates: { type: 'string', short: 't' } }, ADD_USAGE);

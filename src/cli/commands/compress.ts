@@ -1,12 +1,11 @@
 import path from 'node:path';
 import { Detector } from '../../detector/detector.js';
-import { lineMatchPrecision } from '../../detector/line.js';
 import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../../detector/calibrate.js';
 import { describeFalseAlarms } from '../../detector/threshold.js';
-import { copyStoreBackbone, storeBackboneFiles } from '../../detector/store-backbone.js';
+import { EMBEDDED_INT8_BACKBONE, INT8_BACKBONE_META, readSidecarModel, storeBackboneFiles } from '../../detector/store-backbone.js';
 import { HetmmError } from '../../errors.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../../selection/compress-store.js';
-import { TemplateStore } from '../../store/index.js';
+import { TemplateStore, type EmbeddedModel } from '../../store/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { backendOption, COMMON_OPTIONS, intOption, numberOption, parse } from '../options.js';
@@ -23,8 +22,10 @@ original templates are scored against them (needs the model), for the
 store's false-alarm rate (or --false-alarm-rate R; default 0.01). With
 --no-recalibrate the full store's threshold is copied (it flags more good
 parts: fewer templates raise normal scores). A store fitted int8 end to end
-stays int8: its int8 backbone scores the recalibration and is copied beside
-OUT as <out>.int8.onnx (+ .json).`;
+stays int8: its int8 backbone scores the recalibration and is embedded in OUT
+(also when STORE is an older store with <stem>.int8.onnx/.json beside it).
+OUT is checked to be writable before the work starts; a failed write leaves
+no file behind and an existing OUT as it was.`;
 
 function gramChoice(value: string | undefined): PtsGramChoice {
   return backendOption(value) ?? 'auto';
@@ -35,7 +36,7 @@ export async function compressWithProgress(
   source: TemplateStore,
   k: number,
   report: Reporter,
-  options: { gram?: PtsGramChoice; workers?: number } = {},
+  options: { gram?: PtsGramChoice; workers?: number; model?: EmbeddedModel } = {},
 ): Promise<CompressResult> {
   const total = source.identity.layers.reduce((s, l) => s + l.height * l.width, 0);
   const bar = report.progress(`pts ${source.count} -> ${k}`, total);
@@ -87,23 +88,20 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   const gram = gramChoice(values.backend);
   const report = new Reporter(ctx, values);
 
+  await TemplateStore.checkWritable(values.output);
   const source = await TemplateStore.load(values.templates);
-  // a store fitted int8 end to end keeps its precision: its int8 backbone scores the recalibration and goes with the output
+  // a store fitted int8 end to end keeps its precision: its int8 backbone scores the recalibration and is embedded in the output
   const int8 = values.model === undefined ? storeBackboneFiles(values.templates, source.meta) : undefined;
-  const result = await compressWithProgress(source, k, report, { gram, workers });
+  const sidecar = int8 !== undefined && !int8.embedded ? await readSidecarModel(int8, source.identity) : undefined;
+  const result = await compressWithProgress(source, k, report, { gram, workers, ...(sidecar === undefined ? {} : { model: sidecar }) });
   const store = result.store;
+  if (sidecar !== undefined) store.meta[INT8_BACKBONE_META] = EMBEDDED_INT8_BACKBONE;
   const selected = result.pts.minSamples !== null; // N > K: the sheets differ from the images
   const recalibrate = values.recalibrate || (!values['no-recalibrate'] && selected && store.meta.threshold !== undefined);
   if (recalibrate) {
     // the model is only needed to score: same backbone check as every other command
-    // matching as the output's predictions will run (the line service's rule for an int8 store)
-    const matchPrecision = int8 === undefined ? undefined : await lineMatchPrecision({}, true);
-    const detector = await Detector.open({
-      store,
-      model: values.model ?? int8?.model,
-      threads: intOption(values.threads, 'threads'),
-      ...(matchPrecision === undefined ? {} : { matchPrecision }),
-    });
+    // the line service decides the backbone (the store's embedded model) and the matching, as for its predictions
+    const detector = await Detector.open({ store, ...(values.model === undefined ? {} : { model: values.model }), threads: intOption(values.threads, 'threads') });
     try {
       const stored = (source.meta.threshold as { falseAlarmRate?: number } | undefined)?.falseAlarmRate;
       const falseAlarmRate = numberOption(values['false-alarm-rate'], 'false-alarm-rate') ?? stored ?? DEFAULT_FALSE_ALARM_RATE;
@@ -114,7 +112,6 @@ export async function compressCommand(args: string[], ctx: CliContext): Promise<
   } else if (store.meta.threshold !== undefined && selected) {
     report.note('the threshold was copied from the full store (--no-recalibrate): expect more false alarms');
   }
-  if (int8 !== undefined) await copyStoreBackbone(int8, values.output, store.meta);
   await store.save(values.output);
   const d = store.describe();
   report.out(

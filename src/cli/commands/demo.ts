@@ -24,7 +24,7 @@ prints a score table. DIR defaults to the set bundled in hetmm's package
 else, in a checkout, ${CHECKOUT_DEMO}. The preset is the folder's MVTec AD
 category when it names one (hazelnut), else default. Fits as hetmm fit does:
 int8 end to end (the backbone quantised on the training images,
-OUTDIR/<name>.int8.onnx).`;
+embedded in OUTDIR/<name>.hetmm).`;
 
 function findDemoData(option: string | undefined): string {
   const root = packageRoot();

@@ -2,6 +2,7 @@ import { HetmmError } from '../../errors.js';
 import { evaluate, type EvaluateEvent } from '../../eval/run.js';
 import { formatPercent, formatTable, reportToJson } from '../../eval/report.js';
 import type { CliContext } from '../context.js';
+import { checkOutputFile, ensureOutputDir } from '../outputs.js';
 import { Reporter } from '../context.js';
 import { backendOption, INT8_OPTION, precisionOption, intOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 import type { Progress } from '../progress.js';
@@ -133,6 +134,9 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
     }
   };
 
+  // output paths checked before the evaluation (minutes)
+  if (values.report !== undefined) await ensureOutputDir(values.report);
+  if (values.json !== undefined && !jsonToStdout) await checkOutputFile(values.json);
   const result = await evaluate(
     {
       ...(values.data !== undefined ? { data: values.data, categories } : {}),

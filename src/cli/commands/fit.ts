@@ -27,14 +27,14 @@ An input that cannot be read or decoded is reported and the store is built
 from the others (exit 3); with --fail-fast the first stops the run and no
 store is written.
 Precision: int8 end to end by default. The backbone is first quantised on
-these images (as hetmm quantize-model, at most 32 of them) into STORE's
-folder as <store>.int8.onnx (+ .int8.json): the store needs them beside it
-wherever it goes (predict, serve, info name them when missing). The
-features and the threshold come from that int8 backbone, which predict and
-serve then run with int8 matching (where the CPU has AVX-512 VNNI).
---precision float builds the float32 reference store instead (no sidecar);
---model PATH builds the store with that model as given (add --precision
-int8 to quantise it).`;
+these images (as hetmm quantize-model, at most 32 of them) and embedded in
+STORE (about 9 MB): the store is one file wherever it goes. The features and
+the threshold come from that int8 backbone, which predict and serve then run
+with int8 matching (where the CPU has AVX-512 VNNI). --precision float
+builds the float32 reference store instead; --model PATH builds the store
+with that model as given (add --precision int8 to quantise it).
+STORE is written once, at the end, by an atomic rename: a failed or killed
+fit leaves an existing STORE as it was. Its folder is checked first.`;
 
 export async function fitCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -110,7 +110,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
       bytes: d.bytesOnDisk,
       dtype: d.dtype,
       precision: fitted.precision,
-      ...(fitted.int8Backbone === undefined ? {} : { int8_backbone: path.resolve(fitted.int8Backbone.model), int8_description: path.resolve(fitted.int8Backbone.description) }),
+      ...(fitted.int8Backbone === undefined ? {} : { int8_backbone: { embedded: true, sha256: fitted.int8Backbone.sha256, bytes: fitted.int8Backbone.bytes } }),
       seconds,
       phases: fitted.seconds,
       meta: d.meta,

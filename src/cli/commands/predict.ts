@@ -3,7 +3,7 @@ import { HetmmError } from '../../errors.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
-import { BatchFailures } from '../batch.js';
+import { BatchFailures, oneLine } from '../batch.js';
 import {
   COMMON_OPTIONS,
   INPUT_OPTIONS,
@@ -17,7 +17,7 @@ import {
   presetFromOptions,
 } from '../options.js';
 import { pipelinesOption } from '../pipelines-option.js';
-import { heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
+import { ensureOutputDir, heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
                      [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
@@ -33,8 +33,8 @@ threshold applied after resampling, so overlays line up with the input) or
 at the model's input size (--map-size model, 256x256).
 With --json prints one JSON object per image instead. Precision: the
 store's by default: a store fitted int8 end to end (the default of hetmm
-fit) runs its int8 backbone (<store>.int8.onnx beside it; a missing one is
-an error naming it) and int8 VNNI matching; a store fitted with --precision
+fit) runs the int8 backbone embedded in it (an older store's
+<store>.int8.onnx beside it) and int8 VNNI matching; a store fitted with --precision
 float runs float32. --precision int8 (alias --int8) matches a float store
 in int8 (about 5x faster matching, scores within ~2e-3; docs/PERFORMANCE.md);
 --precision float refuses an int8 store. An input that cannot be
@@ -77,6 +77,8 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     throw new HetmmError('E_ARGUMENT', `Expected --map-size original or model but received "${values['map-size']}"`);
   }
   const report = new Reporter(ctx, values);
+  // the output folder first: a path that cannot be one fails before any work
+  if (values.output !== undefined) await ensureOutputDir(values.output);
   const files = await loadImagesFrom(positionals);
   const detector = await openDetector(values, {
     store: values.templates,
@@ -107,7 +109,8 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
           ? undefined
           : await writePredictionFiles(p, values.output, stem, heatmapRange(p, detector.store.meta, detector.preset.name), { mapSize });
       const label = p.label === undefined ? '' : p.label === 'defect' ? '  DEFECT' : '  OK';
-      report.out(`${p.file}  score ${p.score.toFixed(4)}${label}${written ? `  -> ${written.heatmap}` : ''}`);
+      // one result per line: control characters in file names (a newline, a terminal escape) escaped
+      report.out(oneLine(`${p.file}  score ${p.score.toFixed(4)}${label}${written ? `  -> ${written.heatmap}` : ''}`));
       report.record({
         file: p.file,
         score: p.score,

@@ -3,6 +3,8 @@ import { DEFAULT_CALIBRATION_IMAGES, parseCalibrationMethod, quantizeModel } fro
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
 import { intOption, parse } from '../options.js';
+import { checkOutputFile } from '../outputs.js';
+import { descriptionPathFor } from '../../backbone/description.js';
 
 export const QUANTIZE_MODEL_USAGE = `usage: hetmm quantize-model --calibrate DIR|FILES... -o OUT.onnx [options]
 
@@ -50,6 +52,9 @@ export async function quantizeModelCommand(args: string[], ctx: CliContext): Pro
   if (calibrate.length === 0) throw new HetmmError('E_ARGUMENT', `quantize-model needs --calibrate DIR\n${QUANTIZE_MODEL_USAGE}`);
   if (values.output === undefined) throw new HetmmError('E_ARGUMENT', `quantize-model needs -o OUT.onnx\n${QUANTIZE_MODEL_USAGE}`);
   const report = new Reporter(ctx, values);
+  // both outputs checked before the minutes of calibration
+  await checkOutputFile(values.output);
+  await checkOutputFile(descriptionPathFor(values.output));
   const started = performance.now();
   const r = await quantizeModel({
     model: values.model,

@@ -2,7 +2,9 @@ import path from 'node:path';
 import { SharedDirBlobStore } from '../../queue/blob-store.js';
 import { QueueExecutor } from '../../queue/executor.js';
 import { createServer, resolveToken } from '../../server/index.js';
+import { lineNameOfStore, unservableStores } from '../../server/line-name.js';
 import { HetmmError } from '../../errors.js';
+import { oneLine } from '../batch.js';
 import type { CliContext } from '../context.js';
 import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, parse, precisionOption } from '../options.js';
 
@@ -19,7 +21,7 @@ need the bearer token from --token-file or HETMM_TOKEN; without one they
 are disabled. Binds to 127.0.0.1 unless --host says otherwise. SIGTERM or
 SIGINT finishes accepted work and stops. Details: docs/SERVING.md.
 Precision: each store's own by default: a store fitted int8 end to end (the
-default of hetmm fit) runs its int8 backbone (<store>.int8.onnx beside it)
+default of hetmm fit) runs the int8 backbone embedded in it
 for uploads and hot updates, and int8 matching; a float store the float
 model. --precision float refuses int8 stores; --precision int8 (alias
 --int8) also matches float stores in int8. Lines created over HTTP are
@@ -57,6 +59,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     return 0;
   }
   const stores = values.store ?? [];
+  checkStoreNames(stores);
   const queue = values.redis === undefined ? undefined : await openQueueExecutor(values.redis, values['blob-dir'], values['data-dir']);
   if (queue === undefined && stores.length === 0 && values['data-dir'] === undefined) throw new HetmmError('E_ARGUMENT', `serve needs --store STORE or --data-dir DIR\n${SERVE_USAGE}`);
   const port = intOption(values.port, 'port', 0) ?? 8080;
@@ -65,6 +68,9 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
   const logLevel = values['log-level'] ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new HetmmError('E_ARGUMENT', `Expected --log-level fatal|error|warn|info|debug|trace|silent but received "${logLevel}"`);
+  }
+  if (values['data-dir'] !== undefined) {
+    for (const u of await unservableStores(values['data-dir'])) ctx.stderr.write(`${oneLine(`hetmm serve: warning: '${u.file}' is not served: ${u.reason}`)}\n`);
   }
   const token = await resolveToken(values['token-file']);
   const app = await createServer({
@@ -121,4 +127,20 @@ async function openQueueExecutor(redisUrl: string, blobDir: string | undefined, 
   const dir = blobDir ?? (dataDir === undefined ? undefined : path.join(dataDir, '.blobs'));
   if (dir === undefined) throw new HetmmError('E_ARGUMENT', `serve --redis needs --blob-dir DIR (or --data-dir DIR): the directory workers share\n${SERVE_USAGE}`);
   return QueueExecutor.open({ redisUrl, blobs: new SharedDirBlobStore(dir) });
+}
+
+/** Each --store names a line (its file name without .hetmm), and no two the same one: usage errors (exit 2), before anything loads. */
+function checkStoreNames(stores: readonly string[]): void {
+  const byLine = new Map<string, string>();
+  for (const file of stores) {
+    let line: string;
+    try {
+      line = lineNameOfStore(file);
+    } catch (e) {
+      throw new HetmmError('E_ARGUMENT', `--store '${file}' cannot name a line: ${(e as Error).message} (rename the file)`);
+    }
+    const other = byLine.get(line);
+    if (other !== undefined) throw new HetmmError('E_ARGUMENT', `--store '${other}' and --store '${file}' would both serve line '${line}': rename one file`);
+    byLine.set(line, file);
+  }
 }

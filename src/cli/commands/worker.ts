@@ -16,7 +16,7 @@ many as you like, on any machine that reaches Redis and the shared store
 directory. Store updates announced by other workers are applied as they
 come (appended, not reloaded). SIGTERM/SIGINT: finish the jobs in hand, then exit.
 Precision: each store's own, as in hetmm serve (an int8 store runs its int8
-backbone, <store>.int8.onnx beside it, for predictions and hot updates);
+backbone, embedded in it, for predictions and hot updates);
 --precision float refuses int8 stores, --precision int8 (alias --int8) also
 matches float stores in int8.
 
