@@ -30,12 +30,11 @@ const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
 const train = listImages(path.join(bottle, 'train/good'));
 const probes = [listImages(path.join(bottle, 'test/broken_large'))[0]!, listImages(path.join(bottle, 'test/good'))[0]!];
 const storeFile = path.join(tmp, 'line.hetmm');
-const sidecars = ['line.int8.onnx', 'line.int8.json'];
 
-/** The store and its int8 backbone files copied into `dir`. */
+/** The store (its int8 backbone embedded: one file is the whole line) copied into `dir`. */
 function deployTo(dir: string): string {
   mkdirSync(dir, { recursive: true });
-  for (const f of ['line.hetmm', ...sidecars]) copyFileSync(path.join(tmp, f), path.join(dir, f));
+  copyFileSync(storeFile, path.join(dir, 'line.hetmm'));
   return path.join(dir, 'line.hetmm');
 }
 
