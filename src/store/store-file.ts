@@ -95,6 +95,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Optional per-image ids: `count` entries, each a non-empty string (at most 200 characters) or null. */
+function validIds(ids: unknown, count: number): boolean {
+  return Array.isArray(ids) && ids.length === count && ids.every((id) => id === null || (typeof id === 'string' && id.length > 0 && id.length <= 200));
+}
+
 /** Structural validation of a parsed base header; returns why it is invalid, or undefined. */
 function headerProblem(h: unknown, version: number): string | undefined {
   if (!isObject(h)) return 'header is not a JSON object';
@@ -108,6 +113,8 @@ function headerProblem(h: unknown, version: number): string | undefined {
     return `header.files must be ${String(h.count)} strings`;
   }
   if (!isObject(h.meta)) return 'header.meta must be an object';
+  if (h.ids !== undefined && !validIds(h.ids, h.count as number)) return `header.ids must be ${String(h.count)} strings or nulls`;
+  if (h.fence !== undefined && !(Number.isSafeInteger(h.fence) && (h.fence as number) >= 0)) return 'header.fence must be a non-negative integer';
   const b = h.backbone;
   if (!isObject(b) || typeof b.name !== 'string' || typeof b.modelSha256 !== 'string' || !Array.isArray(b.inputSize) || !Array.isArray(b.layers)) {
     return 'header.backbone must be {name, modelSha256, inputSize, layers}';
@@ -268,7 +275,10 @@ async function readRecordHeader(
     (h.count as number) < 1 ||
     !Array.isArray(h.files) ||
     h.files.length !== h.count ||
-    !h.files.every((f) => typeof f === 'string')
+    !h.files.every((f) => typeof f === 'string') ||
+    (h.ids !== undefined && !validIds(h.ids, h.count as number)) ||
+    (h.update !== undefined && typeof h.update !== 'string') ||
+    (h.fence !== undefined && !(Number.isSafeInteger(h.fence) && (h.fence as number) >= 0))
   ) {
     throw formatError(filePath, `${where}: invalid record header (expected lineage ${lineage}, first ${first}, count >= 1 and as many file names)`);
   }
