@@ -13,6 +13,7 @@ import { HetmmError, isHetmmError } from '../errors.js';
 import { storeBackboneFiles } from '../detector/store-backbone.js';
 import { openStoreDetector } from '../detector/store-detector.js';
 import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
+import { loadImage, type LoadedImage } from '../image/index.js';
 import { TemplateStore } from '../store/index.js';
 import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
 
@@ -30,6 +31,19 @@ function line(name: string): { detector: Detector; path: string; own: boolean } 
 /** What /v1/lines/{line} shows about a line, from this thread's copy of its store. */
 function describe(detector: Detector): LineDescription {
   return describeLine(detector, detector.store.count, storedThreshold(detector.store.meta, detector.preset.name));
+}
+
+/** The reply of every operation that changes or reads a line's store: its count, version, description, chain and fencing token. */
+function versioned(detector: Detector): { count: number; version: number; info: LineDescription; chain: unknown; fence: number } {
+  const store = detector.store;
+  return { count: store.count, version: storeVersion(store), info: describe(detector), chain: store.chain(), fence: store.fence };
+}
+
+/** Decodes an image under the job's pixel limit (the API node's --max-pixels; else the detector's own, the library default). */
+function decode(detector: Detector, bytes: Uint8Array, maxPixels: number | undefined): Promise<LoadedImage> | Buffer {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (maxPixels === undefined) return buffer;
+  return loadImage(buffer, { size: detector.backbone.identity.inputSize, maxPixels });
 }
 
 async function handle(request: ComputeRequest): Promise<unknown> {
@@ -53,17 +67,17 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       if (current !== undefined) current.detector.setStore(store);
       else if (int8 === undefined) lines.set(request.line, { detector: engine!.withStore(store), path: request.path, own: false });
       else lines.set(request.line, { detector: await openStoreDetector(request.path, engineOptions, store), path: request.path, own: true });
-      return { count: store.count, version: storeVersion(store), info: describe(line(request.line).detector) };
+      return versioned(line(request.line).detector);
     }
     case 'refresh': {
       const l = line(request.line);
       await l.detector.store.refresh(l.path);
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
+      return versioned(l.detector);
     }
     case 'setMeta': {
       const l = line(request.line);
       l.detector.store.meta = { ...request.meta };
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
+      return versioned(l.detector);
     }
     case 'setThreshold': {
       // the in-process server's rule: keep the calibrated colour scale, record what it replaced
@@ -86,7 +100,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
         store.meta = before;
         throw e;
       }
-      return { count: store.count, version: storeVersion(store), meta: store.meta, info: describe(l.detector) };
+      return { ...versioned(l.detector), meta: store.meta };
     }
     case 'predict': {
       const l = line(request.line);
@@ -95,7 +109,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const snapshot = l.detector.store.snapshot();
       const version = snapshot.count + storeVersion(l.detector.store) - l.detector.store.count;
       const pinned = { snapshot, threshold: threshold?.value };
-      const p = await l.detector.predict(Buffer.from(request.image.buffer, request.image.byteOffset, request.image.byteLength), pinned);
+      const p = await l.detector.predict(await decode(l.detector, request.image, request.maxPixels), pinned);
       const t0 = performance.now();
       const maps = await renderMaps(p, request.maps, threshold);
       return {
@@ -113,14 +127,13 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const l = line(request.line);
       const items = [];
       // every image is decoded and embedded before anything is written: one bad image adds nothing
+      const { ids, update, fence, maxPixels } = request.append;
       for (let i = 0; i < request.images.length; i++) {
-        const image = request.images[i]!;
-        const { features } = await l.detector.features(Buffer.from(image.buffer, image.byteOffset, image.byteLength));
-        items.push({ features, file: request.names[i] ?? `<normal ${i}>` });
+        const { features } = await l.detector.features(await decode(l.detector, request.images[i]!, maxPixels));
+        items.push({ features, file: request.names[i] ?? `<normal ${i}>`, ...(ids[i] === undefined ? {} : { id: ids[i] }) });
       }
-      const before = l.detector.store.count;
-      await l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose } });
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
+      const r = await l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose }, update, fence });
+      return { ...versioned(l.detector), merged: r.merged, appended: r.appended, duplicates: r.duplicates };
     }
     case 'dispose':
       for (const l of lines.values()) if (l.own) l.detector.dispose();

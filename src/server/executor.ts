@@ -14,6 +14,7 @@
  * and version are read at one instant), and a change is answered only once
  * the store on disk holds it.
  */
+import { createHash, randomUUID } from 'node:crypto';
 
 /** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
 export type MapsOption = 'none' | 'png' | 'npy';
@@ -23,8 +24,27 @@ export const MAPS_OPTIONS: readonly MapsOption[] = ['none', 'png', 'npy'];
 export interface ImageUpload {
   /** the encoded image file (PNG, JPEG, ...) exactly as received */
   readonly bytes: Buffer;
-  /** a display name (upload file name or 'upload'); never used as a path */
+  /** a display name (upload file name, else 'upload-<sha256 prefix>'); never used as a path */
   readonly name: string;
+  /** a stable id for a hot update (`image:<sha256>` for a prediction marked as normal): an image the store holds by id is not added again */
+  readonly id?: string;
+}
+
+/** What makes a hot update idempotent: the client's key (the Idempotency-Key header), hashed. */
+export interface HotUpdateOptions {
+  readonly signal?: AbortSignal;
+  /** the same key again changes nothing and says so (duplicates) */
+  readonly key?: string;
+}
+
+/** A line the server knows of but cannot serve, and why. */
+export interface BrokenLine {
+  readonly line: string;
+  /** 'failed': its store does not load; 'refused': it loads but is not the cluster's (queue mode) */
+  readonly state: 'failed' | 'refused';
+  readonly reason: string;
+  /** queue mode: the worker that reported it */
+  readonly worker?: string;
 }
 
 export interface PredictRequest {
@@ -84,6 +104,8 @@ export interface PredictOutcome {
 export interface HotUpdateOutcome {
   readonly line: string;
   readonly added: number;
+  /** images the store already held by id (a repeated update, a retry): not added again */
+  readonly duplicates: number;
   /** template count after the update */
   readonly templates: number;
   /** store version after the update (durable: the file on disk holds it) */
@@ -175,7 +197,7 @@ export interface InspectionExecutor {
   /** throws E_BUSY (429) when the line's queue is full, E_TIMEOUT when the signal aborts it */
   predict(request: PredictRequest): Promise<PredictOutcome>;
   /** hot update; all images are decoded first: one bad image adds nothing */
-  addNormals(line: string, images: readonly ImageUpload[], options?: { signal?: AbortSignal }): Promise<HotUpdateOutcome>;
+  addNormals(line: string, images: readonly ImageUpload[], options?: HotUpdateOptions): Promise<HotUpdateOutcome>;
   setThreshold(line: string, value: number): Promise<LineInfo>;
   /** fits a new line from normal images (the HTTP layer runs it as a job) */
   createLine(line: string, images: readonly ImageUpload[], options: FitOptions, onProgress?: (p: FitProgress) => void): Promise<LineInfo>;
@@ -185,6 +207,8 @@ export interface InspectionExecutor {
   load(): LineLoad[];
   /** refuses new work, finishes accepted work, flushes stores */
   close(): Promise<void>;
+  /** lines that cannot be served, with the reason (a corrupt store, a store the cluster refuses) */
+  brokenLines?(): BrokenLine[];
   /** why ready() is false, in words (queue mode: Redis down, a line no worker can serve) */
   notReadyReason?(): string;
   /** extra Prometheus text for /metrics (queue mode: queue depth, per-worker store versions) */
@@ -193,4 +217,15 @@ export interface InspectionExecutor {
   submitPredict?(request: PredictRequest): Promise<string>;
   /** a submitted job's state and, once finished, its result (GET /v1/jobs/{id}); E_NOT_FOUND when unknown */
   jobStatus?(id: string): Promise<Record<string, unknown>>;
+}
+
+/**
+ * The id a hot update is recorded under (TemplateStore.appendToFile's
+ * `update`; its images get `<id>/<index>` unless they carry their own):
+ * `key:` + the sha256 of the client's idempotency key (bounded, any
+ * characters), else a fresh `req:` id. Both executors use it, so a key means
+ * the same in-process and in queue mode.
+ */
+export function hotUpdateId(key: string | undefined): string {
+  return key === undefined ? `req:${randomUUID()}` : `key:${createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 40)}`;
 }

@@ -314,7 +314,7 @@ export async function readBaseInto(
   if (!hash.digest().equals(index.baseChecksum)) throw formatError(filePath, 'checksum mismatch: file corrupted');
 }
 
-/** Reads and verifies one record's data into `buffers` at image `record.header.first`. */
+/** Reads and verifies one record's data into `buffers` at image `record.header.first`; returns its checksum. */
 export async function readRecordInto(
   handle: FileHandle,
   filePath: string,
@@ -322,7 +322,7 @@ export async function readRecordInto(
   record: RecordEntry,
   buffers: ReadonlyArray<Float32Array | Uint16Array>,
   atImage = record.header.first,
-): Promise<void> {
+): Promise<Buffer> {
   const hash = createHash('sha256');
   const head = new Uint8Array(record.dataStart - record.offset);
   await readHashed(handle, head, record.offset, hash);
@@ -338,6 +338,7 @@ export async function readRecordInto(
   const stored = Buffer.alloc(CHECKSUM_BYTES);
   await readExactly(handle, stored, position);
   if (!hash.digest().equals(stored)) throw formatError(filePath, `append record at byte ${record.offset}: checksum mismatch: file corrupted`);
+  return stored;
 }
 
 /**

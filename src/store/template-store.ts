@@ -122,6 +122,23 @@ interface DiskLink {
   readonly count: number;
 }
 
+/**
+ * Where a store stands in its lineage, the same in every process that
+ * read the same file: the base section's checksum and, after each append
+ * record, a chain head (sha256 of the previous head and the record's
+ * checksum), keyed by the template count after that record. Two stores of
+ * one lineage whose heads agree at a count hold the same templates up to
+ * it. A full save (compaction) starts a new base.
+ */
+export interface StoreChain {
+  readonly lineage: string;
+  /** hex sha256 of the base section (its checksum as written in the file) */
+  readonly base: string;
+  readonly baseCount: number;
+  /** [template count, head] after the base (head = base) and after each record, in order */
+  readonly heads: ReadonlyArray<readonly [number, string]>;
+}
+
 export interface StoreDescription {
   readonly backbone: { name: string; modelSha256: string; inputSize: readonly [number, number] };
   readonly dtype: FeatureDType;
@@ -163,6 +180,8 @@ export class TemplateStore {
   #idSet: Set<string>;
   /** the highest fencing token recorded (appendToFile's `fence`) */
   #fence: number;
+  /** the file's chain (StoreChain) as far as memory holds it; undefined before the first save or load */
+  #chain: { base: string; baseCount: number; heads: Array<readonly [number, string]> } | undefined;
   #count: number;
   #capacity: number;
   readonly #layers: LayerBuffer[];
@@ -179,6 +198,7 @@ export class TemplateStore {
     this.#ids = [];
     this.#idSet = new Set();
     this.#fence = 0;
+    this.#chain = undefined;
     this.#count = 0;
     this.#capacity = 0;
     this.#layers = identity.layers.map((l) => ({
@@ -217,6 +237,24 @@ export class TemplateStore {
   /** Source file names, in append order (a copy). */
   get files(): string[] {
     return this.#files.slice();
+  }
+
+  /** The highest writer fencing token the store records (appendToFile's `fence`; 0: none). */
+  get fence(): number {
+    return this.#fence;
+  }
+
+  /** The store's place in its lineage (StoreChain), as of the file last read or written; undefined for a store never saved or loaded. */
+  chain(): StoreChain | undefined {
+    const c = this.#chain;
+    return c === undefined ? undefined : { lineage: this.#lineage, base: c.base, baseCount: c.baseCount, heads: c.heads.slice() };
+  }
+
+  #extendChain(count: number, recordChecksum: Buffer): void {
+    const c = this.#chain;
+    if (c === undefined) return;
+    const head = createHash('sha256').update(c.heads[c.heads.length - 1]![1]).update(recordChecksum).digest('hex');
+    c.heads.push([count, head]);
   }
 
   /** Whether the store holds an image with this id (StoreAppendItem.id). */
@@ -541,10 +579,12 @@ export class TemplateStore {
     const pending = this.#count - d.count;
     if (this.#count + extra > this.#capacity) this.#grow(this.#count + extra);
     let at = this.#count;
+    const checksums: Buffer[] = [];
     for (const r of records) {
-      await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at);
+      checksums.push(await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at));
       at += r.header.count;
     }
+    if (pending === 0) records.forEach((r, i) => this.#extendChain(r.header.first + r.header.count, checksums[i]!));
     for (const r of records) {
       this.#files.push(...r.header.files);
       this.#addIds(r.header.ids ?? r.header.files.map(() => null));
@@ -568,6 +608,7 @@ export class TemplateStore {
     this.#ids = loaded.#ids;
     this.#idSet = loaded.#idSet;
     this.#fence = loaded.#fence;
+    this.#chain = loaded.#chain;
     this.#count = loaded.#count;
     this.#capacity = loaded.#capacity;
     this.meta = loaded.meta;
@@ -668,9 +709,11 @@ export class TemplateStore {
       }
       // Data first, then the end magic: a record with its end magic is complete even after a power loss.
       await handle.sync();
-      await write(Buffer.concat([hash.digest(), RECORD_END_MAGIC]), false);
+      const checksum = hash.digest();
+      await write(Buffer.concat([checksum, RECORD_END_MAGIC]), false);
       await handle.sync();
       if (written !== total) throw new Error(`internal: record of ${written} bytes, expected ${total}`);
+      this.#extendChain(index.count + items.length, checksum);
     } catch (e) {
       await handle.truncate(start).catch(() => undefined);
       throw e;
@@ -684,6 +727,7 @@ export class TemplateStore {
     const hash = createHash('sha256');
     let written = 0;
     let handle: FileHandle | undefined;
+    let checksum = Buffer.alloc(0);
     const write = async (chunk: Buffer): Promise<void> => {
       options.beforeWrite?.(written);
       hash.update(chunk);
@@ -710,7 +754,8 @@ export class TemplateStore {
         const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / l.data.BYTES_PER_ELEMENT));
         for (let e = 0; e < total; e += perChunk) await write(bytesOf(l.data, e, Math.min(total, e + perChunk)));
       }
-      const trailer = Buffer.concat([hash.copy().digest(), STORE_END_MAGIC]);
+      checksum = hash.copy().digest();
+      const trailer = Buffer.concat([checksum, STORE_END_MAGIC]);
       options.beforeWrite?.(written);
       await handle.write(trailer, 0, trailer.length, written);
       await handle.sync();
@@ -723,6 +768,7 @@ export class TemplateStore {
       throw e;
     }
     this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
+    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count, checksum.toString('hex')]] };
     // Make the rename itself durable. Not possible on every platform (Windows): best effort.
     try {
       const dir = await open(path.dirname(target), 'r');
@@ -789,7 +835,9 @@ export class TemplateStore {
     }
     const buffers = store.#layers.map((l) => l.data);
     await readBaseInto(handle, filePath, index, buffers);
-    for (const r of index.records) await readRecordInto(handle, filePath, index, r, buffers);
+    const base = index.baseChecksum.toString('hex');
+    store.#chain = { base, baseCount: header.count, heads: [[header.count, base]] };
+    for (const r of index.records) store.#extendChain(r.header.first + r.header.count, await readRecordInto(handle, filePath, index, r, buffers));
     store.#files = [...header.files, ...index.records.flatMap((r) => r.header.files)];
     store.#addIds(header.ids ?? header.files.map(() => null));
     for (const r of index.records) store.#addIds(r.header.ids ?? r.header.files.map(() => null));
