@@ -102,3 +102,30 @@ test('invalid ids are refused before anything is written', async () => {
   await assert.rejects(a.appendToFile(file, [item('x')], { fence: -1 }), expectHetmm('E_ARGUMENT', 'fence'));
   assert.equal((await TemplateStore.load(file)).count, 1);
 });
+
+test("a store's chain (base checksum, a head after each record) is the same in every process that read the file, and differs for a diverged copy", async () => {
+  const file = path.join(tmp, 'chain.hetmm');
+  const copy = path.join(tmp, 'chain-copy.hetmm');
+  const a = await createWorkerStore(file, ['base']);
+  const saved = a.chain()!;
+  assert.equal(saved.heads.length, 1);
+  await a.appendToFile(file, [item('x')]);
+  const b = await TemplateStore.load(file);
+  await b.appendToFile(file, [item('y')]);
+  await a.refresh(file); // merges b's record
+  const loaded = await TemplateStore.load(file);
+  for (const s of [a, b]) assert.deepEqual(s.chain(), loaded.chain());
+  assert.deepEqual(loaded.chain()!.heads.map(([n]) => n), [1, 2, 3]);
+  assert.equal(loaded.chain()!.base, saved.base);
+  assert.equal(loaded.chain()!.lineage, a.lineage);
+  // a copy of the file that then took another append: same lineage and base, another head at 3
+  const { copyFile } = await import('node:fs/promises');
+  await copyFile(file, copy);
+  const diverged = await TemplateStore.load(copy);
+  assert.deepEqual(diverged.chain(), loaded.chain());
+  const c = await TemplateStore.load(copy);
+  await c.appendToFile(copy, [item('z')]);
+  await loaded.appendToFile(file, [item('w')]);
+  assert.deepEqual(c.chain()!.heads.slice(0, 3), loaded.chain()!.heads.slice(0, 3));
+  assert.notEqual(c.chain()!.heads[3]![1], loaded.chain()!.heads[3]![1], 'same count, different record: another head');
+});

@@ -331,7 +331,7 @@ export class QueueClient {
         const w = this.#waiters.get(id);
         if (w !== undefined && s.state === 'completed') {
           this.#waiters.delete(id);
-          w.resolve(s.result);
+          w.resolve({ ...s.result, repeated: true });
         } else if (w !== undefined && s.state === 'failed') {
           this.#waiters.delete(id);
           w.reject(new HetmmError(s.error!.code as HetmmErrorCode, s.error!.message));

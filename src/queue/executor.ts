@@ -185,7 +185,7 @@ export class QueueExecutor implements InspectionExecutor {
     const update = options.key === undefined ? {} : { update: hotUpdateId(options.key) };
     const r = await abortable(this.client.addNormals(line, images, { ...update, maxPixels: this.#maxPixels }).catch(serverError), options.signal);
     await this.refresh();
-    return { line, added: r.added, duplicates: r.duplicates, templates: r.templates, version: r.version };
+    return { line, added: r.added, duplicates: r.duplicates, templates: r.templates, version: r.version, ...(r.repeated === true ? { repeated: true } : {}) };
   }
 
   /** Lines some worker cannot serve: its store failed to load, or the cluster refuses it (another lineage, off the chain). */

@@ -92,6 +92,8 @@ export interface NormalsJobResult {
   readonly added: number;
   /** images the store already held (a repeated update): not added again */
   readonly duplicates: number;
+  /** set by the client: this answer is the earlier job's of the same update id (a retry); this call changed nothing */
+  readonly repeated?: boolean;
   readonly templates: number;
   readonly version: number;
   readonly worker: string;

@@ -264,6 +264,9 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
       if (executor.lineNames().includes(name) || [...jobs.values()].some((j) => j.line === name && j.state === 'running')) {
         throw new ServerError('E_CONFLICT', `line '${name}' already exists or is being created`);
       }
+      if ((executor.brokenLines?.() ?? []).some((b) => b.line === name)) {
+        throw new ServerError('E_CONFLICT', `line '${name}' exists but its store does not open (GET /v1/lines lists why): it is not replaced over HTTP`);
+      }
       const job: Job = { id: newPredictionId(), line: name, state: 'running', progress: { stage: 'features', done: 0, total: images.length }, startedAt: new Date().toISOString() };
       jobs.set(job.id, job);
       for (const id of jobs.keys()) if (jobs.size > 50 && jobs.get(id)!.state !== 'running') jobs.delete(id);
@@ -431,6 +434,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
         images = (await readUploads(request, limits, request.query.name)).images;
       }
       const outcome = await executor.addNormals(line, images, key === undefined ? {} : { key });
+      if (outcome.repeated === true) return { ...outcome, note: 'this update was already applied (the same Idempotency-Key): nothing changed; this is its answer' };
       return outcome.duplicates === 0
         ? outcome
         : { ...outcome, note: `${outcome.duplicates} of ${images.length} images were already in the store (a repeated update): not added again` };

@@ -106,6 +106,8 @@ export interface HotUpdateOutcome {
   readonly added: number;
   /** images the store already held by id (a repeated update, a retry): not added again */
   readonly duplicates: number;
+  /** queue mode: the answer of the earlier job with the same Idempotency-Key (it finished); this call changed nothing */
+  readonly repeated?: boolean;
   /** template count after the update */
   readonly templates: number;
   /** store version after the update (durable: the file on disk holds it) */
