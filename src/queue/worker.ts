@@ -99,7 +99,8 @@ interface LineageRecord {
 }
 
 function lineageRecord(chain: StoreChain): LineageRecord {
-  return { lineage: chain.lineage, base: chain.base, baseCount: chain.baseCount, tip: chain.heads[chain.heads.length - 1]! };
+  const [count, head] = chain.heads[chain.heads.length - 1]!;
+  return { lineage: chain.lineage, base: chain.base, baseCount: chain.baseCount, tip: [count, head] };
 }
 
 /** #announce: version, lineage and stream entry, only while the lock is the caller's (KEYS: lock, version, updates, lineage). */
@@ -301,10 +302,17 @@ export class QueueWorker {
     else if (recorded.base !== chain.base) refusal = `the store's base section (sha256 ${chain.base.slice(0, 12)}) is not the cluster's (${recorded.base.slice(0, 12)})`;
     else {
       const [count, head] = recorded.tip;
-      const mine = chain.heads.find(([n]) => n === count);
-      if (mine === undefined || mine[1] !== head) {
-        const last = chain.heads[chain.heads.length - 1]![0];
+      const at = chain.heads.findIndex(([n]) => n === count);
+      const last = chain.heads[chain.heads.length - 1]![0];
+      if (at < 0 || chain.heads[at]![1] !== head) {
         refusal = last < count ? `the store holds ${last} templates, the cluster's ${count}: behind it` : `the store's templates differ from the cluster's at ${count} templates (a copy that took other appends)`;
+      } else if (at < chain.heads.length - 1) {
+        // Ahead of the announced tip: fine when a cluster writer made those records (it died before announcing), not otherwise.
+        const issued = Number((await redis.get(this.keys.fence(line.name))) ?? 0);
+        const foreign = chain.heads.slice(at + 1).filter(([, , fence]) => fence === 0 || fence > issued);
+        if (foreign.length > 0) {
+          refusal = `the store holds ${last - count} templates beyond the cluster's ${count}, appended outside the cluster (a copy that took \`hetmm add\`?; hot updates go through the API)`;
+        }
       }
     }
     if (refusal === undefined) {

@@ -416,28 +416,34 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
         response: { 200: ANY_OBJECT },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const line = request.params.line;
       executor.lineInfo(line);
       const key = idempotencyKey(request.headers['idempotency-key']);
       const body = request.body;
-      let images: ImageUpload[];
-      if (isJsonObject(body)) {
-        const ids = predictionIds(body);
-        images = ids.map((id) => {
-          const r = kept(id);
-          if (r.line !== line) throw new ServerError('E_ARGUMENT', `prediction ${id} was made on line '${r.line}', not '${line}'`);
-          // the image's content is its id: marking it again (or twice in one list) adds nothing
-          return { ...r.image, id: `image:${createHash('sha256').update(r.image.bytes).digest('hex')}` };
-        });
-      } else {
-        images = (await readUploads(request, limits, request.query.name)).images;
+      const deadline = requestDeadline(reply, requestTimeout);
+      try {
+        let images: ImageUpload[];
+        if (isJsonObject(body)) {
+          const ids = predictionIds(body);
+          images = ids.map((id) => {
+            const r = kept(id);
+            if (r.line !== line) throw new ServerError('E_ARGUMENT', `prediction ${id} was made on line '${r.line}', not '${line}'`);
+            // the image's content is its id: marking it again (or twice in one list) adds nothing
+            return { ...r.image, id: `image:${createHash('sha256').update(r.image.bytes).digest('hex')}` };
+          });
+        } else {
+          images = (await readUploads(request, limits, request.query.name)).images;
+        }
+        // past the deadline the answer is 503 E_TIMEOUT though the update may still land: a retry with the same key is safe
+        const outcome = await deadline.race(executor.addNormals(line, images, { signal: deadline.signal, ...(key === undefined ? {} : { key }) }));
+        if (outcome.repeated === true) return { ...outcome, note: 'this update was already applied (the same Idempotency-Key): nothing changed; this is its answer' };
+        return outcome.duplicates === 0
+          ? outcome
+          : { ...outcome, note: `${outcome.duplicates} of ${images.length} images were already in the store (a repeated update): not added again` };
+      } finally {
+        deadline.done();
       }
-      const outcome = await executor.addNormals(line, images, key === undefined ? {} : { key });
-      if (outcome.repeated === true) return { ...outcome, note: 'this update was already applied (the same Idempotency-Key): nothing changed; this is its answer' };
-      return outcome.duplicates === 0
-        ? outcome
-        : { ...outcome, note: `${outcome.duplicates} of ${images.length} images were already in the store (a repeated update): not added again` };
     },
   );
 

@@ -135,8 +135,8 @@ export interface StoreChain {
   /** hex sha256 of the base section (its checksum as written in the file) */
   readonly base: string;
   readonly baseCount: number;
-  /** [template count, head] after the base (head = base) and after each record, in order */
-  readonly heads: ReadonlyArray<readonly [number, string]>;
+  /** [template count, head, the record's fencing token (0: none)] after the base (head = base) and after each record, in order */
+  readonly heads: ReadonlyArray<readonly [number, string, number]>;
 }
 
 export interface StoreDescription {
@@ -181,7 +181,7 @@ export class TemplateStore {
   /** the highest fencing token recorded (appendToFile's `fence`) */
   #fence: number;
   /** the file's chain (StoreChain) as far as memory holds it; undefined before the first save or load */
-  #chain: { base: string; baseCount: number; heads: Array<readonly [number, string]> } | undefined;
+  #chain: { base: string; baseCount: number; heads: Array<readonly [number, string, number]> } | undefined;
   #count: number;
   #capacity: number;
   readonly #layers: LayerBuffer[];
@@ -250,11 +250,11 @@ export class TemplateStore {
     return c === undefined ? undefined : { lineage: this.#lineage, base: c.base, baseCount: c.baseCount, heads: c.heads.slice() };
   }
 
-  #extendChain(count: number, recordChecksum: Buffer): void {
+  #extendChain(record: { first: number; count: number; fence?: number }, recordChecksum: Buffer): void {
     const c = this.#chain;
     if (c === undefined) return;
     const head = createHash('sha256').update(c.heads[c.heads.length - 1]![1]).update(recordChecksum).digest('hex');
-    c.heads.push([count, head]);
+    c.heads.push([record.first + record.count, head, record.fence ?? 0]);
   }
 
   /** Whether the store holds an image with this id (StoreAppendItem.id). */
@@ -584,7 +584,7 @@ export class TemplateStore {
       checksums.push(await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at));
       at += r.header.count;
     }
-    if (pending === 0) records.forEach((r, i) => this.#extendChain(r.header.first + r.header.count, checksums[i]!));
+    if (pending === 0) records.forEach((r, i) => this.#extendChain(r.header, checksums[i]!));
     for (const r of records) {
       this.#files.push(...r.header.files);
       this.#addIds(r.header.ids ?? r.header.files.map(() => null));
@@ -713,7 +713,7 @@ export class TemplateStore {
       await write(Buffer.concat([checksum, RECORD_END_MAGIC]), false);
       await handle.sync();
       if (written !== total) throw new Error(`internal: record of ${written} bytes, expected ${total}`);
-      this.#extendChain(index.count + items.length, checksum);
+      this.#extendChain(header, checksum);
     } catch (e) {
       await handle.truncate(start).catch(() => undefined);
       throw e;
@@ -768,7 +768,7 @@ export class TemplateStore {
       throw e;
     }
     this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
-    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count, checksum.toString('hex')]] };
+    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count, checksum.toString('hex'), 0]] };
     // Make the rename itself durable. Not possible on every platform (Windows): best effort.
     try {
       const dir = await open(path.dirname(target), 'r');
@@ -836,8 +836,8 @@ export class TemplateStore {
     const buffers = store.#layers.map((l) => l.data);
     await readBaseInto(handle, filePath, index, buffers);
     const base = index.baseChecksum.toString('hex');
-    store.#chain = { base, baseCount: header.count, heads: [[header.count, base]] };
-    for (const r of index.records) store.#extendChain(r.header.first + r.header.count, await readRecordInto(handle, filePath, index, r, buffers));
+    store.#chain = { base, baseCount: header.count, heads: [[header.count, base, 0]] };
+    for (const r of index.records) store.#extendChain(r.header, await readRecordInto(handle, filePath, index, r, buffers));
     store.#files = [...header.files, ...index.records.flatMap((r) => r.header.files)];
     store.#addIds(header.ids ?? header.files.map(() => null));
     for (const r of index.records) store.#addIds(r.header.ids ?? r.header.files.map(() => null));
