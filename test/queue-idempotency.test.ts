@@ -154,17 +154,19 @@ describe('queue mode: idempotent hot updates, store identity, pixel limit (issue
     const victim = workers.find((w) => alive(w) && holder.startsWith(`${w.id}:`))!;
     assert.ok(victim !== undefined, `the holder ${holder} is one of the workers`);
     victim.child.kill('SIGSTOP');
+    let result;
     try {
       // the lock (2 s) and the job's lock expire; the other worker retries the job, with a newer fencing token
-      const result = await pending;
-      assert.equal(result.added + result.duplicates, 1);
+      result = await pending;
     } finally {
       victim.child.kill('SIGCONT');
     }
     const from = victim.log.length;
-    await until('the resumed worker to give up its attempt', () => (victim.log.slice(from).some((l) => /failed|lost the line's lock|fencing token/.test(l)) ? true : undefined), 15_000);
+    await until('the resumed worker to end its attempt', () => (victim.log.slice(from).some((l) => /failed|done/.test(l)) ? true : undefined), 15_000);
     await sleep(1000);
     assert.equal(await namesIn(storeFile, name), 1, 'the paused worker wrote nothing after it resumed');
+    assert.ok(victim.log.slice(from).some((l) => /lost the line's lock|fencing token/.test(l)), victim.log.slice(from).join('\n'));
+    assert.equal(result.added + result.duplicates, 1);
   });
 
   it('findings 3 and 8: a client retry with the same Idempotency-Key after 503 E_TIMEOUT adds nothing; a prediction listed three times is added once', async () => {

@@ -14,7 +14,6 @@
  * and version are read at one instant), and a change is answered only once
  * the store on disk holds it.
  */
-import { createHash, randomUUID } from 'node:crypto';
 
 /** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
 export type MapsOption = 'none' | 'png' | 'npy';
@@ -221,13 +220,3 @@ export interface InspectionExecutor {
   jobStatus?(id: string): Promise<Record<string, unknown>>;
 }
 
-/**
- * The id a hot update is recorded under (TemplateStore.appendToFile's
- * `update`; its images get `<id>/<index>` unless they carry their own):
- * `key:` + the sha256 of the client's idempotency key (bounded, any
- * characters), else a fresh `req:` id. Both executors use it, so a key means
- * the same in-process and in queue mode.
- */
-export function hotUpdateId(key: string | undefined): string {
-  return key === undefined ? `req:${randomUUID()}` : `key:${createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 40)}`;
-}

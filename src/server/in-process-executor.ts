@@ -31,7 +31,7 @@ import { descriptionPathFor } from '../backbone/description.js';
 import { defaultInt8Matching, int8BackboneName, int8BackbonePathFor } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
 import { openStoreDetector } from '../detector/store-detector.js';
-import { hotUpdateId } from './executor.js';
+import { hotUpdateId } from './update-id.js';
 import type {
   BrokenLine,
   ExecutorEvent,

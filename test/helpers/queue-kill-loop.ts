@@ -8,10 +8,14 @@
  * Two workers serve one line from a data directory of their own; clients
  * post distinct normal images over HTTP to an API node (`serve --redis`)
  * with a short request timeout and retry anything that is not a 200; a
- * killer SIGKILLs a random worker at random moments and starts a
- * replacement. Bounded in time: it stops at `maxMs` whatever the count.
+ * killer SIGKILLs a worker and starts a replacement: every other kill
+ * lands at a random moment on a random worker, the others are targeted:
+ * the writer (the line lock's holder) the moment its append record is
+ * complete, before it can announce the version and complete the job (the
+ * window where a retried job used to append again). Bounded in time: it
+ * stops at `maxMs` whatever the count.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Detector } from '../../src/detector/detector.js';
@@ -55,6 +59,20 @@ export interface KillLoopResult {
 
 const TOKEN = 'kill-loop-token-0123456789';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The file grew past `size` and ends with a record's end magic: an append just became complete. */
+function recordCompleteSince(file: string, size: number): boolean {
+  const now = statSync(file).size;
+  if (now <= size) return false;
+  const fd = openSync(file, 'r');
+  try {
+    const tail = Buffer.alloc(8);
+    readSync(fd, tail, 0, 8, now - 8);
+    return tail.toString('latin1') === 'HETMMRCE';
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export async function runKillLoop(options: KillLoopOptions): Promise<KillLoopResult> {
   const log = options.log ?? (() => undefined);
@@ -111,9 +129,18 @@ export async function runKillLoop(options: KillLoopOptions): Promise<KillLoopRes
     };
     const clients = Array.from({ length: options.clients ?? 2 }, (_, c) => client(c));
     while (kills < options.kills && Date.now() < deadline) {
-      await sleep(800 + Math.random() * 2500);
       const alive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-      const victim = alive[Math.floor(Math.random() * alive.length)];
+      let victim: WorkerProcess | undefined;
+      if (kills % 2 === 1) {
+        const size = statSync(storeFile).size;
+        const limit = Math.min(deadline, Date.now() + 30_000);
+        while (!recordCompleteSince(storeFile, size) && Date.now() < limit) await sleep(1);
+        const holder = (await executor.client.redis.get(executor.client.keys.lock(options.line))) ?? '';
+        victim = alive.find((w) => holder.startsWith(`${w.id}:`));
+      } else {
+        await sleep(800 + Math.random() * 2500);
+        victim = alive[Math.floor(Math.random() * alive.length)];
+      }
       if (victim === undefined) continue;
       victim.child.kill('SIGKILL');
       await victim.exited;
