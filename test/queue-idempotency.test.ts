@@ -14,7 +14,7 @@
  *     (HETMM_KILL_LOOP_KILLS kills, default 4; bench/queue-kill-loop.ts for 20).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, openSync, readFileSync, readSync, closeSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -28,7 +28,7 @@ import { createServer } from '../src/server/index.js';
 import { TemplateStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
 import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
-import { runKillLoop } from './helpers/queue-kill-loop.js';
+import { recordCompleteSince, runKillLoop } from './helpers/queue-kill-loop.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
@@ -63,20 +63,6 @@ async function addWorker(dir = dataDir): Promise<WorkerProcess> {
   const w = await startWorker(redis.url, dir, { args: ['--threads', '1'], env: WORKER_ENV });
   workers.push(w);
   return w;
-}
-
-/** The last 8 bytes of the store file are a record's end magic: an append is complete and durable. */
-function endsWithRecord(file: string, sizeBefore: number): boolean {
-  const size = statSync(file).size;
-  if (size <= sizeBefore) return false;
-  const fd = openSync(file, 'r');
-  try {
-    const tail = Buffer.alloc(8);
-    readSync(fd, tail, 0, 8, size - 8);
-    return tail.toString('latin1') === 'HETMMRCE';
-  } finally {
-    closeSync(fd);
-  }
 }
 
 async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000, pollMs = 20): Promise<T> {
@@ -131,7 +117,7 @@ describe('queue mode: idempotent hot updates, store identity, pixel limit (issue
       const size = statSync(storeFile).size;
       const pending = client.addNormals(LINE, [{ bytes: readFileSync(good[20 + attempt]!), name }]);
       // kill the writer the moment its record is complete, before it can announce and complete the job
-      await until('the append', () => (endsWithRecord(storeFile, size) ? true : undefined), 60_000, 1);
+      await until('the append', () => (recordCompleteSince(storeFile, size) ? true : undefined), 60_000, 1);
       // the writer holds the line's lock (its token starts with its id)
       const holder = (await client.redis.get(client.keys.lock(LINE))) ?? '';
       const writer = workers.find((w) => alive(w) && holder.startsWith(`${w.id}:`));

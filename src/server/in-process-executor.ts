@@ -171,8 +171,9 @@ export class InProcessExecutor implements InspectionExecutor {
         try {
           detector = await executor.#openDetector(f.file);
         } catch (e) {
-          // One bad store (corrupt, missing its int8 model) must not take the other lines down.
-          if (!isHetmmError(e)) throw e;
+          // One bad store of the data directory (corrupt, missing its int8 model) must not take the other lines
+          // down; a --store the operator named explicitly still fails the start, naming the file.
+          if (!isHetmmError(e) || f.pinned) throw e;
           executor.#broken.set(f.name, `${e.code}: ${e.message}`);
           continue;
         }

@@ -60,8 +60,8 @@ export interface KillLoopResult {
 const TOKEN = 'kill-loop-token-0123456789';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** The file grew past `size` and ends with a record's end magic: an append just became complete. */
-function recordCompleteSince(file: string, size: number): boolean {
+/** The file grew past `size` and ends with a record's end magic: an append just became complete (durable). */
+export function recordCompleteSince(file: string, size: number): boolean {
   const now = statSync(file).size;
   if (now <= size) return false;
   const fd = openSync(file, 'r');

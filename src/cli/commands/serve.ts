@@ -19,9 +19,9 @@ need the bearer token from --token-file or HETMM_TOKEN; without one they
 are disabled. Binds to 127.0.0.1 unless --host says otherwise; requests
 whose Host header is not a loopback name, the --host address, the address
 they arrived at or one of --allowed-hosts are refused (403, against DNS
-rebinding). A store that does not open is listed as broken (GET /v1/lines)
-and the other lines are served. SIGTERM or SIGINT finishes accepted work and
-stops. Details: docs/SERVING.md.
+rebinding). A store in --data-dir that does not open is listed as broken
+(GET /v1/lines) and the other lines are served. SIGTERM or SIGINT finishes
+accepted work and stops. Details: docs/SERVING.md.
 Precision: each store's own by default: a store fitted int8 end to end (the
 default of hetmm fit) runs its int8 backbone (<store>.int8.onnx beside it)
 for uploads and hot updates, and int8 matching; a float store the float
