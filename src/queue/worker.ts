@@ -264,7 +264,7 @@ export class QueueWorker {
   async #load(line: LineRuntime): Promise<void> {
     const loaded = await this.#compute!.load(line.name, line.storePath);
     const { version } = loaded;
-    this.#took(line, loaded);
+    this.#noteCopy(line, loaded);
     line.version = version;
     await this.#checkLineage(line, loaded.chain);
     const redis = this.#redis!;
@@ -285,9 +285,12 @@ export class QueueWorker {
    * records its lineage in Redis (lineage, base checksum, and the chain head
    * at the latest announced template count); writers move the head with
    * every announcement. A store of another lineage or base, or whose head
-   * at that count differs (a private copy that took other appends), is
-   * refused: serving it would answer from other templates, and its hot
-   * updates would go to a file the cluster does not read.
+   * at that count differs (a private copy that took other appends), or
+   * with records beyond it that no cluster writer made (no fencing token
+   * Redis issued), is refused: serving it would answer from other
+   * templates, and its hot updates would go to a file the cluster does not
+   * read. Records beyond the tip with cluster tokens are a writer's that
+   * died before announcing: accepted (the next writer announces them).
    */
   async #checkLineage(line: LineRuntime, chain: StoreChain): Promise<void> {
     const redis = this.#redis!;
@@ -323,7 +326,8 @@ export class QueueWorker {
     throw new HetmmError('E_STORE_MISMATCH', `line ${line.name}: ${line.refusal}`);
   }
 
-  #took(line: LineRuntime, r: Versioned): void {
+  /** What the compute thread's copy of the line holds now (templates, description, fencing token). */
+  #noteCopy(line: LineRuntime, r: Versioned): void {
     [line.templates, line.info, line.fence] = [r.count, r.info, r.fence];
   }
 
@@ -433,7 +437,7 @@ export class QueueWorker {
         // Cheap early refusal; the store's fencing check is the guarantee (a pause can fall after this).
         if (!(await lock.verify())) throw lostLock(line.name, lock);
         const r = await this.#compute!.append(line.name, images, data.names, identity, `hetmm worker ${this.id}`);
-        this.#took(line, r);
+        this.#noteCopy(line, r);
         // Announced also when this call added nothing but the file holds more than announced (an earlier attempt's append).
         if (r.version !== line.version) {
           line.lastId = await this.#announce(line.name, lock, { version: r.version, kind: 'append', files: data.names, templates: r.count }, r.chain);
@@ -472,7 +476,7 @@ export class QueueWorker {
         // the save compacted the store: a new base section, recorded as the line's lineage
         line.lastId = await this.#announce(line.name, lock, { version, kind: 'meta', meta, files: [], templates: count }, r.chain);
         line.version = version;
-        this.#took(line, r);
+        this.#noteCopy(line, r);
         await this.#publish().catch(() => undefined);
         return { kind: 'threshold', value: data.value, templates: count, version, worker: this.id };
       });
@@ -528,11 +532,11 @@ export class QueueWorker {
           // file (a few MB per image), whichever version they belong to; a
           // file that was replaced (new lineage) is reloaded whole.
           const r = await this.#compute!.refresh(line.name);
-          this.#took(line, r);
+          this.#noteCopy(line, r);
           line.version = r.version;
         } else if (update.kind === 'meta' && update.meta !== undefined) {
           const r = await this.#compute!.setMeta(line.name, update.meta);
-          this.#took(line, r);
+          this.#noteCopy(line, r);
           line.version = r.version;
         } else {
           await this.#load(line);
