@@ -16,8 +16,8 @@
  *
  * The pooled calls run asynchronously (napi_create_async_work) and return a Promise, so
  * the event loop is never blocked. The work itself is spread over a
- * persistent pthread pool (one thread per CPU, or HETMM_THREADS) created once
- * per process; per-thread scratch grows when needed and is otherwise reused,
+ * persistent pthread pool created once per process, by the first init(threads)
+ * call (the JS loader passes hetmm's `threads` setting; 0 = one per CPU); per-thread scratch grows when needed and is otherwise reused,
  * so the hot path does not allocate. One job runs on the pool at a time;
  * concurrent calls queue on a mutex.
  *
@@ -47,7 +47,7 @@
 /* The JS-visible surface's version: bump it whenever a function, its
  * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
  * whose `abi` differs (a stale build or prebuild). */
-#define HETMM_NATIVE_ABI 4 /* 2: l2NormalizePixels; 3: alignmentOffset; 4: matchLayerHere, matchLayerInt8Here */
+#define HETMM_NATIVE_ABI 5 /* 2: l2NormalizePixels; 3: alignmentOffset; 4: matchLayerHere, matchLayerInt8Here; 5: init(threads) */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -311,7 +311,10 @@ typedef struct Pool {
 } Pool;
 
 static Pool g_pool;
-static pthread_once_t g_poolOnce = PTHREAD_ONCE_INIT;
+static pthread_once_t g_detectOnce = PTHREAD_ONCE_INIT;
+/* the pool is started by the first init() of any thread of the process; later ones find it running */
+static pthread_mutex_t g_poolStart = PTHREAD_MUTEX_INITIALIZER;
+static int g_poolStarted = 0;
 static int g_poolOk = 0;
 
 typedef struct WorkerArg {
@@ -339,25 +342,14 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-static int threads_from_env(void) {
-  const char *env = getenv("HETMM_THREADS");
-  if (env && *env) {
-    char *end = NULL;
-    long v = strtol(env, &end, 10);
-    if (end && *end == '\0' && v >= 1 && v <= 1024) return (int)v;
-    fprintf(stderr, "hetmm: ignoring HETMM_THREADS=%s (expected an integer 1..1024)\n", env);
-  }
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n >= 1 ? (int)n : 1;
-}
-
-static void pool_init(void) {
-  detect_variants();
+/* Starts the pool with `requested` threads (0: one per online CPU). Caller holds g_poolStart. */
+static void pool_start(int requested) {
   pthread_mutex_init(&g_pool.jobLock, NULL);
   pthread_mutex_init(&g_pool.m, NULL);
   pthread_cond_init(&g_pool.start, NULL);
   pthread_cond_init(&g_pool.done, NULL);
-  g_pool.nthreads = threads_from_env();
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  g_pool.nthreads = requested >= 1 ? requested : (cpus >= 1 ? (int)cpus : 1);
   g_pool.scratch = calloc((size_t)g_pool.nthreads, sizeof(Scratch));
   if (!g_pool.scratch) return;
   int started = 0;
@@ -711,7 +703,7 @@ static napi_value match_layer_entry(napi_env env, napi_callback_info info, int h
   napi_value argv[11];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc != 11) return throw_range(env, "matchLayer expects 11 arguments");
-  if (!g_poolOk) return throw_range(env, "hetmm native: thread pool failed to start");
+  if (!g_poolOk) return throw_range(env, "hetmm native: the kernel thread pool is not running (init was not called)");
   const Variant *variant = find_variant(env, argv[0]);
   if (!variant) return throw_range(env, "matchLayer: unknown or unsupported variant");
   TypedArg q, t, fo, bo;
@@ -758,7 +750,7 @@ static napi_value match_layer_int8_entry(napi_env env, napi_callback_info info, 
   napi_value argv[13];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc != 13) return throw_range(env, "matchLayerInt8 expects 13 arguments");
-  if (!g_poolOk) return throw_range(env, "hetmm native: thread pool failed to start");
+  if (!g_poolOk) return throw_range(env, "hetmm native: the kernel thread pool is not running (init was not called)");
   if (!g_int8Supported) return throw_range(env, "matchLayerInt8: this CPU has no AVX-512 VNNI");
   TypedArg q, qs, t, ts, to, fo, bo;
   if (!get_typed(env, argv[0], &q) || q.type != napi_uint8_array)
@@ -888,7 +880,7 @@ static napi_value js_pixel_gram(napi_env env, napi_callback_info info) {
   napi_value argv[9];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc != 9) return throw_range(env, "pixelGram expects 9 arguments");
-  if (!g_poolOk) return throw_range(env, "hetmm native: thread pool failed to start");
+  if (!g_poolOk) return throw_range(env, "hetmm native: the kernel thread pool is not running (init was not called)");
   const Variant *variant = find_variant(env, argv[0]);
   if (!variant) return throw_range(env, "pixelGram: unknown or unsupported variant");
   TypedArg t, o;
@@ -920,7 +912,28 @@ static napi_value js_pixel_gram(napi_env env, napi_callback_info info) {
   return start_async(env, call, keep, 2, "hetmm.pixelGram");
 }
 
-/* info(): { variant, variants, threads } */
+/* init(threads): starts the kernel thread pool with `threads` threads (0: one per CPU), once per
+ * process; a later call (another worker thread's addon) changes nothing. Returns the pool size. */
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t threads;
+  if (argc != 1 || !get_int(env, argv[0], &threads) || threads < 0 || threads > 1024)
+    return throw_range(env, "init expects a thread count from 0 to 1024");
+  pthread_mutex_lock(&g_poolStart);
+  if (!g_poolStarted) {
+    pool_start((int)threads);
+    g_poolStarted = 1;
+  }
+  pthread_mutex_unlock(&g_poolStart);
+  if (!g_poolOk) return throw_range(env, "hetmm native: could not start the kernel thread pool");
+  napi_value out;
+  NAPI_CALL(env, napi_create_int32(env, g_pool.nthreads, &out));
+  return out;
+}
+
+/* info(): { variant, variants, threads } (threads: 0 before init) */
 static napi_value js_info(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value obj, arr, s, num;
@@ -946,12 +959,9 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  pthread_once(&g_poolOnce, pool_init);
-  if (!g_poolOk) {
-    napi_throw_error(env, "E_BACKEND", "hetmm native: could not start the kernel thread pool");
-    return NULL;
-  }
+  pthread_once(&g_detectOnce, detect_variants);
   napi_property_descriptor props[] = {
+      {"init", NULL, js_init, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"matchLayer", NULL, js_match_layer, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pixelGram", NULL, js_pixel_gram, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -47,7 +47,7 @@ export const SETTINGS = {
   threads: {
     variable: 'HETMM_THREADS',
     default: 'number of CPUs',
-    description: 'size of the native kernel thread pool (read by the addon when it loads)',
+    description: 'size of the native kernel thread pool (passed to the addon when it loads: set it, or configure({ threads }), before the first match)',
   },
   nativePath: {
     variable: 'HETMM_NATIVE_PATH',
@@ -169,6 +169,17 @@ export function configure(values: Partial<Record<SettingName, string | undefined
     if (value === undefined || value === '') overrides.delete(name);
     else overrides.set(name, value);
   }
+}
+
+/**
+ * The environment a worker thread starts with (src/threads/): this process's,
+ * with every configure() override written as its variable, so that settings
+ * made in code reach the threads too (a thread has its own overrides, empty).
+ */
+export function settingsEnvironment(): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  for (const [name, value] of overrides) env[SETTINGS[name].variable] = value;
+  return env;
 }
 
 /** Where a setting's value came from, for error messages ('HETMM_BACKEND' or 'configure({ backend })'). */

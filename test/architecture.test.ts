@@ -21,6 +21,8 @@ const srcDir = path.join(repoRoot, 'src');
  */
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts', 'config.ts', 'version.ts', 'package-root.ts'],
+  // the one worker-thread helper: every layer above may start threads
+  ['threads'],
   ['image', 'metrics'],
   ['backbone', 'models'],
   ['store'],
@@ -60,23 +62,39 @@ export interface ImportEdge {
   readonly to: string;
 }
 
-/** Relative imports of each file (static, type-only, re-exports and literal dynamic imports), src-relative. */
-function importEdges(files: readonly string[]): { edges: ImportEdge[]; nonLiteral: string[] } {
+/** Relative imports of each file (static, type-only, re-exports and literal dynamic imports), src-relative; and its package and builtin imports. */
+function importEdges(files: readonly string[]): { edges: ImportEdge[]; nonLiteral: string[]; packages: ImportEdge[] } {
   const edges: ImportEdge[] = [];
   const nonLiteral: string[] = [];
+  const packages: ImportEdge[] = [];
   for (const file of files) {
     const text = readFileSync(file, 'utf8');
     const from = path.relative(srcDir, file).split(path.sep).join('/');
     const info = ts.preProcessFile(text, true, true);
     for (const ref of info.importedFiles) {
-      if (!ref.fileName.startsWith('.')) continue; // packages and node: builtins
+      if (!ref.fileName.startsWith('.')) {
+        packages.push({ from, to: ref.fileName });
+        continue;
+      }
       const target = path.resolve(path.dirname(file), ref.fileName).replace(/\.js$/, '.ts');
       edges.push({ from, to: path.relative(srcDir, target).split(path.sep).join('/') });
     }
     // import(specifier) with a computed specifier hides an edge from this test (and from bundlers)
     if (/\bimport\(\s*[^'"`\s)]/.test(text)) nonLiteral.push(from);
   }
-  return { edges, nonLiteral };
+  return { edges, nonLiteral, packages };
+}
+
+/** Imports of the fast backend's modules (src/kernels/fast/) from outside src/kernels: the registry is the only door to a backend. */
+export function kernelSideDoors(edges: readonly ImportEdge[]): string[] {
+  return edges.filter(({ from, to }) => to.startsWith('kernels/fast/') && !from.startsWith('kernels/')).map(({ from, to }) => `${from} imports ${to}`);
+}
+
+/** Files other than the helper (src/threads/) that use node:worker_threads: only the helper starts and answers threads. */
+export function threadsOffTheHelper(packages: readonly ImportEdge[]): string[] {
+  return packages
+    .filter(({ from, to }) => (to === 'node:worker_threads' || to === 'worker_threads') && !from.startsWith('threads/'))
+    .map(({ from }) => `${from} imports node:worker_threads`);
 }
 
 /** Edges that go up the layer order (or touch an unplaced file). */
@@ -134,7 +152,7 @@ export function cycles(edges: readonly ImportEdge[]): string[][] {
 }
 
 const files = sourceFiles(srcDir);
-const { edges, nonLiteral } = importEdges(files);
+const { edges, nonLiteral, packages } = importEdges(files);
 
 test('architecture: every import goes down the layer order', () => {
   const bad = upwardEdges(edges);
@@ -154,6 +172,31 @@ test('architecture: the checks catch an upward edge and a cycle', () => {
   ];
   assert.deepEqual(upwardEdges(synthetic), ['store/a.ts imports kernels/b.ts, a higher layer', 'nowhere/c.ts is in no layer']);
   assert.deepEqual(cycles(synthetic), [['kernels/b.ts', 'store/a.ts']]);
+});
+
+test('architecture: nothing outside src/kernels imports the fast backend directly (kernels/fast); backends come from the registry', () => {
+  assert.deepEqual(kernelSideDoors(edges), []);
+});
+
+test('architecture: only the helper (src/threads/) creates or answers worker threads', () => {
+  assert.deepEqual(threadsOffTheHelper(packages), []);
+});
+
+test('architecture: the side-door and thread checks catch an offender', () => {
+  const synthetic = [
+    { from: 'detector/pipelines.ts', to: 'kernels/fast/index.ts' },
+    { from: 'cli/main.ts', to: 'kernels/fast/binding.ts' },
+    { from: 'kernels/registry.ts', to: 'kernels/fast/index.ts' },
+    { from: 'detector/x.ts', to: 'kernels/index.ts' },
+  ];
+  assert.deepEqual(kernelSideDoors(synthetic), ['detector/pipelines.ts imports kernels/fast/index.ts', 'cli/main.ts imports kernels/fast/binding.ts']);
+  const imports = [
+    { from: 'queue/compute.ts', to: 'node:worker_threads' },
+    { from: 'selection/pts-worker.ts', to: 'worker_threads' },
+    { from: 'threads/index.ts', to: 'node:worker_threads' },
+    { from: 'queue/worker.ts', to: 'bullmq' },
+  ];
+  assert.deepEqual(threadsOffTheHelper(imports), ['queue/compute.ts imports node:worker_threads', 'selection/pts-worker.ts imports node:worker_threads']);
 });
 
 test('architecture: dynamic imports name their module literally', () => {

@@ -1,6 +1,6 @@
 /**
  * src/config.ts (the one reader of process.env) and the backend registry's
- * precision and naming rules (src/kernels/index.ts).
+ * precision and naming rules (src/kernels/registry.ts).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

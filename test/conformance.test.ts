@@ -15,7 +15,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { FeatureStack, KernelBackend, QueryMap } from '../src/kernels/contract.js';
+import type { FeatureStack, KernelBackend, MatchResult, QueryMap } from '../src/kernels/contract.js';
 import {
   NATIVE_VARIANTS,
   loadFastBackend,
@@ -26,6 +26,7 @@ import {
   type FastBackend,
 } from '../src/kernels/fast/index.js';
 import { alignedBytes } from '../src/kernels/fast/int8.js';
+import { l2NormalisePixels } from '../src/backbone/backbone.js';
 import { getBackend } from '../src/kernels/index.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { pixelGramReference } from '../src/kernels/reference/gram.js';
@@ -373,6 +374,59 @@ describe('pixelGram vs brute-force float64', () => {
   }
 });
 
+// ---- the contract's other capabilities: L2 normalisation, shared-memory matching ------------
+
+describe('capabilities on every backend', () => {
+  it('l2NormalisePixels: every backend has it, bit-identical to the backbone\'s TypeScript one, E_ARGUMENT when the map does not fit', async () => {
+    const { all } = await backendsPromise;
+    for (const { label, backend } of all) {
+      const normalise = backend.l2NormalisePixels;
+      assert.ok(normalise, `${label} has l2NormalisePixels`);
+      for (const [c, h, w] of [[7, 5, 9], [64, 8, 8], [1, 1, 1]] as const) {
+        const size = c * h * w;
+        const src = randomUnitMaps(1, 2 * size + 3, 1, 1, c + h).map((v) => v * 7);
+        src.fill(0, size + 3, size + 3 + h * w); // pixels whose norm is the epsilon
+        for (const offset of [0, 3, size + 3]) {
+          assert.deepEqual(normalise(src, c, h, w, offset), l2NormalisePixels(src, c, h, w, offset), `${label} [${c},${h},${w}] at ${offset}`);
+        }
+      }
+      assert.throws(() => normalise(new Float32Array(10), 3, 2, 2), (e: unknown) => (e as { code?: string }).code === 'E_ARGUMENT', label);
+      assert.throws(() => normalise(new Float32Array(12), 3, 2, 2, 1), (e: unknown) => (e as { code?: string }).code === 'E_ARGUMENT', label);
+    }
+  });
+
+  it('shareLayer + matchSharedLayer: templates in shared memory, the same results as matchLayer bit for bit, on every backend', async () => {
+    const { all } = await backendsPromise;
+    const withInt8: NamedBackend[] = loadBinding().info().int8 === true ? [...all, { label: 'fast int8', backend: await loadFastBackend({ precision: 'int8' }) }] : all;
+    const cases = [matchCases[2]!, matchCases[9]!, matchCases[15]!, matchCases[17]!, matchCases[21]!];
+    for (const { label, backend } of withInt8) {
+      const { shareLayer, matchSharedLayer } = backend;
+      assert.ok(shareLayer && matchSharedLayer, `${label} has shared-memory matching`);
+      for (const [index, k] of cases.entries()) {
+        const { query, templates } = makeInputs(k, 2000 + index);
+        const options = { forwardPatch: k.f, backwardPatch: k.b };
+        const layer = shareLayer.call(backend, templates, options);
+        const buffers = layer.kind === 'float' ? [layer.stack.data.buffer] : [layer.templates.data.buffer, layer.templates.scale.buffer, layer.templates.sum.buffer];
+        assert.ok(buffers.every((b) => b instanceof SharedArrayBuffer), `${label} ${caseName(k)}: shared memory`);
+        const here: MatchResult = matchSharedLayer.call(backend, layer, query, options);
+        const pooled = await backend.matchLayer(query, templates, options);
+        assert.deepEqual(here.forward, pooled.forward, `${label} ${caseName(k)} forward`);
+        assert.deepEqual(here.backward, pooled.backward, `${label} ${caseName(k)} backward`);
+      }
+    }
+  });
+
+  it('the reference refuses an int8-quantised shared layer (E_BACKEND), it does not guess', async (t) => {
+    if (loadBinding().info().int8 !== true) return t.skip('this CPU has no AVX-512 VNNI');
+    const k = matchCases[17]!; // W = 32: int8-shared
+    const { query, templates } = makeInputs(k, 5);
+    const options = { forwardPatch: k.f, backwardPatch: k.b };
+    const layer = (await loadFastBackend({ precision: 'int8' })).shareLayer(templates, options);
+    assert.equal(layer.kind, 'int8');
+    assert.throws(() => referenceBackend.matchSharedLayer!(layer, query, options), (e: unknown) => (e as { code?: string }).code === 'E_BACKEND');
+  });
+});
+
 // ---- argument validation ------------------------------------------------------------
 
 describe('fast backend: argument validation and loading', () => {
@@ -448,7 +502,6 @@ describe('int8 matching', { skip: int8Skip }, () => {
 
   it('native quantisation equals the TypeScript reference bit for bit', () => {
     const binding = loadBinding();
-    if (binding.quantizeInt8 === undefined) assert.fail('the addon lacks quantizeInt8 (stale build: run npm run install)');
     for (const [c, hw, offsetBy] of [[13, 48, 128], [9, 37, 128], [64, 256, 0], [1, 16, 0], [4, 5, 128]] as const) {
       const src = randomUnitMaps(1, c, 1, hw, 300 + c);
       src[0] = 0.5 / 254; // exactly half a step for some scales: rounding ties must agree

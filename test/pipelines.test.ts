@@ -28,7 +28,7 @@ import { Detector, type Prediction } from '../src/detector/detector.js';
 import { HetmmError } from '../src/errors.js';
 import type { FeatureStack, MatchOptions, QueryMap } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
-import { loadFastBackend, matchLayerInt8Reference, matchSharedLayer, quantizeQueryInt8, quantizeTemplatesInt8, shareLayer } from '../src/kernels/fast/index.js';
+import { loadFastBackend, matchLayerInt8Reference, quantizeQueryInt8, quantizeTemplatesInt8 } from '../src/kernels/fast/index.js';
 import { referenceBackend } from '../src/kernels/reference/index.js';
 import { float32ArrayToFloat16 } from '../src/store/float16.js';
 import { runCli } from './helpers/cli.js';
@@ -76,11 +76,12 @@ describe('caller-thread kernels (matchSharedLayer)', () => {
   for (const [index, k] of floatCases.entries()) {
     it(`float: equals the pooled kernel bit for bit and the reference within 1e-5: ${caseName(k)}`, async () => {
       const { query, templates, options } = inputs(k, 40 + index);
-      const layer = shareLayer(templates, options, 'float');
+      const fast = await loadFastBackend();
+      const layer = fast.shareLayer(templates, options);
       assert.equal(layer.kind, 'float');
       assert.ok(layer.kind === 'float' && layer.stack.data.buffer instanceof SharedArrayBuffer, 'templates in shared memory');
-      const here = matchSharedLayer(layer, query, options);
-      const pooled = await (await loadFastBackend()).matchLayer(query, templates, options);
+      const here = fast.matchSharedLayer(layer, query, options);
+      const pooled = await fast.matchLayer(query, templates, options);
       assert.deepEqual(here.forward, pooled.forward, 'forward vs pooled');
       assert.deepEqual(here.backward, pooled.backward, 'backward vs pooled');
       const reference = await referenceBackend.matchLayer(query, templates, options);
@@ -98,11 +99,12 @@ describe('caller-thread kernels (matchSharedLayer)', () => {
   for (const [index, k] of int8Cases.entries()) {
     it(`int8: equals the pooled kernel bit for bit and the int8 reference within 1e-6: ${caseName(k)}`, { skip: int8Skip }, async () => {
       const { query, templates, options } = inputs(k, 70 + index);
-      const layer = shareLayer(templates, options, 'int8');
+      const fast8 = await loadFastBackend({ precision: 'int8' });
+      const layer = fast8.shareLayer(templates, options);
       assert.equal(layer.kind, 'int8');
       assert.ok(layer.kind === 'int8' && layer.templates.data.buffer instanceof SharedArrayBuffer && layer.templates.scale.buffer instanceof SharedArrayBuffer);
-      const here = matchSharedLayer(layer, query, options);
-      const pooled = await (await loadFastBackend({ precision: 'int8' })).matchLayer(query, templates, options);
+      const here = fast8.matchSharedLayer(layer, query, options);
+      const pooled = await fast8.matchLayer(query, templates, options);
       assert.deepEqual(here.forward, pooled.forward, 'forward vs pooled');
       assert.deepEqual(here.backward, pooled.backward, 'backward vs pooled');
       const reference = matchLayerInt8Reference(quantizeQueryInt8(query), quantizeTemplatesInt8(templates), k.n, options);
@@ -111,9 +113,9 @@ describe('caller-thread kernels (matchSharedLayer)', () => {
     });
   }
 
-  it('int8 sharing falls back to float for shapes the int8 kernel does not handle', () => {
+  it('int8 sharing falls back to float for shapes the int8 kernel does not handle', { skip: int8Skip }, async () => {
     const { templates, options } = inputs({ n: 2, c: 8, h: 4, w: 20, f: 3, b: 3, dtype: 'float32' }, 9);
-    assert.equal(shareLayer(templates, options, 'int8').kind, 'float'); // width not a multiple of 16
+    assert.equal((await loadFastBackend({ precision: 'int8' })).shareLayer(templates, options).kind, 'float'); // width not a multiple of 16
   });
 });
 

@@ -4,35 +4,26 @@
  * calling thread, so on the main thread it holds up everything else queued
  * there (the next matching call, scoring) until it returns; here it does not.
  */
-import { parentPort, workerData } from 'node:worker_threads';
 import { loadImage } from '../image/index.js';
-import { failureReply, loadThreadBackbone } from './thread-backbone.js';
+import { answerRequests, threadData, transferring, type Transferring } from '../threads/index.js';
+import { loadThreadBackbone } from './thread-backbone.js';
 import type { BackboneThreadOptions, BackboneReply, BackboneRequest } from './backbone-thread.js';
 
-const options = workerData as BackboneThreadOptions;
+const options = threadData<BackboneThreadOptions>();
 const ready = loadThreadBackbone(options);
 ready.catch(() => undefined); // reported to 'init' and to every request
 
-async function handle(request: BackboneRequest): Promise<BackboneReply> {
+async function handle(request: BackboneRequest): Promise<BackboneReply | Transferring<BackboneReply>> {
   const backbone = await ready;
-  if (request.op === 'init') return { id: request.id, ok: true, modelSha256: backbone.identity.modelSha256, inputSize: backbone.identity.inputSize };
+  if (request.op === 'init') return { modelSha256: backbone.identity.modelSha256, inputSize: backbone.identity.inputSize };
   const t0 = performance.now();
   const { source } = request;
   const input = typeof source === 'string' ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
   const image = await loadImage(input, { size: backbone.identity.inputSize, maxPixels: request.maxPixels });
   const t1 = performance.now();
   const features = await backbone.extract(image);
-  return { id: request.id, ok: true, image, features, decodeMs: t1 - t0, backboneMs: performance.now() - t1 };
+  const reply: BackboneReply = { image, features, decodeMs: t1 - t0, backboneMs: performance.now() - t1 };
+  return transferring(reply, [image.data.buffer as ArrayBuffer, ...features.map((f) => f.buffer as ArrayBuffer)]);
 }
 
-parentPort!.on('message', (request: BackboneRequest) => {
-  handle(request).then(
-    (reply) => {
-      const transfer = reply.features === undefined ? [] : [reply.image!.data.buffer as ArrayBuffer, ...reply.features.map((f) => f.buffer as ArrayBuffer)];
-      parentPort!.postMessage(reply, transfer);
-    },
-    (e: unknown) => {
-      parentPort!.postMessage(failureReply(request.id, e) satisfies BackboneReply);
-    },
-  );
-});
+answerRequests(handle);

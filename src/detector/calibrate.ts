@@ -16,6 +16,7 @@
  */
 import { HetmmError } from '../errors.js';
 import type { KernelBackend } from '../kernels/contract.js';
+import { getBackend } from '../kernels/index.js';
 import { float16ArrayToFloat32 } from '../store/index.js';
 import type { StoreSnapshot } from '../store/index.js';
 import type { Detector, ProgressCallback } from './detector.js';
@@ -80,14 +81,13 @@ export async function calibrateStore(detector: Detector, options: CalibrateOptio
   return threshold;
 }
 
-/** An int8 fast backend for calibration when the detector does not match in int8 already and the CPU has VNNI. */
+/** The detector's backend matching in int8, for calibration, when it does not match in int8 already and can (the fast one on a VNNI CPU). */
 export async function int8MatchingBackend(detector: Detector): Promise<KernelBackend | undefined> {
-  if (detector.backend.precision === 'int8' || detector.backend.name !== 'fast') return undefined;
+  if (detector.backend.precision === 'int8') return undefined;
   try {
-    const { loadFastBackend } = await import('../kernels/fast/index.js');
-    return await loadFastBackend({ precision: 'int8' });
+    return await getBackend(detector.backend.name, { precision: 'int8' });
   } catch {
-    return undefined; // no VNNI or an old addon: calibrate with the detector's own backend
+    return undefined; // no int8 matching (the reference, no VNNI): calibrate with the detector's own backend
   }
 }
 

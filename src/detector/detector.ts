@@ -363,7 +363,12 @@ export class Detector {
     }
     const thread = backboneThread
       ? await BackboneThread.start(
-          { model: this.backbone.modelPath, description: this.backbone.description, ...(this.#threads === undefined ? {} : { threads: this.#threads }) },
+          {
+            model: this.backbone.modelPath,
+            description: this.backbone.description,
+            backend: this.backend.name,
+            ...(this.#threads === undefined ? {} : { threads: this.#threads }),
+          },
           this.backbone.identity.modelSha256,
         )
       : undefined;

@@ -1,21 +1,18 @@
 /**
  * Worker-thread side of ./pipelines.ts: one whole pipeline per thread,
  * one image at a time: decode, backbone (1 onnxruntime thread), matching on
- * this thread (matchSharedLayer), scoring.
+ * this thread (the backend's matchSharedLayer), scoring.
  */
-import { parentPort, workerData } from 'node:worker_threads';
 import { HetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
-import type { MatchResult } from '../kernels/contract.js';
-import { matchSharedLayer } from '../kernels/fast/index.js';
-import { referenceBackend } from '../kernels/reference/index.js';
+import type { KernelBackend, MatchResult } from '../kernels/contract.js';
+import { getBackend } from '../kernels/index.js';
+import { answerRequests, threadData, transferring, type Transferring } from '../threads/index.js';
 import { layerInputs, scoreResults, toPrediction } from './prediction.js';
 import type { PipelineConfig, PipelineModel, PipelineReply, PipelineRequest } from './pipelines.js';
-import { failureReply, loadThreadBackbone } from './thread-backbone.js';
+import { loadThreadBackbone } from './thread-backbone.js';
 
-const model = workerData as PipelineModel;
-/** set by 'init' (the templates, shared, arrive after the model started loading) */
-let config: PipelineConfig;
+const model = threadData<PipelineModel>();
 const ready = loadThreadBackbone({ model: model.model, description: model.description, threads: 1 }).then((backbone) => {
   if (backbone.identity.modelSha256 !== model.modelSha256) {
     throw new HetmmError('E_MODEL_INVALID', `a pipeline thread loaded another model than the detector's (${model.model} changed on disk?)`);
@@ -24,7 +21,36 @@ const ready = loadThreadBackbone({ model: model.model, description: model.descri
 });
 ready.catch(() => undefined); // reported to 'init' and to every request
 
-async function predict(file: string): Promise<PipelineReply['prediction']> {
+/** set by 'init' (the templates, shared, arrive after the model started loading) */
+let config: PipelineConfig;
+let backend: KernelBackend;
+
+/** The backend that shared the layers, by name and precision, loaded on this thread. */
+async function loadBackend(name: string, precision: PipelineConfig['precision']): Promise<KernelBackend> {
+  let loaded: KernelBackend;
+  try {
+    loaded = await getBackend(name, { precision });
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new HetmmError(
+      'E_BACKEND',
+      `a pipeline thread cannot load the "${name}" kernel backend (${reason}); threads load backends by name, so one registered with registerBackend on another thread is not there: use one pipeline`,
+      { cause: e },
+    );
+  }
+  if (loaded.matchSharedLayer === undefined) throw new HetmmError('E_BACKEND', `the "${name}" kernel backend has no matchSharedLayer on a pipeline thread`);
+  return loaded;
+}
+
+async function init(request: PipelineConfig): Promise<PipelineReply> {
+  const backbone = await ready;
+  backend = await loadBackend(request.backend, request.precision);
+  if (backend.l2NormalisePixels !== undefined) backbone.usePixelNormaliser(backend.l2NormalisePixels);
+  config = request;
+  return {};
+}
+
+async function predict(file: string): Promise<PipelineReply | Transferring<PipelineReply>> {
   const backbone = await ready;
   const t0 = performance.now();
   const image = await loadImage(file, { size: backbone.identity.inputSize, maxPixels: config.maxPixels });
@@ -35,36 +61,18 @@ async function predict(file: string): Promise<PipelineReply['prediction']> {
   const results: MatchResult[] = [];
   for (let l = 0; l < layers.length; l++) {
     const { query, match } = layerInputs(backbone.identity, config.preset, features, l);
-    const shared = config.layers[l]!;
-    if (config.variant !== undefined) results.push(matchSharedLayer(shared, query, match, config.variant));
-    else if (shared.kind === 'float') results.push(await referenceBackend.matchLayer(query, shared.stack, match));
-    else throw new HetmmError('E_INTERNAL', 'int8 templates without the native backend');
+    results.push(backend.matchSharedLayer!(config.layers[l]!, query, match));
   }
   const t3 = performance.now();
   const scored = scoreResults(backbone.identity, config.preset, results, image);
   const t4 = performance.now();
-  return toPrediction(image, scored, config.threshold, config.templates, { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 });
+  const prediction = toPrediction(image, scored, config.threshold, config.templates, { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 });
+  const transfer = new Set<ArrayBuffer>();
+  for (const a of [prediction.image.data, prediction.anomalyMap, prediction.pixelMap, prediction.proMap]) {
+    if (a !== undefined && a.buffer instanceof ArrayBuffer) transfer.add(a.buffer);
+  }
+  return transferring({ prediction }, [...transfer]);
 }
 
-/** requests run one after the other (the pool sends the next image before this one is done) */
-let previous: Promise<unknown> = Promise.resolve();
-
-parentPort!.on('message', (request: PipelineRequest) => {
-  if (request.op === 'init') config = request.config;
-  const work = previous.then(() => (request.op === 'init' ? ready.then(() => undefined) : predict(request.file)));
-  previous = work.catch(() => undefined);
-  work.then(
-    (prediction) => {
-      const transfer = new Set<ArrayBuffer>();
-      if (prediction !== undefined) {
-        for (const a of [prediction.image.data, prediction.anomalyMap, prediction.pixelMap, prediction.proMap]) {
-          if (a !== undefined && a.buffer instanceof ArrayBuffer) transfer.add(a.buffer);
-        }
-      }
-      parentPort!.postMessage({ id: request.id, ok: true, ...(prediction === undefined ? {} : { prediction }) } satisfies PipelineReply, [...transfer]);
-    },
-    (e: unknown) => {
-      parentPort!.postMessage(failureReply(request.id, e) satisfies PipelineReply);
-    },
-  );
-});
+// one request at a time, in order (the pool sends the next image before this one is done)
+answerRequests<PipelineRequest, PipelineReply>((request) => (request.op === 'init' ? init(request.config) : predict(request.file)), { serial: true });

@@ -8,20 +8,22 @@
  * pipeline's threads meet at every onnxruntime operator and every matching
  * call, and wait there for each other.
  *
- * The templates are put into shared memory once (shareLayer: int8-quantised
- * when matching in int8) and every pipeline reads the same copy; a pipeline
- * costs its own model session and scratch (measured in docs/PERFORMANCE.md).
- * A run matches against the store as it was when the run started.
+ * The templates are put into shared memory once, by the detector's backend
+ * (its shareLayer capability: int8-quantised when it matches in int8), and
+ * every pipeline reads the same copy with the backend of the same name and
+ * precision (matchSharedLayer); a backend without that capability, or one
+ * the threads cannot load by name, is an E_BACKEND error saying so, never a
+ * quiet change of backend. A pipeline costs its own model session and
+ * scratch (measured in docs/PERFORMANCE.md). A run matches against the
+ * store as it was when the run started.
  */
-import { Worker } from 'node:worker_threads';
-import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { Backbone } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
-import { HetmmError, type HetmmErrorCode } from '../errors.js';
-import type { KernelBackend, MatchPrecision } from '../kernels/contract.js';
-import { shareLayer, type NativeVariant, type SharedLayer } from '../kernels/fast/index.js';
+import { HetmmError } from '../errors.js';
+import type { KernelBackend, MatchPrecision, SharedLayer } from '../kernels/contract.js';
 import type { Preset } from '../matching/index.js';
 import type { StoreSnapshot } from '../store/index.js';
+import { WorkerThread } from '../threads/index.js';
 import type { Prediction } from './prediction.js';
 
 /** What a pipeline thread needs besides its model (the 'init' message; shared memory is not copied). */
@@ -32,8 +34,9 @@ export interface PipelineConfig {
   readonly layers: readonly SharedLayer[];
   readonly templates: number;
   readonly threshold?: number;
-  /** the native float kernels' variant; undefined: match with the reference backend (the addon did not load) */
-  readonly variant?: NativeVariant;
+  /** the kernel backend (its name in the registry) and precision that shared the layers and match them */
+  readonly backend: string;
+  readonly precision: MatchPrecision;
 }
 
 /** workerData of ./pipeline-worker.ts: the model, loaded while the templates are being shared. */
@@ -44,16 +47,11 @@ export interface PipelineModel {
   readonly modelSha256: string;
 }
 
-export type PipelineRequest =
-  | { readonly id: number; readonly op: 'init'; readonly config: PipelineConfig }
-  | { readonly id: number; readonly op: 'predict'; readonly file: string };
+export type PipelineRequest = { readonly op: 'init'; readonly config: PipelineConfig } | { readonly op: 'predict'; readonly file: string };
 
+/** A pipeline thread's answer: the prediction of a 'predict', nothing for 'init'. */
 export interface PipelineReply {
-  readonly id: number;
-  readonly ok: boolean;
   readonly prediction?: Prediction;
-  readonly code?: HetmmErrorCode;
-  readonly message?: string;
 }
 
 export interface PipelineOutcome {
@@ -84,69 +82,38 @@ function sameSource(a: PipelineSource, b: PipelineSource): boolean {
   );
 }
 
-/** The pipelines' configuration: the snapshot's templates shared at the backend's precision. */
-function pipelineConfig(source: PipelineSource): PipelineConfig {
+/**
+ * The backend's shareLayer, or E_BACKEND saying why pipelines cannot use it.
+ * Asked before any thread starts: a thread stopped while onnxruntime loads
+ * its model can abort the process at exit.
+ */
+function sharingOf(backend: KernelBackend): NonNullable<KernelBackend['shareLayer']> {
+  if (backend.shareLayer === undefined || backend.matchSharedLayer === undefined) {
+    throw new HetmmError(
+      'E_BACKEND',
+      `the "${backend.name}" kernel backend has no shared-memory matching (shareLayer and matchSharedLayer), which pipelines need: use one pipeline, or a backend that has it`,
+    );
+  }
+  return backend.shareLayer.bind(backend);
+}
+
+/** The pipelines' configuration: the snapshot's templates shared by the backend (`share`), at its precision. */
+function pipelineConfig(source: PipelineSource, share: NonNullable<KernelBackend['shareLayer']>): PipelineConfig {
   const { backend, snapshot, preset } = source;
-  const fast = backend.name === 'fast' ? (backend as KernelBackend & { variant: NativeVariant; precision: MatchPrecision }) : undefined;
-  const precision = fast?.precision ?? 'float';
   return {
     ...(source.maxPixels === undefined ? {} : { maxPixels: source.maxPixels }),
     preset,
-    layers: snapshot.layers.map((stack, l) => shareLayer(stack, preset.layers[l]!, precision)),
+    layers: snapshot.layers.map((stack, l) => share(stack, preset.layers[l]!)),
     templates: snapshot.count,
     ...(source.threshold === undefined ? {} : { threshold: source.threshold }),
-    ...(fast === undefined ? {} : { variant: fast.variant }),
+    backend: backend.name,
+    precision: backend.precision ?? 'float',
   };
 }
 
-/** One pipeline thread. It keeps the process alive only while it has work. */
-class PipelineThread {
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve: (r: PipelineReply) => void; reject: (e: unknown) => void }>();
-  #next = 0;
-  failure: Error | undefined;
-
-  constructor(model: PipelineModel) {
-    disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
-    this.#worker = new Worker(new URL('./pipeline-worker.js', import.meta.url), { workerData: model });
-    this.#worker.unref();
-    this.#worker.on('message', (reply: PipelineReply) => {
-      const p = this.#pending.get(reply.id);
-      this.#pending.delete(reply.id);
-      if (this.#pending.size === 0) this.#worker.unref();
-      p?.resolve(reply);
-    });
-    const fail = (e: Error): void => {
-      this.failure ??= e;
-      for (const p of this.#pending.values()) p.reject(new HetmmError('E_BACKEND', `a pipeline thread stopped: ${e.message}`, { cause: e }));
-      this.#pending.clear();
-    };
-    this.#worker.on('error', fail);
-    this.#worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
-  }
-
-  /** requests sent and not answered yet */
-  get load(): number {
-    return this.#pending.size;
-  }
-
-  call(request: { op: 'init'; config: PipelineConfig } | { op: 'predict'; file: string }): Promise<PipelineReply> {
-    if (this.failure !== undefined) return Promise.reject(new HetmmError('E_BACKEND', `the pipeline thread is not running (${this.failure.message})`));
-    const id = this.#next++;
-    return new Promise<PipelineReply>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#worker.ref();
-      this.#worker.postMessage({ id, ...request } as PipelineRequest);
-    }).then((reply) => {
-      if (!reply.ok) throw new HetmmError(reply.code ?? 'E_INTERNAL', reply.message ?? 'pipeline thread error');
-      return reply;
-    });
-  }
-
-  async close(): Promise<void> {
-    this.failure ??= new Error('closed');
-    await this.#worker.terminate();
-  }
+/** One pipeline thread (src/threads/: it keeps the process alive only while it has work). */
+function pipelineThread(model: PipelineModel): WorkerThread<PipelineRequest, PipelineReply> {
+  return new WorkerThread(new URL('./pipeline-worker.js', import.meta.url), { name: 'a pipeline thread', data: model, onnxruntime: true });
 }
 
 /** images handed to a pipeline thread at a time: the one it works on and the next */
@@ -166,7 +133,7 @@ interface Task {
 export class PipelinePool {
   readonly count: number;
   readonly #source: PipelineSource;
-  readonly #threads: PipelineThread[];
+  readonly #threads: WorkerThread<PipelineRequest, PipelineReply>[];
   readonly #ready: Promise<unknown>;
   readonly #queue: Task[] = [];
 
@@ -174,15 +141,20 @@ export class PipelinePool {
     this.count = count;
     this.#source = source;
     const { backbone } = source;
+    const share = sharingOf(source.backend);
     // the threads load their model while this thread shares the templates
     const threads = Array.from(
       { length: count },
-      () => new PipelineThread({ model: backbone.modelPath, description: backbone.description, modelSha256: backbone.identity.modelSha256 }),
+      () => pipelineThread({ model: backbone.modelPath, description: backbone.description, modelSha256: backbone.identity.modelSha256 }),
     );
     this.#threads = threads;
     this.#ready = (async () => {
-      const config = pipelineConfig(source);
-      await Promise.all(threads.map((t) => t.call({ op: 'init', config })));
+      const config = pipelineConfig(source, share);
+      // every thread's init settles before a failure closes them: one stopped while onnxruntime
+      // loads its model can abort the process at exit
+      const inits = await Promise.allSettled(threads.map((t) => t.call({ op: 'init', config })));
+      const failed = inits.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
     })();
     // reported to every run; the threads stop, so the detector's next run starts new ones
     this.#ready.catch(() => this.close());
@@ -246,7 +218,7 @@ export class PipelinePool {
     for (let depth = 1; depth <= PIPELINE_DEPTH; depth++) {
       for (const thread of this.#threads) {
         if (this.#queue.length === 0) return;
-        if (thread.load >= depth || thread.failure !== undefined) continue;
+        if (thread.pending >= depth || thread.failure !== undefined) continue;
         const task = this.#queue.shift()!;
         thread
           .call({ op: 'predict', file: task.file })
@@ -259,8 +231,8 @@ export class PipelinePool {
     }
     // every thread stopped (a crash, or closed): the images no thread will take are errors, not lost
     if (this.#threads.every((t) => t.failure !== undefined)) {
-      const reason = this.#threads[0]!.failure!.message;
-      for (const task of this.#queue.splice(0)) task.reject(new HetmmError('E_BACKEND', `no pipeline thread is running (${reason})`));
+      const failure = this.#threads[0]!.failure!;
+      for (const task of this.#queue.splice(0)) task.reject(failure);
     }
   }
 }

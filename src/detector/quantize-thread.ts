@@ -5,9 +5,7 @@
  * caller's thread) and the protobuf rewrite would otherwise hold the
  * server's event loop for seconds. The uploads are decoded there too.
  */
-import { Worker } from 'node:worker_threads';
-import { disableOnnxruntimeTelemetry } from '../config.js';
-import { HetmmError, type HetmmErrorCode } from '../errors.js';
+import { WorkerThread } from '../threads/index.js';
 
 export interface QuantizeThreadOptions {
   /** encoded normal images (copied to the thread) */
@@ -29,18 +27,11 @@ export interface QuantizeThreadResult {
   readonly meta: Record<string, string>;
 }
 
-export type QuantizeThreadReply = ({ ok: true } & QuantizeThreadResult) | { ok: false; code?: HetmmErrorCode; message: string };
-
+/** One thread per quantisation: it runs once, answering its one request, and is closed. */
 export function quantizeOnThread(options: QuantizeThreadOptions): Promise<QuantizeThreadResult> {
-  disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
-  const worker = new Worker(new URL('./quantize-worker.js', import.meta.url), { workerData: options });
-  const done = new Promise<QuantizeThreadResult>((resolve, reject) => {
-    worker.once('message', (reply: QuantizeThreadReply) => {
-      if (reply.ok) resolve(reply);
-      else reject(new HetmmError(reply.code ?? 'E_INTERNAL', reply.message));
-    });
-    worker.once('error', (e) => reject(new HetmmError('E_INTERNAL', `the quantisation thread failed: ${e.message}`, { cause: e })));
-    worker.once('exit', (code) => reject(new HetmmError('E_INTERNAL', `the quantisation thread exited (code ${code})`)));
+  const thread = new WorkerThread<QuantizeThreadOptions, QuantizeThreadResult>(new URL('./quantize-worker.js', import.meta.url), {
+    name: 'the quantisation thread',
+    onnxruntime: true,
   });
-  return done.finally(() => void worker.terminate());
+  return thread.call(options).finally(() => void thread.close());
 }

@@ -1,15 +1,12 @@
 /** Worker-thread side of ./quantize-thread.ts: decode the uploads, quantise the backbone on them. */
-import { parentPort, workerData } from 'node:worker_threads';
 import { DEFAULT_CALIBRATION_IMAGES } from '../backbone/index.js';
 import { evenlySpaced } from '../backbone/quantize/index.js';
-import { isHetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
 import { quantizeBackboneFor } from './precision.js';
-import type { QuantizeThreadOptions, QuantizeThreadReply } from './quantize-thread.js';
+import { answerRequests } from '../threads/index.js';
+import type { QuantizeThreadOptions, QuantizeThreadResult } from './quantize-thread.js';
 
-const options = workerData as QuantizeThreadOptions;
-
-async function run(): Promise<QuantizeThreadReply> {
+async function run(options: QuantizeThreadOptions): Promise<QuantizeThreadResult> {
   // only the images the quantiser keeps are decoded (evenly spaced, at most DEFAULT_CALIBRATION_IMAGES)
   const picked = evenlySpaced(options.images, DEFAULT_CALIBRATION_IMAGES);
   const arrays: Float32Array[] = [];
@@ -21,11 +18,7 @@ async function run(): Promise<QuantizeThreadReply> {
     arrays.push(image.data);
   }
   const q = await quantizeBackboneFor(arrays, options.output, { model: options.model, ...(options.threads === undefined ? {} : { threads: options.threads }) });
-  return { ok: true, output: q.result.output, descriptionPath: q.result.descriptionPath, calibrationImages: q.result.calibrationImages, meta: q.meta };
+  return { output: q.result.output, descriptionPath: q.result.descriptionPath, calibrationImages: q.result.calibrationImages, meta: q.meta };
 }
 
-run().then(
-  (reply) => parentPort!.postMessage(reply),
-  (e: unknown) =>
-    parentPort!.postMessage({ ok: false, ...(isHetmmError(e) ? { code: e.code } : {}), message: e instanceof Error ? e.message : String(e) } satisfies QuantizeThreadReply),
-);
+answerRequests(run);

@@ -1,24 +1,19 @@
 /**
  * A backbone for a worker thread (./backbone-worker.ts, ./pipeline-worker.ts):
- * its own onnxruntime session, with the native L2 normalisation plugged in as
- * Detector.open does (the reference when the addon does not load).
+ * its own onnxruntime session, with the kernel backend's L2 normalisation
+ * plugged in as Detector.open does.
  */
-import { Backbone, type PixelNormaliser } from '../backbone/backbone.js';
+import { Backbone } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
-import { isHetmmError, type HetmmErrorCode } from '../errors.js';
-import { loadFastBackend } from '../kernels/fast/index.js';
+import { getBackend } from '../kernels/index.js';
 
-export async function loadThreadBackbone(options: { model?: string; description?: BackboneDescription; threads?: number }): Promise<Backbone> {
+export async function loadThreadBackbone(options: { model?: string; description?: BackboneDescription; threads?: number; backend?: string }): Promise<Backbone> {
   const backbone = await Backbone.load({ model: options.model, description: options.description, threads: options.threads });
-  const normalise = await loadFastBackend().then(
-    (b) => (b as { l2NormalisePixels?: PixelNormaliser }).l2NormalisePixels,
-    () => undefined,
-  );
-  if (normalise !== undefined) backbone.usePixelNormaliser(normalise);
+  // Every backend's normalisation is bit-identical to the TypeScript one (test/conformance.test.ts), so this is
+  // a matter of speed only: without a named backend, the fast one when it loads, without the registry's fallback
+  // warning (the thread's owner chose its own backend and warned already); a named one this thread cannot load
+  // (registered on the main thread only) leaves the TypeScript normalisation.
+  const backend = await getBackend(options.backend ?? 'fast', { precision: 'float' }).catch(() => undefined);
+  if (backend?.l2NormalisePixels !== undefined) backbone.usePixelNormaliser(backend.l2NormalisePixels);
   return backbone;
-}
-
-/** A worker thread's reply for a request that failed: the error's code and message (rebuilt as a HetmmError by the caller). */
-export function failureReply(id: number, e: unknown): { id: number; ok: false; code: HetmmErrorCode; message: string } {
-  return { id, ok: false, code: isHetmmError(e) ? e.code : 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
 }

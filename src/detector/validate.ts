@@ -5,6 +5,7 @@
  * a TypeError or a silent NaN further down.
  */
 import { HetmmError } from '../errors.js';
+import { registeredBackendNames } from '../kernels/registry.js';
 import { resolvePreset, validatePreset, type Preset } from '../matching/index.js';
 
 const show = (v: unknown): string => {
@@ -34,7 +35,8 @@ export function validateDetectorOptions(options: unknown): void {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) fail('Detector.open(options)', 'an object', options);
   const o = options as Record<string, unknown>;
   if (o.model !== undefined && (typeof o.model !== 'string' || o.model === '')) fail('options.model', 'a path to an .onnx file', o.model);
-  oneOf('options.backend', o.backend, ['auto', 'reference', 'fast']);
+  // any registered backend (registerBackend), by name, as getBackend takes it
+  oneOf('options.backend', o.backend, ['auto', ...registeredBackendNames()]);
   oneOf('options.matchPrecision', o.matchPrecision, ['float', 'int8']);
   oneOf('options.dtype', o.dtype, ['float32', 'float16']);
   positiveInteger('options.threads', o.threads, 1024);

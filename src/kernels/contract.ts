@@ -8,6 +8,9 @@
 
 export type { FeatureDType, FeatureStack } from '../store/feature-stack.js';
 import type { FeatureStack } from '../store/feature-stack.js';
+import type { PixelNormaliser } from '../backbone/backbone.js';
+
+export type { PixelNormaliser } from '../backbone/backbone.js';
 
 /** One query feature map, [C, H, W] float32 (a single image). */
 export interface QueryMap {
@@ -31,6 +34,39 @@ export interface MatchOptions {
   readonly backwardPatch: number;
 }
 
+/**
+ * int8-quantised templates of one layer (the fast backend's int8 kernels;
+ * layout and formula in ./fast/int8.ts).
+ */
+export interface Int8Templates {
+  /** packed s8 words, [N][G][H][W][4] (N may exceed `count`: capacity) */
+  readonly data: Int8Array;
+  /** [N][H*W] */
+  readonly scale: Float32Array;
+  /** [N][H*W]: sum of the pixel's int8 values */
+  readonly sum: Int32Array;
+  /** templates quantised so far */
+  readonly count: number;
+  readonly groups: number;
+  readonly height: number;
+  readonly width: number;
+}
+
+/**
+ * One layer's templates in shared memory (KernelBackend.shareLayer), sent to
+ * other threads by postMessage without a copy: int8-quantised (a backend
+ * matching in int8, for shapes its int8 kernel handles) or float.
+ */
+export type SharedLayer =
+  | { readonly kind: 'int8'; readonly shape: readonly [number, number, number, number]; readonly templates: Int8Templates }
+  | {
+      readonly kind: 'float';
+      readonly stack: FeatureStack;
+      /** the instruction-set variant of the backend that shared it (a native backend's; absent: its default) */
+      readonly variant?: string;
+    };
+
+
 /** A kernel backend. All methods may run off the main thread; inputs must not be mutated meanwhile. */
 export interface KernelBackend {
   readonly name: string;
@@ -47,6 +83,24 @@ export interface KernelBackend {
    * Absent: PTS computes the Gram in TypeScript (float64).
    */
   pixelGram?(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
+  /**
+   * Capability: per-pixel L2 normalisation of a [C, H, W] map (starting at
+   * src[offset]) over C, into a new array; bit-identical to
+   * l2NormalisePixels in src/backbone/backbone.ts. Absent: the backbone
+   * uses that one. A map that does not fit src is HetmmError E_ARGUMENT.
+   */
+  readonly l2NormalisePixels?: PixelNormaliser;
+  /**
+   * Capability: shared-memory matching, for pipelines of one thread each
+   * (src/detector/pipelines.ts). shareLayer puts the first N templates of a
+   * layer into shared memory, ready for matching at this backend's precision
+   * with window sizes `options`; matchSharedLayer matches one query against
+   * such a layer synchronously on the calling thread (any thread the layer
+   * was posted to, with the backend of the same name and precision loaded
+   * there), with the same results as matchLayer. Both or neither.
+   */
+  shareLayer?(stack: FeatureStack, options: MatchOptions): SharedLayer;
+  matchSharedLayer?(layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult;
 }
 
 /** Matching precision a backend is asked for (getBackend's `precision` option). */

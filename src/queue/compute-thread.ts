@@ -6,16 +6,16 @@
  * this work lives here and the worker's main thread stays free for Redis
  * and BullMQ's lock renewal. Driven by ./compute.ts.
  */
-import { parentPort } from 'node:worker_threads';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
-import { HetmmError, isHetmmError } from '../errors.js';
+import { HetmmError } from '../errors.js';
 import { storeBackboneFiles } from '../detector/store-backbone.js';
 import { openStoreDetector } from '../detector/store-detector.js';
 import { describeLine, renderMaps, storeVersion } from '../server/in-process-executor.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import { TemplateStore } from '../store/index.js';
-import type { ComputeReply, ComputeRequest, LineDescription } from './compute.js';
+import { answerRequests } from '../threads/index.js';
+import type { ComputeRequest, LineDescription } from './compute.js';
 
 let engine: Detector | undefined;
 let engineOptions: DetectorOptions = {};
@@ -144,13 +144,4 @@ async function handle(request: ComputeRequest): Promise<unknown> {
   }
 }
 
-parentPort!.on('message', (request: ComputeRequest) => {
-  handle(request).then(
-    (value) => parentPort!.postMessage({ id: request.id, value } satisfies ComputeReply),
-    (e: unknown) =>
-      parentPort!.postMessage({
-        id: request.id,
-        error: { code: isHetmmError(e) ? e.code : undefined, message: e instanceof Error ? e.message : String(e) },
-      } satisfies ComputeReply),
-  );
-});
+answerRequests(handle);

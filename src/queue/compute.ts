@@ -1,10 +1,8 @@
 /** The worker's side of its compute thread (./compute-thread.ts): one promise per request. */
-import { Worker } from 'node:worker_threads';
-import { disableOnnxruntimeTelemetry } from '../config.js';
 import type { DetectorOptions } from '../detector/detector.js';
 import type { LineInfo } from '../server/executor.js';
-import { HetmmError, type HetmmErrorCode } from '../errors.js';
 import type { StoreChain } from '../store/template-store.js';
+import { WorkerThread } from '../threads/index.js';
 import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
 
 type Op =
@@ -17,12 +15,7 @@ type Op =
   | { op: 'append'; line: string; images: Uint8Array[]; names: readonly string[]; append: AppendIdentity; purpose: string }
   | { op: 'dispose' };
 
-export type ComputeRequest = Op & { id: number };
-export interface ComputeReply {
-  readonly id: number;
-  readonly value?: unknown;
-  readonly error?: { readonly code?: string; readonly message: string };
-}
+export type ComputeRequest = Op;
 
 /** A line as /v1/lines/{line} shows it (LineInfo less name and version, which the cluster owns). */
 export type LineDescription = Omit<LineInfo, 'name' | 'version'>;
@@ -49,37 +42,13 @@ export interface ComputedPrediction extends PredictionFigures {
 }
 
 export class ComputeThread {
-  readonly #thread: Worker;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #next = 1;
-  #dead: Error | undefined;
-
-  constructor() {
-    disableOnnxruntimeTelemetry(); // before a thread that loads onnxruntime (see config.ts)
-    this.#thread = new Worker(new URL('./compute-thread.js', import.meta.url));
-    this.#thread.on('message', (reply: ComputeReply) => {
-      const p = this.#pending.get(reply.id);
-      if (p === undefined) return;
-      this.#pending.delete(reply.id);
-      if (reply.error === undefined) p.resolve(reply.value);
-      else p.reject(new HetmmError((reply.error.code ?? 'E_INTERNAL') as HetmmErrorCode, reply.error.message));
-    });
-    const fail = (e: Error): void => {
-      this.#dead = e;
-      for (const p of this.#pending.values()) p.reject(e);
-      this.#pending.clear();
-    };
-    this.#thread.on('error', fail);
-    this.#thread.on('exit', (code) => fail(new HetmmError('E_INTERNAL', `the compute thread exited (code ${code})`)));
-  }
+  readonly #thread = new WorkerThread<ComputeRequest, unknown>(new URL('./compute-thread.js', import.meta.url), {
+    name: 'the compute thread',
+    onnxruntime: true,
+  });
 
   #call<T>(op: Op, transfer: ArrayBuffer[] = []): Promise<T> {
-    if (this.#dead !== undefined) return Promise.reject(this.#dead);
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#thread.postMessage({ ...op, id }, transfer);
-    });
+    return this.#thread.call(op, transfer) as Promise<T>;
   }
 
   init(detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision' | 'precision'>): Promise<unknown> {
@@ -111,6 +80,6 @@ export class ComputeThread {
   }
   async close(): Promise<void> {
     await this.#call({ op: 'dispose' }).catch(() => undefined);
-    await this.#thread.terminate();
+    await this.#thread.close();
   }
 }

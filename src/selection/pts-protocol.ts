@@ -6,7 +6,6 @@
 import type { FeatureStack } from '../kernels/contract.js';
 
 interface TaskOutputs {
-  readonly id: number;
   readonly k: number;
   readonly minSamples: number;
   /** H*W of the layer */
@@ -50,7 +49,8 @@ export interface SelectTask extends TaskOutputs {
 
 export type PtsWorkerTask = GramAndSelectTask | SelectTask;
 
-export type PtsWorkerMessage =
-  | { type: 'progress'; pixels: number }
-  | { type: 'done'; id: number }
-  | { type: 'error'; id: number; message: string };
+/** What a worker reports while it works (src/threads/ emitEvent); a task's end is its call's answer. */
+export interface PtsWorkerEvent {
+  readonly type: 'progress';
+  readonly pixels: number;
+}

@@ -6,16 +6,16 @@
  *  - 'select': the parent already computed the Gram of a pixel block (e.g.
  *    with the native multi-threaded kernel) and copied the block's vectors;
  *    the worker runs OPTICS and the selection on its share of the block.
- * Protocol (./pts-protocol.ts): the parent posts PtsWorkerTask (with an id); the worker answers
- * {type: 'progress', pixels} per block and {type: 'done', id} or
- * {type: 'error', id, message}. Tasks run in the order posted.
+ * Protocol (./pts-protocol.ts, over src/threads/): the parent calls with a
+ * PtsWorkerTask; the worker emits {type: 'progress', pixels} per block and
+ * answers null when done (or the task's error). Tasks run in the order sent.
  */
-import { parentPort } from 'node:worker_threads';
 import type { FeatureStack } from '../kernels/contract.js';
 import { pixelGramReference } from '../kernels/reference/gram.js';
 import { selfSimilarities } from './gram.js';
 import { selectAtPixel, PtsPixelScratch } from './pts.js';
-import type { GramAndSelectTask, PtsWorkerMessage, PtsWorkerTask, SelectTask } from './pts-protocol.js';
+import { answerRequests, emitEvent } from '../threads/index.js';
+import type { GramAndSelectTask, PtsWorkerEvent, PtsWorkerTask, SelectTask } from './pts-protocol.js';
 
 const scratches = new Map<number, PtsPixelScratch>();
 function scratchFor(n: number): PtsPixelScratch {
@@ -58,7 +58,7 @@ function runGramAndSelect(task: GramAndSelectTask): void {
       }
       if (labels) for (let i = 0; i < n; i++) labels[i * hw + p] = pixelLabels[i]!;
     }
-    parentPort!.postMessage({ type: 'progress', pixels: b1 - b0 } satisfies PtsWorkerMessage);
+    emitEvent({ type: 'progress', pixels: b1 - b0 } satisfies PtsWorkerEvent);
   }
 }
 
@@ -88,15 +88,14 @@ function runSelect(task: SelectTask): void {
     }
     if (labels) for (let i = 0; i < n; i++) labels[i * hw + p] = pixelLabels[i]!;
   }
-  parentPort!.postMessage({ type: 'progress', pixels: task.q1 - task.q0 } satisfies PtsWorkerMessage);
+  emitEvent({ type: 'progress', pixels: task.q1 - task.q0 } satisfies PtsWorkerEvent);
 }
 
-parentPort?.on('message', (task: PtsWorkerTask) => {
-  try {
+answerRequests<PtsWorkerTask, null>(
+  (task) => {
     if (task.kind === 'select') runSelect(task);
     else runGramAndSelect(task);
-    parentPort!.postMessage({ type: 'done', id: task.id } satisfies PtsWorkerMessage);
-  } catch (e) {
-    parentPort!.postMessage({ type: 'error', id: task.id, message: e instanceof Error ? e.message : String(e) } satisfies PtsWorkerMessage);
-  }
-});
+    return null;
+  },
+  { serial: true },
+);

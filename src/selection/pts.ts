@@ -26,8 +26,8 @@ import {
   type Float32GramFunction,
   type Float64GramFunction,
 } from './gram.js';
-import { Worker } from 'node:worker_threads';
-import type { PtsWorkerMessage, PtsWorkerTask } from './pts-protocol.js';
+import { WorkerThread } from '../threads/index.js';
+import type { PtsWorkerEvent, PtsWorkerTask } from './pts-protocol.js';
 
 export type { Float32GramFunction, Float64GramFunction } from './gram.js';
 
@@ -391,54 +391,31 @@ function sharedData(stack: FeatureStack): SharedArrayBuffer {
   return sab;
 }
 
-type TaskWithoutId = DistributiveOmit<PtsWorkerTask, 'id'>;
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-/** A fixed set of PTS workers; tasks are queued per worker and settle by id. */
+/** A fixed set of PTS worker threads (src/threads/); each runs its tasks in the order sent. */
 class PtsWorkerPool {
   readonly size: number;
   /** called with the pixels each worker reports done */
   onPixels: (pixels: number) => void = () => undefined;
-  readonly #workers: Worker[];
-  readonly #pending = new Map<number, { worker: number; resolve: () => void; reject: (e: Error) => void }>();
-  #nextId = 0;
+  readonly #workers: WorkerThread<PtsWorkerTask, null, PtsWorkerEvent>[];
 
   constructor(size: number) {
     this.size = size;
-    this.#workers = Array.from({ length: size }, (_, index) => {
-      const worker = new Worker(new URL('./pts-worker.js', import.meta.url));
-      worker.on('message', (m: PtsWorkerMessage) => {
-        if (m.type === 'progress') {
-          this.onPixels(m.pixels);
-          return;
-        }
-        const task = this.#pending.get(m.id);
-        if (task === undefined) return;
-        this.#pending.delete(m.id);
-        if (m.type === 'done') task.resolve();
-        else task.reject(new HetmmError('E_INTERNAL', `PTS worker failed: ${m.message}`));
-      });
-      worker.on('error', (e: Error) => {
-        for (const [id, task] of this.#pending) {
-          if (task.worker !== index) continue;
-          this.#pending.delete(id);
-          task.reject(new HetmmError('E_INTERNAL', `PTS worker crashed: ${e.message}`, { cause: e }));
-        }
-      });
-      return worker;
-    });
+    this.#workers = Array.from(
+      { length: size },
+      () =>
+        new WorkerThread<PtsWorkerTask, null, PtsWorkerEvent>(new URL('./pts-worker.js', import.meta.url), {
+          name: 'a PTS worker thread',
+          onEvent: (event) => this.onPixels(event.pixels),
+        }),
+    );
   }
 
-  run(worker: number, task: TaskWithoutId): Promise<void> {
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { worker, resolve, reject });
-      this.#workers[worker]!.postMessage({ ...task, id });
-    });
+  async run(worker: number, task: PtsWorkerTask): Promise<void> {
+    await this.#workers[worker]!.call(task);
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.#workers.map((w) => w.terminate()));
+    await Promise.all(this.#workers.map((w) => w.close()));
   }
 }
 

@@ -15,12 +15,12 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setting } from '../../config.js';
+import { setting, settingSource } from '../../config.js';
 import { HetmmError } from '../../errors.js';
 import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
-export const NATIVE_ABI_VERSION = 4;
+export const NATIVE_ABI_VERSION = 5;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -31,7 +31,7 @@ export interface NativeInfo {
   readonly variant: NativeVariant;
   /** every variant this CPU supports, best first */
   readonly variants: readonly NativeVariant[];
-  /** size of the persistent kernel thread pool (CPUs, or HETMM_THREADS) */
+  /** size of the persistent kernel thread pool (init's count; 0 before init) */
   readonly threads: number;
   /** whether matchLayerInt8 runs on this CPU (AVX-512 VNNI) */
   readonly int8: boolean;
@@ -40,6 +40,12 @@ export interface NativeInfo {
 export interface NativeBinding {
   /** the surface version, NATIVE_ABI_VERSION */
   readonly abi: number;
+  /**
+   * Starts the kernel thread pool with `threads` threads (0: one per CPU),
+   * once per process (a later call, e.g. another worker thread's, changes
+   * nothing); returns the pool's size. Pooled calls need it first.
+   */
+  init(threads: number): number;
   info(): NativeInfo;
   /**
    * Forward and backward window matching of one layer (see contract.ts).
@@ -81,10 +87,10 @@ export interface NativeBinding {
   /**
    * matchLayer, synchronously and single-threaded on the calling thread, with
    * that thread's own scratch: no kernel pool, no lock shared with other
-   * threads (one pipeline per core, src/detector/pipelines.ts). Since ABI 4.
+   * threads (one pipeline per core, src/detector/pipelines.ts).
    */
   matchLayerHere(...args: Parameters<NativeBinding['matchLayer']>): void;
-  /** matchLayerInt8 synchronously on the calling thread (as matchLayerHere). Since ABI 4. */
+  /** matchLayerInt8 synchronously on the calling thread (as matchLayerHere). */
   matchLayerInt8Here(...args: Parameters<NativeBinding['matchLayerInt8']>): void;
   /**
    * Synchronous int8 quantisation of one [C, hw] float32 map into packed
@@ -114,12 +120,12 @@ export interface NativeBinding {
   /**
    * Synchronous per-pixel L2 normalisation of one [c, hw] map starting at
    * src[srcOffset] into out (native/pixel_norm.c; bit-identical to
-   * l2NormalisePixels in src/backbone/backbone.ts). Since ABI 2.
+   * l2NormalisePixels in src/backbone/backbone.ts).
    */
   l2NormalizePixels(src: Float32Array, srcOffset: number, c: number, hw: number, out: Float32Array): void;
   /**
    * Bytes from the array's first element to the next 64-byte boundary
-   * (0-63): the int8 maps are placed there (./int8.ts alignedBytes). Since ABI 3.
+   * (0-63): the int8 maps are placed there (./int8.ts alignedBytes).
    */
   alignmentOffset(array: ArrayBufferView): number;
 }
@@ -171,7 +177,25 @@ function checkSurface(v: unknown, file: string): NativeBinding {
 let cached: NativeBinding | undefined;
 
 /**
- * Loads the addon (findAddon) once per process and checks its ABI version.
+ * The kernel pool size asked for: setting('threads') (configure({ threads })
+ * or HETMM_THREADS), 0 (one per CPU) when unset. A value that is not an
+ * integer from 1 to 1024 is ignored with a warning, as a typo must not cost
+ * the fast backend.
+ */
+function requestedThreads(): number {
+  const value = setting('threads');
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (/^\d+$/.test(value) && n >= 1 && n <= 1024) return n;
+  process.emitWarning(`hetmm: ignoring ${settingSource('threads')}=${value} (expected an integer from 1 to 1024); the kernels use one thread per CPU`, {
+    code: 'HETMM_THREADS_IGNORED',
+  });
+  return 0;
+}
+
+/**
+ * Loads the addon (findAddon) once per thread, checks its ABI version and
+ * starts its kernel pool with the `threads` setting (once per process).
  * Throws HetmmError('E_BACKEND') with the reason and the fix.
  */
 export function loadBinding(): NativeBinding {
@@ -184,7 +208,13 @@ export function loadBinding(): NativeBinding {
     const reason = e instanceof Error ? e.message : String(e);
     throw new HetmmError('E_BACKEND', `the native addon ${file} failed to load (${reason}). ${FIX}`, { cause: e });
   }
-  cached = checkSurface(loaded, file);
+  const binding = checkSurface(loaded, file);
+  try {
+    binding.init(requestedThreads());
+  } catch (e) {
+    throw new HetmmError('E_BACKEND', `the native addon ${file} could not start its kernel threads (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  }
+  cached = binding;
   loadedFrom = file;
   return cached;
 }

@@ -13,27 +13,15 @@
  * worker threads receive views of that memory through postMessage.
  */
 import { HetmmError } from '../../errors.js';
-import type { FeatureStack, MatchOptions, MatchPrecision, MatchResult, QueryMap } from '../contract.js';
+import type { FeatureStack, MatchOptions, MatchPrecision, MatchResult, QueryMap, SharedLayer } from '../contract.js';
 import { validateMatchInputs } from '../reference/match.js';
-import { loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
-import { alignedBytes, int8Supports, quantizeQueryInt8, quantizeTemplatesInt8, type ByteAllocator, type Int8Templates, type MapQuantizer } from './int8.js';
+import { shareFloatLayer, sharedCopy } from '../reference/shared.js';
+import { NATIVE_VARIANTS, type NativeBinding, type NativeVariant } from './binding.js';
+import { alignedBytes, int8Supports, quantizeQueryInt8, quantizeTemplatesInt8, type ByteAllocator, type MapQuantizer } from './int8.js';
 
-/** One layer's templates in shared memory: int8-quantised (int8 matching of a shape the kernel handles) or float. */
-export type SharedLayer =
-  | { readonly kind: 'int8'; readonly shape: readonly [number, number, number, number]; readonly templates: Int8Templates }
-  | { readonly kind: 'float'; readonly stack: FeatureStack };
-
-/** The addon's quantiser as a MapQuantizer (undefined when the addon predates it). */
-export function nativeQuantizer(binding: NativeBinding): MapQuantizer | undefined {
-  const quantize = binding.quantizeInt8?.bind(binding);
-  return quantize === undefined ? undefined : (src, channels, hw, out, scale, sums, offsetBy) => quantize(src, channels, hw, out, scale, sums ?? null, offsetBy);
-}
-
-function sharedCopy<T extends Float32Array | Uint16Array | Int32Array>(a: T): T {
-  const Ctor = a.constructor as new (buffer: SharedArrayBuffer, offset?: number, length?: number) => T;
-  const copy = new Ctor(new SharedArrayBuffer(a.byteLength), 0, a.length);
-  copy.set(a as never);
-  return copy;
+/** The addon's quantiser as a MapQuantizer. */
+export function nativeQuantizer(binding: NativeBinding): MapQuantizer {
+  return (src, channels, hw, out, scale, sums, offsetBy) => binding.quantizeInt8(src, channels, hw, out, scale, sums ?? null, offsetBy);
 }
 
 /**
@@ -42,23 +30,22 @@ function sharedCopy<T extends Float32Array | Uint16Array | Int32Array>(a: T): T 
  * int8 kernel handles the shape): quantised straight into shared memory, about
  * a quarter of the float32 bytes. Float: one copy of the features.
  */
-export function shareLayer(stack: FeatureStack, options: MatchOptions, precision: MatchPrecision): SharedLayer {
+export function shareLayer(binding: NativeBinding, variant: NativeVariant, precision: MatchPrecision, stack: FeatureStack, options: MatchOptions): SharedLayer {
   const [n, c, h, w] = stack.shape;
-  const view = stack.data.subarray(0, n * c * h * w);
   if (precision === 'int8' && int8Supports(w, options)) {
-    const binding = loadBinding();
     if (binding.info().int8 !== true) throw new HetmmError('E_BACKEND', 'int8 matching needs a CPU with AVX-512 VNNI');
     const offsetOf = binding.alignmentOffset.bind(binding);
     const sharedBytes: ByteAllocator = alignedBytes((array) => offsetOf(array), (bytes) => new Uint8Array(new SharedArrayBuffer(bytes)));
+    const view = stack.data.subarray(0, n * c * h * w);
     const q = quantizeTemplatesInt8({ ...stack, data: view }, undefined, nativeQuantizer(binding), sharedBytes);
     return { kind: 'int8', shape: [n, c, h, w], templates: { ...q, scale: sharedCopy(q.scale), sum: sharedCopy(q.sum) } };
   }
-  return { kind: 'float', stack: { dtype: stack.dtype, shape: [n, c, h, w], data: sharedCopy(view) } };
+  return { ...shareFloatLayer(stack), variant };
 }
 
 /** The addon's query quantiser and aligned allocator, made once per thread: matchSharedLayer runs per layer per image. */
-let tools: readonly [MapQuantizer | undefined, ByteAllocator] | undefined;
-function queryTools(binding: NativeBinding): readonly [MapQuantizer | undefined, ByteAllocator] {
+let tools: readonly [MapQuantizer, ByteAllocator] | undefined;
+function queryTools(binding: NativeBinding): readonly [MapQuantizer, ByteAllocator] {
   tools ??= [nativeQuantizer(binding), alignedBytes((array) => binding.alignmentOffset(array))];
   return tools;
 }
@@ -66,10 +53,10 @@ function queryTools(binding: NativeBinding): readonly [MapQuantizer | undefined,
 /**
  * Matches one query map against a shared layer on this thread, synchronously
  * (same results as the fast backend's matchLayer at the layer's precision).
- * `variant`: the float kernels' instruction set ('' = the best).
+ * Float layers run the instruction-set variant of the backend that shared
+ * them (`variant` when they name none).
  */
-export function matchSharedLayer(layer: SharedLayer, query: QueryMap, options: MatchOptions, variant: NativeVariant | '' = ''): MatchResult {
-  const binding = loadBinding();
+export function matchSharedLayer(binding: NativeBinding, variant: NativeVariant, layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult {
   const rf = options.forwardPatch >> 1;
   const rb = options.backwardPatch >> 1;
   if (layer.kind === 'int8') {
@@ -89,6 +76,8 @@ export function matchSharedLayer(layer: SharedLayer, query: QueryMap, options: M
   const [n, c, h, w] = layer.stack.shape;
   const forward = new Float32Array(h * w);
   const backward = new Float32Array(h * w);
-  binding.matchLayerHere(variant, query.data, layer.stack.data, n, c, h, w, rf, rb, forward, backward);
+  const shared = layer.variant;
+  const kernels = shared !== undefined && (NATIVE_VARIANTS as readonly string[]).includes(shared) ? (shared as NativeVariant) : variant;
+  binding.matchLayerHere(kernels, query.data, layer.stack.data, n, c, h, w, rf, rb, forward, backward);
   return { forward, backward };
 }

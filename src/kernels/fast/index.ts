@@ -8,10 +8,11 @@
  *   const { forward, backward } = await fast.matchLayer(query, templates, { forwardPatch: 5, backwardPatch: 3 });
  *
  * Variant choice: options.variant, else HETMM_FAST_VARIANT, else the best the
- * CPU supports ('avx512' > 'avx2' > 'generic'). Threads: HETMM_THREADS, read
- * once when the addon loads (default: number of CPUs).
+ * CPU supports ('avx512' > 'avx2' > 'generic'). Threads: setting('threads')
+ * (configure({ threads }) or HETMM_THREADS), passed to the addon once, when
+ * it loads (./binding.ts; default: number of CPUs).
  *
- * Precision: options.precision, else 'float' (the registry in ../index.ts
+ * Precision: options.precision, else 'float' (the registry in ../registry.ts
  * passes HETMM_MATCH_PRECISION here).
  * 'int8' (opt-in, AVX-512 VNNI CPUs) quantises query and templates per pixel
  * vector (./int8.ts) and runs matchLayer 3-5x faster end to end, with a
@@ -21,15 +22,16 @@
  */
 import { setting, settingSource } from '../../config.js';
 import { HetmmError } from '../../errors.js';
-import type { FeatureStack, KernelBackend, MatchOptions, MatchPrecision, MatchResult, QueryMap } from '../contract.js';
+import type { FeatureStack, KernelBackend, MatchOptions, MatchPrecision, MatchResult, PixelNormaliser, QueryMap, SharedLayer } from '../contract.js';
 import { validateGramInputs } from '../reference/gram.js';
 import { validateMatchInputs } from '../reference/match.js';
+import { checkNormaliseInputs } from '../reference/shared.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
-import { nativeQuantizer } from './caller-thread.js';
+import { matchSharedLayer, nativeQuantizer, shareLayer } from './caller-thread.js';
 import { alignedBytes, Int8TemplateCache, int8Supports, quantizeQueryInt8, type MapQuantizer } from './int8.js';
 
 export { NATIVE_VARIANTS, type NativeVariant } from './binding.js';
-export { matchSharedLayer, shareLayer, type SharedLayer } from './caller-thread.js';
+export type { SharedLayer } from '../contract.js';
 export {
   Int8TemplateCache,
   matchLayerInt8Reference,
@@ -53,11 +55,12 @@ export interface FastBackend extends KernelBackend {
   readonly precision: MatchPrecision;
   /** Per-pixel Gram matrices for PTS (the contract's pixelGram capability); same result as ../reference/gram.ts within float32 rounding. */
   pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void>;
-  /**
-   * l2NormalisePixels (src/backbone/backbone.ts) in native code, same
-   * signature and bit-identical results; undefined when the addon predates it.
-   */
-  readonly l2NormalisePixels?: (src: Float32Array, channels: number, height: number, width: number, offset?: number) => Float32Array;
+  /** l2NormalisePixels (src/backbone/backbone.ts) in native code (native/pixel_norm.c), bit-identical results */
+  readonly l2NormalisePixels: PixelNormaliser;
+  /** shared-memory matching (the contract's capability), int8-quantised where matchLayer matches in int8 */
+  shareLayer(stack: FeatureStack, options: MatchOptions): SharedLayer;
+  /** matchLayerHere / matchLayerInt8Here: synchronous, single-threaded, on the calling thread */
+  matchSharedLayer(layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult;
 }
 
 export type { MatchPrecision } from '../contract.js';
@@ -72,8 +75,8 @@ export interface FastBackendOptions {
 function choosePrecision(binding: NativeBinding, requested: string | undefined, source: string): MatchPrecision {
   if (requested === undefined || requested === '' || requested === 'float') return 'float';
   if (requested !== 'int8') throw new HetmmError('E_ARGUMENT', `Expected float or int8 for ${source} but received "${requested}"`);
-  if (binding.info().int8 !== true || binding.matchLayerInt8 === undefined) {
-    throw new HetmmError('E_BACKEND', `int8 matching (${source}) needs a CPU with AVX-512 VNNI and a current build of the addon`);
+  if (binding.info().int8 !== true) {
+    throw new HetmmError('E_BACKEND', `int8 matching (${source}) needs a CPU with AVX-512 VNNI`);
   }
   return 'int8';
 }
@@ -119,9 +122,8 @@ async function callNative(what: string, run: () => Promise<void>): Promise<void>
 
 function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: MatchPrecision): FastBackend {
   const info = binding.info();
-  const quantize: MapQuantizer | undefined = nativeQuantizer(binding);
-  const offsetOf = binding.alignmentOffset?.bind(binding);
-  const allocate = offsetOf === undefined ? undefined : alignedBytes(offsetOf);
+  const quantize: MapQuantizer = nativeQuantizer(binding);
+  const allocate = alignedBytes((array) => binding.alignmentOffset(array));
   const int8Cache = new Int8TemplateCache(quantize, allocate);
   return {
     name: 'fast',
@@ -137,7 +139,7 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
       const [n, c, h, w] = templates.shape;
       const forward = new Float32Array(h * w);
       const backward = new Float32Array(h * w);
-      if (precision === 'int8' && binding.matchLayerInt8 !== undefined && int8Supports(w, options)) {
+      if (precision === 'int8' && int8Supports(w, options)) {
         const q8 = quantizeQueryInt8(query, quantize, allocate);
         const t8 = int8Cache.get(templates);
         const matchInt8 = binding.matchLayerInt8.bind(binding);
@@ -173,21 +175,16 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
       await callNative('pixelGram', () => binding.pixelGram(variant, stack.data, n, c, h, w, p0, p1, out));
     },
 
-    l2NormalisePixels: nativeL2Normaliser(binding),
-  };
-}
+    l2NormalisePixels: (src, channels, height, width, offset = 0) => {
+      const size = checkNormaliseInputs(src, channels, height, width, offset);
+      const out = new Float32Array(size);
+      binding.l2NormalizePixels(src, offset, channels, height * width, out);
+      return out;
+    },
 
-function nativeL2Normaliser(binding: NativeBinding): FastBackend['l2NormalisePixels'] {
-  const native = binding.l2NormalizePixels?.bind(binding);
-  if (native === undefined) return undefined;
-  return (src, channels, height, width, offset = 0) => {
-    const size = channels * height * width;
-    if (!(src instanceof Float32Array) || !Number.isInteger(offset) || offset < 0 || offset + size > src.length || size <= 0) {
-      throw new HetmmError('E_ARGUMENT', `l2NormalisePixels: a [${channels}, ${height}, ${width}] map at offset ${offset} does not fit the source`);
-    }
-    const out = new Float32Array(size);
-    native(src, offset, channels, height * width, out);
-    return out;
+    shareLayer: (stack, options) => shareLayer(binding, variant, precision, stack, options),
+
+    matchSharedLayer: (layer, query, options) => matchSharedLayer(binding, variant, layer, query, options),
   };
 }
 

@@ -17,7 +17,9 @@
  * docs/PERFORMANCE.md and bounded in test/conformance.test.ts).
  */
 import { HetmmError } from '../../errors.js';
-import type { FeatureStack, MatchOptions, MatchResult, QueryMap } from '../contract.js';
+import type { FeatureStack, Int8Templates, MatchOptions, MatchResult, QueryMap } from '../contract.js';
+
+export type { Int8Templates } from '../contract.js';
 import { float16ArrayToFloat32 } from '../../store/float16.js';
 
 export interface Int8Query {
@@ -25,20 +27,6 @@ export interface Int8Query {
   readonly data: Uint8Array;
   /** [H*W] */
   readonly scale: Float32Array;
-  readonly groups: number;
-  readonly height: number;
-  readonly width: number;
-}
-
-export interface Int8Templates {
-  /** packed s8 words, [N][G][H][W][4] (N may exceed `count`: capacity) */
-  readonly data: Int8Array;
-  /** [N][H*W] */
-  readonly scale: Float32Array;
-  /** [N][H*W]: sum of the pixel's int8 values */
-  readonly sum: Int32Array;
-  /** templates quantised so far */
-  readonly count: number;
   readonly groups: number;
   readonly height: number;
   readonly width: number;

@@ -1,6 +1,9 @@
 /** The reference backend: the semantics every other backend is tested against. */
+import { l2NormalisePixels } from '../../backbone/backbone.js';
+import { HetmmError } from '../../errors.js';
 import type { KernelBackend } from '../contract.js';
 import { matchLayerReference } from './match.js';
+import { checkNormaliseInputs, shareFloatLayer } from './shared.js';
 
 export {
   backwardMatchPerTemplate,
@@ -20,5 +23,17 @@ export const referenceBackend: KernelBackend = {
     } catch (e) {
       return Promise.reject(e);
     }
+  },
+
+  l2NormalisePixels: (src, channels, height, width, offset = 0) => {
+    checkNormaliseInputs(src, channels, height, width, offset);
+    return l2NormalisePixels(src, channels, height, width, offset);
+  },
+
+  shareLayer: (stack) => shareFloatLayer(stack),
+
+  matchSharedLayer: (layer, query, options) => {
+    if (layer.kind !== 'float') throw new HetmmError('E_BACKEND', 'the reference backend matches in float only, and this layer was shared int8-quantised');
+    return matchLayerReference(query, layer.stack, options);
   },
 };
