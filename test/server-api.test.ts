@@ -184,7 +184,7 @@ describe('server API', () => {
     const r = await addNormal(server.base, 'bottle', good, 'good-000.png');
     assert.equal(r.status, 200);
     const added = (await r.json()) as { added: number; templates: number; version: number };
-    assert.deepEqual(added, { line: 'bottle', added: 1, templates: before.templates + 1, version: before.version + 1 } as typeof added);
+    assert.deepEqual(added, { line: 'bottle', added: 1, duplicates: 0, templates: before.templates + 1, version: before.version + 1 } as typeof added);
     const onDisk = await TemplateStore.load(storeFile);
     assert.equal(onDisk.count, added.templates);
     assert.equal(storeVersion(onDisk), added.version);

@@ -120,7 +120,7 @@ describe('kill -9 during hot updates, then restart', () => {
       const exited = new Promise<void>((resolve) => serve.child.once('exit', () => resolve()));
       const info = (await (await fetch(`${serve.base}/v1/lines/crash`)).json()) as { templates: number; version: number };
       const onDisk = await TemplateStore.load(storeFile);
-      assert.deepEqual([info.templates, info.version], [onDisk.count, storeVersion(onDisk)], 'the restarted server serves the store on disk');
+      assert.deepEqual([info.templates, info.version], [onDisk.count, storeVersion(onDisk)], `the restarted server serves the store on disk: ${JSON.stringify(info).slice(0, 300)}`);
       // two writers at once, each waiting for its answer before its next image
       let stop = false;
       let killed = false;

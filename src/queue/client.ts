@@ -8,7 +8,7 @@
  * E_UNAVAILABLE (HTTP 503) and the next call after Redis returns succeeds;
  * nothing queues up in this process meanwhile.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { HetmmError, type HetmmErrorCode } from '../errors.js';
@@ -19,6 +19,7 @@ import {
   type JobData,
   type MapName,
   type MapsOption,
+  type NormalsJobData,
   type NormalsJobResult,
   type PredictJobData,
   type PredictJobResult,
@@ -36,6 +37,20 @@ export interface QueueClientOptions {
 export interface QueuedImage {
   readonly bytes: Buffer;
   readonly name: string;
+  /** a stable id for a hot update (NormalsJobData.ids) */
+  readonly id?: string;
+}
+
+export interface QueuedUpdateOptions {
+  readonly timeoutMs?: number;
+  /**
+   * The hot update's id (`key:...`, from hotUpdateId): its job id derives
+   * from it, so a retry with the same id joins the job still running or
+   * answers the finished one, and the worker records it with the images.
+   */
+  readonly update?: string;
+  /** the decoder pixel limit the worker applies */
+  readonly maxPixels?: number;
 }
 
 export interface QueuedPredictOptions {
@@ -45,6 +60,8 @@ export interface QueuedPredictOptions {
   /** at least this store version (default: the line's version now: read-your-writes) */
   readonly minVersion?: number;
   readonly timeoutMs?: number;
+  /** the decoder pixel limit the worker applies (the API node's --max-pixels) */
+  readonly maxPixels?: number;
 }
 
 export interface QueuedPrediction extends Omit<PredictJobResult, 'maps' | 'kind' | 'enqueuedAt' | 'startedAt'> {
@@ -144,13 +161,28 @@ export class QueueClient {
    * the line's cluster-wide lock, writes the store file and announces the
    * new version. Answers once the file holds it.
    */
-  async addNormals(line: string, images: readonly QueuedImage[], options: { timeoutMs?: number } = {}): Promise<NormalsJobResult> {
+  async addNormals(line: string, images: readonly QueuedImage[], options: QueuedUpdateOptions = {}): Promise<NormalsJobResult> {
     if (images.length === 0) throw new HetmmError('E_NO_IMAGES', 'no images to add: send one or more normal images');
     await this.version(line); // unknown lines fail here, not in a worker
-    const id = `${line}.${randomUUID()}`;
+    const keyed = options.update !== undefined;
+    const id = keyed ? `${line}.u-${createHash('sha256').update(options.update!).digest('hex').slice(0, 40)}` : `${line}.${randomUUID()}`;
     const refs: ImageRef[] = [];
     for (const image of images) refs.push(await this.#imageRef(image.bytes));
-    return (await this.#run(line, id, { kind: 'normals', line, images: refs, names: images.map((i) => i.name) }, options.timeoutMs)) as NormalsJobResult;
+    const data: NormalsJobData = {
+      kind: 'normals',
+      line,
+      images: refs,
+      names: images.map((i) => i.name),
+      update: options.update ?? `job:${id}`,
+      ...(images.some((i) => i.id !== undefined) ? { ids: images.map((image, i) => image.id ?? `${options.update ?? `job:${id}`}/${i}`) } : {}),
+      ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
+    };
+    if (keyed) {
+      // A retry of a job that failed for good runs again (its ids make it harmless); a waiting, running or done one is joined.
+      const previous = await this.#call(() => this.#queue(line).getJobState(id));
+      if (previous === 'failed') await this.#call(() => this.#queue(line).remove(id));
+    }
+    return (await this.#run(line, id, data, options.timeoutMs, keyed)) as NormalsJobResult;
   }
 
   /** Sets the line's deployment threshold (a new store version, like a hot update). */
@@ -279,6 +311,7 @@ export class QueueClient {
       name: image.name,
       maps: options.maps ?? 'none',
       ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+      ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
     };
     return { id: `${line}.${randomUUID()}`, data };
   }
@@ -288,10 +321,22 @@ export class QueueClient {
    * its completion event cannot be missed (changes may wait for the line's
    * lock: at least a minute by default).
    */
-  async #run(line: string, id: string, data: JobData, timeoutMs?: number): Promise<unknown> {
+  async #run(line: string, id: string, data: JobData, timeoutMs?: number, mayExist = false): Promise<unknown> {
     const result = this.#waitFor(line, id, timeoutMs ?? Math.max(this.settings.syncTimeoutMs, 60_000));
     try {
       await this.#add(line, id, data);
+      if (mayExist) {
+        // BullMQ keeps an existing job of that id (a retry): one already finished sends no event again
+        const s = await this.job(id);
+        const w = this.#waiters.get(id);
+        if (w !== undefined && s.state === 'completed') {
+          this.#waiters.delete(id);
+          w.resolve({ ...s.result, repeated: true });
+        } else if (w !== undefined && s.state === 'failed') {
+          this.#waiters.delete(id);
+          w.reject(new HetmmError(s.error!.code as HetmmErrorCode, s.error!.message));
+        }
+      }
     } catch (e) {
       this.#forget(id);
       throw e;

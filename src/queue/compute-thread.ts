@@ -13,6 +13,7 @@ import { HetmmError } from '../errors.js';
 import { describeLine, metaWithThreshold, renderMaps, storeVersion } from '../fit/line-state.js';
 import { watchStoreFile } from '../store/file-watch.js';
 import { TemplateStore, type StoreAppendItem } from '../store/index.js';
+import { loadImage, type LoadedImage } from '../image/index.js';
 import { answerRequests } from '../threads/index.js';
 import type { ComputeRequest, LineDescription } from './compute.js';
 
@@ -77,6 +78,19 @@ function describe(detector: Detector): LineDescription {
   return describeLine(detector, detector.store.count, storedThreshold(detector.store.meta, detector.preset.name));
 }
 
+/** The reply of every operation that changes or reads a line's store: its count, version, description, chain and fencing token. */
+function versioned(detector: Detector): { count: number; version: number; info: LineDescription; chain: unknown; fence: number } {
+  const store = detector.store;
+  return { count: store.count, version: storeVersion(store), info: describe(detector), chain: store.chain(), fence: store.fence };
+}
+
+/** Decodes an image under the job's pixel limit (the API node's --max-pixels; else the detector's own, the library default). */
+function decode(detector: Detector, bytes: Uint8Array, maxPixels: number | undefined): Promise<LoadedImage> | Buffer {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (maxPixels === undefined) return buffer;
+  return loadImage(buffer, { size: detector.backbone.identity.inputSize, maxPixels });
+}
+
 async function handle(request: ComputeRequest): Promise<unknown> {
   switch (request.op) {
     case 'init':
@@ -92,20 +106,19 @@ async function handle(request: ComputeRequest): Promise<unknown> {
         else dropLine(request.line);
       }
       if (!lines.has(request.line)) lines.set(request.line, await openLine(request.line, request.path));
-      const l = line(request.line);
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
+      return versioned(line(request.line).detector);
     }
     case 'refresh': {
       const l = line(request.line);
       await change(l, () => l.detector.store.refresh(l.path));
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
+      return versioned(l.detector);
     }
     case 'setMeta': {
       const l = line(request.line);
       await change(l, async () => {
         l.detector.store.meta = { ...request.meta };
       });
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), info: describe(l.detector) };
+      return versioned(l.detector);
     }
     case 'setThreshold': {
       // the rule every serving process applies (../fit/line-state.ts)
@@ -121,7 +134,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
           throw e;
         }
       });
-      return { count: store.count, version: storeVersion(store), meta: store.meta, info: describe(l.detector) };
+      return { ...versioned(l.detector), meta: store.meta };
     }
     case 'predict': {
       const l = line(request.line);
@@ -130,7 +143,7 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const snapshot = l.detector.store.snapshot();
       const version = snapshot.count + storeVersion(l.detector.store) - l.detector.store.count;
       const pinned = { snapshot, threshold: threshold?.value };
-      const p = await l.detector.predict(Buffer.from(request.image.buffer, request.image.byteOffset, request.image.byteLength), pinned);
+      const p = await l.detector.predict(await decode(l.detector, request.image, request.maxPixels), pinned);
       const t0 = performance.now();
       const maps = await renderMaps(p, request.maps, threshold);
       return {
@@ -148,14 +161,13 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       const l = line(request.line);
       const items: StoreAppendItem[] = [];
       // every image is decoded and embedded before anything is written: one bad image adds nothing
+      const { ids, update, fence, maxPixels } = request.append;
       for (let i = 0; i < request.images.length; i++) {
-        const image = request.images[i]!;
-        const { features } = await l.detector.features(Buffer.from(image.buffer, image.byteOffset, image.byteLength));
-        items.push({ features, file: request.names[i] ?? `<normal ${i}>` });
+        const { features } = await l.detector.features(await decode(l.detector, request.images[i]!, maxPixels));
+        items.push({ features, file: request.names[i] ?? `<normal ${i}>`, ...(ids[i] === undefined ? {} : { id: ids[i] }) });
       }
-      const before = l.detector.store.count;
-      await change(l, () => l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose } }));
-      return { count: l.detector.store.count, version: storeVersion(l.detector.store), merged: l.detector.store.count - before - items.length, info: describe(l.detector) };
+      const r = await change(l, () => l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose }, update, fence }));
+      return { ...versioned(l.detector), merged: r.merged, appended: r.appended, duplicates: r.duplicates };
     }
     case 'dispose':
       for (const name of [...lines.keys()]) dropLine(name);

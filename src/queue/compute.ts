@@ -1,6 +1,7 @@
 /** The worker's side of its compute thread (./compute-thread.ts): one promise per request. */
 import type { DetectorOptions } from '../detector/detector.js';
 import type { LineDescription } from '../fit/line-state.js';
+import type { StoreChain } from '../store/template-store.js';
 import { WorkerThread } from '../threads/index.js';
 import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
 
@@ -10,8 +11,8 @@ type Op =
   | { op: 'refresh'; line: string }
   | { op: 'setMeta'; line: string; meta: Record<string, unknown> }
   | { op: 'setThreshold'; line: string; value: number; purpose: string }
-  | { op: 'predict'; line: string; image: Uint8Array; maps: MapsOption }
-  | { op: 'append'; line: string; images: Uint8Array[]; names: readonly string[]; purpose: string }
+  | { op: 'predict'; line: string; image: Uint8Array; maps: MapsOption; maxPixels?: number }
+  | { op: 'append'; line: string; images: Uint8Array[]; names: readonly string[]; append: AppendIdentity; purpose: string }
   | { op: 'dispose' };
 
 export type ComputeRequest = Op;
@@ -19,11 +20,21 @@ export type ComputeRequest = Op;
 /** A line as /v1/lines/{line} shows it, less name and version (which the cluster owns). */
 export type { LineDescription };
 
-/** A line's copy after an operation: templates, store version (templates + revision), description. */
+/** What makes a hot update idempotent and fenced (TemplateStore.appendToFile's item ids, update and fence). */
+export interface AppendIdentity {
+  readonly ids: readonly string[];
+  readonly update: string;
+  readonly fence: number;
+  readonly maxPixels?: number;
+}
+
+/** A line's copy after an operation: templates, store version (templates + revision), description, place in its lineage, fencing token. */
 export interface Versioned {
   readonly count: number;
   readonly version: number;
   readonly info: LineDescription;
+  readonly chain: StoreChain;
+  readonly fence: number;
 }
 
 export interface ComputedPrediction extends PredictionFigures {
@@ -58,14 +69,14 @@ export class ComputeThread {
   setThreshold(line: string, value: number, purpose: string): Promise<Versioned & { meta: Record<string, unknown> }> {
     return this.#call({ op: 'setThreshold', line, value, purpose });
   }
-  predict(line: string, image: Buffer, maps: MapsOption): Promise<ComputedPrediction> {
+  predict(line: string, image: Buffer, maps: MapsOption, maxPixels?: number): Promise<ComputedPrediction> {
     const copy = new Uint8Array(image); // transferred, so the caller's buffer stays usable
-    return this.#call({ op: 'predict', line, image: copy, maps }, [copy.buffer as ArrayBuffer]);
+    return this.#call({ op: 'predict', line, image: copy, maps, ...(maxPixels === undefined ? {} : { maxPixels }) }, [copy.buffer as ArrayBuffer]);
   }
-  /** Embeds the images and appends them to the line's store file as one durable record. */
-  append(line: string, images: readonly Buffer[], names: readonly string[], purpose: string): Promise<Versioned & { merged: number }> {
+  /** Embeds the images and appends those whose id the store does not hold to the line's store file, as one durable record. */
+  append(line: string, images: readonly Buffer[], names: readonly string[], append: AppendIdentity, purpose: string): Promise<Versioned & { merged: number; appended: number; duplicates: number }> {
     const copies = images.map((b) => new Uint8Array(b));
-    return this.#call({ op: 'append', line, images: copies, names, purpose }, copies.map((c) => c.buffer as ArrayBuffer));
+    return this.#call({ op: 'append', line, images: copies, names, append, purpose }, copies.map((c) => c.buffer as ArrayBuffer));
   }
   async close(): Promise<void> {
     await this.#call({ op: 'dispose' }).catch(() => undefined);

@@ -11,9 +11,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { HetmmError } from '../errors.js';
+import { DEFAULT_MAX_PIXELS } from '../image/index.js';
 import { ServerError } from '../server/errors.js';
 import type {
+  BrokenLine,
   ExecutorEvent,
+  HotUpdateOptions,
   HotUpdateOutcome,
   ImageUpload,
   InspectionExecutor,
@@ -22,6 +25,7 @@ import type {
   PredictOutcome,
   PredictRequest,
 } from '../server/executor.js';
+import { hotUpdateId } from '../server/update-id.js';
 import type { BlobStore } from './blob-store.js';
 import type { NormalsJobResult, PredictJobResult, ThresholdJobResult } from './protocol.js';
 import { QueueClient } from './client.js';
@@ -34,6 +38,8 @@ export interface QueueExecutorOptions {
   readonly settings?: Partial<QueueSettings>;
   /** jobs waiting per line before predictions answer 429; default 64 */
   readonly queueLimit?: number;
+  /** the decoder pixel limit per image (`serve --max-pixels`), carried by every job and applied by the workers; default the library's */
+  readonly maxPixels?: number;
 }
 
 export class QueueExecutor implements InspectionExecutor {
@@ -41,6 +47,7 @@ export class QueueExecutor implements InspectionExecutor {
   readonly client: QueueClient;
   readonly #events = new EventEmitter();
   readonly #queueLimit: number;
+  readonly #maxPixels: number;
   readonly #watched = new Set<string>();
   #status: ClusterStatus | undefined;
   #reachable = false;
@@ -50,6 +57,7 @@ export class QueueExecutor implements InspectionExecutor {
   private constructor(client: QueueClient, options: QueueExecutorOptions) {
     this.client = client;
     this.#queueLimit = options.queueLimit ?? 64;
+    this.#maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
     this.#events.setMaxListeners(0);
   }
 
@@ -98,6 +106,7 @@ export class QueueExecutor implements InspectionExecutor {
     return this.client
       .submitPredict(request.line, request.image, {
         maps: request.maps,
+        maxPixels: this.#maxPixels,
         ...(request.id === undefined ? {} : { requestId: request.id }),
         ...(request.minVersion === undefined ? {} : { minVersion: request.minVersion }),
       })
@@ -151,6 +160,7 @@ export class QueueExecutor implements InspectionExecutor {
     }
     const work = this.client.predict(request.line, request.image, {
       maps: request.maps,
+      maxPixels: this.#maxPixels,
       ...(request.id === undefined ? {} : { requestId: request.id }),
       ...(request.minVersion === undefined ? {} : { minVersion: request.minVersion }),
     });
@@ -168,12 +178,23 @@ export class QueueExecutor implements InspectionExecutor {
     };
   }
 
-  async addNormals(line: string, images: readonly ImageUpload[], options: { signal?: AbortSignal } = {}): Promise<HotUpdateOutcome> {
+  async addNormals(line: string, images: readonly ImageUpload[], options: HotUpdateOptions = {}): Promise<HotUpdateOutcome> {
     this.#refuseWhenClosing();
     this.lineInfo(line);
-    const r = await abortable(this.client.addNormals(line, images).catch(serverError), options.signal);
+    // Without a client key the job's id names the update: a retry of the job (its worker died) adds nothing twice.
+    const update = options.key === undefined ? {} : { update: hotUpdateId(options.key) };
+    const r = await abortable(this.client.addNormals(line, images, { ...update, maxPixels: this.#maxPixels }).catch(serverError), options.signal);
     await this.refresh();
-    return { line, added: r.added, templates: r.templates, version: r.version };
+    return { line, added: r.added, duplicates: r.duplicates, templates: r.templates, version: r.version, ...(r.repeated === true ? { repeated: true } : {}) };
+  }
+
+  /** Lines some worker cannot serve: its store failed to load, or the cluster refuses it (another lineage, off the chain). */
+  brokenLines(): BrokenLine[] {
+    return (this.#status?.workers ?? []).flatMap((w) =>
+      Object.entries(w.lines)
+        .filter(([, l]) => l.state === 'failed' || l.state === 'refused')
+        .map(([line, l]) => ({ line, state: l.state as 'failed' | 'refused', reason: l.error ?? l.state, worker: w.id })),
+    );
   }
 
   async setThreshold(line: string, value: number): Promise<LineInfo> {

@@ -22,6 +22,8 @@ export interface PredictJobData {
   readonly requestId?: string;
   /** which maps to render into the blob store: none, PNG heat map (+ mask), or the raw anomaly map as .npy */
   readonly maps: MapsOption;
+  /** the API node's decoder pixel limit (`serve --max-pixels`), applied by the worker */
+  readonly maxPixels?: number;
 }
 
 export interface NormalsJobData {
@@ -29,6 +31,11 @@ export interface NormalsJobData {
   readonly line: string;
   readonly images: readonly ImageRef[];
   readonly names: readonly string[];
+  /** the update's id, recorded in the append record: the client's idempotency key (`key:...`), else `job:<job id>` */
+  readonly update?: string;
+  /** one id per image (`image:<sha256>` for a prediction marked as normal); default `<update>/<index>` */
+  readonly ids?: readonly string[];
+  readonly maxPixels?: number;
 }
 
 export interface ThresholdJobData {
@@ -83,6 +90,10 @@ export interface ThresholdJobResult {
 export interface NormalsJobResult {
   readonly kind: 'normals';
   readonly added: number;
+  /** images the store already held (a repeated update): not added again */
+  readonly duplicates: number;
+  /** set by the client: this answer is the earlier job's of the same update id (a retry); this call changed nothing */
+  readonly repeated?: boolean;
   readonly templates: number;
   readonly version: number;
   readonly worker: string;

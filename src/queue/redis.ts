@@ -116,6 +116,14 @@ export class QueueKeys {
   lock(line: string): string {
     return `${this.prefix}:line:${line}:lock`;
   }
+  /** the lock's fencing counter: each acquisition gets a higher token, recorded with the append it makes */
+  fence(line: string): string {
+    return `${this.prefix}:line:${line}:fence`;
+  }
+  /** the line's lineage: JSON {lineage, base, baseCount, tip: [count, head]} (TemplateStore.chain) of the shared store */
+  lineage(line: string): string {
+    return `${this.prefix}:line:${line}:lineage`;
+  }
   /** lines any worker has registered */
   lines(): string {
     return `${this.prefix}:lines`;

@@ -72,7 +72,13 @@ export async function clusterMetrics(client: QueueClient, status?: ClusterStatus
     s.workers.flatMap((w) => Object.entries(w.lines).map(([line, l]) => [{ worker: w.id, line }, f(l)] as [Record<string, string>, number]));
   metric('hetmm_worker_store_version', 'gauge', "a worker's store version per line", perWorkerLine((l) => l.version));
   metric('hetmm_worker_templates', 'gauge', "a worker's template count per line", perWorkerLine((l) => l.templates));
-  metric('hetmm_worker_line_ready', 'gauge', '1 when the worker serves the line, 0 when its store failed to load', perWorkerLine((l) => (l.state === 'ready' ? 1 : 0)));
+  metric('hetmm_worker_line_ready', 'gauge', '1 when the worker serves the line, 0 when its store failed to load or was refused', perWorkerLine((l) => (l.state === 'ready' ? 1 : 0)));
+  metric(
+    'hetmm_worker_line_refused',
+    'gauge',
+    "1 when the cluster refuses the worker's store for the line (another lineage or base, or off the version chain)",
+    perWorkerLine((l) => (l.state === 'refused' ? 1 : 0)),
+  );
   const perWorker = (f: (w: WorkerStatus) => number): Array<[Record<string, string>, number]> => s.workers.map((w) => [{ worker: w.id }, f(w)]);
   metric('hetmm_worker_jobs_processed_total', 'counter', 'jobs completed', perWorker((w) => w.processed));
   metric('hetmm_worker_jobs_failed_total', 'counter', 'jobs failed', perWorker((w) => w.failed));

@@ -19,8 +19,9 @@ import type { Redis } from 'ioredis';
 import type { DetectorOptions } from '../detector/detector.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
-import { ComputeThread, type LineDescription } from './compute.js';
-import { acquireLock } from './lock.js';
+import type { StoreChain } from '../store/template-store.js';
+import { ComputeThread, type LineDescription, type Versioned } from './compute.js';
+import { acquireLock, type HeldLock } from './lock.js';
 import {
   encodeMaps,
   updateFromFields,
@@ -60,7 +61,8 @@ export interface QueueWorkerOptions {
 const INPUT_ERRORS = new Set(['E_ARGUMENT', 'E_IMAGE_READ', 'E_IMAGE_DECODE', 'E_IMAGE_TOO_LARGE', 'E_IMAGE_TOO_SMALL', 'E_NO_IMAGES', 'E_STORE_MISMATCH']);
 
 export interface LineStatus {
-  readonly state: 'loading' | 'ready' | 'failed';
+  /** 'refused': the store loaded but is not the cluster's (another lineage or base, or off the version chain) */
+  readonly state: 'loading' | 'ready' | 'failed' | 'refused';
   readonly version: number;
   readonly templates: number;
   readonly error?: string;
@@ -88,6 +90,29 @@ export interface WorkerStatus {
   readonly updatedAt: number;
 }
 
+/** The line's lineage as Redis records it (QueueKeys.lineage): a StoreChain's identity and its latest head. */
+interface LineageRecord {
+  readonly lineage: string;
+  readonly base: string;
+  readonly baseCount: number;
+  readonly tip: readonly [number, string];
+}
+
+function lineageRecord(chain: StoreChain): LineageRecord {
+  const [count, head] = chain.heads[chain.heads.length - 1]!;
+  return { lineage: chain.lineage, base: chain.base, baseCount: chain.baseCount, tip: [count, head] };
+}
+
+/** #announce: version, lineage and stream entry, only while the lock is the caller's (KEYS: lock, version, updates, lineage). */
+const ANNOUNCE = `if redis.call('get', KEYS[1]) ~= ARGV[1] then return false end
+redis.call('set', KEYS[2], ARGV[2])
+redis.call('set', KEYS[4], ARGV[4])
+return redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5))`;
+
+function lostLock(line: string, lock: HeldLock): HetmmError {
+  return new HetmmError('E_STORE_LOCKED', `line ${line}: this worker lost the line's lock (fencing token ${lock.fence}; paused past the lock's time to live?): nothing announced, the job is retried`);
+}
+
 class SerialQueue {
   #tail: Promise<unknown> = Promise.resolve();
   run<T>(task: () => Promise<T>): Promise<T> {
@@ -106,6 +131,10 @@ class LineRuntime {
   version = 0;
   /** last stream entry applied (or skipped as already contained) */
   lastId = '0';
+  /** the highest fencing token the compute thread's store records */
+  fence = 0;
+  /** why the cluster refuses this worker's store, when it does */
+  refusal?: string;
   bull?: Worker;
   readonly serial = new SerialQueue();
   constructor(readonly name: string, readonly storePath: string) {}
@@ -160,7 +189,7 @@ export class QueueWorker {
         this.#log(`line ${line.name}: ${line.templates} templates, version ${line.version}`);
       } catch (e) {
         // Take no jobs for a line we cannot serve; say why in status/readiness.
-        line.state = 'failed';
+        line.state = line.refusal === undefined ? 'failed' : 'refused';
         line.error = e instanceof Error ? e.message : String(e);
         this.#log(`line ${line.name}: cannot load: ${line.error}`);
         continue;
@@ -233,8 +262,11 @@ export class QueueWorker {
    * the line is refused rather than served from it.
    */
   async #load(line: LineRuntime): Promise<void> {
-    const { count, version, info } = await this.#compute!.load(line.name, line.storePath);
-    [line.templates, line.version, line.info] = [count, version, info];
+    const loaded = await this.#compute!.load(line.name, line.storePath);
+    const { version } = loaded;
+    this.#noteCopy(line, loaded);
+    line.version = version;
+    await this.#checkLineage(line, loaded.chain);
     const redis = this.#redis!;
     // The first worker to see the line (or a Redis that lost its data) publishes the file's version.
     await redis.set(this.keys.version(line.name), String(version), 'NX');
@@ -246,6 +278,57 @@ export class QueueWorker {
           `(after a deliberate replacement: redis-cli DEL ${this.keys.version(line.name)}, then restart the workers)`,
       );
     }
+  }
+
+  /**
+   * Store identity (docs/SCALING.md): the first worker to load a line
+   * records its lineage in Redis (lineage, base checksum, and the chain head
+   * at the latest announced template count); writers move the head with
+   * every announcement. A store of another lineage or base, or whose head
+   * at that count differs (a private copy that took other appends), or
+   * with records beyond it that no cluster writer made (no fencing token
+   * Redis issued), is refused: serving it would answer from other
+   * templates, and its hot updates would go to a file the cluster does not
+   * read. Records beyond the tip with cluster tokens are a writer's that
+   * died before announcing: accepted (the next writer announces them).
+   */
+  async #checkLineage(line: LineRuntime, chain: StoreChain): Promise<void> {
+    const redis = this.#redis!;
+    const key = this.keys.lineage(line.name);
+    await redis.set(key, JSON.stringify(lineageRecord(chain)), 'NX');
+    const raw = await redis.get(key);
+    const recorded = raw === null ? undefined : (JSON.parse(raw) as LineageRecord);
+    if (recorded === undefined) return;
+    const reset = `(after a deliberate replacement of the line's store: redis-cli DEL ${key} ${this.keys.version(line.name)}, then restart the workers)`;
+    let refusal: string | undefined;
+    if (recorded.lineage !== chain.lineage) refusal = `the store's lineage ${chain.lineage} is not the cluster's ${recorded.lineage} (another fit)`;
+    else if (recorded.base !== chain.base) refusal = `the store's base section (sha256 ${chain.base.slice(0, 12)}) is not the cluster's (${recorded.base.slice(0, 12)})`;
+    else {
+      const [count, head] = recorded.tip;
+      const at = chain.heads.findIndex(([n]) => n === count);
+      const last = chain.heads[chain.heads.length - 1]![0];
+      if (at < 0 || chain.heads[at]![1] !== head) {
+        refusal = last < count ? `the store holds ${last} templates, the cluster's ${count}: behind it` : `the store's templates differ from the cluster's at ${count} templates (a copy that took other appends)`;
+      } else if (at < chain.heads.length - 1) {
+        // Ahead of the announced tip: fine when a cluster writer made those records (it died before announcing), not otherwise.
+        const issued = Number((await redis.get(this.keys.fence(line.name))) ?? 0);
+        const foreign = chain.heads.slice(at + 1).filter(([, , fence]) => fence === 0 || fence > issued);
+        if (foreign.length > 0) {
+          refusal = `the store holds ${last - count} templates beyond the cluster's ${count}, appended outside the cluster (a copy that took \`hetmm add\`?; hot updates go through the API)`;
+        }
+      }
+    }
+    if (refusal === undefined) {
+      line.refusal = undefined;
+      return;
+    }
+    line.refusal = `refused: ${refusal} ${reset}`;
+    throw new HetmmError('E_STORE_MISMATCH', `line ${line.name}: ${line.refusal}`);
+  }
+
+  /** What the compute thread's copy of the line holds now (templates, description, fencing token). */
+  #noteCopy(line: LineRuntime, r: Versioned): void {
+    [line.templates, line.info, line.fence] = [r.count, r.info, r.fence];
   }
 
   #consume(line: LineRuntime): Worker {
@@ -272,7 +355,7 @@ export class QueueWorker {
       const data = job.data;
       const result =
         data.kind === 'normals'
-          ? await this.#addNormals(line, data)
+          ? await this.#addNormals(line, data, job.id!)
           : data.kind === 'threshold'
             ? await this.#setThreshold(line, data)
             : await this.#predict(line, job.id!, data, { enqueuedAt: job.timestamp, startedAt: started });
@@ -304,7 +387,7 @@ export class QueueWorker {
     // Read-your-writes: never answer from a store older than the job needs.
     if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
     const image = await this.#image(data.image);
-    const prediction = await this.#compute!.predict(line.name, image, data.maps);
+    const prediction = await this.#compute!.predict(line.name, image, data.maps, data.maxPixels);
     let maps: PredictJobResult['maps'];
     if (Object.keys(prediction.maps).length > 0) {
       const rendered = Object.fromEntries(Object.entries(prediction.maps).map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
@@ -340,26 +423,43 @@ export class QueueWorker {
    * version v+1. The file is written before the announcement, so a worker
    * that reads the file never misses an announced update.
    */
-  async #addNormals(line: LineRuntime, data: NormalsJobData): Promise<NormalsJobResult> {
-    const redis = this.#redis!;
-    const lock = await acquireLock(redis, this.keys.lock(line.name), { ttlMs: 30_000, holder: this.id });
+  async #addNormals(line: LineRuntime, data: NormalsJobData, jobId: string): Promise<NormalsJobResult> {
+    const lock = await this.#lineLock(line);
     try {
       return await line.serial.run(async () => {
         await this.#applyAnnounced(line);
         const images: Buffer[] = [];
         for (const ref of data.images) images.push(await this.#image(ref));
-        const { count, version, merged, info } = await this.#compute!.append(line.name, images, data.names, `hetmm worker ${this.id}`);
-        [line.templates, line.info] = [count, info];
-        if (!lock.held) this.#log(`line ${line.name}: the store lock expired during the update (Redis unreachable?)`);
-        line.lastId = await this.#announce(line.name, { version, kind: 'append', files: data.names, templates: count });
-        line.version = version;
-        this.#log(`line ${line.name}: +${images.length} templates -> ${count} (${merged} merged from the file), version ${version}`);
+        // A retried job (its first worker died after appending) carries the same ids: the store adds nothing twice.
+        const update = data.update ?? `job:${jobId}`;
+        const ids = data.images.map((_, i) => data.ids?.[i] ?? `${update}/${i}`);
+        const identity = { ids, update, fence: lock.fence, ...(data.maxPixels === undefined ? {} : { maxPixels: data.maxPixels }) };
+        // Cheap early refusal; the store's fencing check is the guarantee (a pause can fall after this).
+        if (!(await lock.verify())) throw lostLock(line.name, lock);
+        const r = await this.#compute!.append(line.name, images, data.names, identity, `hetmm worker ${this.id}`);
+        this.#noteCopy(line, r);
+        // Announced also when this call added nothing but the file holds more than announced (an earlier attempt's append).
+        if (r.version !== line.version) {
+          line.lastId = await this.#announce(line.name, lock, { version: r.version, kind: 'append', files: data.names, templates: r.count }, r.chain);
+          line.version = r.version;
+        }
+        this.#log(`line ${line.name}: +${r.appended} templates (${r.duplicates} already held) -> ${r.count} (${r.merged} merged from the file), version ${r.version}`);
         await this.#publish().catch(() => undefined);
-        return { kind: 'normals', added: images.length, templates: count, version, worker: this.id };
+        return { kind: 'normals', added: r.appended, duplicates: r.duplicates, templates: r.count, version: r.version, worker: this.id };
       });
     } finally {
       await lock.release();
     }
+  }
+
+  /** The line's cluster-wide writer lock and a fencing token above every one the store records. */
+  #lineLock(line: LineRuntime): ReturnType<typeof acquireLock> {
+    return acquireLock(this.#redis!, this.keys.lock(line.name), {
+      ttlMs: this.settings.lockDurationMs,
+      holder: this.id,
+      fenceKey: this.keys.fence(line.name),
+      fenceFloor: line.fence,
+    });
   }
 
   /** A threshold change: like a hot update (lock, file first, then the announcement), the new metadata travels on the stream. */
@@ -367,13 +467,16 @@ export class QueueWorker {
     if (typeof data.value !== 'number' || !Number.isFinite(data.value)) {
       throw new HetmmError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(data.value)}`);
     }
-    const lock = await acquireLock(this.#redis!, this.keys.lock(line.name), { ttlMs: 30_000, holder: this.id });
+    const lock = await this.#lineLock(line);
     try {
       return await line.serial.run(async () => {
         await this.#applyAnnounced(line);
-        const { count, version, meta, info } = await this.#compute!.setThreshold(line.name, data.value, `hetmm worker ${this.id}`);
-        line.lastId = await this.#announce(line.name, { version, kind: 'meta', meta, files: [], templates: count });
-        [line.version, line.templates, line.info] = [version, count, info];
+        const r = await this.#compute!.setThreshold(line.name, data.value, `hetmm worker ${this.id}`);
+        const { count, version, meta } = r;
+        // the save compacted the store: a new base section, recorded as the line's lineage
+        line.lastId = await this.#announce(line.name, lock, { version, kind: 'meta', meta, files: [], templates: count }, r.chain);
+        line.version = version;
+        this.#noteCopy(line, r);
         await this.#publish().catch(() => undefined);
         return { kind: 'threshold', value: data.value, templates: count, version, worker: this.id };
       });
@@ -382,16 +485,19 @@ export class QueueWorker {
     }
   }
 
-  /** Sets the line's version and appends the update to its stream, atomically; returns the entry id. */
-  async #announce(line: string, update: StoreUpdate): Promise<string> {
-    const results = await this.#redis!
-      .multi()
-      .set(this.keys.version(line), String(update.version))
-      .xadd(this.keys.updates(line), 'MAXLEN', '~', String(this.settings.updateRetention), '*', ...updateToFields(update))
-      .exec();
-    const failure = results?.find(([e]) => e !== null)?.[0];
-    if (failure) throw failure;
-    return results![1]![1] as string;
+  /**
+   * Sets the line's version and lineage and appends the update to its
+   * stream, atomically and only while `lock` is still this worker's;
+   * returns the entry id. A worker that lost the lock (paused past its TTL)
+   * announces nothing: the job fails and its retry, which finds the images
+   * in the store by their ids, announces the version.
+   */
+  async #announce(line: string, lock: HeldLock, update: StoreUpdate, chain: StoreChain): Promise<string> {
+    const keys = [this.keys.lock(line), this.keys.version(line), this.keys.updates(line), this.keys.lineage(line)];
+    const args = [lock.token, String(update.version), String(this.settings.updateRetention), JSON.stringify(lineageRecord(chain)), ...updateToFields(update)];
+    const id = (await this.#redis!.eval(ANNOUNCE, keys.length, ...keys, ...args)) as string | null;
+    if (id === null) throw lostLock(line, lock);
+    return id;
   }
 
   /** Applies announced updates in order; serialised per line. */
@@ -400,7 +506,14 @@ export class QueueWorker {
       await this.#applyAnnounced(line);
       if (target !== undefined && line.version < target) {
         // Not on the stream (trimmed, or Redis lost it): the file has every acknowledged update.
-        await this.#load(line);
+        await this.#load(line).catch((e: unknown) => {
+          if (line.refusal !== undefined) {
+            // the file is no longer the cluster's: stop taking this line's jobs (others take them)
+            line.state = 'refused';
+            void line.bull?.pause(true).catch(() => undefined);
+          }
+          throw e;
+        });
         if (line.version < target) {
           throw new HetmmError('E_UNAVAILABLE', `line ${line.name}: the store is at version ${line.version}, the job needs ${target}`);
         }
@@ -419,10 +532,12 @@ export class QueueWorker {
           // file (a few MB per image), whichever version they belong to; a
           // file that was replaced (new lineage) is reloaded whole.
           const r = await this.#compute!.refresh(line.name);
-          [line.templates, line.version, line.info] = [r.count, r.version, r.info];
+          this.#noteCopy(line, r);
+          line.version = r.version;
         } else if (update.kind === 'meta' && update.meta !== undefined) {
           const r = await this.#compute!.setMeta(line.name, update.meta);
-          [line.templates, line.version, line.info] = [r.count, r.version, r.info];
+          this.#noteCopy(line, r);
+          line.version = r.version;
         } else {
           await this.#load(line);
         }

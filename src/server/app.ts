@@ -4,6 +4,7 @@
  * A thin layer: validation, auth, limits and HTTP shapes live here; every
  * prediction and store change is one executor call.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { getHeapStatistics } from 'node:v8';
@@ -12,9 +13,9 @@ import swagger from '@fastify/swagger';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { packageRoot } from '../backbone/index.js';
-import { checkBearer } from './auth.js';
+import { checkBearer, checkHost, hostAllowList } from './auth.js';
 import { ServerError, statusOf, toErrorResponse, type ServerErrorCode } from './errors.js';
-import { MAPS_OPTIONS, type ExecutorEvent, type FitOptions, type InspectionExecutor, type MapsOption, type PredictOutcome } from './executor.js';
+import { MAPS_OPTIONS, type ExecutorEvent, type FitOptions, type ImageUpload, type InspectionExecutor, type MapsOption, type PredictOutcome } from './executor.js';
 import { InProcessExecutor, type InProcessExecutorOptions } from './in-process-executor.js';
 import { validateLineName } from './line-name.js';
 import { createMetrics, type ServerMetrics } from './metrics.js';
@@ -42,6 +43,15 @@ export interface ServerOptions extends InProcessExecutorOptions {
   readonly maxRssBytes?: number;
   /** recent predictions kept for "mark as normal" and map URLs; default 256 (and 64 MiB) */
   readonly keepResults?: number;
+  /** the address the server listens on (`serve --host`): a Host header naming it is accepted */
+  readonly host?: string;
+  /**
+   * Host header values accepted besides loopback names, the bound host and
+   * the address a connection arrived at (`serve --allowed-hosts`): names
+   * such as `inspect.plant.example`, matched without the port, case-insensitively;
+   * `*` accepts any (then a DNS-rebinding page can read the API).
+   */
+  readonly allowedHosts?: readonly string[];
 }
 
 interface Job {
@@ -82,6 +92,15 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // the router's own refusals (a path parameter over 100 characters, a malformed URL) in the one error shape
+    frameworkErrors: (error, _request, reply) => {
+      const { status, body } = toErrorResponse(
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH' || error.code === 'FST_ERR_BAD_URL'
+          ? new ServerError('E_ARGUMENT', error.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : 'a path segment of the URL is longer than 100 characters (line names have at most 64)')
+          : error,
+      );
+      void (reply as FastifyReply).code(status).send(body);
+    },
   });
   const metrics = createMetrics(executor);
   const results = new ResultCache(options.keepResults ?? 256);
@@ -129,7 +148,10 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   for (const type of ['image/*', 'application/octet-stream']) {
     app.addContentTypeParser(type === 'image/*' ? /^image\/[\w.+-]+$/ : type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   }
+  const allowedHosts = hostAllowList(options.host, options.allowedHosts);
   app.addHook('onRequest', async (request) => {
+    // DNS rebinding: a page of another site whose name now resolves to this address sends its own name as Host
+    checkHost(allowedHosts, request.headers.host, request.socket?.localAddress);
     if (request.routeOptions.config.mutating === true) checkBearer(token, request.headers.authorization);
   });
   app.addHook('onResponse', async (request, reply) => {
@@ -158,7 +180,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   app.get('/healthz', { config: relaxed, schema: { summary: 'liveness', response: { 200: ANY_OBJECT } } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: relaxed, schema: { summary: 'readiness: stores loaded, backend ready', response: { 200: ANY_OBJECT, 503: ERROR_RESPONSE } } }, async (_request, reply) => {
     if (!executor.ready()) throw new ServerError('E_UNAVAILABLE', executor.notReadyReason?.() ?? 'not ready', { retryAfter: 5 });
-    return reply.send({ status: 'ready', executor: executor.kind, lines: executor.lineNames() });
+    return reply.send({ status: 'ready', executor: executor.kind, lines: executor.lineNames(), broken: executor.brokenLines?.() ?? [] });
   });
   app.get('/metrics', { config: relaxed, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) => {
     void reply.header('content-type', metrics.registry.contentType);
@@ -171,7 +193,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
     ...executor.lineInfo(name),
     load: executor.load().find((l) => l.line === name),
   });
-  app.get('/v1/lines', { schema: { summary: 'list lines (and whether changes are enabled on this server)', response: { 200: ANY_OBJECT } } }, async () => ({
+  app.get('/v1/lines', { schema: { summary: 'list lines, the lines that cannot be served and why, and whether changes are enabled on this server', response: { 200: ANY_OBJECT } } }, async () => ({
     changes: token === undefined ? 'disabled' : 'token',
     lines: executor.lineNames().flatMap((n) => {
       try {
@@ -180,6 +202,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
         return [];
       }
     }),
+    broken: executor.brokenLines?.() ?? [],
   }));
   app.get<{ Params: { line: string } }>(
     '/v1/lines/:line',
@@ -240,6 +263,9 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
       if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'a new line needs normal images (multipart files)');
       if (executor.lineNames().includes(name) || [...jobs.values()].some((j) => j.line === name && j.state === 'running')) {
         throw new ServerError('E_CONFLICT', `line '${name}' already exists or is being created`);
+      }
+      if ((executor.brokenLines?.() ?? []).some((b) => b.line === name)) {
+        throw new ServerError('E_CONFLICT', `line '${name}' exists but its store does not open (GET /v1/lines lists why): it is not replaced over HTTP`);
       }
       const job: Job = { id: newPredictionId(), line: name, state: 'running', progress: { stage: 'features', done: 0, total: images.length }, startedAt: new Date().toISOString() };
       jobs.set(job.id, job);
@@ -381,29 +407,43 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
     {
       config: { mutating: true },
       schema: {
-        summary: 'hot update: add normal images (raw, multipart, or JSON {prediction: id} / {predictions: [ids]}); durable before the answer',
+        summary:
+          'hot update: add normal images (raw, multipart, or JSON {prediction: id} / {predictions: [ids]}); durable before the answer; ' +
+          'idempotent: a repeated Idempotency-Key header, or a prediction already added, adds nothing (duplicates in the answer)',
         security: [{ bearer: [] }],
         params: LINE_PARAMS,
         querystring: { type: 'object', properties: { name: { type: 'string', maxLength: 200 } } },
         response: { 200: ANY_OBJECT },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const line = request.params.line;
       executor.lineInfo(line);
+      const key = idempotencyKey(request.headers['idempotency-key']);
       const body = request.body;
-      let images;
-      if (isJsonObject(body)) {
-        const ids = predictionIds(body);
-        images = ids.map((id) => {
-          const r = kept(id);
-          if (r.line !== line) throw new ServerError('E_ARGUMENT', `prediction ${id} was made on line '${r.line}', not '${line}'`);
-          return r.image;
-        });
-      } else {
-        images = (await readUploads(request, limits, request.query.name)).images;
+      const deadline = requestDeadline(reply, requestTimeout);
+      try {
+        let images: ImageUpload[];
+        if (isJsonObject(body)) {
+          const ids = predictionIds(body);
+          images = ids.map((id) => {
+            const r = kept(id);
+            if (r.line !== line) throw new ServerError('E_ARGUMENT', `prediction ${id} was made on line '${r.line}', not '${line}'`);
+            // the image's content is its id: marking it again (or twice in one list) adds nothing
+            return { ...r.image, id: `image:${createHash('sha256').update(r.image.bytes).digest('hex')}` };
+          });
+        } else {
+          images = (await readUploads(request, limits, request.query.name)).images;
+        }
+        // past the deadline the answer is 503 E_TIMEOUT though the update may still land: a retry with the same key is safe
+        const outcome = await deadline.race(executor.addNormals(line, images, { signal: deadline.signal, ...(key === undefined ? {} : { key }) }));
+        if (outcome.repeated === true) return { ...outcome, note: 'this update was already applied (the same Idempotency-Key): nothing changed; this is its answer' };
+        return outcome.duplicates === 0
+          ? outcome
+          : { ...outcome, note: `${outcome.duplicates} of ${images.length} images were already in the store (a repeated update): not added again` };
+      } finally {
+        deadline.done();
       }
-      return executor.addNormals(line, images);
     },
   );
 
@@ -525,6 +565,15 @@ function imageType(bytes: Buffer): string {
 
 function isJsonObject(body: unknown): body is Record<string, unknown> {
   return typeof body === 'object' && body !== null && !Buffer.isBuffer(body) && !Array.isArray(body);
+}
+
+/** The Idempotency-Key header: 1-200 visible ASCII characters, or absent. */
+function idempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(header)) {
+    throw new ServerError('E_ARGUMENT', 'Expected one Idempotency-Key header of 1-200 visible ASCII characters (e.g. a UUID)');
+  }
+  return header;
 }
 
 function predictionIds(body: Record<string, unknown>): string[] {

@@ -25,6 +25,40 @@ export function checkBearer(configured: string | undefined, authorization: strin
   if (!timingSafeEqual(digest(match[1]!), digest(configured))) throw new ServerError('E_UNAUTHORIZED', 'wrong token');
 }
 
+/** Loopback names and addresses: always accepted as Host (the server is reached on this machine). */
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '::1'];
+
+/** The Host values a server accepts: loopback, the bound host (unless a wildcard address) and the operator's list. */
+export function hostAllowList(boundHost: string | undefined, allowed: readonly string[] = []): ReadonlySet<string> {
+  const hosts = new Set(LOOPBACK_HOSTS);
+  if (boundHost !== undefined && boundHost !== '0.0.0.0' && boundHost !== '::') hosts.add(boundHost.toLowerCase().replace(/^\[(.*)\]$/, '$1'));
+  for (const h of allowed) {
+    if (typeof h !== 'string' || !/^(\*|[A-Za-z0-9.:_-]{1,253}|\[[0-9A-Fa-f:.]+\])$/.test(h)) {
+      throw new HetmmError('E_ARGUMENT', `Expected --allowed-hosts as host names or addresses (no ports), or '*', but received ${JSON.stringify(String(h).slice(0, 80))}`);
+    }
+    hosts.add(h.toLowerCase().replace(/^\[(.*)\]$/, '$1'));
+  }
+  return hosts;
+}
+
+/**
+ * Throws E_FORBIDDEN unless the Host header names this server: a loopback
+ * name, the bound host, one the operator allowed, or the very address the
+ * connection arrived at (a client using the server's IP). A page of another
+ * site that rebinds its name to this address sends that name, and is refused.
+ */
+export function checkHost(allowed: ReadonlySet<string>, hostHeader: string | undefined, localAddress: string | undefined): void {
+  if (allowed.has('*') || hostHeader === undefined) return;
+  const host = hostHeader.toLowerCase().replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (allowed.has(host)) return;
+  const local = localAddress?.replace(/^::ffff:/, '');
+  if (local !== undefined && (host === local || host === localAddress)) return;
+  throw new ServerError(
+    'E_FORBIDDEN',
+    `Host ${JSON.stringify(hostHeader.slice(0, 100))} is not this server's name: add it with --allowed-hosts (a guard against DNS rebinding)`,
+  );
+}
+
 /** The token from --token-file (first line, trimmed) or else HETMM_TOKEN; undefined when neither is set. */
 export async function resolveToken(tokenFile: string | undefined, env?: Environment): Promise<string | undefined> {
   let token: string | undefined;

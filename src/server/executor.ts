@@ -24,8 +24,27 @@ export const MAPS_OPTIONS: readonly MapsOption[] = ['none', 'png', 'npy'];
 export interface ImageUpload {
   /** the encoded image file (PNG, JPEG, ...) exactly as received */
   readonly bytes: Buffer;
-  /** a display name (upload file name or 'upload'); never used as a path */
+  /** a display name (upload file name, else 'upload-<sha256 prefix>'); never used as a path */
   readonly name: string;
+  /** a stable id for a hot update (`image:<sha256>` for a prediction marked as normal): an image the store holds by id is not added again */
+  readonly id?: string;
+}
+
+/** What makes a hot update idempotent: the client's key (the Idempotency-Key header), hashed. */
+export interface HotUpdateOptions {
+  readonly signal?: AbortSignal;
+  /** the same key again changes nothing and says so (duplicates) */
+  readonly key?: string;
+}
+
+/** A line the server knows of but cannot serve, and why. */
+export interface BrokenLine {
+  readonly line: string;
+  /** 'failed': its store does not load; 'refused': it loads but is not the cluster's (queue mode) */
+  readonly state: 'failed' | 'refused';
+  readonly reason: string;
+  /** queue mode: the worker that reported it */
+  readonly worker?: string;
 }
 
 export interface PredictRequest {
@@ -76,6 +95,10 @@ export interface PredictOutcome {
 export interface HotUpdateOutcome {
   readonly line: string;
   readonly added: number;
+  /** images the store already held by id (a repeated update, a retry): not added again */
+  readonly duplicates: number;
+  /** queue mode: the answer of the earlier job with the same Idempotency-Key (it finished); this call changed nothing */
+  readonly repeated?: boolean;
   /** template count after the update */
   readonly templates: number;
   /** store version after the update (durable: the file on disk holds it) */
@@ -155,7 +178,7 @@ export interface InspectionExecutor {
   /** throws E_BUSY (429) when the line's queue is full, E_TIMEOUT when the signal aborts it */
   predict(request: PredictRequest): Promise<PredictOutcome>;
   /** hot update; all images are decoded first: one bad image adds nothing */
-  addNormals(line: string, images: readonly ImageUpload[], options?: { signal?: AbortSignal }): Promise<HotUpdateOutcome>;
+  addNormals(line: string, images: readonly ImageUpload[], options?: HotUpdateOptions): Promise<HotUpdateOutcome>;
   setThreshold(line: string, value: number): Promise<LineInfo>;
   /** fits a new line from normal images (the HTTP layer runs it as a job) */
   createLine(line: string, images: readonly ImageUpload[], options: FitOptions, onProgress?: (p: FitProgress) => void): Promise<LineInfo>;
@@ -165,6 +188,8 @@ export interface InspectionExecutor {
   load(): LineLoad[];
   /** refuses new work, finishes accepted work, flushes stores */
   close(): Promise<void>;
+  /** lines that cannot be served, with the reason (a corrupt store, a store the cluster refuses) */
+  brokenLines?(): BrokenLine[];
   /** why ready() is false, in words (queue mode: Redis down, a line no worker can serve) */
   notReadyReason?(): string;
   /** extra Prometheus text for /metrics (queue mode: queue depth, per-worker store versions) */
@@ -174,3 +199,4 @@ export interface InspectionExecutor {
   /** a submitted job's state and, once finished, its result (GET /v1/jobs/{id}); E_NOT_FOUND when unknown */
   jobStatus?(id: string): Promise<Record<string, unknown>>;
 }
+

@@ -27,13 +27,17 @@ import { fitStore } from '../fit/fit-store.js';
 import { describeLine, metaWithThreshold, renderMaps, storeVersion } from '../fit/line-state.js';
 import type { StoreSnapshot } from '../store/index.js';
 import { watchStoreFile } from '../store/file-watch.js';
+import { DEFAULT_MAX_PIXELS } from '../image/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
+import { hotUpdateId } from './update-id.js';
 import type {
+  BrokenLine,
   ExecutorEvent,
+  HotUpdateOptions,
   FitOptions,
   FitProgress,
   HotUpdateOutcome,
@@ -69,11 +73,9 @@ export interface InProcessExecutorOptions {
   readonly concurrency?: number;
   /** predictions waiting per line before 429; default 8 */
   readonly queueLimit?: number;
-  /** decoder pixel limit per image; default 40 megapixels */
+  /** decoder pixel limit per image; default the library's (DEFAULT_MAX_PIXELS of hetmm/image, 64 Mpx) */
   readonly maxPixels?: number;
 }
-
-export const DEFAULT_MAX_PIXELS = 40_000_000;
 
 interface Published {
   readonly snapshot: StoreSnapshot;
@@ -111,6 +113,8 @@ export class InProcessExecutor implements InspectionExecutor {
   readonly kind = 'in-process';
   readonly #options: InProcessExecutorOptions;
   readonly #lines = new Map<string, Line>();
+  /** lines whose store did not open at start, with the reason: listed, not served, the others unaffected */
+  readonly #broken = new Map<string, string>();
   /** names being created (a fit in progress) */
   readonly #creating = new Set<string>();
   readonly #events = new EventEmitter();
@@ -155,8 +159,17 @@ export class InProcessExecutor implements InspectionExecutor {
       // the server's own model: for lines created over HTTP (and the float stores, which start it anyway)
       if (options.dataDir !== undefined) executor.#ownThread = await executor.#threadFor(undefined);
       for (const f of files) {
-        if (executor.#lines.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
-        const detector = await executor.#openDetector(f.file);
+        if (executor.#lines.has(f.name) || executor.#broken.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
+        let detector: Detector;
+        try {
+          detector = await executor.#openDetector(f.file);
+        } catch (e) {
+          // One bad store of the data directory (corrupt, missing its int8 model) must not take the other lines
+          // down; a --store the operator named explicitly still fails the start, naming the file.
+          if (!isHetmmError(e) || f.pinned) throw e;
+          executor.#broken.set(f.name, `${e.code}: ${e.message}`);
+          continue;
+        }
         executor.#lines.set(f.name, executor.#newLine(f.name, f.file, detector, await executor.#threadFor(detector).catch((e: unknown) => {
           detector.dispose();
           throw e;
@@ -231,7 +244,7 @@ export class InProcessExecutor implements InspectionExecutor {
     );
   }
 
-  async addNormals(name: string, images: readonly ImageUpload[], options: { signal?: AbortSignal } = {}): Promise<HotUpdateOutcome> {
+  async addNormals(name: string, images: readonly ImageUpload[], options: HotUpdateOptions = {}): Promise<HotUpdateOutcome> {
     this.#refuseWhenClosing();
     const line = this.#line(name);
     if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images to add: send one or more normal images');
@@ -243,12 +256,13 @@ export class InProcessExecutor implements InspectionExecutor {
         features.push((await this.#prepare(line.thread, upload)).features);
       }
       // One locked, fsynced append record; other processes' appends to the file are merged in too.
-      const result = await line.detector.store.appendToFile(line.file, images.map((upload, i) => ({ features: features[i]!, file: upload.name })), {
-        lock: { purpose: `hetmm serve: hot update of line ${line.name}` },
-      });
+      // Images the store holds by id (a repeated key, a prediction marked twice) are not appended again.
+      const update = hotUpdateId(options.key);
+      const items = images.map((upload, i) => ({ features: features[i]!, file: upload.name, id: upload.id ?? `${update}/${i}` }));
+      const result = await line.detector.store.appendToFile(line.file, items, { update, lock: { purpose: `hetmm serve: hot update of line ${line.name}` } });
       publish(line);
-      this.#emitStore(line, 'normals');
-      return { line: line.name, added: result.appended, templates: line.published.snapshot.count, version: line.published.version };
+      if (result.appended > 0 || result.merged > 0) this.#emitStore(line, 'normals');
+      return { line: line.name, added: result.appended, duplicates: result.duplicates, templates: line.published.snapshot.count, version: line.published.version };
     });
   }
 
@@ -281,6 +295,7 @@ export class InProcessExecutor implements InspectionExecutor {
     const dataDir = this.#options.dataDir;
     if (dataDir === undefined) throw new ServerError('E_FORBIDDEN', 'lines can only be created when the server runs with --data-dir');
     if (this.#lines.has(name) || this.#creating.has(name)) throw new ServerError('E_CONFLICT', `line '${name}' already exists`);
+    if (this.#broken.has(name)) throw new ServerError('E_CONFLICT', `line '${name}' exists but its store does not open (${this.#broken.get(name)!}): not replaced over HTTP`);
     if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no images: a new line needs normal images to fit');
     const samples = options.calibrate;
     if (samples !== undefined && (!Number.isInteger(samples) || samples < 0)) throw new ServerError('E_ARGUMENT', `Expected calibrate as a non-negative integer but received ${String(samples)}`);
@@ -484,6 +499,10 @@ export class InProcessExecutor implements InspectionExecutor {
 
   #maxPixels(): number {
     return this.#options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  }
+
+  brokenLines(): BrokenLine[] {
+    return [...this.#broken.entries()].map(([line, reason]) => ({ line, state: 'failed' as const, reason }));
   }
 
   /** Decodes an upload and extracts its features on the line's feature thread; errors name the upload. */

@@ -91,6 +91,14 @@ export interface StoreHeader {
   readonly layers: StoreHeaderLayer[];
   /** version 3 only: the embedded model */
   readonly model?: StoreHeaderModel;
+  /**
+   * Optional: the id of each base template (null: none), kept through full
+   * saves so that a hot update retried after a compaction is still
+   * recognised (TemplateStore.appendToFile's idempotency).
+   */
+  readonly ids?: Array<string | null>;
+  /** Optional: the highest writer fencing token of any update in the store (appendToFile's `fence`). */
+  readonly fence?: number;
 }
 
 export function align(n: number, to = ALIGNMENT): number {
@@ -108,4 +116,10 @@ export interface RecordHeader {
   readonly first: number;
   readonly count: number;
   readonly files: string[];
+  /** optional: the hot update's id (an idempotency key, a queue job id) */
+  readonly update?: string;
+  /** optional: one id per image (null: none); an image whose id the store holds is never appended again */
+  readonly ids?: Array<string | null>;
+  /** optional: the writer's fencing token; a writer whose token is lower than one recorded is refused */
+  readonly fence?: number;
 }

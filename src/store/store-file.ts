@@ -97,6 +97,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Optional per-image ids: `count` entries, each a non-empty string (at most 200 characters) or null. */
+function validIds(ids: unknown, count: number): boolean {
+  return Array.isArray(ids) && ids.length === count && ids.every((id) => id === null || (typeof id === 'string' && id.length > 0 && id.length <= 200));
+}
+
 /** Structural validation of a parsed base header; returns why it is invalid, or undefined. */
 function headerProblem(h: unknown, version: number): string | undefined {
   if (!isObject(h)) return 'header is not a JSON object';
@@ -110,6 +115,8 @@ function headerProblem(h: unknown, version: number): string | undefined {
     return `header.files must be ${String(h.count)} strings`;
   }
   if (!isObject(h.meta)) return 'header.meta must be an object';
+  if (h.ids !== undefined && !validIds(h.ids, h.count as number)) return `header.ids must be ${String(h.count)} strings or nulls`;
+  if (h.fence !== undefined && !(Number.isSafeInteger(h.fence) && (h.fence as number) >= 0)) return 'header.fence must be a non-negative integer';
   const b = h.backbone;
   if (!isObject(b) || typeof b.name !== 'string' || typeof b.modelSha256 !== 'string' || !Array.isArray(b.inputSize) || !Array.isArray(b.layers)) {
     return 'header.backbone must be {name, modelSha256, inputSize, layers}';
@@ -295,7 +302,10 @@ async function readRecordHeader(
     (h.count as number) < 1 ||
     !Array.isArray(h.files) ||
     h.files.length !== h.count ||
-    !h.files.every((f) => typeof f === 'string')
+    !h.files.every((f) => typeof f === 'string') ||
+    (h.ids !== undefined && !validIds(h.ids, h.count as number)) ||
+    (h.update !== undefined && typeof h.update !== 'string') ||
+    (h.fence !== undefined && !(Number.isSafeInteger(h.fence) && (h.fence as number) >= 0))
   ) {
     throw formatError(filePath, `${where}: invalid record header (expected lineage ${lineage}, first ${first}, count >= 1 and as many file names)`);
   }
@@ -357,7 +367,7 @@ export async function readEmbeddedModel(handle: FileHandle, filePath: string, in
   return { bytes, sha256: m.sha256, description: m.description };
 }
 
-/** Reads and verifies one record's data into `buffers` at image `record.header.first`. */
+/** Reads and verifies one record's data into `buffers` at image `record.header.first`; returns its checksum. */
 export async function readRecordInto(
   handle: FileHandle,
   filePath: string,
@@ -365,7 +375,7 @@ export async function readRecordInto(
   record: RecordEntry,
   buffers: ReadonlyArray<Float32Array | Uint16Array>,
   atImage = record.header.first,
-): Promise<void> {
+): Promise<Buffer> {
   const hash = createHash('sha256');
   const head = new Uint8Array(record.dataStart - record.offset);
   await readHashed(handle, head, record.offset, hash);
@@ -381,6 +391,7 @@ export async function readRecordInto(
   const stored = Buffer.alloc(CHECKSUM_BYTES);
   await readExactly(handle, stored, position);
   if (!hash.digest().equals(stored)) throw formatError(filePath, `append record at byte ${record.offset}: checksum mismatch: file corrupted`);
+  return stored;
 }
 
 /**

@@ -84,6 +84,24 @@ export interface StoreSaveOptions {
 export interface StoreAppendItem {
   readonly features: readonly Float32Array[];
   readonly file: string;
+  /**
+   * A stable id for this image (e.g. `<idempotency key>/0`, `image:<sha256>`):
+   * recorded with it, and an image whose id the store already holds is not
+   * appended again (a retried hot update changes nothing).
+   */
+  readonly id?: string;
+}
+
+export interface StoreAppendOptions extends StoreSaveOptions {
+  /** the hot update's id, recorded in its append record (an idempotency key, a queue job id) */
+  readonly update?: string;
+  /**
+   * The writer's fencing token (from the cluster lock it holds): refused
+   * with E_STORE_LOCKED, under the file lock and before anything is
+   * written, when the store already records an update with a higher token,
+   * i.e. a writer that lost the cluster lock (paused past its TTL) never writes.
+   */
+  readonly fence?: number;
 }
 
 export interface StoreAppendResult {
@@ -96,6 +114,8 @@ export interface StoreAppendResult {
   readonly merged: number;
   /** true when the whole file was rewritten (version 1 file, or this store's memory differs from the file) */
   readonly rewritten: boolean;
+  /** items not appended because the store already held their id (a repeated update) */
+  readonly duplicates: number;
 }
 
 /** What this store's memory shares with a file: templates [0, count) equal the file's first `count`. */
@@ -103,6 +123,23 @@ interface DiskLink {
   readonly file: string;
   readonly lineage: string;
   readonly count: number;
+}
+
+/**
+ * Where a store stands in its lineage, the same in every process that
+ * read the same file: the base section's checksum and, after each append
+ * record, a chain head (sha256 of the previous head and the record's
+ * checksum), keyed by the template count after that record. Two stores of
+ * one lineage whose heads agree at a count hold the same templates up to
+ * it. A full save (compaction) starts a new base.
+ */
+export interface StoreChain {
+  readonly lineage: string;
+  /** hex sha256 of the base section (its checksum as written in the file) */
+  readonly base: string;
+  readonly baseCount: number;
+  /** [template count, head, the record's fencing token (0: none)] after the base (head = base) and after each record, in order */
+  readonly heads: ReadonlyArray<readonly [number, string, number]>;
 }
 
 export interface StoreDescription {
@@ -153,6 +190,13 @@ export class TemplateStore {
   /** Extension object saved in the header (threshold, preset, PTS info, ...). Must be JSON-serialisable. */
   meta: Record<string, unknown>;
   #files: string[];
+  /** per template its id (StoreAppendItem.id) or null, and the set of those ids */
+  #ids: Array<string | null>;
+  #idSet: Set<string>;
+  /** the highest fencing token recorded (appendToFile's `fence`) */
+  #fence: number;
+  /** the file's chain (StoreChain) as far as memory holds it; undefined before the first save or load */
+  #chain: { base: string; baseCount: number; heads: Array<readonly [number, string, number]> } | undefined;
   #count: number;
   #capacity: number;
   readonly #layers: LayerBuffer[];
@@ -167,6 +211,10 @@ export class TemplateStore {
     this.#lineage = lineage;
     this.#disk = undefined;
     this.#files = [];
+    this.#ids = [];
+    this.#idSet = new Set();
+    this.#fence = 0;
+    this.#chain = undefined;
     this.#count = 0;
     this.#capacity = 0;
     this.#layers = identity.layers.map((l) => ({
@@ -221,6 +269,29 @@ export class TemplateStore {
     return this.#files.slice();
   }
 
+  /** The highest writer fencing token the store records (appendToFile's `fence`; 0: none). */
+  get fence(): number {
+    return this.#fence;
+  }
+
+  /** The store's place in its lineage (StoreChain), as of the file last read or written; undefined for a store never saved or loaded. */
+  chain(): StoreChain | undefined {
+    const c = this.#chain;
+    return c === undefined ? undefined : { lineage: this.#lineage, base: c.base, baseCount: c.baseCount, heads: c.heads.slice() };
+  }
+
+  #extendChain(record: { first: number; count: number; fence?: number }, recordChecksum: Buffer): void {
+    const c = this.#chain;
+    if (c === undefined) return;
+    const head = createHash('sha256').update(c.heads[c.heads.length - 1]![1]).update(recordChecksum).digest('hex');
+    c.heads.push([record.first + record.count, head, record.fence ?? 0]);
+  }
+
+  /** Whether the store holds an image with this id (StoreAppendItem.id). */
+  hasId(id: string): boolean {
+    return this.#idSet.has(id);
+  }
+
   /** Memory held by the feature buffers, in bytes (capacity, so >= what count needs). */
   get bytes(): number {
     return this.#layers.reduce((sum, l) => sum + l.data.byteLength, 0);
@@ -256,7 +327,7 @@ export class TemplateStore {
    * Add one image's features (per layer [C, H, W] float32, L2-normalised
    * over C). Amortised O(1): buffers double when full.
    */
-  append(features: readonly Float32Array[], file: string): void {
+  append(features: readonly Float32Array[], file: string, id?: string): void {
     if (features.length !== this.#layers.length) {
       throw new HetmmError('E_ARGUMENT', `Expected features for ${this.#layers.length} layers but received ${features.length}`);
     }
@@ -270,6 +341,7 @@ export class TemplateStore {
       }
     });
     if (typeof file !== 'string') throw new HetmmError('E_ARGUMENT', `Expected file name string but received ${typeof file}`);
+    checkId(id, 'id');
     const n = this.#count;
     if (n + 1 > this.#capacity) this.#grow(n + 1);
     this.#layers.forEach((l, i) => {
@@ -278,6 +350,8 @@ export class TemplateStore {
       else float32ArrayToFloat16(features[i], l.data, offset);
     });
     this.#files.push(file);
+    this.#ids.push(id ?? null);
+    if (id !== undefined) this.#idSet.add(id);
     this.#count = n + 1;
   }
 
@@ -331,6 +405,8 @@ export class TemplateStore {
       meta: this.meta,
       layers,
       ...(model === undefined ? {} : { model }),
+      ...(this.#idSet.size === 0 ? {} : { ids: this.#ids }),
+      ...(this.#fence === 0 ? {} : { fence: this.#fence }),
     };
     let headerBytes: Buffer;
     try {
@@ -402,10 +478,17 @@ export class TemplateStore {
    * since), it first reloads the file: the images are appended to what the
    * file holds, never to a stale copy.
    */
-  async appendToFile(filePath: string, items: readonly StoreAppendItem[], options: StoreSaveOptions = {}): Promise<StoreAppendResult> {
+  async appendToFile(filePath: string, items: readonly StoreAppendItem[], options: StoreAppendOptions = {}): Promise<StoreAppendResult> {
     isLittleEndian();
     if (!Array.isArray(items)) throw new HetmmError('E_ARGUMENT', `Expected an array of {features, file} but received ${typeof items}`);
-    items.forEach((item, i) => this.#checkFeatures(item?.features, item?.file, `items[${i}]`));
+    items.forEach((item, i) => {
+      this.#checkFeatures(item?.features, item?.file, `items[${i}]`);
+      checkId(item.id, `items[${i}].id`);
+    });
+    checkId(options.update, 'options.update');
+    if (options.fence !== undefined && !(Number.isSafeInteger(options.fence) && options.fence >= 0)) {
+      throw new HetmmError('E_ARGUMENT', `Expected options.fence as a non-negative integer but received ${String(options.fence)}`);
+    }
     const target = await targetOf(filePath);
     return withFileLock(
       target,
@@ -413,8 +496,9 @@ export class TemplateStore {
         await removeStaleTemps(target);
         const disk = await openIndexed(target, filePath, 'r+');
         if (disk === undefined) {
-          await this.#appendAndWriteFull(target, filePath, items, options);
-          return { file: target, count: this.#count, appended: items.length, merged: 0, rewritten: true };
+          const fresh = this.#unseen(items, options, filePath);
+          await this.#appendAndWriteFull(target, filePath, fresh, options);
+          return { file: target, count: this.#count, appended: fresh.length, merged: 0, rewritten: fresh.length > 0, duplicates: items.length - fresh.length };
         }
         const { handle } = disk;
         try {
@@ -423,16 +507,21 @@ export class TemplateStore {
           if (this.#linkedTo(target, index)) await this.#mergeRecords(handle, filePath, index);
           else await this.#replaceFrom(handle, filePath, index);
           const merged = this.#count - beforeMerge;
+          // Checked against the file's ids and tokens, read under the lock: a repeat or a stale writer writes nothing.
+          const fresh = this.#unseen(items, options, filePath);
+          const duplicates = items.length - fresh.length;
+          if (fresh.length === 0) return { file: target, count: this.#count, appended: 0, merged, rewritten: false, duplicates };
           const inStep = this.#disk?.file === target && this.#disk.count === this.#count && this.#disk.count === index.count;
           if (index.version >= 2 && inStep) {
-            await this.#writeRecord(handle, filePath, index, items, options);
-            this.#appendAll(items);
+            await this.#writeRecord(handle, filePath, index, fresh, options);
+            this.#appendAll(fresh);
+            if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
             this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
-            return { file: target, count: this.#count, appended: items.length, merged, rewritten: false };
+            return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: false, duplicates };
           }
           // A version 1 file, or memory that differs from the file (unsaved in-memory appends): rewrite it whole.
-          await this.#appendAndWriteFull(target, filePath, items, options);
-          return { file: target, count: this.#count, appended: items.length, merged, rewritten: true };
+          await this.#appendAndWriteFull(target, filePath, fresh, options);
+          return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: true, duplicates };
         } finally {
           await handle.close();
         }
@@ -471,15 +560,40 @@ export class TemplateStore {
     return this.#count - before;
   }
 
-  async #appendAndWriteFull(target: string, filePath: string, items: readonly StoreAppendItem[], options: StoreSaveOptions): Promise<void> {
+  async #appendAndWriteFull(target: string, filePath: string, items: readonly StoreAppendItem[], options: StoreAppendOptions): Promise<void> {
+    if (items.length === 0) return;
     const before = this.#count;
+    const fenceBefore = this.#fence;
     this.#appendAll(items);
+    if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
     try {
       await this.#writeFull(target, filePath, options);
     } catch (e) {
       this.#rollback(before);
+      this.#fence = fenceBefore;
       throw e;
     }
+  }
+
+  /**
+   * The items to append: those whose id the store does not hold yet (nor an
+   * earlier item of the same call). Throws E_STORE_LOCKED for a writer
+   * whose fencing token is older than one the store records.
+   */
+  #unseen(items: readonly StoreAppendItem[], options: StoreAppendOptions, filePath: string): StoreAppendItem[] {
+    if (options.fence !== undefined && options.fence < this.#fence) {
+      throw new HetmmError(
+        'E_STORE_LOCKED',
+        `not written to template store '${filePath}': this writer's fencing token ${options.fence} is older than the store's ${this.#fence} (it lost the cluster lock to another writer)`,
+      );
+    }
+    const seen = new Set<string>();
+    return items.filter((item) => {
+      if (item.id === undefined) return true;
+      if (this.#idSet.has(item.id) || seen.has(item.id)) return false;
+      seen.add(item.id);
+      return true;
+    });
   }
 
   /** Whether memory holds the file's first #disk.count templates and the file only grew since by whole records. */
@@ -499,11 +613,17 @@ export class TemplateStore {
     const pending = this.#count - d.count;
     if (this.#count + extra > this.#capacity) this.#grow(this.#count + extra);
     let at = this.#count;
+    const checksums: Buffer[] = [];
     for (const r of records) {
-      await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at);
+      checksums.push(await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at));
       at += r.header.count;
     }
-    for (const r of records) this.#files.push(...r.header.files);
+    if (pending === 0) records.forEach((r, i) => this.#extendChain(r.header, checksums[i]!));
+    for (const r of records) {
+      this.#files.push(...r.header.files);
+      this.#addIds(r.header.ids ?? r.header.files.map(() => null));
+      this.#fence = Math.max(this.#fence, r.header.fence ?? 0);
+    }
     this.#count = at;
     // With unsaved in-memory appends the order differs from the file's: the link is only valid up to the old point.
     if (pending === 0) this.#disk = { ...d, count: index.count };
@@ -519,6 +639,10 @@ export class TemplateStore {
       l.data = loaded.#layers[i]!.data;
     });
     this.#files = loaded.#files;
+    this.#ids = loaded.#ids;
+    this.#idSet = loaded.#idSet;
+    this.#fence = loaded.#fence;
+    this.#chain = loaded.#chain;
     this.#count = loaded.#count;
     this.#capacity = loaded.#capacity;
     this.meta = loaded.meta;
@@ -545,13 +669,21 @@ export class TemplateStore {
 
   #appendAll(items: readonly StoreAppendItem[]): void {
     if (this.#count + items.length > this.#capacity) this.#grow(this.#count + items.length);
-    for (const item of items) this.append(item.features, item.file);
+    for (const item of items) this.append(item.features, item.file, item.id);
+  }
+
+  #addIds(ids: ReadonlyArray<string | null>): void {
+    for (const id of ids) {
+      this.#ids.push(id);
+      if (id !== null) this.#idSet.add(id);
+    }
   }
 
   /** Forgets templates [n, count) after a failed write; the next append reallocates, so snapshots that saw them stay intact. */
   #rollback(n: number): void {
     this.#count = n;
     this.#files.length = n;
+    for (const id of this.#ids.splice(n)) if (id !== null) this.#idSet.delete(id);
     this.#capacity = n;
   }
 
@@ -570,10 +702,19 @@ export class TemplateStore {
   }
 
   /** Appends one record holding `items` at the file's committed end (truncating a torn tail first). */
-  async #writeRecord(handle: FileHandle, filePath: string, index: StoreFileIndex, items: readonly StoreAppendItem[], options: StoreSaveOptions): Promise<void> {
+  async #writeRecord(handle: FileHandle, filePath: string, index: StoreFileIndex, items: readonly StoreAppendItem[], options: StoreAppendOptions): Promise<void> {
     const bpe = bytesPerElement(this.dtype);
     const layerBytes = this.#layers.reduce((sum, l) => sum + l.elementsPerImage * items.length * bpe, 0);
-    const { head, total } = recordHead({ lineage: this.#lineage, first: index.count, count: items.length, files: items.map((i) => i.file) }, layerBytes);
+    const header = {
+      lineage: this.#lineage,
+      first: index.count,
+      count: items.length,
+      files: items.map((i) => i.file),
+      ...(options.update === undefined ? {} : { update: options.update }),
+      ...(items.some((i) => i.id !== undefined) ? { ids: items.map((i) => i.id ?? null) } : {}),
+      ...(options.fence === undefined ? {} : { fence: options.fence }),
+    };
+    const { head, total } = recordHead(header, layerBytes);
     const start = index.committedEnd;
     const hash = createHash('sha256');
     let written = 0;
@@ -603,9 +744,11 @@ export class TemplateStore {
       }
       // Data first, then the end magic: a record with its end magic is complete even after a power loss.
       await handle.sync();
-      await write(Buffer.concat([hash.digest(), RECORD_END_MAGIC]), false);
+      const checksum = hash.digest();
+      await write(Buffer.concat([checksum, RECORD_END_MAGIC]), false);
       await handle.sync();
       if (written !== total) throw new Error(`internal: record of ${written} bytes, expected ${total}`);
+      this.#extendChain(header, checksum);
     } catch (e) {
       await handle.truncate(start).catch(() => undefined);
       throw e;
@@ -619,6 +762,7 @@ export class TemplateStore {
     const hash = createHash('sha256');
     let written = 0;
     let handle: FileHandle | undefined;
+    let checksum = Buffer.alloc(0);
     const write = async (chunk: Buffer): Promise<void> => {
       options.beforeWrite?.(written);
       hash.update(chunk);
@@ -650,7 +794,8 @@ export class TemplateStore {
         const bytes = this.#model!.bytes;
         await write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       }
-      const trailer = Buffer.concat([hash.copy().digest(), STORE_END_MAGIC]);
+      checksum = hash.copy().digest();
+      const trailer = Buffer.concat([checksum, STORE_END_MAGIC]);
       options.beforeWrite?.(written);
       await handle.write(trailer, 0, trailer.length, written);
       await handle.sync();
@@ -663,6 +808,7 @@ export class TemplateStore {
       throw e;
     }
     this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
+    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count, checksum.toString('hex'), 0]] };
     // Make the rename itself durable. Not possible on every platform (Windows): best effort.
     try {
       const dir = await open(path.dirname(target), 'r');
@@ -750,12 +896,23 @@ export class TemplateStore {
     const model = m === undefined ? undefined : new Uint8Array(m.byteLength);
     await readBaseInto(handle, filePath, index, buffers, model);
     if (m !== undefined) store.#model = { bytes: model!, sha256: m.sha256, description: m.description };
-    for (const r of index.records) await readRecordInto(handle, filePath, index, r, buffers);
+    const base = index.baseChecksum.toString('hex');
+    store.#chain = { base, baseCount: header.count, heads: [[header.count, base, 0]] };
+    for (const r of index.records) store.#extendChain(r.header, await readRecordInto(handle, filePath, index, r, buffers));
     store.#files = [...header.files, ...index.records.flatMap((r) => r.header.files)];
+    store.#addIds(header.ids ?? header.files.map(() => null));
+    for (const r of index.records) store.#addIds(r.header.ids ?? r.header.files.map(() => null));
+    store.#fence = Math.max(header.fence ?? 0, ...index.records.map((r) => r.header.fence ?? 0));
     store.#count = index.count;
     store.#capacity = index.count;
     if (target !== undefined) store.#disk = { file: target, lineage: index.lineage, count: index.count };
     return store;
+  }
+}
+
+function checkId(id: unknown, what: string): void {
+  if (id !== undefined && !(typeof id === 'string' && id.length > 0 && id.length <= 200)) {
+    throw new HetmmError('E_ARGUMENT', `Expected ${what} as a string of 1-200 characters but received ${typeof id === 'string' ? `${id.length} characters` : typeof id}`);
   }
 }
 

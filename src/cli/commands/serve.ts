@@ -9,8 +9,8 @@ import type { CliContext } from '../context.js';
 import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, parse, precisionOption } from '../options.js';
 
 export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...] | --data-dir DIR | --redis URL [--blob-dir DIR]
-                   [--port 8080] [--host 127.0.0.1] [--token-file FILE]
-                   [--concurrency 2] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 40000000]
+                   [--port 8080] [--host 127.0.0.1] [--allowed-hosts NAME,...] [--token-file FILE]
+                   [--concurrency 2] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 67108864]
                    [--model PATH] [--backend auto|reference|fast] [--threads N] [--precision float|int8] [--log-level info]
 
 Serves the inspection page (http://HOST:PORT/) and the REST API (/v1/...,
@@ -18,8 +18,12 @@ Serves the inspection page (http://HOST:PORT/) and the REST API (/v1/...,
 named after the file; --data-dir holds any number of <line>.hetmm stores,
 created and deleted over the API. Changes (hot updates, thresholds, lines)
 need the bearer token from --token-file or HETMM_TOKEN; without one they
-are disabled. Binds to 127.0.0.1 unless --host says otherwise. SIGTERM or
-SIGINT finishes accepted work and stops. Details: docs/SERVING.md.
+are disabled. Binds to 127.0.0.1 unless --host says otherwise; requests
+whose Host header is not a loopback name, the --host address, the address
+they arrived at or one of --allowed-hosts are refused (403, against DNS
+rebinding). A store in --data-dir that does not open is listed as broken
+(GET /v1/lines) and the other lines are served. SIGTERM or SIGINT finishes
+accepted work and stops. Details: docs/SERVING.md.
 Precision: each store's own by default: a store fitted int8 end to end (the
 default of hetmm fit) runs the int8 backbone embedded in it
 for uploads and hot updates, and int8 matching; a float store the float
@@ -42,6 +46,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
       'data-dir': { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
+      'allowed-hosts': { type: 'string' },
       'token-file': { type: 'string' },
       concurrency: { type: 'string' },
       queue: { type: 'string' },
@@ -60,7 +65,8 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
   }
   const stores = values.store ?? [];
   checkStoreNames(stores);
-  const queue = values.redis === undefined ? undefined : await openQueueExecutor(values.redis, values['blob-dir'], values['data-dir']);
+  const maxPixels = values['max-pixels'] === undefined ? {} : { maxPixels: intOption(values['max-pixels'], 'max-pixels')! };
+  const queue = values.redis === undefined ? undefined : await openQueueExecutor(values.redis, values['blob-dir'], values['data-dir'], maxPixels);
   if (queue === undefined && stores.length === 0 && values['data-dir'] === undefined) throw new HetmmError('E_ARGUMENT', `serve needs --store STORE or --data-dir DIR\n${SERVE_USAGE}`);
   const port = intOption(values.port, 'port', 0) ?? 8080;
   if (port > 65535) throw new HetmmError('E_ARGUMENT', `Expected --port in 0..65535 but received ${port}`);
@@ -84,8 +90,10 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     ...(values.queue === undefined ? {} : { queueLimit: intOption(values.queue, 'queue', 0)! }),
     ...(values.timeout === undefined ? {} : { requestTimeout: intOption(values.timeout, 'timeout')! * 1000 }),
     ...(values['body-limit-mb'] === undefined ? {} : { bodyLimit: intOption(values['body-limit-mb'], 'body-limit-mb')! * 2 ** 20 }),
-    ...(values['max-pixels'] === undefined ? {} : { maxPixels: intOption(values['max-pixels'], 'max-pixels')! }),
+    ...maxPixels,
     ...(token === undefined ? {} : { token }),
+    host,
+    ...(values['allowed-hosts'] === undefined ? {} : { allowedHosts: values['allowed-hosts'].split(',').map((h) => h.trim()).filter((h) => h !== '') }),
     logger: { level: logLevel },
     ...(queue === undefined ? {} : { executor: queue }),
   });
@@ -112,21 +120,22 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
   }
   const address = app.server.address();
   const shown = typeof address === 'object' && address !== null ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/` : String(address);
-  const lines = (await app.inject({ url: '/v1/lines' })).json<{ lines: Array<{ name: string; templates: number }> }>().lines;
+  const { lines, broken } = (await app.inject({ url: '/v1/lines' })).json<{ lines: Array<{ name: string; templates: number }>; broken: Array<{ line: string; reason: string }> }>();
   ctx.stderr.write(
     `hetmm serve: ${shown}  lines: ${lines.map((l) => `${l.name} (${l.templates} templates)`).join(', ') || 'none'}; ` +
       `${token === undefined ? 'changes DISABLED (no --token-file or HETMM_TOKEN)' : 'changes need the bearer token'}\n`,
   );
+  for (const b of broken) ctx.stderr.write(`hetmm serve: line ${b.line} is not served: ${b.reason}\n`);
   await stopped;
   ctx.stderr.write('hetmm serve: stopped\n');
   return 0;
 }
 
 /** Queue mode: the executor that turns every call into a job for `hetmm worker` processes. */
-async function openQueueExecutor(redisUrl: string, blobDir: string | undefined, dataDir: string | undefined): Promise<QueueExecutor> {
+async function openQueueExecutor(redisUrl: string, blobDir: string | undefined, dataDir: string | undefined, limits: { maxPixels?: number }): Promise<QueueExecutor> {
   const dir = blobDir ?? (dataDir === undefined ? undefined : path.join(dataDir, '.blobs'));
   if (dir === undefined) throw new HetmmError('E_ARGUMENT', `serve --redis needs --blob-dir DIR (or --data-dir DIR): the directory workers share\n${SERVE_USAGE}`);
-  return QueueExecutor.open({ redisUrl, blobs: new SharedDirBlobStore(dir) });
+  return QueueExecutor.open({ redisUrl, blobs: new SharedDirBlobStore(dir), ...limits });
 }
 
 /** Each --store names a line (its file name without .hetmm), and no two the same one: usage errors (exit 2), before anything loads. */
