@@ -279,7 +279,7 @@ export function formatPercent(v: number | null): string {
 }
 
 /** Recall at the stated false-alarm rate `rate` (at_false_alarm_rates), or null when not reported. */
-export function recallAtRate(c: CategoryReport, rate: number): number | null {
+function recallAtRate(c: CategoryReport, rate: number): number | null {
   return c.thresholds?.at_false_alarm_rates?.find((p) => p.stated_false_alarm_rate === rate)?.recall ?? null;
 }
 

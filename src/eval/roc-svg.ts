@@ -5,7 +5,24 @@
  * linear axis would squeeze them into its first pixels. Vertices below 0.1%
  * (zero false alarms) are drawn on the left edge, as the axis says.
  */
-import type { FalseAlarmRateReport, RocReport, ThresholdReport } from './report.js';
+
+// Structural inputs (the report's RocReport, FalseAlarmRateReport and
+// ThresholdReport fit them), so that report.ts can import this file without a cycle.
+interface RocCurveInput {
+  readonly false_positive_rate: readonly number[];
+  readonly recall: readonly number[];
+}
+interface RatePointInput {
+  readonly stated_false_alarm_rate: number;
+  readonly recall: number | null;
+  readonly false_positive_rate: number;
+  readonly false_alarms: number;
+  readonly good_images: number;
+}
+interface DeploymentInput {
+  readonly recall: number | null;
+  readonly false_positive_rate: number | null;
+}
 
 const WIDTH = 640;
 const HEIGHT = 400;
@@ -33,9 +50,9 @@ const pct = (v: number): string => `${Number((v * 100).toPrecision(3))}%`;
  * deployment threshold (a square), each labelled with its recall.
  */
 export function rocSvg(
-  roc: RocReport,
-  atRates: readonly FalseAlarmRateReport[] | null | undefined,
-  deployment: ThresholdReport | null | undefined,
+  roc: RocCurveInput,
+  atRates: readonly RatePointInput[] | null | undefined,
+  deployment: DeploymentInput | null | undefined,
 ): string {
   const parts: string[] = [];
   parts.push(
