@@ -378,11 +378,11 @@ function categoryNotesHtml(c: CategoryReport): string[] {
         atRates
           .map(
             (p) =>
-              `at most ${formatPercent(p.stated_false_alarm_rate)}: recall ${formatPercent(p.recall)} ` +
+              `at most ${formatPercent(p.stated_false_alarm_rate)}%: recall ${formatPercent(p.recall)}% ` +
               `(score &gt; ${p.threshold.toPrecision(4)}; ${p.false_alarms} of ${p.good_images} good images flagged, ${p.allowed_false_alarms} allowed)`,
           )
           .join('; ') +
-        ' (percent)</p>',
+        '</p>',
     );
   }
   if (c.roc !== undefined) {
