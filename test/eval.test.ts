@@ -39,7 +39,12 @@ interface CategoryJson {
   images: number;
   templates: number;
   seconds_per_image: number;
-  thresholds: { f1_optimal: ThresholdJson | null; normal_only: ThresholdJson | null };
+  thresholds: {
+    f1_optimal: ThresholdJson | null;
+    normal_only: ThresholdJson | null;
+    at_false_alarm_rates?: { stated_false_alarm_rate: number; threshold: number; recall: number | null; false_positive_rate: number; false_alarms: number }[] | null;
+  };
+  roc?: { false_positive_rate: number[]; recall: number[] };
   reasons?: Record<string, string>;
 }
 interface ReportJson {
@@ -105,7 +110,8 @@ describe('hetmm eval on MVTec bottle', () => {
     assert.equal(c.f1_image, 1);
     // Localisation on broken_large: far better than chance (the paper reports ~98-99 on bottle).
     assert.ok(c.pixel_auroc! > 0.9, `pixel AUROC ${c.pixel_auroc}`);
-    assert.match(table, /^bottle\s+100\.0\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\s+100\.0\s+10\s+5\s+\d+\.\d{3}$/m);
+    // the last percent column is recall at 1% false alarms: 100 when every defect scores above every good image
+    assert.match(table, /^bottle\s+100\.0\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\s+100\.0\s+100\.0\s+10\s+5\s+\d+\.\d{3}$/m);
     assert.match(table, /^mean\s+100\.0/m);
   });
 
@@ -129,6 +135,16 @@ describe('hetmm eval on MVTec bottle', () => {
       assert.equal(t.precision, tp + fp > 0 ? tp / (tp + fp) : null, `${kind} precision`);
       assert.equal(t.false_positive_rate, fp / good.length, `${kind} false alarms`);
     }
+    // Recall at the stated false-alarm rates: 5 good images allow no false alarm at 0.1%, 1% or 5%, so
+    // each threshold is the highest good score, and every defect scores above it.
+    const atRates = c.thresholds.at_false_alarm_rates!;
+    assert.deepEqual(atRates.map((p) => p.stated_false_alarm_rate), [0.001, 0.01, 0.05]);
+    for (const p of atRates) {
+      assert.equal(p.threshold, Math.max(...good));
+      assert.equal(p.false_alarms, 0);
+      assert.equal(p.recall, bad.filter((s) => s > p.threshold).length / bad.length);
+    }
+    assert.deepEqual(c.roc, { false_positive_rate: [0, ...bad.map(() => 0), ...good.map((_, i) => (i + 1) / good.length)], recall: [0, ...bad.map((_, i) => (i + 1) / bad.length), ...good.map(() => 1)] });
     // The F1-optimal threshold separates the two groups, strictly between them.
     const f1t = c.thresholds.f1_optimal!.threshold;
     assert.ok(Math.max(...good) < f1t && f1t < Math.min(...bad));
@@ -147,6 +163,7 @@ describe('hetmm eval on MVTec bottle', () => {
     const page = readFileSync(index, 'utf8');
     assert.ok(page.includes('<h2>bottle</h2>'));
     assert.match(page, /Deployment threshold: score &gt; /);
+    assert.match(page, /<h3>ROC curve at low false-alarm rates<\/h3>[\s\S]*<svg [^>]*class="roc"[\s\S]*<polyline [\s\S]*<\/svg>/);
     const srcs = [...page.matchAll(/src="([^"]+)"/g)].map((m) => m[1]!);
     // 5 good images (false-positive candidates), 5 broken ones with their masks
     assert.equal(srcs.filter((s) => /\/fp-\d+-overlay\.png$/.test(s)).length, 5);
@@ -213,10 +230,13 @@ describe('hetmm eval on MVTec bottle', () => {
     assert.match(c.reasons!['image_auroc']!, /only one class|normal/i);
     assert.equal(c.thresholds.f1_optimal, null);
     assert.match(c.reasons!['f1_optimal']!, /no defective test image/);
+    // only good images: recall at the stated rates is undefined (null), the rates themselves are measured
+    assert.deepEqual(c.thresholds.at_false_alarm_rates!.map((p) => [p.recall, p.false_alarms]), [[null, 0], [null, 0], [null, 0]]);
+    assert.equal(c.roc, undefined);
     const t = c.thresholds.normal_only!;
     assert.equal(t.recall, null);
     assert.equal(typeof t.false_positive_rate, 'number');
-    assert.match(r.stdout, /^bottle\s+n\/a\s+n\/a\s+n\/a\s+n\/a\s+n\/a\s+5\s+5/m);
+    assert.match(r.stdout, /^bottle\s+n\/a\s+n\/a\s+n\/a\s+n\/a\s+n\/a\s+n\/a\s+5\s+5/m);
     assert.ok(!/NaN/.test(r.stdout + r.stderr));
   });
 

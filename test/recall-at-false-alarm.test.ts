@@ -215,9 +215,9 @@ describe('low-false-alarm report fields', () => {
       assert.ok(svg.length > 0, 'an inline svg');
       assert.ok(!/https?:\/\/(?!www\.w3\.org\/2000\/svg)/.test(html), 'no network reference');
       assert.equal((svg.match(/<circle/g) ?? []).length, 3, 'one dot per stated rate');
-      assert.match(svg, /deployment: 50%/);
-      assert.match(svg, /1%: \d/);
-      assert.match(html, /at most 1\.0: recall \d+\.\d \(score &gt; [\d.]+; \d+ of 200 good images flagged, 2 allowed\)/);
+      assert.match(svg, /deployment: recall 50%/);
+      assert.match(svg, /1%: recall \d/);
+      assert.match(html, /at most 1\.0%: recall \d+\.\d% \(score &gt; [\d.]+; \d+ of 200 good images flagged, 2 allowed\)/);
       const vertices = svg.match(/<polyline points="([^"]+)"/)![1]!.split(' ');
       assert.equal(vertices.length, low.roc!.false_positive_rate.length);
     } finally {

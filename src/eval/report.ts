@@ -279,7 +279,7 @@ export function formatPercent(v: number | null): string {
 }
 
 /** Recall at the stated false-alarm rate `rate` (at_false_alarm_rates), or null when not reported. */
-export function recallAtRate(c: CategoryReport, rate: number): number | null {
+function recallAtRate(c: CategoryReport, rate: number): number | null {
   return c.thresholds?.at_false_alarm_rates?.find((p) => p.stated_false_alarm_rate === rate)?.recall ?? null;
 }
 
@@ -378,11 +378,11 @@ function categoryNotesHtml(c: CategoryReport): string[] {
         atRates
           .map(
             (p) =>
-              `at most ${formatPercent(p.stated_false_alarm_rate)}: recall ${formatPercent(p.recall)} ` +
+              `at most ${formatPercent(p.stated_false_alarm_rate)}%: recall ${formatPercent(p.recall)}% ` +
               `(score &gt; ${p.threshold.toPrecision(4)}; ${p.false_alarms} of ${p.good_images} good images flagged, ${p.allowed_false_alarms} allowed)`,
           )
           .join('; ') +
-        ' (percent)</p>',
+        '</p>',
     );
   }
   if (c.roc !== undefined) {

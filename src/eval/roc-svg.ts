@@ -5,7 +5,24 @@
  * linear axis would squeeze them into its first pixels. Vertices below 0.1%
  * (zero false alarms) are drawn on the left edge, as the axis says.
  */
-import type { FalseAlarmRateReport, RocReport, ThresholdReport } from './report.js';
+
+// Structural inputs (the report's RocReport, FalseAlarmRateReport and
+// ThresholdReport fit them), so that report.ts can import this file without a cycle.
+interface RocCurveInput {
+  readonly false_positive_rate: readonly number[];
+  readonly recall: readonly number[];
+}
+interface RatePointInput {
+  readonly stated_false_alarm_rate: number;
+  readonly recall: number | null;
+  readonly false_positive_rate: number;
+  readonly false_alarms: number;
+  readonly good_images: number;
+}
+interface DeploymentInput {
+  readonly recall: number | null;
+  readonly false_positive_rate: number | null;
+}
 
 const WIDTH = 640;
 const HEIGHT = 400;
@@ -33,9 +50,9 @@ const pct = (v: number): string => `${Number((v * 100).toPrecision(3))}%`;
  * deployment threshold (a square), each labelled with its recall.
  */
 export function rocSvg(
-  roc: RocReport,
-  atRates: readonly FalseAlarmRateReport[] | null | undefined,
-  deployment: ThresholdReport | null | undefined,
+  roc: RocCurveInput,
+  atRates: readonly RatePointInput[] | null | undefined,
+  deployment: DeploymentInput | null | undefined,
 ): string {
   const parts: string[] = [];
   parts.push(
@@ -73,7 +90,9 @@ export function rocSvg(
       `<circle cx="${fmt(px)}" cy="${fmt(py)}" r="5" fill="#c0392b"><title>at most ${pct(p.stated_false_alarm_rate)} false alarms: ` +
         `recall ${pct(p.recall)}, ${p.false_alarms} of ${p.good_images} good images flagged</title></circle>`,
     );
-    parts.push(`<text x="${fmt(px + 7)}" y="${fmt(py + 16)}" font-size="12" fill="#c0392b">${pct(p.stated_false_alarm_rate)}: ${pct(p.recall)}</text>`);
+    // above the dot (below it near the top), so the label never sits on the axis ticks
+    const ly = py - 10 < TOP + 12 ? py + 18 : py - 10;
+    parts.push(`<text x="${fmt(px + 7)}" y="${fmt(ly)}" font-size="12" fill="#c0392b">${pct(p.stated_false_alarm_rate)}: recall ${pct(p.recall)}</text>`);
   }
   // the deployment threshold
   if (deployment !== null && deployment !== undefined && deployment.recall !== null && deployment.false_positive_rate !== null) {
@@ -83,7 +102,7 @@ export function rocSvg(
       `<rect x="${fmt(px - 6)}" y="${fmt(py - 6)}" width="12" height="12" fill="none" stroke="#111" stroke-width="2">` +
         `<title>deployment threshold: recall ${pct(deployment.recall)}, false alarms ${pct(deployment.false_positive_rate)}</title></rect>`,
     );
-    parts.push(`<text x="${fmt(px + 9)}" y="${fmt(py - 9)}" font-size="12">deployment: ${pct(deployment.recall)}</text>`);
+    parts.push(`<text x="${fmt(px + 9)}" y="${fmt(py - 26 < TOP + 12 ? py + 34 : py - 26)}" font-size="12">deployment: recall ${pct(deployment.recall)}</text>`);
   }
   parts.push('</svg>');
   return parts.join('\n');

@@ -19,10 +19,12 @@ under it, or those given with --category) or one category folder. For each
 category: fit the templates from train/good (or load --templates: a store
 file, or a directory of <category>.hetmm), predict every test image, and
 report image AUROC, pixel AUROC, AUPRO, PRO (HETMM's own), image F1-max,
-and the F1-optimal and deployment (leave-one-out) thresholds with their
-precision and recall. Prints a table (percent; n/a where undefined); --json
+the F1-optimal and deployment (leave-one-out) thresholds with their
+precision and recall, and recall at false-alarm rates of 0.1%, 1% and 5%
+of the good test images (docs/THRESHOLDS.md). Prints a table (percent; n/a where undefined); --json
 writes the JSON report (fractions; - for stdout), --report an HTML page with
-the worst false positives and false negatives per category.
+the ROC at low false-alarm rates and the worst false positives and false
+negatives per category.
 
 --preset auto (the default) uses an MVTec category's official preset, else
 'default'; --preset tune chooses one per category from its normal images
