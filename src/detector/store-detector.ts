@@ -1,9 +1,9 @@
 /**
  * A detector for a loaded store file as the servers open one (in-process
  * lines, queue workers): a store fitted int8 end to end always runs its own
- * int8 backbone from beside the file, whatever the server's `model` (that
- * one is the float backbone of float stores and of lines created over
- * HTTP); `precision: 'float'` refuses such a store (E_STORE_MISMATCH). The
+ * int8 backbone (embedded, or an older store's beside the file), whatever
+ * the server's `model` (that one is the float backbone of float stores and
+ * of lines created over HTTP); `precision: 'float'` refuses such a store (E_STORE_MISMATCH). The
  * store is read once (stores can be gigabytes), unlike Detector.open's peek.
  */
 import { Backbone } from '../backbone/backbone.js';
@@ -19,7 +19,8 @@ export async function openStoreDetector(file: string, options: Omit<DetectorOpti
   const { precision, ...rest } = options;
   // matching as Detector.open follows an int8 store: told, else int8 where the CPU has it
   const matchPrecision = rest.matchPrecision ?? precision ?? (await defaultInt8Matching(rest.backend));
-  return Detector.open({ ...rest, model: int8.model, store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
+  // an embedded model comes from the loaded store itself (Detector.open), not from the file again
+  return Detector.open({ ...rest, ...(int8.embedded ? {} : { model: int8.model }), store, ...(matchPrecision === undefined ? {} : { matchPrecision }) });
 }
 
 /**
