@@ -63,6 +63,19 @@ function mountTmpfs(name: string, mib: number, readOnly = false): { dir: string;
   return { dir, unmount: () => void spawnSync('umount', [dir]) };
 }
 
+/** A command writing the store `name` onto a 4 MiB disk: exit 5 naming it (ENOSPC), and nothing left on the disk. */
+async function writeOntoFullDisk(mount: string, name: string, argv: (output: string) => string[]): Promise<void> {
+  const disk = mountTmpfs(mount, 4);
+  try {
+    const r = await runCli(...argv(path.join(disk.dir, name)));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, new RegExp(`could not write template store .*${name.replace('.', '\\.')}.*ENOSPC`));
+    assert.deepEqual(readdirSync(disk.dir), []);
+  } finally {
+    disk.unmount();
+  }
+}
+
 before(async () => {
   mkdirSync(path.dirname(base), { recursive: true });
   const r = await runCli('fit', trainDir, '-o', base, '--quiet', '--preset', 'bottle');
@@ -187,15 +200,7 @@ describe('finding 11: compress and serve exit codes', () => {
   });
 
   test('compress -o onto a full disk: exit 5 naming the store, no orphan files', { skip: needsRoot }, async () => {
-    const disk = mountTmpfs('full-compress', 4);
-    try {
-      const r = await runCli('compress', '-t', base, '--size', '2', '-o', path.join(disk.dir, 'small.hetmm'), '--quiet');
-      assert.equal(r.code, 5, r.stderr);
-      assert.match(r.stderr, /could not write template store .*small\.hetmm.*ENOSPC/);
-      assert.deepEqual(readdirSync(disk.dir), []);
-    } finally {
-      disk.unmount();
-    }
+    await writeOntoFullDisk('full-compress', 'small.hetmm', (out) => ['compress', '-t', base, '--size', '2', '-o', out, '--quiet']);
   });
 
   test('serve --store a/bottle.hetmm --store b/bottle.hetmm, and a store name with a space: exit 2 with a clear message', async () => {
@@ -219,16 +224,8 @@ describe('finding 13: output paths, full disks, file names and restarts', () => 
   });
 
   test('fit onto a full disk: exit 5, no partial files (no model file, no temp store)', { skip: needsRoot }, async () => {
-    // smaller than the int8 model (~9 MB) that fit used to write beside the store
-    const disk = mountTmpfs('full-fit', 4);
-    try {
-      const r = await runCli('fit', trainDir, '-o', path.join(disk.dir, 'new.hetmm'), '--quiet');
-      assert.equal(r.code, 5, r.stderr);
-      assert.match(r.stderr, /could not write template store .*new\.hetmm.*ENOSPC/);
-      assert.deepEqual(readdirSync(disk.dir), []);
-    } finally {
-      disk.unmount();
-    }
+    // 4 MiB: smaller than the int8 model (~9 MB) that fit used to write beside the store
+    await writeOntoFullDisk('full-fit', 'new.hetmm', (out) => ['fit', trainDir, '-o', out, '--quiet']);
   });
 
   test('predict escapes file names on stdout: a newline or a terminal escape in a name stays one escaped line', async () => {
