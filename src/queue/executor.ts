@@ -25,7 +25,7 @@ import type {
   PredictOutcome,
   PredictRequest,
 } from '../server/executor.js';
-import { hotUpdateId } from '../server/update-id.js';
+import { hotUpdateId } from '../store/update-id.js';
 import type { BlobStore } from './blob-store.js';
 import type { NormalsJobResult, PredictJobResult, ThresholdJobResult } from './protocol.js';
 import { QueueClient } from './client.js';

@@ -33,7 +33,7 @@ import { ServerError } from './errors.js';
 import { FeatureThread, type PreparedImage } from './feature-thread.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
-import { hotUpdateId } from './update-id.js';
+import { hotUpdateId } from '../store/update-id.js';
 import type {
   BrokenLine,
   ExecutorEvent,
