@@ -658,9 +658,10 @@ describe('report', () => {
     const table = formatTable(buildReport('demo', categories));
     const lines = table.trimEnd().split('\n');
     assert.equal(lines[0], 'demo');
-    assert.match(lines[1]!, /^category\s+image AUROC\s+pixel AUROC\s+AUPRO\s+PRO \(HETMM\)\s+F1 image\s+images\s+templates\s+s\/image$/);
-    assert.deepEqual(lines[3]!.split(/\s{2,}/), ['bottle', '100.0', '98.1', '95.0', '93.2', '98.8', '10', '5', '0.123']);
-    assert.deepEqual(lines[4]!.split(/\s{2,}/), ['tile <x>', '50.0', 'n/a', 'n/a', 'n/a', '60.0', '4', '3', '0.050']);
+    assert.match(lines[1]!, /^category\s+image AUROC\s+pixel AUROC\s+AUPRO\s+PRO \(HETMM\)\s+F1 image\s+recall@1%FA\s+images\s+templates\s+s\/image$/);
+    // recall@1%FA is n/a: these categories carry no at_false_alarm_rates
+    assert.deepEqual(lines[3]!.split(/\s{2,}/), ['bottle', '100.0', '98.1', '95.0', '93.2', '98.8', 'n/a', '10', '5', '0.123']);
+    assert.deepEqual(lines[4]!.split(/\s{2,}/), ['tile <x>', '50.0', 'n/a', 'n/a', 'n/a', '60.0', 'n/a', '4', '3', '0.050']);
     assert.deepEqual(lines[6]!.split(/\s{2,}/), ['mean', '75.0', '98.1', '95.0', '93.2', '79.4']);
   });
 
