@@ -272,8 +272,23 @@ describe('fuzzed uploads', () => {
     }, 413);
     multipart('multipart with one text file', (f) => f.append('a', new Blob(['text']), 'a.txt'), 422);
 
+    /**
+     * Node 22 and later close a connection whose request the server answered
+     * before reading its body to the end (the garbage multipart); fetch does
+     * not retry a POST on such a kept-alive socket, so the next request can
+     * meet ECONNRESET. A client then sends it again on a new connection: so
+     * does this test, once, and only for that error.
+     */
+    const send = async (url: string, init: RequestInit): Promise<Response> => {
+      try {
+        return await fetch(url, init);
+      } catch (e) {
+        if ((e as { cause?: { code?: string } }).cause?.code !== 'ECONNRESET') throw e;
+        return fetch(url, init);
+      }
+    };
     for (const c of cases) {
-      const r = await fetch(`${server.base}/v1/lines/fuzz/predict`, c.init);
+      const r = await send(`${server.base}/v1/lines/fuzz/predict`, c.init);
       const text = await r.text();
       if (c.status === undefined) {
         assert.ok(r.status === 200 || (r.status >= 400 && r.status < 500), `${c.what}: ${r.status} ${text}`);
@@ -285,7 +300,7 @@ describe('fuzzed uploads', () => {
     // hot updates get the same treatment (and add nothing)
     for (const c of cases.slice(0, 8)) {
       const init = { ...c.init, headers: { ...(c.init.headers as Record<string, string>), authorization: `Bearer ${TEST_TOKEN}` } };
-      const r = await fetch(`${server.base}/v1/lines/fuzz/normals`, init);
+      const r = await send(`${server.base}/v1/lines/fuzz/normals`, init);
       assert.ok(r.status >= 400 && r.status < 500, `normals, ${c.what}: ${r.status}`);
     }
     assert.equal((await TemplateStore.load(storeFile)).count, 2);
