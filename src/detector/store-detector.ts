@@ -16,7 +16,8 @@ export async function openStoreDetector(file: string, options: Omit<DetectorOpti
   const store = loaded ?? (await TemplateStore.load(file));
   const int8 = storeBackboneFiles(file, store.meta);
   if (int8 === undefined) return Detector.open({ ...options, store });
-  const { precision, ...rest } = options;
+  // the server's `model` (its float backbone) is not this store's
+  const { precision, model: _serverModel, ...rest } = options;
   // matching as Detector.open follows an int8 store: told, else int8 where the CPU has it
   const matchPrecision = rest.matchPrecision ?? precision ?? (await defaultInt8Matching(rest.backend));
   // an embedded model comes from the loaded store itself (Detector.open), not from the file again
