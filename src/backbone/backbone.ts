@@ -105,10 +105,12 @@ async function openSession(modelPath: string, threads: number, loaded: SharedSes
  * (BackboneLoadOptions.modelBytes) and still holds, by its name: a worker
  * thread started for it gets them, not a path.
  */
-export async function loadedModel(modelPath: string): Promise<SharedSession['loaded']> {
-  const pending = sessions.get(modelPath);
-  return pending === undefined ? undefined : (await pending.catch(() => undefined))?.loaded;
+export function loadedModel(modelPath: string): SharedSession['loaded'] {
+  return loadedFromMemory.get(modelPath);
 }
+
+/** loadedModel's answers: set with the session of a model loaded from memory, removed with it (synchronous: a thread starts at once). */
+const loadedFromMemory = new Map<string, NonNullable<SharedSession['loaded']>>();
 
 function shapeText(dims: readonly number[]): string {
   return `[${dims.join(',')}]`;
@@ -182,10 +184,15 @@ export class Backbone {
 
     let pending = sessions.get(modelPath);
     if (pending === undefined) {
-      pending = openSession(modelPath, threads, bytes === undefined ? undefined : { bytes, description });
+      const loaded = bytes === undefined ? undefined : { bytes, description };
+      pending = openSession(modelPath, threads, loaded);
       sessions.set(modelPath, pending);
+      if (loaded !== undefined) loadedFromMemory.set(modelPath, loaded);
       // A failed load must not poison the cache.
-      pending.catch(() => sessions.delete(modelPath));
+      pending.catch(() => {
+        sessions.delete(modelPath);
+        loadedFromMemory.delete(modelPath);
+      });
     }
     const shared = await pending;
     const { identity, dynamicBatch } = await Backbone.#validate(shared, modelPath, description);
@@ -331,6 +338,7 @@ export class Backbone {
     shared.users--;
     if (shared.users === 0) {
       sessions.delete(this.modelPath);
+      loadedFromMemory.delete(this.modelPath);
       await shared.session.release();
     }
   }

@@ -59,7 +59,7 @@ export class BackboneThread {
 
   /** Starts the thread; when `expectSha256` is given (the detector's model), it must have loaded that model. */
   static async start(options: BackboneThreadOptions, expectSha256?: string): Promise<BackboneThread> {
-    const held = options.modelBytes === undefined && options.model !== undefined ? await loadedModel(options.model) : undefined;
+    const held = options.modelBytes === undefined && options.model !== undefined ? loadedModel(options.model) : undefined;
     const thread = new BackboneThread(held === undefined ? options : { description: held.description, ...options, modelBytes: held.bytes });
     try {
       const reply = await thread.#thread.call({ op: 'init' });

@@ -144,7 +144,7 @@ async function isStoreFile(file: string): Promise<boolean> {
 export async function loadBackbone(options: BackboneLoadOptions): Promise<Backbone> {
   const model = options.model;
   if (model === undefined || options.modelBytes !== undefined) return Backbone.load(options);
-  const held = await loadedModel(model);
+  const held = loadedModel(model);
   if (held !== undefined) return Backbone.load({ ...options, modelBytes: held.bytes, description: options.description ?? held.description });
   const named = /^(.*)#int8-([0-9a-f]{16})$/.exec(model);
   const storeFile = named === null ? model : named[1]!;
