@@ -3,14 +3,17 @@
  * `node:sqlite` (no install script, nothing to compile), images and maps as
  * files beside it (files.ts).
  *
- * Durability: WAL journal. `synchronous: 'full'` (the default) fsyncs the
- * WAL at every commit and every file before its row: an acknowledged row
- * and its files survive kill -9, an OS crash and power loss.
- * `synchronous: 'normal'` skips the fsyncs: a committed transaction is in
- * the WAL file through write(), in the kernel's page cache, so it still
- * survives kill -9 of this process (the crash test proves it), but the last
- * commits before a power loss or kernel crash may be rolled back (the
- * database stays consistent).
+ * Durability: WAL journal. `synchronous: 'normal'` (the default): a
+ * committed transaction and the files written before it are in the WAL and
+ * the files through write(), in the kernel's page cache, so an acknowledged
+ * inspection survives kill -9 of this process, or any crash of it
+ * (test/record.test.ts kills it three times mid-stream); the last commits
+ * before a power loss or kernel crash may be rolled back (the database
+ * stays consistent; a surviving row whose file was lost with the page
+ * cache answers 404 on its image route).
+ * `synchronous: 'full'` fsyncs the WAL at every commit and each file before
+ * its row: power loss too, at about three fsyncs per inspection
+ * (docs/PERFORMANCE.md: far over the 2 ms budget on this machine's disk).
  *
  * node:sqlite is loaded only when a record is opened. On Node 22 it prints
  * an ExperimentalWarning ("SQLite is an experimental feature") once per
@@ -28,7 +31,7 @@ import { forSqlite, schema } from './sql.js';
 type SqliteModule = typeof import('node:sqlite');
 
 export interface SqliteRecordOptions extends SqlRecordOptions {
-  /** 'full' (default): survives power loss; 'normal': survives kill -9, not power loss (see above) */
+  /** 'normal' (default): survives kill -9, not power loss; 'full': power loss too, slower (see above) */
   readonly synchronous?: 'full' | 'normal';
 }
 
@@ -60,7 +63,7 @@ export async function openSqliteRecord(dir: string, options: SqliteRecordOptions
   const { DatabaseSync } = await loadSqlite();
   const root = path.resolve(dir);
   const file = path.join(root, 'record.sqlite');
-  const synchronous = options.synchronous ?? 'full';
+  const synchronous = options.synchronous ?? 'normal';
   if (synchronous !== 'full' && synchronous !== 'normal') throw new HetmmError('E_ARGUMENT', `Expected synchronous 'full' or 'normal' but received ${JSON.stringify(synchronous)}`);
   let db: InstanceType<SqliteModule['DatabaseSync']>;
   try {

@@ -10,7 +10,7 @@ import { openPostgresRecord, openSqliteRecord } from '../../src/record/index.js'
 const [target, filesDir, synchronous] = process.argv.slice(2) as [string, string | undefined, string | undefined];
 const record = target.startsWith('postgres://')
   ? await openPostgresRecord(target, { filesDir: filesDir!, retentionIntervalMs: 0 })
-  : await openSqliteRecord(target, { retentionIntervalMs: 0, synchronous: synchronous === 'normal' ? 'normal' : 'full' });
+  : await openSqliteRecord(target, { retentionIntervalMs: 0, synchronous: synchronous === 'full' ? 'full' : 'normal' });
 const image = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47]), Buffer.alloc(20_000, 1)]);
 const heatmap = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47]), Buffer.alloc(5_000, 2)]);
 process.stdout.write('ready\n');
