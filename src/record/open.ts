@@ -32,7 +32,7 @@ export async function openRecord(options: OpenRecordOptions): Promise<Inspection
   }
   if (/^postgres(ql)?:\/\//.test(history)) {
     if (options.filesDir === undefined) throw new HetmmError('E_ARGUMENT', 'a postgres inspection record keeps images in the shared blob directory: give --blob-dir DIR (or --data-dir DIR)');
-    return openPostgresRecord(history, { filesDir: path.join(options.filesDir, 'inspections'), ...retention });
+    return openPostgresRecord(history, { filesDir: path.join(options.filesDir, 'inspections'), ...retention, ...(options.synchronous === undefined ? {} : { synchronous: options.synchronous }) });
   }
   throw new HetmmError('E_ARGUMENT', `Expected --history sqlite, off or a postgres://... URL but received ${JSON.stringify(history.slice(0, 40))}`);
 }

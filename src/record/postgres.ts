@@ -6,7 +6,8 @@
  * Durability: PostgreSQL's default `synchronous_commit = on`; a row is
  * acknowledged after its commit is flushed to the server's WAL, so it
  * survives kill -9 of the API node and of PostgreSQL (and power loss, with
- * PostgreSQL's own fsync on).
+ * PostgreSQL's own fsync on). Its files are written before it (not fsynced
+ * unless `synchronous: 'full'`): they survive kill -9 of the API node.
  *
  * Images and maps are files in a directory every API node mounts (the
  * queue's blob directory: `<blob-dir>/inspections`), not bytea: an image
@@ -23,6 +24,8 @@ import { schema } from './sql.js';
 export interface PostgresRecordOptions extends SqlRecordOptions {
   /** where images and maps are kept: a directory every API node mounts at the same path */
   readonly filesDir: string;
+  /** 'normal' (default): files are written, not fsynced (they survive kill -9 of the API node, not a power loss of the file server); 'full': each file fsynced before its row */
+  readonly synchronous?: 'full' | 'normal';
   /** pool size per API node; default 4 */
   readonly poolSize?: number;
 }
@@ -95,6 +98,5 @@ export async function openPostgresRecord(url: string, options: PostgresRecordOpt
       await pool.end();
     },
   };
-  // the blob directory is shared storage: fsync each file before its row is acknowledged
-  return new SqlRecord(location, database, new RecordFiles(options.filesDir, true), options);
+  return new SqlRecord(location, database, new RecordFiles(options.filesDir, options.synchronous === 'full'), options);
 }
