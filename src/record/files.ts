@@ -1,6 +1,6 @@
 /**
  * Image and heat-map files of the record, beside the database in a sharded
- * folder (`files/<2 chars of the id>/<id>.<kind>.<ext>`: at most 4096
+ * folder (`files/<2 chars of the id>/<id>-<6 hex>.<kind>.<ext>`: at most 4096
  * shards, so no directory grows past a few thousand entries per million
  * inspections). Rows hold the path relative to the record's directory.
  *
@@ -8,6 +8,7 @@
  * kernel's page cache and survives kill -9 of this process; `fsync` (the
  * record's `synchronous=full`) also makes it survive power loss.
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -45,7 +46,8 @@ export class RecordFiles {
   /** Writes the bytes; returns the relative path. */
   write(id: string, kind: FileKind, bytes: Uint8Array): string {
     const shard = id.slice(0, 2).padEnd(2, '_');
-    const relative = `files/${shard}/${id}.${kind}.${kind === 'heatmap' ? 'png' : imageExtension(bytes)}`;
+    // a random suffix: a retried id writes new files instead of overwriting those its first row names
+    const relative = `files/${shard}/${id}-${randomBytes(3).toString('hex')}.${kind}.${kind === 'heatmap' ? 'png' : imageExtension(bytes)}`;
     const dir = path.join(this.root, 'files', shard);
     if (!this.#made.has(dir)) {
       mkdirSync(dir, { recursive: true });
@@ -63,7 +65,7 @@ export class RecordFiles {
   }
 
   #resolve(relative: string): string {
-    if (!/^files\/[A-Za-z0-9_-]{2}\/[A-Za-z0-9_-]{1,64}\.(image|heatmap)\.[a-z]{3,4}$/.test(relative)) {
+    if (!/^files\/[A-Za-z0-9_-]{2}\/[A-Za-z0-9_-]{1,64}-[0-9a-f]{6}\.(image|heatmap)\.[a-z]{3,4}$/.test(relative)) {
       throw new HetmmError('E_INTERNAL', `the record names a file outside its folder: ${JSON.stringify(relative.slice(0, 120))}`);
     }
     return path.join(this.root, relative);

@@ -98,9 +98,14 @@ export class SqlRecord implements InspectionRecord {
     const image = input.image === undefined || input.image.length === 0 ? null : this.files.write(row.id, 'image', input.image);
     const heatmap = input.heatmapPng === undefined || input.heatmapPng.length === 0 ? null : this.files.write(row.id, 'heatmap', input.heatmapPng);
     const bytes = (image === null ? 0 : input.image!.length) + (heatmap === null ? 0 : input.heatmapPng!.length);
-    await this.db.query(INSERT_INSPECTION, [
+    const inserted = await this.db.query(INSERT_INSPECTION, [
       row.id, row.line, row.timeMs, row.score, row.verdict, row.threshold, row.storeVersion, row.imageName, image, heatmap, bytes, row.model,
     ]);
+    // a repeated id (a retried answer) keeps the first row and its files; this attempt's files go
+    if (inserted.length === 0) {
+      this.files.remove(image);
+      this.files.remove(heatmap);
+    }
     if (++this.#sinceRetention >= RETENTION_EVERY) {
       this.#sinceRetention = 0;
       setImmediate(() => this.#background());

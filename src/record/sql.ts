@@ -41,7 +41,7 @@ export function schema(dialect: Dialect): string[] {
 
 export const INSERT_INSPECTION =
   'INSERT INTO inspections (id, line, time_ms, score, verdict, threshold, store_version, image_name, image_file, heatmap_file, file_bytes, model) ' +
-  'VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING';
+  'VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING RETURNING seq';
 export const INSERT_AUDIT = 'INSERT INTO audit (time_ms, line, action, before, after, token_name) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq';
 const COLUMNS = 'seq, id, line, time_ms, score, verdict, threshold, store_version, image_name, image_file, heatmap_file, image_expired, model';
 export const SELECT_BY_ID = `SELECT ${COLUMNS} FROM inspections WHERE id = $1`;

@@ -51,6 +51,8 @@ export function recordSuite(name: string, open: (opts?: { maxFileBytes?: number;
       // the caller's id (the predict answer's) is kept; adding it again (a retry) changes nothing
       assert.equal(await record.add({ id: 'pred-1', line: 'bottle', score: 0.1 }), 'pred-1');
       assert.equal(await record.add({ id: 'pred-1', line: 'bottle', score: 0.9 }), 'pred-1');
+      assert.equal(await record.add({ id: id, line: 'bottle', score: 0.1, image: PNG }), id);
+      assert.deepEqual(await record.readFile((await record.get(id))!, 'image'), JPEG, 'a repeated id does not overwrite the first files');
       assert.equal((await record.get('pred-1'))!.score, 0.1);
       assert.equal((await record.get('pred-1'))!.verdict, null);
       assert.equal(await record.get('nope'), undefined);
