@@ -22,6 +22,7 @@ import { asServerError } from './http.js';
 import { InProcessExecutor, type InProcessExecutorOptions } from './in-process-executor.js';
 import { createMetrics, type ServerMetrics } from './metrics.js';
 import { ResultCache } from './results.js';
+import { addSharedSchemas } from './schemas.js';
 import type { RouteContext } from './routes/context.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -153,11 +154,15 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   });
 
   await app.register(swagger, {
+    // shared schemas keep their names in the document (components.schemas.Prediction, ...)
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     openapi: {
       info: { title: 'hetmm inspection server', version: '1', description: 'Training-free anomaly detection: predict, review and hot-update template stores ("lines").' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
+
+  addSharedSchemas(app);
 
   // ---- the routes: one module per resource, sharing only what is passed to them ----
   const context: RouteContext = { executor, token, limits, requestTimeout, results, metrics, fitJobs: new FitJobs(), streams };

@@ -2,13 +2,20 @@
 import type { FastifyInstance } from 'fastify';
 import type { ExecutorEvent } from '../executor.js';
 import { RELAXED } from '../http.js';
-import { LINE_PARAMS } from '../schemas.js';
+import { content, errors, LINE_ERRORS, LINE_PARAMS } from '../schemas.js';
 import type { RouteContext } from './context.js';
 
 export async function eventRoutes(app: FastifyInstance, { executor, streams }: Pick<RouteContext, 'executor' | 'streams'>): Promise<void> {
   app.get<{ Params: { line: string } }>(
     '/v1/lines/:line/events',
-    { config: RELAXED, schema: { summary: 'server-sent events: every verdict and store change of the line (text/event-stream)', params: LINE_PARAMS } },
+    {
+      config: RELAXED,
+      schema: {
+        summary: 'server-sent events: every verdict and store change of the line (text/event-stream)',
+        params: LINE_PARAMS,
+        response: { 200: content("events 'line' (the line, first), 'verdict' and 'store', each with JSON data", 'text/event-stream'), ...errors(...LINE_ERRORS) },
+      },
+    },
     async (request, reply) => {
       const line = request.params.line;
       const info = executor.lineInfo(line);

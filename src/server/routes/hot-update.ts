@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { ServerError } from '../errors.js';
 import type { ImageUpload } from '../executor.js';
 import { MUTATING, requestDeadline } from '../http.js';
-import { ANY_OBJECT, LINE_PARAMS } from '../schemas.js';
+import { answer, errors, LINE_ERRORS, LINE_PARAMS, MUTATING_ERRORS, UPLOAD_ERRORS } from '../schemas.js';
 import { readUploads } from '../uploads.js';
 import type { RouteContext } from './context.js';
 
@@ -26,7 +26,7 @@ export async function hotUpdateRoutes(
         security: [{ bearer: [] }],
         params: LINE_PARAMS,
         querystring: { type: 'object', properties: { name: { type: 'string', maxLength: 200 } } },
-        response: { 200: ANY_OBJECT },
+        response: { 200: answer('added (on disk), or already there', 'HotUpdate'), ...errors(...LINE_ERRORS, ...UPLOAD_ERRORS, ...MUTATING_ERRORS) },
       },
     },
     async (request, reply) => {

@@ -8,7 +8,7 @@ import { ServerError } from '../errors.js';
 import type { FitOptions } from '../executor.js';
 import { MUTATING } from '../http.js';
 import { validateLineName } from '../line-name.js';
-import { ANY_OBJECT } from '../schemas.js';
+import { answer, errors, MUTATING_ERRORS, ref, UPLOAD_ERRORS } from '../schemas.js';
 import { readUploads } from '../uploads.js';
 import type { RouteContext } from './context.js';
 
@@ -38,7 +38,7 @@ export async function jobRoutes(app: FastifyInstance, { executor, limits, fitJob
             precision: { type: 'string', enum: ['float', 'int8'] },
           },
         },
-        response: { 202: ANY_OBJECT },
+        response: { 202: answer('the fit job to poll', 'JobAccepted'), ...errors(...UPLOAD_ERRORS, ...MUTATING_ERRORS, 409) },
       },
     },
     async (request, reply) => {
@@ -61,10 +61,19 @@ export async function jobRoutes(app: FastifyInstance, { executor, limits, fitJob
       return reply.code(202).header('location', `/v1/jobs/${job.id}`).send({ job: { id: job.id, line: name, url: `/v1/jobs/${job.id}` } });
     },
   );
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { schema: { summary: 'a fit job: state and progress', response: { 200: ANY_OBJECT } } }, async (request) => {
-    const job = fitJobs.get(request.params.id);
-    if (job === undefined && executor.jobStatus !== undefined) return executor.jobStatus(request.params.id); // queue mode: predictions too
-    if (job === undefined) throw new ServerError('E_NOT_FOUND', `no job ${JSON.stringify(request.params.id.slice(0, 40))}`);
-    return job;
-  });
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        summary: 'a job: a fit job (state, progress, the new line), or in queue mode a queued prediction or change',
+        response: { 200: { description: 'the job', anyOf: [ref('FitJob'), ref('QueueJob')] }, ...errors(400, 404) },
+      },
+    },
+    async (request) => {
+      const job = fitJobs.get(request.params.id);
+      if (job === undefined && executor.jobStatus !== undefined) return executor.jobStatus(request.params.id); // queue mode: predictions too
+      if (job === undefined) throw new ServerError('E_NOT_FOUND', `no job ${JSON.stringify(request.params.id.slice(0, 40))}`);
+      return job;
+    },
+  );
 }

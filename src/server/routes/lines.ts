@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { InspectionExecutor } from '../executor.js';
 import { MUTATING } from '../http.js';
-import { ANY_OBJECT, ERROR_RESPONSE, LINE_PARAMS } from '../schemas.js';
+import { answer, errors, LINE_ERRORS, LINE_PARAMS, MUTATING_ERRORS } from '../schemas.js';
 import type { RouteContext } from './context.js';
 
 /** A line as /v1/lines shows it: its description and its queue's load. */
@@ -11,7 +11,7 @@ function lineView(executor: InspectionExecutor, name: string): Record<string, un
 }
 
 export async function lineRoutes(app: FastifyInstance, { executor, token }: Pick<RouteContext, 'executor' | 'token'>): Promise<void> {
-  app.get('/v1/lines', { schema: { summary: 'list lines, the lines that cannot be served and why, and whether changes are enabled on this server', response: { 200: ANY_OBJECT } } }, async () => ({
+  app.get('/v1/lines', { schema: { summary: 'list lines, the lines that cannot be served and why, and whether changes are enabled on this server', response: { 200: answer('the lines', 'LineList'), ...errors() } } }, async () => ({
     changes: token === undefined ? 'disabled' : 'token',
     lines: executor.lineNames().flatMap((n) => {
       try {
@@ -24,12 +24,12 @@ export async function lineRoutes(app: FastifyInstance, { executor, token }: Pick
   }));
   app.get<{ Params: { line: string } }>(
     '/v1/lines/:line',
-    { schema: { summary: 'line info: templates, version, preset, threshold, store', params: LINE_PARAMS, response: { 200: ANY_OBJECT, 404: ERROR_RESPONSE } } },
+    { schema: { summary: 'line info: templates, version, preset, threshold, store', params: LINE_PARAMS, response: { 200: answer('the line and its queue', 'Line'), ...errors(...LINE_ERRORS) } } },
     async (request) => lineView(executor, request.params.line),
   );
   app.delete<{ Params: { line: string } }>(
     '/v1/lines/:line',
-    { config: MUTATING, schema: { summary: 'delete a line and its store (data-dir lines only)', security: [{ bearer: [] }], params: LINE_PARAMS } },
+    { config: MUTATING, schema: { summary: 'delete a line and its store (data-dir lines only)', security: [{ bearer: [] }], params: LINE_PARAMS, response: { 204: { description: 'deleted', type: 'null' }, ...errors(...LINE_ERRORS, ...MUTATING_ERRORS) } } },
     async (request, reply) => {
       await executor.deleteLine(request.params.line);
       return reply.code(204).send();

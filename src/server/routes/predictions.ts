@@ -7,7 +7,7 @@ import { ServerError, toErrorResponse } from '../errors.js';
 import { MAPS_OPTIONS, type ImageUpload, type MapsOption, type PredictOutcome } from '../executor.js';
 import { asServerError, requestDeadline } from '../http.js';
 import { newPredictionId, type KeptResult } from '../results.js';
-import { ANY_OBJECT, ERROR_RESPONSE, LINE_PARAMS } from '../schemas.js';
+import { answer, content, errors, LINE_ERRORS, LINE_PARAMS, ref, UPLOAD_ERRORS } from '../schemas.js';
 import { readUploads } from '../uploads.js';
 import type { RouteContext } from './context.js';
 
@@ -50,7 +50,11 @@ export async function predictionRoutes(
             async: { type: 'boolean' },
           },
         },
-        response: { 200: ANY_OBJECT, 413: ERROR_RESPONSE, 415: ERROR_RESPONSE, 422: ERROR_RESPONSE, 429: ERROR_RESPONSE, 503: ERROR_RESPONSE },
+        response: {
+          200: { description: 'one image: its prediction; several: one result per file', anyOf: [ref('Prediction'), ref('PredictionBatch')] },
+          202: answer('async=true (queue mode): the jobs to poll', 'JobAccepted'),
+          ...errors(...LINE_ERRORS, ...UPLOAD_ERRORS, 429),
+        },
       },
     },
     async (request, reply) => {
@@ -95,11 +99,12 @@ export async function predictionRoutes(
   );
 
   // ---- predictions kept for review ----
-  app.get<{ Params: { id: string } }>('/v1/predictions/:id', { schema: { summary: 'a recent prediction', response: { 200: ANY_OBJECT } } }, async (request) =>
+  app.get<{ Params: { id: string } }>('/v1/predictions/:id', { schema: { summary: 'a recent prediction', response: { 200: answer('the prediction', 'Prediction'), ...errors(400, 404) } } }, async (request) =>
     predictionJson(results.kept(request.params.id), false),
   );
   const file = (name: string, type: string | ((r: KeptResult) => string), get: (r: KeptResult) => Buffer | undefined): void => {
-    app.get<{ Params: { id: string } }>(`/v1/predictions/:id/${name}`, { schema: { summary: `a recent prediction's ${name}` } }, async (request, reply) => {
+    const documented = typeof type === 'string' ? type : 'image/*';
+    app.get<{ Params: { id: string } }>(`/v1/predictions/:id/${name}`, { schema: { summary: `a recent prediction's ${name}`, response: { 200: content(name, documented, 'binary'), ...errors(400, 404) } } }, async (request, reply) => {
       const r = results.kept(request.params.id);
       const bytes = get(r);
       if (bytes === undefined) throw new ServerError('E_NOT_FOUND', `prediction ${r.id} has no ${name} (ask for it with ?maps=png or ?maps=npy)`);

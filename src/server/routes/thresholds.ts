@@ -1,7 +1,7 @@
 /** A line's deployment threshold, set by hand. */
 import type { FastifyInstance } from 'fastify';
 import { MUTATING } from '../http.js';
-import { ANY_OBJECT, LINE_PARAMS } from '../schemas.js';
+import { answer, errors, LINE_ERRORS, LINE_PARAMS, MUTATING_ERRORS } from '../schemas.js';
 import type { RouteContext } from './context.js';
 
 export async function thresholdRoutes(app: FastifyInstance, { executor }: Pick<RouteContext, 'executor'>): Promise<void> {
@@ -14,7 +14,7 @@ export async function thresholdRoutes(app: FastifyInstance, { executor }: Pick<R
         security: [{ bearer: [] }],
         params: LINE_PARAMS,
         body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'number' } } },
-        response: { 200: ANY_OBJECT },
+        response: { 200: answer('the line with its new threshold (on disk)', 'Line'), ...errors(...LINE_ERRORS, ...MUTATING_ERRORS) },
       },
     },
     async (request) => executor.setThreshold(request.params.line, request.body.value),
