@@ -19,7 +19,6 @@ const tmp = tempDir('line-unit');
 const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
 const trainDir = path.join(bottle, 'train/good');
 const broken = listImages(path.join(bottle, 'test/broken_large'))[0]!;
-const goodTest = listImages(path.join(bottle, 'test/good'));
 /** an int8 store as `hetmm fit` writes it by default */
 const base = path.join(tmp, 'base', 'line.hetmm');
 const cliMain = path.join(repoRoot, 'dist/src/cli/main.js');

@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
 import { lineInt8Backbone, lineMatchPrecision } from '../detector/line.js';
-import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
+import { DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { falseAlarmPredictionBound, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';

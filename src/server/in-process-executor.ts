@@ -45,7 +45,6 @@ import type {
   InspectionExecutor,
   LineInfo,
   LineLoad,
-  PredictionMaps,
   PredictOutcome,
   PredictRequest,
 } from './executor.js';
