@@ -6,14 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { openSqliteRecord, type InspectionRecord } from '../src/record/index.js';
 import { ServerError, toErrorResponse } from '../src/server/errors.js';
 import { registerInspectionRoutes } from '../src/server/routes/inspections.js';
+import { addSharedSchemas } from '../src/server/schemas.js';
 import { tempDir } from './helpers/io-paths.js';
+import { captureAnswers, checkJsonAnswer, type Captured, type OpenApiDoc } from './helpers/openapi.js';
 import { JPEG, PNG } from './helpers/record-suite.js';
 
 let app: FastifyInstance;
+let captured: Captured[] = [];
 let record: InspectionRecord;
 const T0 = Date.UTC(2026, 11, 1, 6, 0, 0);
 const ids: string[] = [];
@@ -26,6 +30,10 @@ async function serve(r: InspectionRecord | undefined): Promise<FastifyInstance> 
     const { status, body } = toErrorResponse(e);
     void reply.code(status).send(body);
   });
+  // as createServer (src/server/app.ts) sets it up: swagger, the shared schemas, then the routes
+  await a.register(swagger, { openapi: { info: { title: 'test', version: '1' } } });
+  addSharedSchemas(a);
+  captured = captureAnswers(a);
   await registerInspectionRoutes(a, { record: r });
   return a;
 }
@@ -43,7 +51,17 @@ after(async () => {
   await record.close();
 });
 
-const get = (url: string) => app.inject({ url });
+/** GET, and every JSON answer checked against /openapi.json: documented by a named schema, valid, nothing dropped by the serialiser. */
+async function get(url: string): Promise<Awaited<ReturnType<FastifyInstance['inject']>>> {
+  const res = await app.inject({ url });
+  if (String(res.headers['content-type']).startsWith('application/json')) {
+    const doc = (app as unknown as { swagger(): OpenApiDoc }).swagger();
+    const route = Object.keys(doc.paths).find((p) => new RegExp(`^${p.replace(/\{[^}]+\}/g, '[^/]+').replace(/\./g, '\\.')}$`).test(url.split('?')[0]!));
+    assert.ok(route !== undefined, `${url}: a documented path`);
+    checkJsonAnswer(doc, { path: route, method: 'GET' }, res.statusCode, res.body, captured[captured.length - 1]);
+  }
+  return res;
+}
 
 test('GET /v1/lines/{line}/inspections: newest first, verdict/since/until filters, cursor pages', async () => {
   const first = (await get('/v1/lines/bottle/inspections?limit=5')).json<{ items: Array<{ id: string; verdict: string; image: unknown }>; next: string }>();
@@ -74,6 +92,7 @@ test('GET /v1/inspections/{id}, /image, /heatmap.png: across a reopen of the rec
   assert.equal(body.storeVersion, 3);
   assert.equal(body.image, `/v1/inspections/${ids[3]}/image`);
   assert.equal(body.imageFile, undefined, 'no file paths over HTTP');
+  assert.equal(body.imageExpired, false);
   const image = await get(`/v1/inspections/${ids[3]}/image`);
   assert.equal(image.headers['content-type'], 'image/jpeg');
   assert.deepEqual(image.rawPayload, JPEG);
