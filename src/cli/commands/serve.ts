@@ -2,7 +2,6 @@ import path from 'node:path';
 import { setting } from '../../config.js';
 import { SharedDirBlobStore } from '../../queue/blob-store.js';
 import { openRecord, type InspectionRecord } from '../../record/index.js';
-import { registerInspectionRoutes } from '../../server/routes/inspections.js';
 import { QueueExecutor } from '../../queue/executor.js';
 import { createServer, resolveToken } from '../../server/index.js';
 import { lineNameOfStore, unservableStores } from '../../server/line-name.js';
@@ -91,7 +90,13 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     for (const u of await unservableStores(values['data-dir'])) ctx.stderr.write(`${oneLine(`hetmm serve: warning: '${u.file}' is not served: ${u.reason}`)}\n`);
   }
   const token = await resolveToken(values['token-file']);
+  const record = await openHistory(values, queue !== undefined).catch(async (e: unknown) => {
+    await queue?.close();
+    throw e;
+  });
   const app = await createServer({
+    ...(record === undefined ? {} : { record }),
+    ...(setting('shifts') === undefined ? {} : { shifts: setting('shifts')!.split(',') }),
     stores,
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(values.model === undefined ? {} : { model: values.model }),
@@ -108,13 +113,10 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     ...(values['allowed-hosts'] === undefined ? {} : { allowedHosts: values['allowed-hosts'].split(',').map((h) => h.trim()).filter((h) => h !== '') }),
     logger: { level: logLevel },
     ...(queue === undefined ? {} : { executor: queue }),
-  });
-  const record = await openHistory(values, queue !== undefined).catch(async (e: unknown) => {
-    await app.close();
-    await queue?.close();
+  }).catch(async (e: unknown) => {
+    await record?.close();
     throw e;
   });
-  await registerInspectionRoutes(app, { record, ...(setting('shifts') === undefined ? {} : { shifts: setting('shifts')!.split(',') }) });
   app.addHook('onClose', async () => record?.close());
   const stopped = new Promise<void>((resolve) => {
     let stopping = false;
