@@ -4,7 +4,7 @@ import { MUTATING } from '../http.js';
 import { answer, errors, LINE_ERRORS, LINE_PARAMS, MUTATING_ERRORS } from '../schemas.js';
 import type { RouteContext } from './context.js';
 
-export async function thresholdRoutes(app: FastifyInstance, { executor }: Pick<RouteContext, 'executor'>): Promise<void> {
+export async function thresholdRoutes(app: FastifyInstance, { executor, record }: Pick<RouteContext, 'executor' | 'record'>): Promise<void> {
   app.put<{ Params: { line: string }; Body: { value: number } }>(
     '/v1/lines/:line/threshold',
     {
@@ -17,6 +17,13 @@ export async function thresholdRoutes(app: FastifyInstance, { executor }: Pick<R
         response: { 200: answer('the line with its new threshold (on disk)', 'Line'), ...errors(...LINE_ERRORS, ...MUTATING_ERRORS) },
       },
     },
-    async (request) => executor.setThreshold(request.params.line, request.body.value),
+    async (request) => {
+      const line = request.params.line;
+      const before = executor.lineInfo(line).threshold;
+      const info = await executor.setThreshold(line, request.body.value);
+      const state = (t: typeof before): Record<string, unknown> => (t === undefined ? {} : { threshold: t.value, method: t.method });
+      await record?.addAudit({ line, action: 'threshold', before: state(before), after: state(info.threshold), tokenName: request.tokenName });
+      return info;
+    },
   );
 }
