@@ -13,7 +13,7 @@ export async function thresholdRoutes(app: FastifyInstance, { executor, record }
         summary: 'set the deployment threshold (durable before the answer)',
         security: [{ bearer: [] }],
         params: LINE_PARAMS,
-        body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'number' } } },
+        body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'number', exclusiveMinimum: 0, description: 'a score: above 0 (an empty box or a negative number is refused)' } } },
         response: { 200: answer('the line with its new threshold (on disk)', 'Line'), ...errors(...LINE_ERRORS, ...MUTATING_ERRORS) },
       },
     },
