@@ -97,3 +97,35 @@ describe('inspection page in headless Chromium', () => {
     assert.deepEqual(consoleErrors.filter((e) => !/status of 422/.test(e)), []);
   });
 });
+
+describe('inspection page with the inspection record (issue 21, observations 3 and 4)', () => {
+  it("shows a camera's prediction with its heat map, and the gallery survives a reload", async () => {
+    const { openRecord } = await import('../src/record/index.js');
+    const dir = tempDir('server-page-record');
+    await fitBottleStore(path.join(dir, 'bottle.hetmm'), 3);
+    const record = (await openRecord({ dataDir: dir }))!;
+    const camera = await startServer({ dataDir: dir, token: TEST_TOKEN, record });
+    const other = await browser.newPage();
+    try {
+      // a camera posts through the API and asks for no maps
+      const posted = await fetch(`${camera.base}/v1/lines/bottle/predict?name=cam-1.png`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(readImage(bottleBroken[1]!)) });
+      assert.equal(posted.status, 200, await posted.clone().text());
+      await other.goto(`${camera.base}/#bottle`);
+      for (let pass = 0; pass < 2; pass++) {
+        await other.waitForFunction(() => document.querySelectorAll('#cards li').length === 1, null, { timeout: 30_000 });
+        assert.match((await other.textContent('#cards li'))!, /DEFECT .*cam-1\.png/);
+        await other.click('#cards li button');
+        const heatmap = await other.waitForFunction(() => {
+          const img = document.getElementById('result-heatmap') as HTMLImageElement;
+          return img.complete && img.naturalWidth > 0 ? img.naturalWidth : false;
+        }, null, { timeout: 30_000 });
+        assert.ok(((await heatmap.jsonValue()) as number) > 0, 'the heat map shows');
+        await other.reload();
+      }
+    } finally {
+      await other.close();
+      await camera.close();
+      await record.close();
+    }
+  });
+});

@@ -128,9 +128,10 @@ const BrokenLine = {
 const LineList = {
   $id: 'LineList',
   type: 'object',
-  required: ['changes', 'lines', 'broken'],
+  required: ['changes', 'record', 'lines', 'broken'],
   properties: {
     changes: { type: 'string', enum: ['disabled', 'token'], description: "'token': mutating calls need the bearer token; 'disabled': no token configured" },
+    record: { type: 'boolean', description: 'this server keeps an inspection record (the /v1/lines/{line}/inspections routes answer)' },
     lines: { type: 'array', items: ref('Line') },
     broken: { type: 'array', items: ref('BrokenLine') },
   },

@@ -10,9 +10,10 @@ function lineView(executor: InspectionExecutor, name: string): Record<string, un
   return { ...executor.lineInfo(name), load: executor.load().find((l) => l.line === name) };
 }
 
-export async function lineRoutes(app: FastifyInstance, { executor, changesEnabled }: Pick<RouteContext, 'executor' | 'changesEnabled'>): Promise<void> {
+export async function lineRoutes(app: FastifyInstance, { executor, changesEnabled, record }: Pick<RouteContext, 'executor' | 'changesEnabled' | 'record'>): Promise<void> {
   app.get('/v1/lines', { schema: { summary: 'list lines, the lines that cannot be served and why, and whether changes are enabled on this server', response: { 200: answer('the lines', 'LineList'), ...errors() } } }, async () => ({
     changes: changesEnabled ? 'token' : 'disabled',
+    record: record !== undefined,
     lines: executor.lineNames().flatMap((n) => {
       try {
         return [lineView(executor, n)];

@@ -12,6 +12,7 @@ const state = {
   shown: undefined,
   filter: 'all',
   events: undefined,
+  record: false, // the server keeps an inspection record (GET /v1/lines/{line}/inspections answers)
 };
 
 const CODE_WORDS = {
@@ -95,6 +96,7 @@ async function loadLines() {
     showError('No lines', { code: 'E_NOT_FOUND', message: 'this server serves no template store yet' });
     return;
   }
+  state.record = r.body.record === true;
   const wanted = decodeURIComponent(location.hash.slice(1));
   select.value = r.body.lines.some((l) => l.name === wanted) ? wanted : r.body.lines[0].name;
   await selectLine(select.value);
@@ -108,7 +110,32 @@ async function selectLine(name) {
   renderGallery();
   renderResult();
   await refreshInfo();
+  await loadRecord(name);
   connectEvents();
+}
+
+/** The gallery from the server's inspection record: it survives reloads and line switches. */
+async function loadRecord(name) {
+  if (!state.record) return;
+  const r = await api(`/v1/lines/${encodeURIComponent(name)}/inspections?limit=${MAX_RECENT}`);
+  if (!r.ok || state.line !== name) return;
+  const known = new Set(state.recent.map((item) => item.id));
+  const older = r.body.items.filter((i) => !known.has(i.id)).map((i) => ({
+    id: i.id,
+    name: i.imageName ?? i.id,
+    score: i.score,
+    label: i.verdict,
+    threshold: i.threshold,
+    templates: undefined,
+    version: i.storeVersion,
+    imageUrl: i.image,
+    heatmapUrl: i.heatmap,
+    own: false,
+  }));
+  state.recent = [...state.recent, ...older].slice(0, MAX_RECENT);
+  renderGallery();
+  updateThresholdBounds();
+  updateFlipPreview();
 }
 
 async function refreshInfo() {
@@ -169,7 +196,8 @@ function connectEvents() {
       templates: ev.templates,
       version: ev.version,
       imageUrl: ev.id ? `/v1/predictions/${encodeURIComponent(ev.id)}/image` : undefined,
-      heatmapUrl: undefined,
+      // with a record, a camera's prediction keeps its map there (the server renders one by default)
+      heatmapUrl: ev.id && state.record ? `/v1/inspections/${encodeURIComponent(ev.id)}/heatmap.png` : undefined,
       own: false,
     });
   });
