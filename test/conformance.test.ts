@@ -27,7 +27,7 @@ import {
 } from '../src/kernels/fast/index.js';
 import { alignedBytes } from '../src/kernels/fast/int8.js';
 import { l2NormalisePixels } from '../src/backbone/backbone.js';
-import { getBackend } from '../src/kernels/index.js';
+import { gatherTemplates, getBackend, matchLayerAt, matchSharedLayerAt } from '../src/kernels/index.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { pixelGramReference } from '../src/kernels/reference/gram.js';
 import { referenceBackend } from '../src/kernels/reference/index.js';
@@ -412,6 +412,40 @@ describe('capabilities on every backend', () => {
         const pooled = await backend.matchLayer(query, templates, options);
         assert.deepEqual(here.forward, pooled.forward, `${label} ${caseName(k)} forward`);
         assert.deepEqual(here.backward, pooled.backward, `${label} ${caseName(k)} backward`);
+      }
+    }
+  });
+
+  it('matchLayerAt / matchSharedLayerAt: some templates by index, bit for bit matchLayer on a stack of just those, on every backend', async () => {
+    const { all } = await backendsPromise;
+    const withInt8: NamedBackend[] = loadBinding().info().int8 === true ? [...all, { label: 'fast int8', backend: await loadFastBackend({ precision: 'int8' }) }] : all;
+    const cases = [matchCases[9]!, matchCases[11]!, matchCases[15]!, matchCases[17]!, matchCases[21]!];
+    for (const { label, backend } of withInt8) {
+      for (const [index, k] of cases.entries()) {
+        const { query, templates } = makeInputs(k, 3000 + index);
+        const options = { forwardPatch: k.f, backwardPatch: k.b };
+        const everyIndex = Int32Array.from({ length: k.n }, (_, i) => i);
+        const some = Int32Array.from([k.n - 1, 0, ...(k.n > 3 ? [2] : [])]); // out of order, not contiguous
+        for (const indices of [everyIndex, some, Int32Array.of(k.n - 1)]) {
+          const what = `${label} ${caseName(k)} at [${indices.join(',')}]`;
+          const gathered = gatherTemplates(templates, indices);
+          const expected = await backend.matchLayer(query, gathered, options);
+          const at = await matchLayerAt(backend, query, templates, indices, options);
+          assert.deepEqual(at.forward, expected.forward, `${what} forward`);
+          assert.deepEqual(at.backward, expected.backward, `${what} backward`);
+          const layer = backend.shareLayer!(templates, options);
+          const shared = matchSharedLayerAt(backend, layer, query, indices, options);
+          assert.deepEqual(shared.forward, expected.forward, `${what} shared forward`);
+          assert.deepEqual(shared.backward, expected.backward, `${what} shared backward`);
+        }
+        // every index: the same as matching the whole stack
+        const whole = await backend.matchLayer(query, templates, options);
+        const atAll = await matchLayerAt(backend, query, templates, everyIndex, options);
+        assert.deepEqual(atAll.forward, whole.forward, `${label} ${caseName(k)} all forward`);
+        assert.deepEqual(atAll.backward, whole.backward, `${label} ${caseName(k)} all backward`);
+        for (const bad of [Int32Array.of(k.n), Int32Array.of(-1), new Int32Array(0)]) {
+          await assert.rejects(matchLayerAt(backend, query, templates, bad, options), (e: unknown) => (e as { code?: string }).code === 'E_ARGUMENT', `${label} refuses [${bad.join(',')}]`);
+        }
       }
     }
   });
