@@ -65,8 +65,8 @@ export function descriptorLength(channels: number, grid: number): number {
 /**
  * The descriptor of the [C, H, W] map at map[offset ...] (float32), into
  * out[outOffset ...]: per grid cell (row-major) and channel, the mean of
- * the cell's pixels, then the whole vector scaled to unit length. A map
- * smaller than the grid repeats pixels (cells are at least one pixel).
+ * the cell's pixels, then the whole vector scaled to unit length. A grid
+ * finer than the map is E_ARGUMENT.
  */
 export function globalDescriptor(
   map: Float32Array,
@@ -79,33 +79,36 @@ export function globalDescriptor(
   const [c, h, w] = shape;
   const hw = h * w;
   const cells = grid * grid;
-  const sums = new Float64Array(c * cells);
-  const cellOf = new Int32Array(hw);
-  const perCell = new Float64Array(cells);
-  for (let y = 0; y < h; y++) {
-    const gy = Math.min(grid - 1, Math.floor((y * grid) / h));
-    for (let x = 0; x < w; x++) {
-      const cell = gy * grid + Math.min(grid - 1, Math.floor((x * grid) / w));
-      cellOf[y * w + x] = cell;
-      perCell[cell]! += 1;
-    }
+  if (grid > h || grid > w) {
+    throw new HetmmError('E_ARGUMENT', `a template selection grid of ${grid} x ${grid} cells does not fit a ${h} x ${w} feature map (use a smaller grid)`);
   }
-  for (let ch = 0; ch < c; ch++) {
-    const row = offset + ch * hw;
-    for (let p = 0; p < hw; p++) sums[cellOf[p]! * c + ch]! += map[row + p]!;
-  }
+  // cell g along a side of `size` pixels: those with floor(i * grid / size) = g
+  const bound = (size: number, g: number): [number, number] => [Math.ceil((g * size) / grid), Math.ceil(((g + 1) * size) / grid)];
+  const rows = Array.from({ length: grid }, (_, g) => bound(h, g));
+  const cols = Array.from({ length: grid }, (_, g) => bound(w, g));
+  const means = new Float64Array(c * cells);
   let norm = 0;
-  for (let cell = 0; cell < cells; cell++) {
-    const count = perCell[cell]!;
-    for (let ch = 0; ch < c; ch++) {
-      const i = cell * c + ch;
-      const v = count > 0 ? sums[i]! / count : 0;
-      sums[i] = v;
-      norm += v * v;
+  for (let gy = 0; gy < grid; gy++) {
+    const [y0, y1] = rows[gy]!;
+    for (let gx = 0; gx < grid; gx++) {
+      const [x0, x1] = cols[gx]!;
+      const inv = 1 / ((y1 - y0) * (x1 - x0));
+      const base = (gy * grid + gx) * c;
+      for (let ch = 0; ch < c; ch++) {
+        const plane = offset + ch * hw;
+        let s = 0;
+        for (let y = y0; y < y1; y++) {
+          const row = plane + y * w;
+          for (let x = x0; x < x1; x++) s += map[row + x]!;
+        }
+        const v = s * inv;
+        means[base + ch] = v;
+        norm += v * v;
+      }
     }
   }
-  const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-  for (let i = 0; i < sums.length; i++) out[outOffset + i] = sums[i]! * inv;
+  const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+  for (let i = 0; i < means.length; i++) out[outOffset + i] = means[i]! * scale;
 }
 
 /** Dot products of `query` with the first `count` descriptors, in float64. */
@@ -115,11 +118,22 @@ export function descriptorSimilarities(descriptors: Float32Array, count: number,
     throw new HetmmError('E_ARGUMENT', `Expected ${count} descriptors of length ${d} but received ${descriptors.length} values`);
   }
   const sims = new Float64Array(count);
+  const tail = d - (d % 4);
   for (let t = 0; t < count; t++) {
-    let s = 0;
+    // four independent sums: the additions of one do not wait for another's
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
     const base = t * d;
-    for (let i = 0; i < d; i++) s += descriptors[base + i]! * query[i]!;
-    sims[t] = s;
+    for (let i = 0; i < tail; i += 4) {
+      s0 += descriptors[base + i]! * query[i]!;
+      s1 += descriptors[base + i + 1]! * query[i + 1]!;
+      s2 += descriptors[base + i + 2]! * query[i + 2]!;
+      s3 += descriptors[base + i + 3]! * query[i + 3]!;
+    }
+    for (let i = tail; i < d; i++) s0 += descriptors[base + i]! * query[i]!;
+    sims[t] = s0 + s1 + (s2 + s3);
   }
   return sims;
 }
