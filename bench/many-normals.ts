@@ -20,12 +20,13 @@
  *    model's input size, as hetmm eval computes them.
  * img/s: steady state, from the 10th result to the last (pipeline start-up
  * and the first images' warm-up excluded); RSS: the child's peak
- * (resourceUsage().maxRSS). Prints a Markdown table and the load average
+ * (VmHWM) when the last prediction is in, before the metrics (which sort
+ * every pixel and take more). Prints a Markdown table and the load average
  * before and after each case; other jobs on the machine change img/s, not
  * the metrics.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,13 +65,27 @@ interface CaseResult {
   readonly templates: number;
   readonly k?: number;
   readonly imgPerS: number;
+  /** CPU time of the whole process (every thread) per image over the same steady-state images: steadier than img/s on a shared machine */
+  readonly cpuMsPerImg: number;
+  /** peak RSS while serving (open + predicting, the maps kept for the metrics: 0.15 GB at 583 x 256 x 256) */
   readonly rssGB: number;
+  /** peak RSS of the whole child, the metrics included (pixel AUROC and AUPRO sort all 38 M pixels) */
+  readonly rssAllGB: number;
   readonly imageAuroc: number | null;
   readonly pixelAuroc: number | null;
   readonly aupro: number | null;
   readonly openS: number;
   readonly loadBefore: string;
   readonly loadAfter: string;
+}
+
+/**
+ * This process's peak RSS (VmHWM). Not resourceUsage().maxRSS: Linux carries
+ * ru_maxrss over fork and exec, so a child would report its parent's peak.
+ */
+function peakRssGB(): number {
+  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
+  return line === undefined ? Number.NaN : Number(line.split(/\s+/)[1]) / 1024 / 1024;
 }
 
 /** The child: one case (store, k or exact), all test images, metrics. */
@@ -86,6 +101,7 @@ async function runCase(spec: { name: string; store: string; k?: number; grid: nu
   const maps: Float32Array[] = [];
   const proMaps: Float32Array[] = [];
   let steadyStart = 0;
+  let cpuStart = process.cpuUsage();
   let i = 0;
   for await (const r of detector.predictMany(files, { pipelines: spec.pipelines })) {
     if (r.error !== undefined) throw r.error;
@@ -93,9 +109,15 @@ async function runCase(spec: { name: string; store: string; k?: number; grid: nu
     scores.push(p.score);
     maps.push(p.pixelMap);
     proMaps.push(p.proMap ?? p.pixelMap);
-    if (++i === 10) steadyStart = performance.now();
+    if (++i === 10) {
+      steadyStart = performance.now();
+      cpuStart = process.cpuUsage();
+    }
   }
   const imgPerS = (files.length - 10) / ((performance.now() - steadyStart) / 1000);
+  const cpu = process.cpuUsage(cpuStart);
+  const cpuMsPerImg = (cpu.user + cpu.system) / 1000 / (files.length - 10);
+  const rssGB = peakRssGB();
   const templates = detector.store.count;
   detector.dispose();
   const labels = dataset.test.map((s) => s.label);
@@ -109,7 +131,9 @@ async function runCase(spec: { name: string; store: string; k?: number; grid: nu
     templates,
     ...(spec.k === undefined ? {} : { k: spec.k }),
     imgPerS,
-    rssGB: process.resourceUsage().maxRSS / 1024 / 1024,
+    cpuMsPerImg,
+    rssGB,
+    rssAllGB: peakRssGB(),
     imageAuroc: pct(imageAuroc(scores, labels).value),
     pixelAuroc: dataset.hasMasks ? pct(pixelAuroc(maps, masks).value) : null,
     aupro: dataset.hasMasks && spec.aupro ? pct(aupro(proMaps, masks, { width }).value) : null,
@@ -181,12 +205,12 @@ if (values.child !== undefined) {
     results.push(result);
     const f = (v: number | null, d = 1): string => (v === null ? '-' : v.toFixed(d));
     console.log(
-      `${result.name}: ${f(result.imgPerS)} img/s, RSS ${f(result.rssGB, 2)} GB, image AUROC ${f(result.imageAuroc, 2)}, pixel AUROC ${f(result.pixelAuroc, 2)}, AUPRO ${f(result.aupro, 2)}, open ${f(result.openS)} s (load ${result.loadBefore} -> ${result.loadAfter})`,
+      `${result.name}: ${f(result.imgPerS)} img/s, ${f(result.cpuMsPerImg)} ms CPU/img, RSS ${f(result.rssGB, 2)} GB (with metrics ${f(result.rssAllGB, 2)}), image AUROC ${f(result.imageAuroc, 2)}, pixel AUROC ${f(result.pixelAuroc, 2)}, AUPRO ${f(result.aupro, 2)}, open ${f(result.openS)} s (load ${result.loadBefore} -> ${result.loadAfter})`,
     );
   }
-  console.log('\n| case | templates | img/s | RSS GB | image AUROC | pixel AUROC | AUPRO | load (1/5/15 min) before -> after |\n|---|---:|---:|---:|---:|---:|---:|---|');
+  console.log('\n| case | templates | img/s | CPU ms / img | RSS GB (serving) | image AUROC | pixel AUROC | AUPRO | load (1/5/15 min) before -> after |\n|---|---:|---:|---:|---:|---:|---:|---:|---|');
   const f = (v: number | null, d = 1): string => (v === null ? '-' : v.toFixed(d));
   for (const r of results) {
-    console.log(`| ${r.name} | ${r.templates} | ${f(r.imgPerS)} | ${f(r.rssGB, 2)} | ${f(r.imageAuroc, 2)} | ${f(r.pixelAuroc, 2)} | ${f(r.aupro, 2)} | ${r.loadBefore} -> ${r.loadAfter} |`);
+    console.log(`| ${r.name} | ${r.templates} | ${f(r.imgPerS)} | ${f(r.cpuMsPerImg)} | ${f(r.rssGB, 2)} | ${f(r.imageAuroc, 2)} | ${f(r.pixelAuroc, 2)} | ${f(r.aupro, 2)} | ${r.loadBefore} -> ${r.loadAfter} |`);
   }
 }

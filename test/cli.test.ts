@@ -81,7 +81,10 @@ test('predict --select-k N matches each image against N templates; --select-k 5 
   const predict = async (...extra: string[]): Promise<{ score: number; templates: number }[]> => {
     const r = await run('predict', '-t', store, ...files, '--json', '--quiet', ...extra);
     assert.equal(r.code, 0, r.stderr);
-    return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { score: number; templates: number });
+    return r.stdout.trim().split('\n').map((l) => {
+      const { score, templates } = JSON.parse(l) as { score: number; templates: number };
+      return { score, templates };
+    });
   };
   const plain = await predict();
   assert.deepEqual(await predict('--select-k', '5'), plain);

@@ -494,6 +494,18 @@ describe('fast backend: argument validation and loading', () => {
     await assert.rejects(fast.pixelGram(templates, 0, 20, new Float32Array(10)), isArg(/out has 10 elements/));
     await assert.rejects(loadFastBackend({ variant: 'sse9' as never }), isArg(/Expected one of avx512, avx2, generic for options.variant but received "sse9"/));
   });
+
+  it('the addon refuses template indices its arrays do not hold (memory safety, not only the TypeScript check)', () => {
+    const binding = loadBinding();
+    const k: MatchCase = { n: 2, c: 3, h: 4, w: 16, f: 3, b: 3, dtype: 'float32' };
+    const { query, templates } = makeInputs(k, 11);
+    const out = (): Float32Array => new Float32Array(64);
+    const call = (indices: Int32Array, n: number): void => binding.matchLayerHere('', query.data, templates.data as Float32Array, n, 3, 4, 16, 1, 1, out(), out(), indices);
+    call(Int32Array.of(1, 0), 2); // both stored templates: fine
+    for (const [indices, n] of [[Int32Array.of(2), 1], [Int32Array.of(-1), 1], [Int32Array.of(0, 1), 1], [new Float32Array([0]) as never, 1]] as const) {
+      assert.throws(() => call(indices, n), (e: unknown) => e instanceof RangeError && /indices/.test(e.message), `[${String(indices)}] n ${n}`);
+    }
+  });
 });
 
 // ---- int8 matching (opt-in, AVX-512 VNNI) ---------------------------------------------
