@@ -47,7 +47,7 @@
 /* The JS-visible surface's version: bump it whenever a function, its
  * arguments or info() change; src/kernels/fast/binding.ts refuses an addon
  * whose `abi` differs (a stale build or prebuild). */
-#define HETMM_NATIVE_ABI 5 /* 2: l2NormalizePixels; 3: alignmentOffset; 4: matchLayerHere, matchLayerInt8Here; 5: init(threads) */
+#define HETMM_NATIVE_ABI 6 /* 2: l2NormalizePixels; 3: alignmentOffset; 4: matchLayerHere, matchLayerInt8Here; 5: init(threads); 6: match template indices */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -106,6 +106,8 @@ typedef struct MatchJob {
   const uint32_t *q8, *t8;
   const float *qScale, *tScale;
   const int32_t *tSum;
+  /* when set, work item template t is stored template index[t] (n entries; template preselection) */
+  const int32_t *index;
 } MatchJob;
 
 struct GramJob;
@@ -406,6 +408,7 @@ static void match_worker(void *jp, Scratch *s) {
       s->used = 1;
     }
     int t = (int)(i / job->bands), b = (int)(i % job->bands);
+    if (job->index) t = job->index[t];
     int y0 = b * job->bandRows;
     int y1 = y0 + job->bandRows < job->h ? y0 + job->bandRows : job->h;
     job->item(job, s, t, y0, y1);
@@ -696,13 +699,30 @@ static napi_value finish_match(napi_env env, AsyncCall *call, int here, napi_val
   return undef;
 }
 
-/* matchLayer(variant, query, templates, n, c, h, w, rf, rb, fwdOut, bwdOut): Promise<void>;
+/* The optional last argument of the match calls: an Int32Array of n template indices, each below
+ * `stored` (the templates the arrays hold), or undefined/null (templates 0..n-1). Returns 0 and sets
+ * *index (NULL when absent), or -1 when the argument is invalid. */
+static int get_indices(napi_env env, napi_value v, int64_t n, uint64_t stored, const int32_t **index) {
+  *index = NULL;
+  napi_valuetype type;
+  if (napi_typeof(env, v, &type) != napi_ok) return -1;
+  if (type == napi_undefined || type == napi_null) return 0;
+  TypedArg a;
+  if (!get_typed(env, v, &a) || a.type != napi_int32_array || a.length != (uint64_t)n) return -1;
+  const int32_t *ix = a.data;
+  for (int64_t k = 0; k < n; k++)
+    if (ix[k] < 0 || (uint64_t)ix[k] >= stored) return -1;
+  *index = ix;
+  return 0;
+}
+
+/* matchLayer(variant, query, templates, n, c, h, w, rf, rb, fwdOut, bwdOut[, indices]): Promise<void>;
  * matchLayerHere(same): void, single-threaded on the calling thread (see run_match_here). */
 static napi_value match_layer_entry(napi_env env, napi_callback_info info, int here) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 12;
+  napi_value argv[12];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 11) return throw_range(env, "matchLayer expects 11 arguments");
+  if (argc != 11 && argc != 12) return throw_range(env, "matchLayer expects 11 or 12 arguments");
   if (!g_poolOk) return throw_range(env, "hetmm native: the kernel thread pool is not running (init was not called)");
   const Variant *variant = find_variant(env, argv[0]);
   if (!variant) return throw_range(env, "matchLayer: unknown or unsupported variant");
@@ -722,7 +742,10 @@ static napi_value match_layer_entry(napi_env env, napi_callback_info info, int h
       h > 65536 || w > 65536 || rf > 4096 || rb > 4096)
     return throw_range(env, "matchLayer: dimensions out of range");
   uint64_t hw = (uint64_t)h * (uint64_t)w;
-  if (q.length < (uint64_t)c * hw || t.length < (uint64_t)n * c * hw || fo.length < hw || bo.length < hw)
+  const int32_t *index = NULL;
+  if (argc == 12 && get_indices(env, argv[11], n, t.length / ((uint64_t)c * hw), &index) != 0)
+    return throw_range(env, "matchLayer: indices must be an Int32Array of n template indices the templates array holds");
+  if (q.length < (uint64_t)c * hw || (!index && t.length < (uint64_t)n * c * hw) || fo.length < hw || bo.length < hw)
     return throw_range(env, "matchLayer: an array is shorter than its shape");
   AsyncCall *call = calloc(1, sizeof *call);
   if (!call) return throw_range(env, "matchLayer: out of memory");
@@ -736,20 +759,21 @@ static napi_value match_layer_entry(napi_env env, napi_callback_info info, int h
   j->fwdOut = fo.data;
   j->bwdOut = bo.data;
   j->item = variant->match;
-  napi_value keep[4] = {argv[1], argv[2], argv[9], argv[10]};
-  return finish_match(env, call, here, keep, 4, "hetmm.matchLayer");
+  j->index = index;
+  napi_value keep[5] = {argv[1], argv[2], argv[9], argv[10], index ? argv[11] : argv[1]};
+  return finish_match(env, call, here, keep, 5, "hetmm.matchLayer");
 }
 
 static napi_value js_match_layer(napi_env env, napi_callback_info info) { return match_layer_entry(env, info, 0); }
 static napi_value js_match_layer_here(napi_env env, napi_callback_info info) { return match_layer_entry(env, info, 1); }
 
-/* matchLayerInt8(query8, qScale, templates8, tScale, tSum, n, g, h, w, rf, rb, fwdOut, bwdOut): Promise<void>
+/* matchLayerInt8(query8, qScale, templates8, tScale, tSum, n, g, h, w, rf, rb, fwdOut, bwdOut[, indices]): Promise<void>
  * query8/templates8: Uint8Array/Int8Array of packed 4-channel words [G][H][W] per map (see int8_body.h). */
 static napi_value match_layer_int8_entry(napi_env env, napi_callback_info info, int here) {
-  size_t argc = 13;
-  napi_value argv[13];
+  size_t argc = 14;
+  napi_value argv[14];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 13) return throw_range(env, "matchLayerInt8 expects 13 arguments");
+  if (argc != 13 && argc != 14) return throw_range(env, "matchLayerInt8 expects 13 or 14 arguments");
   if (!g_poolOk) return throw_range(env, "hetmm native: the kernel thread pool is not running (init was not called)");
   if (!g_int8Supported) return throw_range(env, "matchLayerInt8: this CPU has no AVX-512 VNNI");
   TypedArg q, qs, t, ts, to, fo, bo;
@@ -773,8 +797,14 @@ static napi_value match_layer_int8_entry(napi_env env, napi_callback_info info, 
       n > INT32_MAX || g > 16384 || h > 65536 || w > 65536)
     return throw_range(env, "matchLayerInt8: dimensions out of range (needs w % 16 == 0, radii <= 7)");
   uint64_t hw = (uint64_t)h * (uint64_t)w;
-  if (q.length < 4 * (uint64_t)g * hw || t.length < 4 * (uint64_t)n * g * hw || qs.length < hw ||
-      ts.length < (uint64_t)n * hw || to.length < (uint64_t)n * hw || fo.length < hw || bo.length < hw)
+  /* with indices, n counts the matched templates; the arrays must hold every indexed one */
+  uint64_t stored = t.length / (4 * (uint64_t)g * hw);
+  if (ts.length / hw < stored) stored = ts.length / hw;
+  if (to.length / hw < stored) stored = to.length / hw;
+  const int32_t *index = NULL;
+  if (argc == 14 && get_indices(env, argv[13], n, stored, &index) != 0)
+    return throw_range(env, "matchLayerInt8: indices must be an Int32Array of n template indices the template arrays hold");
+  if (q.length < 4 * (uint64_t)g * hw || (!index && stored < (uint64_t)n) || qs.length < hw || fo.length < hw || bo.length < hw)
     return throw_range(env, "matchLayerInt8: an array is shorter than its shape");
   AsyncCall *call = calloc(1, sizeof *call);
   if (!call) return throw_range(env, "matchLayerInt8: out of memory");
@@ -787,6 +817,7 @@ static napi_value match_layer_int8_entry(napi_env env, napi_callback_info info, 
   j->t8 = t.data;
   j->tScale = ts.data;
   j->tSum = to.data;
+  j->index = index;
   j->fwdOut = fo.data;
   j->bwdOut = bo.data;
 #if HETMM_X86
@@ -794,8 +825,8 @@ static napi_value match_layer_int8_entry(napi_env env, napi_callback_info info, 
 #else
   j->item = NULL; /* unreachable: g_int8Supported is 0 off x86 */
 #endif
-  napi_value keep[7] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[11], argv[12]};
-  return finish_match(env, call, here, keep, 7, "hetmm.matchLayerInt8");
+  napi_value keep[8] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[11], argv[12], index ? argv[13] : argv[0]};
+  return finish_match(env, call, here, keep, 8, "hetmm.matchLayerInt8");
 }
 
 static napi_value js_match_layer_int8(napi_env env, napi_callback_info info) { return match_layer_int8_entry(env, info, 0); }

@@ -76,6 +76,24 @@ test('predict --backbone-thread prints the same scores as without it', async () 
   assert.deepEqual(await scores('--backbone-thread', '--concurrency', '3'), plain);
 });
 
+test('predict --select-k N matches each image against N templates; --select-k 5 (all) and all equal plain predict; a bad N is a usage error', async () => {
+  const files = [path.join(goodDir, '000.png'), path.join(brokenDir, '000.png')];
+  const predict = async (...extra: string[]): Promise<{ score: number; templates: number }[]> => {
+    const r = await run('predict', '-t', store, ...files, '--json', '--quiet', ...extra);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim().split('\n').map((l) => {
+      const { score, templates } = JSON.parse(l) as { score: number; templates: number };
+      return { score, templates };
+    });
+  };
+  const plain = await predict();
+  assert.deepEqual(await predict('--select-k', '5'), plain);
+  assert.deepEqual(await predict('--select-k', 'all'), plain);
+  const two = await predict('--select-k', '2');
+  assert.deepEqual(two.map((p) => p.templates), [2, 2]);
+  assertCleanError(await run('predict', '-t', store, files[0]!, '--select-k', '0'), 'select-k');
+});
+
 test('add appends images (hot update) without recomputing the others', async () => {
   const copy = path.join(tmp, 'add.hetmm');
   copyFileSync(store, copy);

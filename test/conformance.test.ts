@@ -27,7 +27,7 @@ import {
 } from '../src/kernels/fast/index.js';
 import { alignedBytes } from '../src/kernels/fast/int8.js';
 import { l2NormalisePixels } from '../src/backbone/backbone.js';
-import { getBackend } from '../src/kernels/index.js';
+import { gatherTemplates, getBackend, matchLayerAt, matchSharedLayerAt } from '../src/kernels/index.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { pixelGramReference } from '../src/kernels/reference/gram.js';
 import { referenceBackend } from '../src/kernels/reference/index.js';
@@ -416,6 +416,40 @@ describe('capabilities on every backend', () => {
     }
   });
 
+  it('matchLayerAt / matchSharedLayerAt: some templates by index, bit for bit matchLayer on a stack of just those, on every backend', async () => {
+    const { all } = await backendsPromise;
+    const withInt8: NamedBackend[] = loadBinding().info().int8 === true ? [...all, { label: 'fast int8', backend: await loadFastBackend({ precision: 'int8' }) }] : all;
+    const cases = [matchCases[9]!, matchCases[11]!, matchCases[15]!, matchCases[17]!, matchCases[21]!];
+    for (const { label, backend } of withInt8) {
+      for (const [index, k] of cases.entries()) {
+        const { query, templates } = makeInputs(k, 3000 + index);
+        const options = { forwardPatch: k.f, backwardPatch: k.b };
+        const everyIndex = Int32Array.from({ length: k.n }, (_, i) => i);
+        const some = Int32Array.from([k.n - 1, 0, ...(k.n > 3 ? [2] : [])]); // out of order, not contiguous
+        for (const indices of [everyIndex, some, Int32Array.of(k.n - 1)]) {
+          const what = `${label} ${caseName(k)} at [${indices.join(',')}]`;
+          const gathered = gatherTemplates(templates, indices);
+          const expected = await backend.matchLayer(query, gathered, options);
+          const at = await matchLayerAt(backend, query, templates, indices, options);
+          assert.deepEqual(at.forward, expected.forward, `${what} forward`);
+          assert.deepEqual(at.backward, expected.backward, `${what} backward`);
+          const layer = backend.shareLayer!(templates, options);
+          const shared = matchSharedLayerAt(backend, layer, query, indices, options);
+          assert.deepEqual(shared.forward, expected.forward, `${what} shared forward`);
+          assert.deepEqual(shared.backward, expected.backward, `${what} shared backward`);
+        }
+        // every index: the same as matching the whole stack
+        const whole = await backend.matchLayer(query, templates, options);
+        const atAll = await matchLayerAt(backend, query, templates, everyIndex, options);
+        assert.deepEqual(atAll.forward, whole.forward, `${label} ${caseName(k)} all forward`);
+        assert.deepEqual(atAll.backward, whole.backward, `${label} ${caseName(k)} all backward`);
+        for (const bad of [Int32Array.of(k.n), Int32Array.of(-1), new Int32Array(0)]) {
+          await assert.rejects(matchLayerAt(backend, query, templates, bad, options), (e: unknown) => (e as { code?: string }).code === 'E_ARGUMENT', `${label} refuses [${bad.join(',')}]`);
+        }
+      }
+    }
+  });
+
   it('the reference refuses an int8-quantised shared layer (E_BACKEND), it does not guess', async (t) => {
     if (loadBinding().info().int8 !== true) return t.skip('this CPU has no AVX-512 VNNI');
     const k = matchCases[17]!; // W = 32: int8-shared
@@ -459,6 +493,18 @@ describe('fast backend: argument validation and loading', () => {
     await assert.rejects(fast.pixelGram(templates, 0, 21, new Float32Array(21 * 4)), isArg(/p1/));
     await assert.rejects(fast.pixelGram(templates, 0, 20, new Float32Array(10)), isArg(/out has 10 elements/));
     await assert.rejects(loadFastBackend({ variant: 'sse9' as never }), isArg(/Expected one of avx512, avx2, generic for options.variant but received "sse9"/));
+  });
+
+  it('the addon refuses template indices its arrays do not hold (memory safety, not only the TypeScript check)', () => {
+    const binding = loadBinding();
+    const k: MatchCase = { n: 2, c: 3, h: 4, w: 16, f: 3, b: 3, dtype: 'float32' };
+    const { query, templates } = makeInputs(k, 11);
+    const out = (): Float32Array => new Float32Array(64);
+    const call = (indices: Int32Array, n: number): void => binding.matchLayerHere('', query.data, templates.data as Float32Array, n, 3, 4, 16, 1, 1, out(), out(), indices);
+    call(Int32Array.of(1, 0), 2); // both stored templates: fine
+    for (const [indices, n] of [[Int32Array.of(2), 1], [Int32Array.of(-1), 1], [Int32Array.of(0, 1), 1], [new Float32Array([0]) as never, 1]] as const) {
+      assert.throws(() => call(indices, n), (e: unknown) => e instanceof RangeError && /indices/.test(e.message), `[${String(indices)}] n ${n}`);
+    }
   });
 });
 

@@ -91,6 +91,22 @@ export function precisionOption(values: { int8?: boolean; precision?: string }):
 
 
 /**
+ * `--select-k N|all`: match each image against its N nearest templates
+ * (template preselection, docs/PERFORMANCE.md); `all`: exact ATMM over all
+ * templates even when the store asks for selection. Default: the store's.
+ */
+export const SELECT_K_OPTION = {
+  'select-k': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+export function selectKOption(values: { 'select-k'?: string }): { templateSelection?: { k: number } | null } {
+  const v = values['select-k'];
+  if (v === undefined) return {};
+  if (v === 'all') return { templateSelection: null };
+  return { templateSelection: { k: intOption(v, 'select-k', 1)! } };
+}
+
+/**
  * Detector.open with the COMMON_OPTIONS every detector command takes
  * (--model, --backend, --threads), plus the command's own options (store,
  * preset, dtype).

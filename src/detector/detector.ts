@@ -13,10 +13,12 @@ import type { Backbone } from '../backbone/backbone.js';
 import { HetmmError } from '../errors.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
 import type { FeatureStack, KernelBackend, MatchResult } from '../kernels/contract.js';
+import { matchLayerAt } from '../kernels/index.js';
 import { resolvePreset, scoreMap, type Preset } from '../matching/index.js';
+import { TemplateSelector, type TemplateSelection } from '../selection/nearest-templates.js';
 import { TemplateStore, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
-import { assertSameBackbone, openLineParts, presetFromMeta, type DetectorOptions } from './line.js';
+import { assertSameBackbone, lineTemplateSelection, openLineParts, presetFromMeta, type DetectorOptions } from './line.js';
 import { BackboneThread } from './backbone-thread.js';
 import { PipelinePool } from './pipelines.js';
 import { layerInputs, scoreResults, toPrediction, type Prediction } from './prediction.js';
@@ -50,6 +52,8 @@ export class Detector {
   #pipelines: PipelinePool | undefined;
   /** onnxruntime threads the detector was opened with (predictMany's backbone thread uses the same) */
   #threads: number | undefined;
+  /** template preselection (the line's templateSelection); undefined: exact ATMM over all templates */
+  #selector: TemplateSelector | undefined;
 
   private constructor(backbone: Backbone, backend: KernelBackend, store: TemplateStore, preset: Preset, storeFile?: string) {
     this.backbone = backbone;
@@ -70,11 +74,29 @@ export class Detector {
     const detector = new Detector(line.backbone, line.backend, line.store, line.preset, line.storeFile);
     detector.#maxPixels = options.maxPixels;
     detector.#threads = options.threads;
+    detector.#useSelection(line.selection);
     return detector;
   }
 
   get store(): TemplateStore {
     return this.#store;
+  }
+
+  /** The line's template preselection (k, grid, layer), or undefined: exact ATMM over all templates. */
+  get templateSelection(): Required<TemplateSelection> | undefined {
+    return this.#selector?.selection;
+  }
+
+  /** Starts (or stops) template preselection; descriptors of the store's templates are computed at once. */
+  #useSelection(selection: Required<TemplateSelection> | undefined): void {
+    this.#selector = selection === undefined ? undefined : new TemplateSelector(selection);
+    this.#describeTemplates();
+  }
+
+  /** Descriptors of templates not yet described (at open and after a hot update: no retraining, O(1) per template). */
+  #describeTemplates(): void {
+    const snapshot = this.#store.snapshot();
+    if (this.#selector !== undefined && snapshot.count > 0) this.#selector.descriptors(snapshot.layers);
   }
 
   /** The store file `add` writes to (the one the detector was opened from), if any. */
@@ -99,7 +121,10 @@ export class Detector {
   withStore(store: TemplateStore, preset?: Preset | string): Detector {
     assertSameBackbone(store.identity, this.backbone.identity);
     const option = preset ?? presetFromMeta(store.meta.preset) ?? 'default';
-    return new Detector(this.backbone, this.backend, store, typeof option === 'string' ? resolvePreset(option) : option);
+    const detector = new Detector(this.backbone, this.backend, store, typeof option === 'string' ? resolvePreset(option) : option);
+    // the other store's own templateSelection (the line rule without an option)
+    detector.#useSelection(lineTemplateSelection(undefined, store.meta, store.layerCount));
+    return detector;
   }
 
   /** Decodes and resizes an image to the backbone's input size. */
@@ -170,6 +195,7 @@ export class Detector {
     if (toFile && items.length > 0) {
       await this.#store.appendToFile(this.#storeFile!, items, { lock: { purpose: 'hetmm add' } });
     }
+    this.#describeTemplates();
     return toFile ? items.length : this.#store.count - countBefore;
   }
 
@@ -188,6 +214,15 @@ export class Detector {
     const layers = this.backbone.identity.layers;
     const backend = options.backend ?? this.backend; // calibration may match in int8
     const results: MatchResult[] = [];
+    // template preselection: the nearest k (never the left-out one), undefined when k covers them all
+    const chosen = this.#selector?.select(snapshot.layers, features, options.exclude);
+    if (chosen !== undefined) {
+      for (let l = 0; l < layers.length; l++) {
+        const { query, match } = layerInputs(this.backbone.identity, this.preset, features, l);
+        results.push(await matchLayerAt(backend, query, snapshot.layers[l]!, chosen, match));
+      }
+      return { results, templates: chosen.length };
+    }
     for (let l = 0; l < layers.length; l++) {
       const { query, match } = layerInputs(this.backbone.identity, this.preset, features, l);
       const stack = snapshot.layers[l]!;
@@ -266,7 +301,15 @@ export class Detector {
     const snapshot = this.#store.snapshot();
     if (pipelines > 1 && snapshot.count > 0 && sources.length > 0) {
       // kept for the next call while the store, preset and threshold stay the same (dispose() stops them)
-      const source = { backbone: this.backbone, backend: this.backend, snapshot, preset: this.preset, threshold: this.threshold, maxPixels: this.#maxPixels };
+      const source = {
+        backbone: this.backbone,
+        backend: this.backend,
+        snapshot,
+        preset: this.preset,
+        threshold: this.threshold,
+        maxPixels: this.#maxPixels,
+        selector: this.#selector,
+      };
       if (this.#pipelines?.fits(pipelines, source) !== true) {
         void this.#pipelines?.close();
         this.#pipelines = new PipelinePool(pipelines, source);

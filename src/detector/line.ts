@@ -20,6 +20,10 @@
  *   calibrated on the scores predictions compute.
  * - backend: `backend`, else 'auto' (the registry applies HETMM_BACKEND).
  * - preset: `preset`, else the one the store was fitted with, else 'default'.
+ * - template selection (match each query against its k nearest templates,
+ *   src/selection/nearest-templates.ts): `templateSelection` (null: none),
+ *   else the store's meta.templateSelection, else none (exact ATMM over all
+ *   templates).
  */
 import type { Backbone, PixelNormaliser } from '../backbone/backbone.js';
 import type { BackboneDescription, BackboneIdentity } from '../backbone/description.js';
@@ -28,6 +32,7 @@ import { HetmmError } from '../errors.js';
 import type { FeatureDType, KernelBackend, MatchPrecision } from '../kernels/contract.js';
 import { getBackend, type BackendPreference } from '../kernels/index.js';
 import { resolvePreset, validatePreset, type Preset } from '../matching/index.js';
+import { resolveTemplateSelection, type TemplateSelection } from '../selection/nearest-templates.js';
 import { TemplateStore } from '../store/index.js';
 import { readStoreMeta } from '../store/peek.js';
 import { embeddedModelName, int8BackboneName, loadBackbone, storeBackboneFiles } from './store-backbone.js';
@@ -70,6 +75,13 @@ export interface DetectorOptions {
    * int8 backbone files are missing: E_MODEL_NOT_FOUND naming them.
    */
   readonly precision?: 'float' | 'int8';
+  /**
+   * Match each query against its k nearest templates by a global
+   * descriptor instead of all N (docs/PERFORMANCE.md, "Template
+   * preselection"). null: exact ATMM over all templates even when the store
+   * asks for selection. Default: the store's meta.templateSelection, else exact.
+   */
+  readonly templateSelection?: TemplateSelection | null;
 }
 
 /** What a line is made of, as Detector.open assembles it. */
@@ -80,6 +92,8 @@ export interface LineParts {
   readonly preset: Preset;
   /** the store file the line was opened from (its appends go there) */
   readonly storeFile: string | undefined;
+  /** undefined: exact ATMM over all templates */
+  readonly selection: Required<TemplateSelection> | undefined;
 }
 
 /**
@@ -188,10 +202,32 @@ export async function openLineParts(options: DetectorOptions): Promise<LineParts
     assertSameBackbone(store.identity, backbone.identity);
     // A store remembers the preset it was fitted (and calibrated) with.
     const preset = options.preset !== undefined ? checkedPreset(options.preset, 'options.preset') : presetFromMeta(store.meta.preset) ?? resolvePreset('default');
-    return { backbone, backend, store, preset, storeFile: typeof options.store === 'string' ? options.store : undefined };
+    const selection = lineTemplateSelection(options.templateSelection, store.meta, store.layerCount);
+    return { backbone, backend, store, preset, storeFile: typeof options.store === 'string' ? options.store : undefined, selection };
   } catch (e) {
     backbone.dispose();
     throw e;
+  }
+}
+
+/**
+ * A line's template selection: told (null: none), else the store's
+ * meta.templateSelection (an invalid one is a store problem, E_STORE_FORMAT),
+ * else none.
+ */
+export function lineTemplateSelection(
+  told: TemplateSelection | null | undefined,
+  meta: Record<string, unknown>,
+  layers: number,
+): Required<TemplateSelection> | undefined {
+  if (told === null) return undefined;
+  if (told !== undefined) return resolveTemplateSelection(told, layers, 'options.templateSelection');
+  const stored = meta.templateSelection;
+  if (stored === undefined || stored === null) return undefined;
+  try {
+    return resolveTemplateSelection(stored, layers, 'the store\'s templateSelection');
+  } catch (e) {
+    throw new HetmmError('E_STORE_FORMAT', e instanceof Error ? e.message : String(e));
   }
 }
 

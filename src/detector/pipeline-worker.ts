@@ -6,7 +6,8 @@
 import { HetmmError } from '../errors.js';
 import { loadImage } from '../image/index.js';
 import type { KernelBackend, MatchResult } from '../kernels/contract.js';
-import { getBackend } from '../kernels/index.js';
+import { getBackend, matchSharedLayerAt } from '../kernels/index.js';
+import { selectNearest } from '../selection/nearest-templates.js';
 import { answerRequests, threadData, transferring, type Transferring } from '../threads/index.js';
 import { layerInputs, scoreResults, toPrediction } from './prediction.js';
 import type { PipelineConfig, PipelineModel, PipelineReply, PipelineRequest } from './pipelines.js';
@@ -50,6 +51,15 @@ async function init(request: PipelineConfig): Promise<PipelineReply> {
   return {};
 }
 
+/** The templates the line's preselection matches these features against; undefined: all (exact ATMM). */
+function chosenTemplates(features: readonly Float32Array[]): Int32Array | undefined {
+  const selection = config.selection;
+  if (selection === undefined || selection.settings.k >= config.templates) return undefined;
+  const layer = config.layers[selection.settings.layer]!;
+  const shape = layer.kind === 'int8' ? layer.shape : layer.stack.shape;
+  return selectNearest(selection.settings, selection.descriptors, config.templates, shape, features);
+}
+
 async function predict(file: string): Promise<PipelineReply | Transferring<PipelineReply>> {
   const backbone = await ready;
   const t0 = performance.now();
@@ -59,14 +69,16 @@ async function predict(file: string): Promise<PipelineReply | Transferring<Pipel
   const t2 = performance.now();
   const layers = backbone.identity.layers;
   const results: MatchResult[] = [];
+  const chosen = chosenTemplates(features);
   for (let l = 0; l < layers.length; l++) {
     const { query, match } = layerInputs(backbone.identity, config.preset, features, l);
-    results.push(backend.matchSharedLayer!(config.layers[l]!, query, match));
+    const layer = config.layers[l]!;
+    results.push(chosen === undefined ? backend.matchSharedLayer!(layer, query, match) : matchSharedLayerAt(backend, layer, query, chosen, match));
   }
   const t3 = performance.now();
   const scored = scoreResults(backbone.identity, config.preset, results, image);
   const t4 = performance.now();
-  const prediction = toPrediction(image, scored, config.threshold, config.templates, { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 });
+  const prediction = toPrediction(image, scored, config.threshold, chosen?.length ?? config.templates, { decode: t1 - t0, backbone: t2 - t1, match: t3 - t2, score: t4 - t3 });
   const transfer = new Set<ArrayBuffer>();
   for (const a of [prediction.image.data, prediction.anomalyMap, prediction.pixelMap, prediction.proMap]) {
     if (a !== undefined && a.buffer instanceof ArrayBuffer) transfer.add(a.buffer);

@@ -22,6 +22,7 @@ import type { BackboneDescription } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import type { KernelBackend, MatchPrecision, SharedLayer } from '../kernels/contract.js';
 import type { Preset } from '../matching/index.js';
+import type { TemplateSelection, TemplateSelector } from '../selection/nearest-templates.js';
 import type { StoreSnapshot } from '../store/index.js';
 import { WorkerThread } from '../threads/index.js';
 import type { Prediction } from './prediction.js';
@@ -37,6 +38,13 @@ export interface PipelineConfig {
   /** the kernel backend (its name in the registry) and precision that shared the layers and match them */
   readonly backend: string;
   readonly precision: MatchPrecision;
+  /** template preselection: its settings and the snapshot's template descriptors in shared memory */
+  readonly selection?: PipelineSelection;
+}
+
+export interface PipelineSelection {
+  readonly settings: Required<TemplateSelection>;
+  readonly descriptors: Float32Array;
 }
 
 /** workerData of ./pipeline-worker.ts: the model, loaded while the templates are being shared. */
@@ -70,6 +78,7 @@ export interface PipelineSource {
   readonly preset: Preset;
   readonly threshold: number | undefined;
   readonly maxPixels: number | undefined;
+  readonly selector?: TemplateSelector | undefined;
 }
 
 function sameSource(a: PipelineSource, b: PipelineSource): boolean {
@@ -80,7 +89,8 @@ function sameSource(a: PipelineSource, b: PipelineSource): boolean {
     a.snapshot.layers.every((stack, l) => stack.data.buffer === b.snapshot.layers[l]?.data.buffer) &&
     a.preset === b.preset &&
     a.threshold === b.threshold &&
-    a.maxPixels === b.maxPixels
+    a.maxPixels === b.maxPixels &&
+    a.selector === b.selector
   );
 }
 
@@ -110,6 +120,7 @@ function pipelineConfig(source: PipelineSource, share: NonNullable<KernelBackend
     ...(source.threshold === undefined ? {} : { threshold: source.threshold }),
     backend: backend.name,
     precision: backend.precision ?? 'float',
+    ...(source.selector === undefined ? {} : { selection: { settings: source.selector.selection, descriptors: source.selector.sharedDescriptors(snapshot.layers) } }),
   };
 }
 

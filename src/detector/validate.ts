@@ -8,6 +8,7 @@ import { FEATURE_LAYERS } from '../backbone/description.js';
 import { HetmmError } from '../errors.js';
 import { registeredBackendNames } from '../kernels/registry.js';
 import { resolvePreset, validatePreset, type Preset } from '../matching/index.js';
+import { resolveTemplateSelection } from '../selection/nearest-templates.js';
 
 const show = (v: unknown): string => {
   if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
@@ -47,6 +48,7 @@ export function validateDetectorOptions(options: unknown): void {
   }
   if (typeof o.store === 'string' && o.store === '') fail('options.store', 'a store file path', o.store);
   if (o.preset !== undefined) checkedPreset(o.preset, 'options.preset');
+  if (o.templateSelection !== undefined && o.templateSelection !== null) resolveTemplateSelection(o.templateSelection, FEATURE_LAYERS, 'options.templateSelection');
 }
 
 /** A preset given by name or object, resolved and validated; errors name `field`. */

@@ -101,6 +101,16 @@ export interface KernelBackend {
    */
   shareLayer?(stack: FeatureStack, options: MatchOptions): SharedLayer;
   matchSharedLayer?(layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult;
+  /**
+   * Capability: matchLayer against the templates `indices` of `templates`
+   * only (template preselection, src/selection/nearest-templates.ts), with
+   * the result of matchLayer on a stack of just those templates, without
+   * copying them. `indices`: at least one, each in [0, N) (a repeat changes
+   * nothing: maxima). Absent: matchLayerAt (./subset.ts) gathers a copy.
+   */
+  matchLayerAt?(query: QueryMap, templates: FeatureStack, indices: Int32Array, options: MatchOptions): Promise<MatchResult>;
+  /** Capability: matchSharedLayer against the templates `indices` of a shared layer (as matchLayerAt). */
+  matchSharedLayerAt?(layer: SharedLayer, query: QueryMap, indices: Int32Array, options: MatchOptions): MatchResult;
 }
 
 /** Matching precision a backend is asked for (getBackend's `precision` option). */

@@ -27,3 +27,4 @@ export {
   type RegistryOptions,
 } from './registry.js';
 export { referenceBackend } from './reference/index.js';
+export { checkTemplateIndices, gatherTemplates, matchLayerAt, matchSharedLayerAt } from './subset.js';

@@ -15,6 +15,8 @@ import {
   parse,
   PRESET_OPTIONS,
   presetFromOptions,
+  SELECT_K_OPTION,
+  selectKOption,
 } from '../options.js';
 import { pipelinesOption } from '../pipelines-option.js';
 import { ensureOutputDir, heatmapRange, outputStems, writePredictionFiles, type MapSize } from '../outputs.js';
@@ -22,7 +24,7 @@ import { ensureOutputDir, heatmapRange, outputStems, writePredictionFiles, type 
 export const PREDICT_USAGE = `usage: hetmm predict -t STORE <images-or-dirs...> [-o OUTDIR] [--preset NAME] [--json] [--quiet]
                      [--model PATH] [--backend auto|reference|fast] [--concurrency N] [--precision float|int8]
                      [--max-pixels N] [--fail-fast] [--map-size original|model] [--backbone-thread]
-                     [--pipelines N|auto]
+                     [--pipelines N|auto] [--select-k N|all]
 
 Scores each image against the template store. Prints one line per image
 (score, OK/DEFECT when the store is calibrated); with -o writes
@@ -47,7 +49,11 @@ matching, scoring) on worker threads, sharing one copy of the templates: on
 2 cores the fastest way through many images (docs/PERFORMANCE.md,
 "Pipelines"). Default auto: one per core (at most 8) from 24 images on, else 1
 (and 1 with --backbone-thread). With more than one pipeline, --concurrency
-does not apply. Output and order are the same either way.`;
+does not apply. Output and order are the same either way.
+--select-k N matches each image against its N nearest templates by a
+global descriptor instead of all of them (faster with many templates;
+docs/PERFORMANCE.md, "Template preselection"); all: every template (exact).
+Default: the store's meta.templateSelection, else all.`;
 
 export async function predictCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parse(
@@ -57,6 +63,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
       ...PRESET_OPTIONS,
       ...INT8_OPTION,
       ...INPUT_OPTIONS,
+      ...SELECT_K_OPTION,
       templates: { type: 'string', short: 't' },
       output: { type: 'string', short: 'o' },
       concurrency: { type: 'string' },
@@ -85,6 +92,7 @@ export async function predictCommand(args: string[], ctx: CliContext): Promise<n
     preset: presetFromOptions(values, ''),
     ...precisionOption(values),
     ...maxPixelsOption(values),
+    ...selectKOption(values),
   });
   try {
     const stems = outputStems(files);

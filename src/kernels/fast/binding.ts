@@ -20,7 +20,7 @@ import { HetmmError } from '../../errors.js';
 import { packageRoot } from '../../package-root.js';
 
 /** The surface version this code expects (HETMM_NATIVE_ABI in native/hetmm_native.c). */
-export const NATIVE_ABI_VERSION = 5;
+export const NATIVE_ABI_VERSION = 6;
 
 /** Compiled instruction-set variants, best first. */
 export const NATIVE_VARIANTS = ['avx512', 'avx2', 'generic'] as const;
@@ -64,6 +64,8 @@ export interface NativeBinding {
     backwardRadius: number,
     forwardOut: Float32Array,
     backwardOut: Float32Array,
+    /** match stored templates indices[0..n-1] instead of 0..n-1 (each below the templates the arrays hold) */
+    indices?: Int32Array,
   ): Promise<void>;
   /**
    * matchLayer on int8-quantised maps (layout and formula: ../fast/int8.ts).
@@ -83,6 +85,8 @@ export interface NativeBinding {
     backwardRadius: number,
     forwardOut: Float32Array,
     backwardOut: Float32Array,
+    /** match stored templates indices[0..n-1] instead of 0..n-1 (each below the templates the arrays hold) */
+    indices?: Int32Array,
   ): Promise<void>;
   /**
    * matchLayer, synchronously and single-threaded on the calling thread, with

@@ -15,6 +15,7 @@
 import { HetmmError } from '../../errors.js';
 import type { FeatureStack, MatchOptions, MatchPrecision, MatchResult, QueryMap, SharedLayer } from '../contract.js';
 import { validateMatchInputs } from '../reference/match.js';
+import { checkTemplateIndices } from '../subset.js';
 import { shareFloatLayer, sharedCopy } from '../reference/shared.js';
 import { NATIVE_VARIANTS, type NativeBinding, type NativeVariant } from './binding.js';
 import { alignedBytes, int8Supports, quantizeQueryInt8, quantizeTemplatesInt8, type ByteAllocator, type MapQuantizer } from './int8.js';
@@ -56,11 +57,21 @@ function queryTools(binding: NativeBinding): readonly [MapQuantizer, ByteAllocat
  * Float layers run the instruction-set variant of the backend that shared
  * them (`variant` when they name none).
  */
-export function matchSharedLayer(binding: NativeBinding, variant: NativeVariant, layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult {
+export function matchSharedLayer(
+  binding: NativeBinding,
+  variant: NativeVariant,
+  layer: SharedLayer,
+  query: QueryMap,
+  options: MatchOptions,
+  /** match only these templates of the layer (matchSharedLayerAt) */
+  indices?: Int32Array,
+): MatchResult {
   const rf = options.forwardPatch >> 1;
   const rb = options.backwardPatch >> 1;
+  if (indices !== undefined) checkTemplateIndices(indices, layer.kind === 'int8' ? layer.shape[0] : layer.stack.shape[0]);
   if (layer.kind === 'int8') {
-    const [n, c, h, w] = layer.shape;
+    const [stored, c, h, w] = layer.shape;
+    const n = indices?.length ?? stored;
     if (query.shape[0] !== c || query.shape[1] !== h || query.shape[2] !== w || query.data.length < c * h * w || !int8Supports(w, options)) {
       throw new HetmmError('E_ARGUMENT', `query [${query.shape.join(', ')}] does not fit int8 templates [${layer.shape.join(', ')}]`);
     }
@@ -69,15 +80,18 @@ export function matchSharedLayer(binding: NativeBinding, variant: NativeVariant,
     const [quantizer, allocate] = queryTools(binding);
     const q8 = quantizeQueryInt8(query, quantizer, allocate);
     const t = layer.templates;
-    binding.matchLayerInt8Here(q8.data, q8.scale, t.data, t.scale, t.sum, n, q8.groups, h, w, rf, rb, forward, backward);
+    binding.matchLayerInt8Here(q8.data, q8.scale, t.data, t.scale, t.sum, n, q8.groups, h, w, rf, rb, forward, backward, indices);
     return { forward, backward };
   }
   validateMatchInputs(query, layer.stack);
-  const [n, c, h, w] = layer.stack.shape;
+  const [stored, c, h, w] = layer.stack.shape;
+  const n = indices?.length ?? stored;
   const forward = new Float32Array(h * w);
   const backward = new Float32Array(h * w);
   const shared = layer.variant;
   const kernels = shared !== undefined && (NATIVE_VARIANTS as readonly string[]).includes(shared) ? (shared as NativeVariant) : variant;
-  binding.matchLayerHere(kernels, query.data, layer.stack.data, n, c, h, w, rf, rb, forward, backward);
+  // indices index the layer's own templates: no more of its array than its N
+  const data = layer.stack.data.subarray(0, stored * c * h * w);
+  binding.matchLayerHere(kernels, query.data, data, n, c, h, w, rf, rb, forward, backward, indices);
   return { forward, backward };
 }

@@ -25,6 +25,7 @@ import { HetmmError } from '../../errors.js';
 import type { FeatureStack, KernelBackend, MatchOptions, MatchPrecision, MatchResult, PixelNormaliser, QueryMap, SharedLayer } from '../contract.js';
 import { validateGramInputs } from '../reference/gram.js';
 import { validateMatchInputs } from '../reference/match.js';
+import { checkTemplateIndices } from '../subset.js';
 import { checkNormaliseInputs } from '../reference/shared.js';
 import { NATIVE_VARIANTS, loadBinding, type NativeBinding, type NativeVariant } from './binding.js';
 import { matchSharedLayer, nativeQuantizer, shareLayer } from './caller-thread.js';
@@ -61,6 +62,9 @@ export interface FastBackend extends KernelBackend {
   shareLayer(stack: FeatureStack, options: MatchOptions): SharedLayer;
   /** matchLayerHere / matchLayerInt8Here: synchronous, single-threaded, on the calling thread */
   matchSharedLayer(layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult;
+  /** matchLayer / matchSharedLayer against some templates: the indices go to the kernels (no copy) */
+  matchLayerAt(query: QueryMap, templates: FeatureStack, indices: Int32Array, options: MatchOptions): Promise<MatchResult>;
+  matchSharedLayerAt(layer: SharedLayer, query: QueryMap, indices: Int32Array, options: MatchOptions): MatchResult;
 }
 
 export type { MatchPrecision } from '../contract.js';
@@ -125,6 +129,31 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
   const quantize: MapQuantizer = nativeQuantizer(binding);
   const allocate = alignedBytes((array) => binding.alignmentOffset(array));
   const int8Cache = new Int8TemplateCache(quantize, allocate);
+  /** matchLayer, against templates `indices` only when given (checked by the caller). */
+  async function match(query: QueryMap, templates: FeatureStack, options: MatchOptions, indices: Int32Array | undefined): Promise<MatchResult> {
+    const forwardPatch = checkPatch('forwardPatch', options.forwardPatch);
+    const backwardPatch = checkPatch('backwardPatch', options.backwardPatch);
+    validateMatchInputs(query, templates);
+    const [stored, c, h, w] = templates.shape;
+    const n = indices?.length ?? stored;
+    const forward = new Float32Array(h * w);
+    const backward = new Float32Array(h * w);
+    if (precision === 'int8' && int8Supports(w, options)) {
+      const q8 = quantizeQueryInt8(query, quantize, allocate);
+      const t8 = int8Cache.get(templates);
+      const matchInt8 = binding.matchLayerInt8.bind(binding);
+      await callNative('matchLayerInt8', () =>
+        matchInt8(q8.data, q8.scale, t8.data, t8.scale, t8.sum, n, q8.groups, h, w, forwardPatch >> 1, backwardPatch >> 1, forward, backward, indices),
+      );
+      return { forward, backward };
+    }
+    // indices index the stack's own templates: no more of its array than its N
+    const data = indices === undefined ? templates.data : templates.data.subarray(0, stored * c * h * w);
+    await callNative('matchLayer', () =>
+      binding.matchLayer(variant, query.data, data, n, c, h, w, forwardPatch >> 1, backwardPatch >> 1, forward, backward, indices),
+    );
+    return { forward, backward };
+  }
   return {
     name: 'fast',
     variant,
@@ -132,38 +161,15 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
     threads: info.threads,
     precision,
 
-    async matchLayer(query: QueryMap, templates: FeatureStack, options: MatchOptions): Promise<MatchResult> {
-      const forwardPatch = checkPatch('forwardPatch', options.forwardPatch);
-      const backwardPatch = checkPatch('backwardPatch', options.backwardPatch);
-      validateMatchInputs(query, templates);
-      const [n, c, h, w] = templates.shape;
-      const forward = new Float32Array(h * w);
-      const backward = new Float32Array(h * w);
-      if (precision === 'int8' && int8Supports(w, options)) {
-        const q8 = quantizeQueryInt8(query, quantize, allocate);
-        const t8 = int8Cache.get(templates);
-        const matchInt8 = binding.matchLayerInt8.bind(binding);
-        await callNative('matchLayerInt8', () =>
-          matchInt8(q8.data, q8.scale, t8.data, t8.scale, t8.sum, n, q8.groups, h, w, forwardPatch >> 1, backwardPatch >> 1, forward, backward),
-        );
-        return { forward, backward };
+    matchLayer: (query, templates, options) => match(query, templates, options, undefined),
+
+    matchLayerAt: (query, templates, indices, options) => {
+      try {
+        checkTemplateIndices(indices, templates.shape[0]);
+      } catch (e) {
+        return Promise.reject(e);
       }
-      await callNative('matchLayer', () =>
-        binding.matchLayer(
-          variant,
-          query.data,
-          templates.data,
-          n,
-          c,
-          h,
-          w,
-          forwardPatch >> 1,
-          backwardPatch >> 1,
-          forward,
-          backward,
-        ),
-      );
-      return { forward, backward };
+      return match(query, templates, options, indices);
     },
 
     async pixelGram(stack: FeatureStack, p0: number, p1: number, out: Float32Array): Promise<void> {
@@ -185,6 +191,8 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
     shareLayer: (stack, options) => shareLayer(binding, variant, precision, stack, options),
 
     matchSharedLayer: (layer, query, options) => matchSharedLayer(binding, variant, layer, query, options),
+
+    matchSharedLayerAt: (layer, query, indices, options) => matchSharedLayer(binding, variant, layer, query, options, indices),
   };
 }
 

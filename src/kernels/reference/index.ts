@@ -4,6 +4,7 @@ import { HetmmError } from '../../errors.js';
 import type { KernelBackend } from '../contract.js';
 import { matchLayerReference } from './match.js';
 import { checkNormaliseInputs, shareFloatLayer } from './shared.js';
+import { gatherTemplates } from '../subset.js';
 
 export {
   backwardMatchPerTemplate,
@@ -35,5 +36,14 @@ export const referenceBackend: KernelBackend = {
   matchSharedLayer: (layer, query, options) => {
     if (layer.kind !== 'float') throw new HetmmError('E_BACKEND', 'the reference backend matches in float only, and this layer was shared int8-quantised');
     return matchLayerReference(query, layer.stack, options);
+  },
+
+  // the definition of matching against some templates: matchLayer on a stack of just those
+  matchLayerAt: (query, templates, indices, options) => {
+    try {
+      return Promise.resolve(matchLayerReference(query, gatherTemplates(templates, indices), options));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   },
 };
