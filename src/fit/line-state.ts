@@ -5,8 +5,8 @@
  * the rendered maps of a prediction and the record of a threshold set over
  * HTTP.
  *
- * Version = templates + meta.revision (revision counts the changes that are
- * not appends, such as thresholds): it grows with every change, is the same
+ * Version = templates + removed normals + meta.revision (revision counts the
+ * changes that are neither appends nor removals, such as thresholds): it grows with every change, is the same
  * in every process that reads the file, and needs nothing written besides
  * the change itself.
  */
@@ -51,9 +51,9 @@ export function revisionOf(store: TemplateStore): number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
 }
 
-/** The store's version: templates + revision (see the top of this file). */
+/** The store's version: templates + removed normals + revision (see the top of this file). */
 export function storeVersion(store: TemplateStore): number {
-  return store.count + revisionOf(store);
+  return store.count + store.removedCount + revisionOf(store);
 }
 
 /** A line's description from its detector, `templates` of its published snapshot and threshold `t`. */
