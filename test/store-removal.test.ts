@@ -9,6 +9,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { storeVersion } from '../src/fit/line-state.js';
 import { indexStoreFile } from '../src/store/store-file.js';
 import { TemplateStore } from '../src/store/index.js';
 import { expectHetmm } from './helpers/errors.js';
@@ -114,8 +115,12 @@ test('appends and removals of several store objects interleave; a compaction kee
   const heads = (await TemplateStore.load(file)).chain()!.heads.map(([n]) => n);
   assert.deepEqual(heads, [2, 3, 4, 5, 6]);
   assert.deepEqual(one.chain(), two.chain());
+  // the store version grows with every append and every removal, the same in every reader
+  assert.equal(storeVersion(one), 6);
+  assert.equal(storeVersion(two), 6);
   // compaction: the removed templates are gone from the file, the ids stay known
   await one.save(file);
+  assert.equal(storeVersion(await TemplateStore.load(file)), 6, 'a compaction keeps the version');
   assert.equal(versionOf(file), 2, 'a compacted file holds no removal records: readable by older hetmm');
   const compacted = await TemplateStore.load(file);
   assert.deepEqual(compacted.files, ['b', 'd']);

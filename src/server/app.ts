@@ -21,6 +21,7 @@ import { validateLineName } from './line-name.js';
 import { createMetrics, type ServerMetrics } from './metrics.js';
 import { newPredictionId, ResultCache, type KeptResult } from './results.js';
 import { readUploads, type UploadLimits } from './uploads.js';
+import { registerNormalRoutes } from './routes/normals.js';
 
 export interface ServerOptions extends InProcessExecutorOptions {
   /** run inspections through this executor instead of an in-process one (queue mode) */
@@ -446,6 +447,8 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
       }
     },
   );
+
+  registerNormalRoutes(app, { executor });
 
   // ---- server-sent events ----------------------------------------------------------------------------------
   app.get<{ Params: { line: string } }>(

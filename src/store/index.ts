@@ -1,4 +1,4 @@
-export { TemplateStore } from './template-store.js';
+export { TemplateStore, isUnknownNormalError } from './template-store.js';
 export type { StoreSnapshot, StoreSaveOptions, StoreDescription, StoreAppendItem, StoreAppendResult, StoreNormal, StoreRemoveOptions, StoreRemoveResult } from './template-store.js';
 export { STORE_FORMAT_VERSION, STORE_FORMAT_VERSION_WITH_REMOVALS, STORE_MAGIC, STORE_END_MAGIC } from './format.js';
 export type { StoreHeader, StoreHeaderLayer } from './format.js';

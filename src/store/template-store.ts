@@ -183,7 +183,8 @@ export interface StoreChain {
   readonly baseCount: number;
   /**
    * [position, head, the record's fencing token (0: none)] after the base (head = base) and after each record, in order.
-   * Position = templates + removed normals so far: without removals the template count; it grows with every record.
+   * Position = templates + 2 x removed normals (each was appended, then removed): without removals the template count;
+   * it grows with every record, as the store version does (src/fit/line-state.ts).
    */
   readonly heads: ReadonlyArray<readonly [number, string, number]>;
 }
@@ -664,7 +665,7 @@ export class TemplateStore {
           this.#checkFence(options.fence, filePath);
           const unknown = unique.filter((id) => !this.#idSet.has(id) && !this.#removed.includes(id));
           if (unknown.length > 0) {
-            throw new HetmmError('E_ARGUMENT', `template store '${filePath}' holds no normal with id ${unknown.map((id) => JSON.stringify(id)).join(', ')} (\`hetmm normals list\` shows the ids): nothing removed`);
+            throw new HetmmError('E_ARGUMENT', `template store '${filePath}' ${UNKNOWN_NORMAL} ${unknown.map((id) => JSON.stringify(id)).join(', ')} (\`hetmm normals list\` shows the ids): nothing removed`);
           }
           const removing = unique.filter((id) => this.#idSet.has(id));
           const alreadyRemoved = unique.filter((id) => !this.#idSet.has(id));
@@ -1082,7 +1083,7 @@ export class TemplateStore {
     }
     this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
     this.#slots = this.#count;
-    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count + this.#removed.length, checksum.toString('hex'), 0]] };
+    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count + 2 * this.#removed.length, checksum.toString('hex'), 0]] };
     // Make the rename itself durable. Not possible on every platform (Windows): best effort.
     try {
       const dir = await open(path.dirname(target), 'r');
@@ -1172,7 +1173,7 @@ export class TemplateStore {
     if (m !== undefined) store.#model = { bytes: model!, sha256: m.sha256, description: m.description };
     const base = index.baseChecksum.toString('hex');
     store.#removed = [...(header.removed ?? [])];
-    store.#chain = { base, baseCount: header.count, heads: [[header.count + store.#removed.length, base, 0]] };
+    store.#chain = { base, baseCount: header.count, heads: [[header.count + 2 * store.#removed.length, base, 0]] };
     store.#files = [...header.files];
     store.#addIds(header.ids ?? header.files.map(() => null), 0, index.baseChecksum);
     store.#origins = header.origins === undefined ? header.files.map(() => null) : [...header.origins];
@@ -1207,6 +1208,14 @@ async function markRemovals(handle: FileHandle): Promise<void> {
   field.writeUInt32LE(STORE_FORMAT_VERSION_WITH_REMOVALS, 0);
   await handle.write(field, 0, 4, 8);
   await handle.sync();
+}
+
+/** The words of removeFromFile's error for an id the store never held (servers answer it 404). */
+const UNKNOWN_NORMAL = 'holds no normal with id';
+
+/** Whether `e` is removeFromFile's refusal of an id the store never held (also after a trip through a queue, which keeps code and message). */
+export function isUnknownNormalError(e: unknown): boolean {
+  return e instanceof HetmmError && e.code === 'E_ARGUMENT' && e.message.includes(UNKNOWN_NORMAL);
 }
 
 /** The id of a template recorded without one: `t-` + the base checksum's first 8 hex digits + `-` + its file slot. */
