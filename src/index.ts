@@ -27,7 +27,6 @@ export { configure, setting, type SettingName } from './config.js';
 export { HetmmError, isHetmmError, type HetmmErrorCode } from './errors.js';
 export { Detector, type DetectorOptions, type Prediction, type ProgressEvent } from './detector/detector.js';
 export { TemplateStore };
-export type { StoreNormal, StoreRemoveOptions, StoreRemoveResult } from './store/index.js';
 export { resolvePreset, type Preset } from './matching/index.js';
 export { storedThreshold, type StoredThreshold } from './detector/threshold.js';
 export type { CompressOptions, CompressResult } from './selection/compress-store.js';
