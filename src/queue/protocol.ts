@@ -6,6 +6,7 @@
  * worker's.
  */
 import { HetmmError } from '../errors.js';
+import type { StoreNormal } from '../store/index.js';
 
 /** An image inside the job (base64) or in the blob store. */
 export type ImageRef = { readonly inline: string } | { readonly blob: string };
@@ -132,7 +133,7 @@ export interface ListNormalsJobResult {
   readonly kind: 'list-normals';
   readonly templates: number;
   readonly removed: number;
-  readonly normals: ReadonlyArray<{ id: string; index: number; file: string; kind: 'base' | 'appended'; addedAt?: string; update?: string }>;
+  readonly normals: readonly StoreNormal[];
   readonly version: number;
   readonly worker: string;
 }

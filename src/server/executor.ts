@@ -16,6 +16,7 @@
  */
 
 import type { LineDescription, MapsOption, PredictionMaps } from '../fit/line-state.js';
+import type { StoreNormal } from '../store/index.js';
 
 export type { MapsOption, PredictionMaps };
 
@@ -107,17 +108,8 @@ export interface HotUpdateOutcome {
   readonly ids?: readonly string[];
 }
 
-/** One normal of a line (the store's TemplateStore.normals()). */
-export interface NormalInfo {
-  readonly id: string;
-  readonly index: number;
-  readonly file: string;
-  /** 'base': fitted; 'appended': a hot update */
-  readonly kind: 'base' | 'appended';
-  /** ISO 8601, when recorded */
-  readonly addedAt?: string;
-  readonly update?: string;
-}
+/** One normal of a line: id, position, file name, base or appended, when (the store's TemplateStore.normals()). */
+export type NormalInfo = StoreNormal;
 
 export interface NormalsList {
   readonly line: string;

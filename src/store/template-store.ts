@@ -594,40 +594,50 @@ export class TemplateStore {
     // Every appended normal gets a stable id (issue 21): the caller's, else a fresh one recorded with it.
     items = items.map((item) => (item.id === undefined ? { ...item, id: `n-${randomBytes(8).toString('hex')}` } : item));
     const origin: TemplateOrigin = { at: Date.now(), ...(options.update === undefined ? {} : { update: options.update }) };
+    return this.#underLock(filePath, { purpose: 'hetmm append', ...options.lock }, async (target, disk) => {
+      if (disk === undefined) {
+        const fresh = this.#unseen(items, options, filePath);
+        await this.#changeAndWriteFull(target, filePath, options, () => this.#appendAll(fresh, origin), fresh.length > 0);
+        return { file: target, count: this.#count, appended: fresh.length, merged: 0, rewritten: fresh.length > 0, duplicates: items.length - fresh.length };
+      }
+      const { handle, index } = disk;
+      const merged = await this.#catchUpUnderLock(handle, filePath, index);
+      // Checked against the file's ids and tokens, read under the lock: a repeat or a stale writer writes nothing.
+      const fresh = this.#unseen(items, options, filePath);
+      const duplicates = items.length - fresh.length;
+      if (fresh.length === 0) return { file: target, count: this.#count, appended: 0, merged, rewritten: false, duplicates };
+      if (index.version >= 2 && this.#inStep(target, index)) {
+        await this.#writeRecord(handle, filePath, index, fresh, options, origin.at!);
+        this.#appendAll(fresh, origin);
+        if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
+        this.#disk = { file: target, lineage: this.#lineage, count: this.#slots };
+        return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: false, duplicates };
+      }
+      // A version 1 file, or memory that differs from the file (unsaved in-memory appends): rewrite it whole.
+      await this.#changeAndWriteFull(target, filePath, options, () => this.#appendAll(fresh, origin), true);
+      return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: true, duplicates };
+    });
+  }
+
+  /**
+   * Runs `body` under the file's writer lock (after removing dead writers'
+   * leftovers) with the file opened for writing and indexed (undefined when
+   * there is none); errors become write errors naming the file.
+   */
+  async #underLock<T>(filePath: string, lock: LockOptions, body: (target: string, disk: { handle: FileHandle; index: IndexedFile } | undefined) => Promise<T>): Promise<T> {
     const target = await targetOf(filePath);
     return withFileLock(
       target,
       async () => {
         await removeStaleTemps(target);
         const disk = await openIndexed(target, filePath, 'r+');
-        if (disk === undefined) {
-          const fresh = this.#unseen(items, options, filePath);
-          await this.#changeAndWriteFull(target, filePath, options, () => this.#appendAll(fresh, origin), fresh.length > 0);
-          return { file: target, count: this.#count, appended: fresh.length, merged: 0, rewritten: fresh.length > 0, duplicates: items.length - fresh.length };
-        }
-        const { handle } = disk;
         try {
-          const index = disk.index;
-          const merged = await this.#catchUpUnderLock(handle, filePath, index);
-          // Checked against the file's ids and tokens, read under the lock: a repeat or a stale writer writes nothing.
-          const fresh = this.#unseen(items, options, filePath);
-          const duplicates = items.length - fresh.length;
-          if (fresh.length === 0) return { file: target, count: this.#count, appended: 0, merged, rewritten: false, duplicates };
-          if (index.version >= 2 && this.#inStep(target, index)) {
-            await this.#writeRecord(handle, filePath, index, fresh, options, origin.at!);
-            this.#appendAll(fresh, origin);
-            if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
-            this.#disk = { file: target, lineage: this.#lineage, count: this.#slots };
-            return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: false, duplicates };
-          }
-          // A version 1 file, or memory that differs from the file (unsaved in-memory appends): rewrite it whole.
-          await this.#changeAndWriteFull(target, filePath, options, () => this.#appendAll(fresh, origin), true);
-          return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: true, duplicates };
+          return await body(target, disk);
         } finally {
-          await handle.close();
+          await disk?.handle.close();
         }
       },
-      { purpose: 'hetmm append', ...options.lock },
+      lock,
     ).catch((e: unknown) => {
       throw asWriteError(e, filePath);
     });
@@ -652,45 +662,32 @@ export class TemplateStore {
     });
     checkUpdateOptions(options);
     const unique = [...new Set(ids)];
-    const target = await targetOf(filePath);
-    return withFileLock(
-      target,
-      async () => {
-        await removeStaleTemps(target);
-        const disk = await openIndexed(target, filePath, 'r+');
-        if (disk === undefined) throw new HetmmError('E_STORE_READ', `cannot read template store '${filePath}': ENOENT (no such file)`);
-        const { handle, index } = disk;
-        try {
-          const merged = await this.#catchUpUnderLock(handle, filePath, index);
-          this.#checkFence(options.fence, filePath);
-          const unknown = unique.filter((id) => !this.#idSet.has(id) && !this.#removed.includes(id));
-          if (unknown.length > 0) {
-            throw new HetmmError('E_ARGUMENT', `template store '${filePath}' ${UNKNOWN_NORMAL} ${unknown.map((id) => JSON.stringify(id)).join(', ')} (\`hetmm normals list\` shows the ids): nothing removed`);
-          }
-          const removing = unique.filter((id) => this.#idSet.has(id));
-          const alreadyRemoved = unique.filter((id) => !this.#idSet.has(id));
-          const result = (rewritten: boolean): StoreRemoveResult => ({ file: target, removed: removing, alreadyRemoved, count: this.#count, merged, rewritten });
-          if (removing.length === 0) return result(false);
-          if (removing.length >= this.#count) {
-            throw new HetmmError('E_ARGUMENT', `removing ${removing.length} normals would leave template store '${filePath}' without any (it holds ${this.#count}): nothing removed`);
-          }
-          if (index.version >= 2 && this.#inStep(target, index)) {
-            if (index.version < STORE_FORMAT_VERSION_WITH_REMOVALS) await markRemovals(handle);
-            await this.#writeRecord(handle, filePath, index, [], options, Date.now(), removing);
-            this.#dropIds(removing, false);
-            if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
-            return result(false);
-          }
-          // A version 1 file, or unsaved in-memory appends: the whole file is rewritten without them.
-          await this.#changeAndWriteFull(target, filePath, options, () => this.#dropIds(removing, false), true);
-          return result(true);
-        } finally {
-          await handle.close();
-        }
-      },
-      { purpose: 'hetmm remove', ...options.lock },
-    ).catch((e: unknown) => {
-      throw asWriteError(e, filePath);
+    return this.#underLock(filePath, { purpose: 'hetmm remove', ...options.lock }, async (target, disk) => {
+      if (disk === undefined) throw new HetmmError('E_STORE_READ', `cannot read template store '${filePath}': ENOENT (no such file)`);
+      const { handle, index } = disk;
+      const merged = await this.#catchUpUnderLock(handle, filePath, index);
+      this.#checkFence(options.fence, filePath);
+      const unknown = unique.filter((id) => !this.#idSet.has(id) && !this.#removed.includes(id));
+      if (unknown.length > 0) {
+        throw new HetmmError('E_ARGUMENT', `template store '${filePath}' ${UNKNOWN_NORMAL} ${unknown.map((id) => JSON.stringify(id)).join(', ')} (\`hetmm normals list\` shows the ids): nothing removed`);
+      }
+      const removing = unique.filter((id) => this.#idSet.has(id));
+      const alreadyRemoved = unique.filter((id) => !this.#idSet.has(id));
+      const result = (rewritten: boolean): StoreRemoveResult => ({ file: target, removed: removing, alreadyRemoved, count: this.#count, merged, rewritten });
+      if (removing.length === 0) return result(false);
+      if (removing.length >= this.#count) {
+        throw new HetmmError('E_ARGUMENT', `removing ${removing.length} normals would leave template store '${filePath}' without any (it holds ${this.#count}): nothing removed`);
+      }
+      if (index.version >= 2 && this.#inStep(target, index)) {
+        if (index.version < STORE_FORMAT_VERSION_WITH_REMOVALS) await markRemovals(handle);
+        await this.#writeRecord(handle, filePath, index, [], options, Date.now(), removing);
+        this.#dropIds(removing, false);
+        if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
+        return result(false);
+      }
+      // A version 1 file, or unsaved in-memory appends: the whole file is rewritten without them.
+      await this.#changeAndWriteFull(target, filePath, options, () => this.#dropIds(removing, false), true);
+      return result(true);
     });
   }
 
