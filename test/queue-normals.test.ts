@@ -11,23 +11,18 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { Detector } from '../src/detector/detector.js';
 import { SharedDirBlobStore } from '../src/queue/blob-store.js';
 import { QueueClient } from '../src/queue/client.js';
 import { QueueExecutor } from '../src/queue/executor.js';
 import { clusterStatus } from '../src/queue/status.js';
 import { createServer } from '../src/server/index.js';
 import { TemplateStore } from '../src/store/index.js';
-import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
+import { tempDir } from './helpers/io-paths.js';
+import { FAST_QUEUE_SETTINGS, FAST_WORKER_ENV, fitTileStore, tileDefects } from './helpers/queue-tile.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
-const tileRoot = path.join(datasetsDir, 'magnetic-tile/magnetic_tile');
-const good = listImages(path.join(tileRoot, 'train/good'));
-const defects = listImages(path.join(tileRoot, 'test/crack'));
 const LINE = 'tile';
-const SETTINGS = { lockDurationMs: 2000, stalledIntervalMs: 1000, heartbeatMs: 500 };
-const WORKER_ENV = { HETMM_QUEUE_LOCK_MS: '2000', HETMM_QUEUE_STALLED_MS: '1000', HETMM_QUEUE_HEARTBEAT_MS: '500' };
 const TOKEN = 'queue-normals-token-0123456789';
 const auth = { authorization: `Bearer ${TOKEN}` };
 
@@ -52,16 +47,10 @@ describe('queue mode: removing normals by id (issue 21)', { skip: redisAvailable
   before(async () => {
     mkdirSync(dataDir, { recursive: true });
     redis = await TestRedis.start();
-    const detector = await Detector.open({ model: defaultModelPath, preset: 'default', dtype: 'float32' });
-    try {
-      await detector.add(good.slice(0, 3));
-      await detector.store.save(storeFile);
-    } finally {
-      detector.dispose();
-    }
-    for (let i = 0; i < 2; i++) workers.push(await startWorker(redis.url, dataDir, { args: ['--threads', '1'], env: WORKER_ENV }));
-    client = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
-    executor = await QueueExecutor.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
+    await fitTileStore(storeFile, 3);
+    for (let i = 0; i < 2; i++) workers.push(await startWorker(redis.url, dataDir, { args: ['--threads', '1'], env: FAST_WORKER_ENV }));
+    client = await QueueClient.open({ redisUrl: redis.url, blobs, settings: FAST_QUEUE_SETTINGS });
+    executor = await QueueExecutor.open({ redisUrl: redis.url, blobs, settings: FAST_QUEUE_SETTINGS });
     server = await createServer({ executor, token: TOKEN, logger: false });
   });
 
@@ -75,7 +64,7 @@ describe('queue mode: removing normals by id (issue 21)', { skip: redisAvailable
   });
 
   it('adds a defect as normal, lists it, removes it by id: every worker drops it, matching is as before', async () => {
-    const defect = readFileSync(defects[0]!);
+    const defect = readFileSync(tileDefects[0]!);
     const before = await predictScore(defect);
     const added = await server.inject({ method: 'POST', url: `/v1/lines/${LINE}/normals?name=oops.jpg`, headers: { ...auth, 'content-type': 'image/jpeg' }, payload: defect });
     assert.equal(added.statusCode, 200, added.body);
