@@ -46,7 +46,6 @@ import type {
   LineInfo,
   LineLoad,
   NormalsList,
-  PredictionMaps,
   PredictOutcome,
   PredictRequest,
   RemoveNormalsOutcome,
