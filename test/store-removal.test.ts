@@ -95,6 +95,9 @@ test('a removal record removes normals by id, durably, for every reader; repeats
   await assert.rejects(loaded.removeFromFile(file, loaded.normals().map((n) => n.id)), expectHetmm('E_ARGUMENT', 'without any'));
   assert.equal(statSync(file).size, size);
   assert.deepEqual((await TemplateStore.load(file)).files, ['b', 'c']);
+  // an in-memory append after a removal is still "not yet written": refresh refuses to reorder it
+  loaded.append(featuresOf('z'), 'z');
+  await assert.rejects(loaded.refresh(file), expectHetmm('E_ARGUMENT', 'not yet written'));
 });
 
 test('appends and removals of several store objects interleave; a compaction keeps the removals', async () => {

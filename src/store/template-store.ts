@@ -702,9 +702,9 @@ export class TemplateStore {
     if (file === undefined) throw new HetmmError('E_ARGUMENT', 'refresh() needs a file: this store was not loaded from or saved to one');
     const target = await targetOf(file);
     const before = this.#count;
-    if (this.#disk?.file === target && this.#count > this.#disk.count) {
+    if (this.#disk?.file === target && this.#slots > this.#disk.count) {
       // Merging now would put others' templates after these, out of the file's order, and again at the next write.
-      throw new HetmmError('E_ARGUMENT', `this store holds ${this.#count - this.#disk.count} templates not yet written to '${file}': save() or appendToFile() them before refresh()`);
+      throw new HetmmError('E_ARGUMENT', `this store holds ${this.#slots - this.#disk.count} templates not yet written to '${file}': save() or appendToFile() them before refresh()`);
     }
     await retryWhileChanging(file, async () => {
       const disk = await openIndexed(target, file);
