@@ -158,3 +158,21 @@ test('a reader of versions 1-3 refuses a file with removals (the version check);
   writeFileSync(old, back);
   await assert.rejects(TemplateStore.load(old), expectHetmm('E_STORE_FORMAT', 'record'));
 });
+
+test('undo of the last hot update costs no copy, and a snapshot taken before keeps its rows when the next image comes', async () => {
+  const file = path.join(tmp, 'tail.hetmm');
+  await createWorkerStore(file, ['a', 'b']);
+  const store = await TemplateStore.load(file);
+  await store.appendToFile(file, [item('x', 'x')]);
+  const before = store.snapshot();
+  const buffer = store.layer(0).data.buffer;
+  await store.removeFromFile(file, ['x']);
+  assert.equal(store.layer(0).data.buffer, buffer, 'the rows before stay in place');
+  await store.appendToFile(file, [item('y', 'y')]);
+  assert.notEqual(store.layer(0).data.buffer, buffer, 'the next append reallocates');
+  checkStoreContents(store);
+  const l0 = before.layers[0]!;
+  const per = l0.shape[1] * l0.shape[2] * l0.shape[3];
+  assert.deepEqual(Array.from(l0.data.subarray(2 * per, 3 * per)), Array.from(featuresOf('x')[0]!), "the old snapshot still holds x's row");
+  checkStoreContents(await TemplateStore.load(file));
+});

@@ -853,7 +853,11 @@ export class TemplateStore {
     for (let i = 0; i < this.#count; i++) if (!drop.has(this.#ids[i] ?? '')) keep.push(i);
     this.#removed.push(...ids.filter((id) => this.#idSet.has(id)));
     if (keep.length === this.#count) return;
-    for (const l of this.#layers) {
+    const tail = keep.every((from, to) => from === to);
+    // The last templates removed (an undo right after its hot update): the rows before stay where they are, in the
+    // same buffers; the next append reallocates (capacity = count), so a snapshot that still holds them keeps them.
+    if (tail) this.#capacity = keep.length;
+    for (const l of tail ? [] : this.#layers) {
       const per = l.elementsPerImage;
       const next = inPlace ? l.data : l.data instanceof Float32Array ? new Float32Array(this.#capacity * per) : new Uint16Array(this.#capacity * per);
       keep.forEach((from, to) => {
@@ -1188,6 +1192,7 @@ export class TemplateStore {
       }
     }
     store.#fence = Math.max(header.fence ?? 0, ...index.records.map((r) => r.header.fence ?? 0));
+    store.#capacity = index.count; // the buffers' size (no snapshot exists yet: rows dropped at the tail may be reused)
     if (target !== undefined) store.#disk = { file: target, lineage: index.lineage, count: index.count };
     return store;
   }
