@@ -33,6 +33,8 @@ import { normalRoutes } from './routes/normals.js';
 import { pageRoutes } from './routes/page.js';
 import { predictionRoutes } from './routes/predictions.js';
 import { thresholdRoutes } from './routes/thresholds.js';
+import { registerInspectionRoutes } from './routes/inspections.js';
+import type { InspectionRecord } from '../record/index.js';
 import type { UploadLimits } from './uploads.js';
 
 export interface ServerOptions extends InProcessExecutorOptions {
@@ -65,6 +67,14 @@ export interface ServerOptions extends InProcessExecutorOptions {
    * `*` accepts any (then a DNS-rebinding page can read the API).
    */
   readonly allowedHosts?: readonly string[];
+  /**
+   * the inspection record: every prediction answered is saved there (with its
+   * image and, by default then, its heat map) and the /v1/inspections routes
+   * read it; the caller opens and closes it (`serve --history`)
+   */
+  readonly record?: InspectionRecord;
+  /** shift start times (HH:MM) for the record's counts per shift */
+  readonly shifts?: readonly string[];
 }
 
 /** Creates the server (not yet listening): `await app.listen({port, host: '127.0.0.1'})`, or `app.inject(...)`. */
@@ -166,7 +176,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   addSharedSchemas(app);
 
   // ---- the routes: one module per resource, sharing only what is passed to them ----
-  const context: RouteContext = { executor, token, limits, requestTimeout, results, metrics, fitJobs: new FitJobs(), streams };
+  const context: RouteContext = { executor, token, limits, requestTimeout, results, metrics, fitJobs: new FitJobs(), streams, record: options.record };
   await app.register(healthRoutes, context);
   await app.register(lineRoutes, context);
   await app.register(thresholdRoutes, context);
@@ -176,6 +186,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   await app.register(normalRoutes, context);
   await app.register(eventRoutes, context);
   await app.register(pageRoutes);
+  await registerInspectionRoutes(app, { record: options.record, ...(options.shifts === undefined ? {} : { shifts: [...options.shifts] }) });
   return app;
 }
 

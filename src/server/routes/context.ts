@@ -4,6 +4,7 @@
  * uses, so a route's dependencies are in its signature, not in a closure.
  */
 import type { ServerResponse } from 'node:http';
+import type { InspectionRecord } from '../../record/index.js';
 import type { InspectionExecutor } from '../executor.js';
 import type { FitJobs } from '../fit-jobs.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -25,4 +26,6 @@ export interface RouteContext {
   readonly fitJobs: FitJobs;
   /** open server-sent event streams, ended when the server closes */
   readonly streams: Set<ServerResponse>;
+  /** where every answered prediction is saved (serve --history); undefined: nowhere */
+  readonly record: InspectionRecord | undefined;
 }

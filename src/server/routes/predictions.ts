@@ -21,7 +21,7 @@ interface PredictQuery {
 
 export async function predictionRoutes(
   app: FastifyInstance,
-  { executor, limits, requestTimeout, results, metrics }: Pick<RouteContext, 'executor' | 'limits' | 'requestTimeout' | 'results' | 'metrics'>,
+  { executor, limits, requestTimeout, results, metrics, record }: Pick<RouteContext, 'executor' | 'limits' | 'requestTimeout' | 'results' | 'metrics' | 'record'>,
 ): Promise<void> {
   app.post<{ Params: { line: string }; Querystring: PredictQuery }>(
     '/v1/lines/:line/predict',
@@ -64,7 +64,8 @@ export async function predictionRoutes(
       try {
         const { images } = await readUploads(request, limits, request.query.name);
         if (images.length === 0) throw new ServerError('E_NO_IMAGES', 'no image in the request');
-        const maps = request.query.maps ?? 'none';
+        // with a record, every inspection keeps its heat map unless the client opts out (maps=none)
+        const maps = request.query.maps ?? (record === undefined ? 'none' : 'png');
         const inline = request.query.inline === true;
         const minVersion = request.query.minVersion === undefined ? {} : { minVersion: request.query.minVersion };
         if (request.query.async === true) {
@@ -78,7 +79,20 @@ export async function predictionRoutes(
         const one = async (image: ImageUpload): Promise<Record<string, unknown>> => {
           const id = newPredictionId();
           const outcome = await deadline.race(executor.predict({ line, id, image, maps, signal: deadline.signal, ...minVersion }));
-          const kept: KeptResult = { id, line, image, outcome, at: new Date().toISOString() };
+          const at = new Date();
+          const kept: KeptResult = { id, line, image, outcome, at: at.toISOString() };
+          // durable in the record before the answer: the id answered is the inspection's, valid across restarts
+          await record?.add({
+            id,
+            line,
+            time: at,
+            score: outcome.score,
+            ...(outcome.label === undefined ? {} : { verdict: outcome.label, threshold: outcome.threshold! }),
+            storeVersion: outcome.version,
+            imageName: image.name,
+            image: image.bytes,
+            ...(outcome.maps.heatmapPng === undefined ? {} : { heatmapPng: outcome.maps.heatmapPng }),
+          });
           results.add(kept);
           metrics.observeStages(line, outcome.timings);
           metrics.verdicts.inc({ line, label: outcome.label ?? 'none' });
