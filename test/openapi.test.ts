@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { openRecord, type InspectionRecord } from '../src/record/index.js';
 import { createServer } from '../src/server/index.js';
 import { tempDir, defaultModelPath } from './helpers/io-paths.js';
 import { captureAnswers, checkJsonAnswer, documentedResponse, namedSchemaProblems, type Captured, type OpenApiDoc } from './helpers/openapi.js';
@@ -21,13 +22,15 @@ let app: FastifyInstance;
 let base: string;
 let captured: Captured[];
 let doc: OpenApiDoc;
+let record: InspectionRecord;
 
 /** route+method -> the success statuses a real answer was checked for */
 const exercised = new Map<string, Set<number>>();
 
 before(async () => {
   await fitBottleStore(storeFile, 4);
-  app = await createServer({ model: defaultModelPath, maxEventLoopDelay: 0, stores: [storeFile], dataDir: path.join(tmp, 'data'), token: TEST_TOKEN, precision: 'float' });
+  record = (await openRecord({ dataDir: path.join(tmp, 'data') }))!;
+  app = await createServer({ model: defaultModelPath, maxEventLoopDelay: 0, stores: [storeFile], dataDir: path.join(tmp, 'data'), token: TEST_TOKEN, precision: 'float', record });
   captured = captureAnswers(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
@@ -38,6 +41,7 @@ before(async () => {
 
 after(async () => {
   await app?.close();
+  await record?.close();
 });
 
 const operations = (): Array<{ path: string; method: string }> =>
@@ -193,6 +197,20 @@ describe('the OpenAPI document', () => {
     controller.abort();
     assert.ok(Object.keys(documentedResponse(doc, '/v1/lines/{line}/events', 'get', 200)?.content ?? {}).some((t) => type.startsWith(t)), type);
     exercised.set('get /v1/lines/{line}/events', new Set([events.status]));
+
+    // the inspection record: the predictions above are in it under their ids
+    const ins = (p: string): { path: string; method: string } => r('get', p);
+    const listed = await call(ins('/v1/lines/{line}/inspections'), '/v1/lines/bottle/inspections?limit=2');
+    assert.equal(listed.status, 200);
+    assert.equal((await call(ins('/v1/lines/{line}/inspections'), '/v1/lines/bottle/inspections?verdict=maybe')).status, 400);
+    assert.equal((await call(ins('/v1/lines/{line}/inspections.csv'), '/v1/lines/bottle/inspections.csv')).status, 200);
+    assert.equal((await call(ins('/v1/lines/{line}/inspections/counts'), `/v1/lines/bottle/inspections/counts?since=${Date.now() - 3_600_000}&until=${Date.now() + 60_000}`)).status, 200);
+    assert.equal((await call(ins('/v1/lines/{line}/inspections/histogram'), '/v1/lines/bottle/inspections/histogram?bins=4')).status, 200);
+    assert.equal((await call(ins('/v1/lines/{line}/audit'), '/v1/lines/bottle/audit')).status, 200);
+    assert.equal((await call(ins('/v1/inspections/{id}'), `/v1/inspections/${id}`)).status, 200);
+    assert.equal((await call(ins('/v1/inspections/{id}'), '/v1/inspections/unknown')).status, 404);
+    assert.equal((await call(ins('/v1/inspections/{id}/image'), `/v1/inspections/${id}/image`)).status, 200);
+    assert.equal((await call(ins('/v1/inspections/{id}/heatmap.png'), `/v1/inspections/${id}/heatmap.png`)).status, 200);
 
     // every documented route was answered for real at least once
     const missing = operations().filter(({ path: p, method }) => !exercised.has(`${method} ${p}`)).map(({ path: p, method }) => `${method} ${p}`);

@@ -45,3 +45,35 @@ test('token file: short tokens, a name twice, one token under two names are refu
   await assert.rejects(resolveNamedTokens(file(`alice:${A}\nbob:${A}\n`)), { code: 'E_ARGUMENT', message: /two names/ });
   await assert.rejects(resolveNamedTokens('/nonexistent/tokens'), { code: 'E_ARGUMENT' });
 });
+
+test('operator actions over HTTP are audited under the name of the token that made them', async () => {
+  const { openRecord } = await import('../src/record/index.js');
+  const { addNormal, bottleGood, fitBottleStore, readImage, startServer } = await import('./helpers/server.js');
+  const dir = tempDir('audit');
+  await fitBottleStore(path.join(dir, 'bottle.hetmm'), 2);
+  const record = (await openRecord({ dataDir: dir }))!;
+  const tokens = await resolveNamedTokens(file(`alice:${A}\nbob:${B}\n`));
+  const server = await startServer({ dataDir: dir, tokens, record });
+  try {
+    const put = await fetch(`${server.base}/v1/lines/bottle/threshold`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
+      body: JSON.stringify({ value: 0.5 }),
+    });
+    assert.equal(put.status, 200, await put.clone().text());
+    const add = await addNormal(server.base, 'bottle', readImage(bottleGood[0]!), 'extra.png', { authorization: `Bearer ${B}` });
+    assert.equal(add.status, 200, await add.clone().text());
+    const wrong = await addNormal(server.base, 'bottle', readImage(bottleGood[0]!), 'x.png', { authorization: 'Bearer not-a-token-0123456789' });
+    assert.equal(wrong.status, 401);
+    const audit = await record.audit('bottle');
+    const rows = audit.items.map((a) => [a.action, a.tokenName]).reverse();
+    assert.deepEqual(rows, [['threshold', 'alice'], ['mark-normal', 'bob']]);
+    const threshold = audit.items.find((a) => a.action === 'threshold')!;
+    assert.equal((threshold.after as { threshold: number }).threshold, 0.5);
+    assert.equal(typeof (threshold.before as { threshold: number }).threshold, 'number');
+    assert.ok(!JSON.stringify(audit).includes(A) && !JSON.stringify(audit).includes(B), 'no token in the audit');
+  } finally {
+    await server.close();
+    await record.close();
+  }
+});

@@ -229,6 +229,11 @@ describe('server API', () => {
     assert.equal((await TemplateStore.load(storeFile)).meta.threshold && ((await TemplateStore.load(storeFile)).meta.threshold as { value: number }).value, 5);
     assert.equal(((await (await postImage(server.base, 'bottle', broken)).json()) as PredictionJson).label, 'ok');
     await expectError(await fetch(`${server.base}/v1/lines/bottle/threshold`, { method: 'PUT', headers: { 'content-type': 'application/json', ...auth }, body: '{"value":"high"}' }), 400, 'E_ARGUMENT');
+    // an empty box (0) or a negative value is refused, and changes nothing (issue 21, observation 2)
+    for (const value of ['0', '-0.5', '""', 'null']) {
+      await expectError(await fetch(`${server.base}/v1/lines/bottle/threshold`, { method: 'PUT', headers: { 'content-type': 'application/json', ...auth }, body: `{"value":${value}}` }), 400, 'E_ARGUMENT');
+    }
+    assert.equal(((await TemplateStore.load(storeFile)).meta.threshold as { value: number }).value, 5);
     const back = await fetch(`${server.base}/v1/lines/bottle/threshold`, { method: 'PUT', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ value: info.threshold.value }) });
     assert.equal(back.status, 200);
     assert.equal(((await (await postImage(server.base, 'bottle', broken)).json()) as PredictionJson).label, 'defect');

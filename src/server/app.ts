@@ -14,7 +14,7 @@ import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { checkBearer, checkHost, hostAllowList } from './auth.js';
+import { checkHost, checkNamedBearer, DEFAULT_TOKEN_NAME, hostAllowList, type NamedTokens } from './auth.js';
 import { ServerError, statusOf, toErrorResponse, type ServerErrorCode } from './errors.js';
 import type { InspectionExecutor } from './executor.js';
 import { FitJobs } from './fit-jobs.js';
@@ -40,8 +40,10 @@ import type { UploadLimits } from './uploads.js';
 export interface ServerOptions extends InProcessExecutorOptions {
   /** run inspections through this executor instead of an in-process one (queue mode) */
   readonly executor?: InspectionExecutor;
-  /** bearer token for mutating endpoints; undefined disables them */
+  /** bearer token for mutating endpoints (audited as 'default'); without it or `tokens`, they are disabled */
   readonly token?: string;
+  /** named bearer tokens (`serve --token-file` lines `name:token`); the audit records the name; replaces `token` */
+  readonly tokens?: NamedTokens;
   /** bytes per request, all files together; default 32 MiB */
   readonly bodyLimit?: number;
   /** files per multipart request; default 32 */
@@ -82,7 +84,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   const executor: InspectionExecutor = options.executor ?? (await InProcessExecutor.open(options));
   const limits: UploadLimits = { bodyLimit: options.bodyLimit ?? 32 * 2 ** 20, maxFiles: options.maxFiles ?? 32 };
   const requestTimeout = options.requestTimeout ?? 30_000;
-  const token = options.token;
+  const tokens: NamedTokens = options.tokens ?? new Map(options.token === undefined ? [] : [[DEFAULT_TOKEN_NAME, options.token]]);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: limits.bodyLimit,
@@ -146,10 +148,11 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
     app.addContentTypeParser(type === 'image/*' ? /^image\/[\w.+-]+$/ : type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   }
   const allowedHosts = hostAllowList(options.host, options.allowedHosts);
+  app.decorateRequest('tokenName', '');
   app.addHook('onRequest', async (request) => {
     // DNS rebinding: a page of another site whose name now resolves to this address sends its own name as Host
     checkHost(allowedHosts, request.headers.host, request.socket?.localAddress);
-    if (request.routeOptions.config.mutating === true) checkBearer(token, request.headers.authorization);
+    if (request.routeOptions.config.mutating === true) request.tokenName = checkNamedBearer(tokens, request.headers.authorization);
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -176,7 +179,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   addSharedSchemas(app);
 
   // ---- the routes: one module per resource, sharing only what is passed to them ----
-  const context: RouteContext = { executor, token, limits, requestTimeout, results, metrics, fitJobs: new FitJobs(), streams, record: options.record };
+  const context: RouteContext = { executor, changesEnabled: tokens.size > 0, limits, requestTimeout, results, metrics, fitJobs: new FitJobs(), streams, record: options.record };
   await app.register(healthRoutes, context);
   await app.register(lineRoutes, context);
   await app.register(thresholdRoutes, context);

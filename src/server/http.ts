@@ -75,6 +75,10 @@ export const RELAXED = { pressureHandler: (): undefined => undefined } as const;
 export const MUTATING = { mutating: true } as const;
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** a mutating request's token, by name (the audit records it, never the token); '' otherwise */
+    tokenName: string;
+  }
   interface FastifyContextConfig {
     /** needs the bearer token */
     mutating?: boolean;

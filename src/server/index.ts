@@ -1,6 +1,6 @@
 /** The inspection server (HTTP API, events, metrics, web page) over an InspectionExecutor. */
 export { createServer, type ServerOptions } from './app.js';
-export { resolveToken } from './auth.js';
+export { resolveNamedTokens, resolveToken, type NamedTokens } from './auth.js';
 export { ServerError, statusOf, type ServerErrorCode } from './errors.js';
 export type * from './executor.js';
 export { MAPS_OPTIONS } from './executor.js';

@@ -3,7 +3,7 @@ import { setting } from '../../config.js';
 import { SharedDirBlobStore } from '../../queue/blob-store.js';
 import { openRecord, type InspectionRecord } from '../../record/index.js';
 import { QueueExecutor } from '../../queue/executor.js';
-import { createServer, resolveToken } from '../../server/index.js';
+import { createServer, resolveNamedTokens } from '../../server/index.js';
 import { lineNameOfStore, unservableStores } from '../../server/line-name.js';
 import { HetmmError } from '../../errors.js';
 import { oneLine } from '../batch.js';
@@ -89,7 +89,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
   if (values['data-dir'] !== undefined) {
     for (const u of await unservableStores(values['data-dir'])) ctx.stderr.write(`${oneLine(`hetmm serve: warning: '${u.file}' is not served: ${u.reason}`)}\n`);
   }
-  const token = await resolveToken(values['token-file']);
+  const tokens = await resolveNamedTokens(values['token-file']);
   const record = await openHistory(values, queue !== undefined).catch(async (e: unknown) => {
     await queue?.close();
     throw e;
@@ -108,7 +108,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     ...(values.timeout === undefined ? {} : { requestTimeout: intOption(values.timeout, 'timeout')! * 1000 }),
     ...(values['body-limit-mb'] === undefined ? {} : { bodyLimit: intOption(values['body-limit-mb'], 'body-limit-mb')! * 2 ** 20 }),
     ...maxPixels,
-    ...(token === undefined ? {} : { token }),
+    tokens,
     host,
     ...(values['allowed-hosts'] === undefined ? {} : { allowedHosts: values['allowed-hosts'].split(',').map((h) => h.trim()).filter((h) => h !== '') }),
     logger: { level: logLevel },
@@ -144,7 +144,7 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
   const { lines, broken } = (await app.inject({ url: '/v1/lines' })).json<{ lines: Array<{ name: string; templates: number }>; broken: Array<{ line: string; reason: string }> }>();
   ctx.stderr.write(
     `hetmm serve: ${shown}  lines: ${lines.map((l) => `${l.name} (${l.templates} templates)`).join(', ') || 'none'}; ` +
-      `${token === undefined ? 'changes DISABLED (no --token-file or HETMM_TOKEN)' : 'changes need the bearer token'}\n`,
+      `${tokens.size === 0 ? 'changes DISABLED (no --token-file or HETMM_TOKEN)' : `changes need a bearer token (${[...tokens.keys()].join(', ')})`}\n`,
   );
   for (const b of broken) ctx.stderr.write(`hetmm serve: line ${b.line} is not served: ${b.reason}\n`);
   await stopped;

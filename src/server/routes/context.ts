@@ -14,8 +14,8 @@ import type { UploadLimits } from '../uploads.js';
 export interface RouteContext {
   /** runs every prediction and store change */
   readonly executor: InspectionExecutor;
-  /** the bearer token of mutating calls; undefined: changes are disabled (the app's onRequest hook checks it) */
-  readonly token: string | undefined;
+  /** mutating calls are possible (a token is configured; the app's onRequest hook checks it and names it) */
+  readonly changesEnabled: boolean;
   readonly limits: UploadLimits;
   /** per-request deadline in ms (receiving the body and computing the answer) */
   readonly requestTimeout: number;

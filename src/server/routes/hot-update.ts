@@ -13,7 +13,7 @@ import type { RouteContext } from './context.js';
 
 export async function hotUpdateRoutes(
   app: FastifyInstance,
-  { executor, limits, requestTimeout, results }: Pick<RouteContext, 'executor' | 'limits' | 'requestTimeout' | 'results'>,
+  { executor, limits, requestTimeout, results, record }: Pick<RouteContext, 'executor' | 'limits' | 'requestTimeout' | 'results' | 'record'>,
 ): Promise<void> {
   app.post<{ Params: { line: string }; Querystring: { name?: string } }>(
     '/v1/lines/:line/normals',
@@ -50,6 +50,10 @@ export async function hotUpdateRoutes(
         }
         // past the deadline the answer is 503 E_TIMEOUT though the update may still land: a retry with the same key is safe
         const outcome = await deadline.race(executor.addNormals(line, images, { signal: deadline.signal, ...(key === undefined ? {} : { key }) }));
+        if (outcome.added > 0 && outcome.repeated !== true) {
+          const names = images.map((i) => i.name);
+          await record?.addAudit({ line, action: 'mark-normal', before: { templates: outcome.templates - outcome.added }, after: { templates: outcome.templates, version: outcome.version, images: names }, tokenName: request.tokenName });
+        }
         if (outcome.repeated === true) return { ...outcome, note: 'this update was already applied (the same Idempotency-Key): nothing changed; this is its answer' };
         return outcome.duplicates === 0
           ? outcome

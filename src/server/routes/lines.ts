@@ -10,9 +10,9 @@ function lineView(executor: InspectionExecutor, name: string): Record<string, un
   return { ...executor.lineInfo(name), load: executor.load().find((l) => l.line === name) };
 }
 
-export async function lineRoutes(app: FastifyInstance, { executor, token }: Pick<RouteContext, 'executor' | 'token'>): Promise<void> {
+export async function lineRoutes(app: FastifyInstance, { executor, changesEnabled }: Pick<RouteContext, 'executor' | 'changesEnabled'>): Promise<void> {
   app.get('/v1/lines', { schema: { summary: 'list lines, the lines that cannot be served and why, and whether changes are enabled on this server', response: { 200: answer('the lines', 'LineList'), ...errors() } } }, async () => ({
-    changes: token === undefined ? 'disabled' : 'token',
+    changes: changesEnabled ? 'token' : 'disabled',
     lines: executor.lineNames().flatMap((n) => {
       try {
         return [lineView(executor, n)];
