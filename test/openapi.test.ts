@@ -156,8 +156,8 @@ describe('the OpenAPI document', () => {
     assert.deepEqual([again.json.added, again.json.duplicates, typeof again.json.note], [0, 1, 'string']);
     assert.equal((await call(normals, '/v1/lines/bottle/normals', png(readImage(bottleGood[2]!)))).status, 401);
     // the normals and their removal by id (issue 21)
-    const listed = await call(r('get', '/v1/lines/{line}/normals'), '/v1/lines/bottle/normals');
-    assert.equal(listed.json.normals.at(-1).kind, 'appended');
+    const normalList = await call(r('get', '/v1/lines/{line}/normals'), '/v1/lines/bottle/normals');
+    assert.equal(normalList.json.normals.at(-1).kind, 'appended');
     assert.equal((await call(r('get', '/v1/lines/{line}/normals'), '/v1/lines/nope/normals')).status, 404);
     const remove = r('delete', '/v1/lines/{line}/normals/{id}');
     const removed = await call(remove, `/v1/lines/bottle/normals/${encodeURIComponent(added.json.ids[0])}`, { headers: auth });
