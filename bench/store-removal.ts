@@ -8,19 +8,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { BackboneIdentity } from '../src/backbone/description.js';
+import { RESNET50_SHAPES } from './bench-util.js';
 import { TemplateStore } from '../src/store/index.js';
 
-const identity: BackboneIdentity = {
-  name: 'bench',
-  modelSha256: 'ab'.repeat(32),
-  inputSize: [256, 256],
-  layers: [
-    { name: 'layer1', channels: 256, height: 64, width: 64, stride: 4 },
-    { name: 'layer2', channels: 512, height: 32, width: 32, stride: 8 },
-    { name: 'layer3', channels: 1024, height: 16, width: 16, stride: 16 },
-  ],
-};
+const identity = RESNET50_SHAPES;
 const features = (k: number): Float32Array[] => identity.layers.map((l) => new Float32Array(l.channels * l.height * l.width).fill((k % 7) / 7));
 const timed = async (f: () => Promise<unknown>): Promise<number> => {
   const t0 = performance.now();
