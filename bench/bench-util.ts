@@ -1,4 +1,5 @@
 /** Helpers shared by the kernel benchmarks (run-bench.ts, int8-bench.ts): same-run peak rates and random unit feature maps. */
+import type { BackboneIdentity } from '../src/backbone/description.js';
 import type * as ort from 'onnxruntime-node';
 
 /**
@@ -8,6 +9,18 @@ import type * as ort from 'onnxruntime-node';
  * machine). Idle intra-op threads must not spin (the caller's session
  * options), so CPU time counts work only.
  */
+/** The default backbone's layer shapes (7 MiB per image in float32), for store benches that need no model. */
+export const RESNET50_SHAPES: BackboneIdentity = {
+  name: 'resnet50v2-shapes',
+  modelSha256: 'ab'.repeat(32),
+  inputSize: [256, 256],
+  layers: [
+    { name: 'layer1', channels: 256, height: 64, width: 64, stride: 4 },
+    { name: 'layer2', channels: 512, height: 32, width: 32, stride: 8 },
+    { name: 'layer3', channels: 1024, height: 16, width: 16, stride: 16 },
+  ],
+};
+
 export async function sessionMacsPerSecond(
   session: ort.InferenceSession,
   feeds: ort.InferenceSession.FeedsType,

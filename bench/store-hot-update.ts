@@ -7,19 +7,10 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { BackboneIdentity } from '../src/backbone/description.js';
+import { RESNET50_SHAPES } from './bench-util.js';
 import { TemplateStore } from '../src/store/index.js';
 
-const identity: BackboneIdentity = {
-  name: 'resnet50v2-shapes',
-  modelSha256: 'ab'.repeat(32),
-  inputSize: [256, 256],
-  layers: [
-    { name: 'layer1', channels: 256, height: 64, width: 64, stride: 4 },
-    { name: 'layer2', channels: 512, height: 32, width: 32, stride: 8 },
-    { name: 'layer3', channels: 1024, height: 16, width: 16, stride: 16 },
-  ],
-};
+const identity = RESNET50_SHAPES;
 
 const templates = Number(process.argv[2] ?? '60');
 const features = identity.layers.map((l) => new Float32Array(l.channels * l.height * l.width).fill(0.01));

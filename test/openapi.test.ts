@@ -155,6 +155,15 @@ describe('the OpenAPI document', () => {
     const again = await call(normals, '/v1/lines/bottle/normals', byId);
     assert.deepEqual([again.json.added, again.json.duplicates, typeof again.json.note], [0, 1, 'string']);
     assert.equal((await call(normals, '/v1/lines/bottle/normals', png(readImage(bottleGood[2]!)))).status, 401);
+    // the normals and their removal by id (issue 21)
+    const normalList = await call(r('get', '/v1/lines/{line}/normals'), '/v1/lines/bottle/normals');
+    assert.equal(normalList.json.normals.at(-1).kind, 'appended');
+    assert.equal((await call(r('get', '/v1/lines/{line}/normals'), '/v1/lines/nope/normals')).status, 404);
+    const remove = r('delete', '/v1/lines/{line}/normals/{id}');
+    const removed = await call(remove, `/v1/lines/bottle/normals/${encodeURIComponent(added.json.ids[0])}`, { headers: auth });
+    assert.deepEqual(removed.json.removed, added.json.ids);
+    assert.equal((await call(remove, '/v1/lines/bottle/normals/no-such-id', { headers: auth })).status, 404);
+    assert.equal((await call(remove, '/v1/lines/bottle/normals/no-such-id')).status, 401);
     // threshold
     const threshold = r('put', '/v1/lines/{line}/threshold');
     const json = (value: unknown): RequestInit => ({ headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ value }) });

@@ -27,17 +27,17 @@ import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
 import { createServer } from '../src/server/index.js';
 import { TemplateStore } from '../src/store/index.js';
 import { runCli } from './helpers/cli.js';
-import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
+import { defaultModelPath, tempDir } from './helpers/io-paths.js';
 import { recordCompleteSince, runKillLoop } from './helpers/queue-kill-loop.js';
+import { FAST_QUEUE_SETTINGS, FAST_WORKER_ENV, fitTileStore, tileDefects, tileGood } from './helpers/queue-tile.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
-const tileRoot = path.join(datasetsDir, 'magnetic-tile/magnetic_tile');
-const good = listImages(path.join(tileRoot, 'train/good'));
-const defects = listImages(path.join(tileRoot, 'test/crack'));
+const good = tileGood;
+const defects = tileDefects;
 const LINE = 'tile';
-const SETTINGS = { lockDurationMs: 2000, stalledIntervalMs: 1000, heartbeatMs: 500 };
-const WORKER_ENV = { HETMM_QUEUE_LOCK_MS: '2000', HETMM_QUEUE_STALLED_MS: '1000', HETMM_QUEUE_HEARTBEAT_MS: '500' };
+const SETTINGS = FAST_QUEUE_SETTINGS;
+const WORKER_ENV = FAST_WORKER_ENV;
 const TOKEN = 'queue-idem-token-0123456789';
 const authJson = { authorization: `Bearer ${TOKEN}` };
 
@@ -79,13 +79,7 @@ describe('queue mode: idempotent hot updates, store identity, pixel limit (issue
   before(async () => {
     mkdirSync(dataDir, { recursive: true });
     redis = await TestRedis.start();
-    const detector = await Detector.open({ model: defaultModelPath, preset: 'default', dtype: 'float32' });
-    try {
-      await detector.add(good.slice(0, 3));
-      await detector.store.save(storeFile);
-    } finally {
-      detector.dispose();
-    }
+    await fitTileStore(storeFile, 3);
     await Promise.all([addWorker(), addWorker()]);
     client = await QueueClient.open({ redisUrl: redis.url, blobs, settings: SETTINGS });
     executor = await QueueExecutor.open({ redisUrl: redis.url, blobs, settings: SETTINGS, maxPixels: 1_000_000 });

@@ -183,8 +183,10 @@ describe('server API', () => {
     // a good part scored against the store, then added: it must then score ~0 against itself
     const r = await addNormal(server.base, 'bottle', good, 'good-000.png');
     assert.equal(r.status, 200);
-    const added = (await r.json()) as { added: number; templates: number; version: number };
-    assert.deepEqual(added, { line: 'bottle', added: 1, duplicates: 0, templates: before.templates + 1, version: before.version + 1 } as typeof added);
+    const added = (await r.json()) as { added: number; templates: number; version: number; ids: string[] };
+    // ids: the normal it is held as (issue 21: DELETE .../normals/{id} undoes it)
+    assert.equal(added.ids.length, 1);
+    assert.deepEqual(added, { line: 'bottle', added: 1, duplicates: 0, templates: before.templates + 1, version: before.version + 1, ids: added.ids } as typeof added);
     const onDisk = await TemplateStore.load(storeFile);
     assert.equal(onDisk.count, added.templates);
     assert.equal(storeVersion(onDisk), added.version);
@@ -275,6 +277,7 @@ describe('server API', () => {
     assert.deepEqual(open, []);
     assert.deepEqual(changing.map(({ m, p }) => `${m} ${p}`).sort(), [
       'delete /v1/lines/{line}',
+      'delete /v1/lines/{line}/normals/{id}',
       'post /v1/lines',
       'post /v1/lines/{line}/normals',
       'post /v1/lines/{line}/predict',
@@ -300,6 +303,7 @@ describe('server API', () => {
       ['/v1/lines/bottle/threshold', { method: 'PUT', headers: { 'content-type': 'application/json', ...headers }, body: '{"value":0}' }],
       ['/v1/lines?name=other', { method: 'POST', headers: { 'content-type': 'image/png', ...headers }, body: body(good) }],
       ['/v1/lines/bottle', { method: 'DELETE', headers }],
+      ['/v1/lines/bottle/normals/x', { method: 'DELETE', headers }],
     ];
     for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }, { authorization: `Basic ${TEST_TOKEN}` }, { authorization: `Bearer ${TEST_TOKEN}x` }, { authorization: TEST_TOKEN }] as Array<Record<string, string>>) {
       for (const [url, init] of calls(headers)) await expectError(await fetch(`${server.base}${url}`, init), 401, 'E_UNAUTHORIZED');

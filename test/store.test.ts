@@ -287,8 +287,8 @@ test('corruption: truncation, flipped bytes, magic, version, extra bytes -> E_ST
   await tryLoad(flip(0), 'not a hetmm template store', 'bad magic');
   await tryLoad(Buffer.from('just some text that is long enough'), 'not a hetmm template store');
   const future = Buffer.from(good);
-  future.writeUInt32LE(4, 8);
-  await tryLoad(future, 'written by a newer hetmm', 'version 4');
+  future.writeUInt32LE(5, 8); // 4: a file with removal records (store-removal.test.ts)
+  await tryLoad(future, 'written by a newer hetmm', 'version 5');
   const header = Buffer.from(good);
   header.writeUInt32LE(0x7fffffff, 12);
   await tryLoad(header, 'implausible header length');

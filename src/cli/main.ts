@@ -25,6 +25,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   predict: { run: predictCommand, summary: 'score images, write heat maps' },
   add: { run: addCommand, summary: 'add normal images to a store (hot update)' },
   info: { run: infoCommand, summary: 'describe and validate a store' },
+  normals: { run: async (args, ctx) => (await import('./commands/normals.js')).normalsCommand(args, ctx), summary: 'list the normals of a store, or remove some by id (undo a hot update)' },
   demo: { run: demoCommand, summary: 'fit and predict the bundled hazelnut images' },
   compress: { run: async (args, ctx) => (await import('./commands/compress.js')).compressCommand(args, ctx), summary: 'PTS: keep K template sheets (pixel-level template selection)' },
   eval: { run: async (args, ctx) => (await import('./commands/eval.js')).evalCommand(args, ctx), summary: 'evaluate on a data set: AUROC, AUPRO, PRO, thresholds, reports' },

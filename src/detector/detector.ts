@@ -16,7 +16,7 @@ import type { FeatureStack, KernelBackend, MatchResult } from '../kernels/contra
 import { matchLayerAt } from '../kernels/index.js';
 import { resolvePreset, scoreMap, type Preset } from '../matching/index.js';
 import { TemplateSelector, type TemplateSelection } from '../selection/nearest-templates.js';
-import { TemplateStore, type StoreSnapshot } from '../store/index.js';
+import { TemplateStore, type StoreNormal, type StoreRemoveOptions, type StoreRemoveResult, type StoreSnapshot } from '../store/index.js';
 import { storedThreshold } from './threshold.js';
 import { assertSameBackbone, lineTemplateSelection, openLineParts, presetFromMeta, type DetectorOptions } from './line.js';
 import { BackboneThread } from './backbone-thread.js';
@@ -197,6 +197,22 @@ export class Detector {
     }
     this.#describeTemplates();
     return toFile ? items.length : this.#store.count - countBefore;
+  }
+
+  /** The store's normals: id, file name, base or appended, when (TemplateStore.normals). */
+  normals(): StoreNormal[] {
+    return this.#store.normals();
+  }
+
+  /**
+   * Undo of a hot update: removes normals by id from the store file, durably
+   * (TemplateStore.removeFromFile: one removal record under the file lock).
+   * They take no part in predictions that start matching after this
+   * resolves. Only for a detector opened from a store file.
+   */
+  async removeNormals(ids: readonly string[], options: StoreRemoveOptions = {}): Promise<StoreRemoveResult> {
+    if (this.#storeFile === undefined) throw new HetmmError('E_ARGUMENT', 'removeNormals needs a detector opened from a store file (Detector.open({ store }))');
+    return this.#store.removeFromFile(this.#storeFile, ids, { ...options, lock: { purpose: 'hetmm normals remove', ...options.lock } });
   }
 
   /** Matches already-extracted features against the current store snapshot. */

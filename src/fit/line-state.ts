@@ -5,8 +5,9 @@
  * the rendered maps of a prediction and the record of a threshold set over
  * HTTP.
  *
- * Version = templates + meta.revision (revision counts the changes that are
- * not appends, such as thresholds): it grows with every change, is the same
+ * Version = templates + 2 x removed normals + meta.revision (each removed
+ * normal was one append and is one removal; revision counts the changes that
+ * are neither, such as thresholds): it grows with every change, is the same
  * in every process that reads the file, and needs nothing written besides
  * the change itself.
  */
@@ -14,7 +15,7 @@ import type { Detector, Prediction } from '../detector/detector.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
 import { calibratedHeatmapRange, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
-import type { TemplateStore } from '../store/index.js';
+import type { StoreNormal, TemplateStore } from '../store/index.js';
 
 /** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
 export type MapsOption = 'none' | 'png' | 'npy';
@@ -51,9 +52,14 @@ export function revisionOf(store: TemplateStore): number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
 }
 
-/** The store's version: templates + revision (see the top of this file). */
+/** The store's version: templates + 2 x removed normals + revision (see the top of this file). */
 export function storeVersion(store: TemplateStore): number {
-  return store.count + revisionOf(store);
+  return store.count + 2 * store.removedCount + revisionOf(store);
+}
+
+/** A line's normals as GET /v1/lines/{line}/normals lists them (less name and version): both serving processes' answer. */
+export function normalsOf(store: TemplateStore): { templates: number; removed: number; normals: StoreNormal[] } {
+  return { templates: store.count, removed: store.removedCount, normals: store.normals() };
 }
 
 /** A line's description from its detector, `templates` of its published snapshot and threshold `t`. */

@@ -20,7 +20,10 @@ import {
   type MapName,
   type MapsOption,
   type NormalsJobData,
+  type JobResult,
+  type ListNormalsJobResult,
   type NormalsJobResult,
+  type RemoveJobResult,
   type PredictJobData,
   type PredictJobResult,
   type ThresholdJobResult,
@@ -79,7 +82,7 @@ export interface JobStatus {
   readonly line: string;
   readonly state: JobState;
   readonly attempts: number;
-  readonly result?: QueuedPrediction | NormalsJobResult | ThresholdJobResult;
+  readonly result?: QueuedPrediction | Exclude<JobResult, PredictJobResult>;
   readonly error?: { readonly code: string; readonly message: string };
 }
 
@@ -185,6 +188,24 @@ export class QueueClient {
     return (await this.#run(line, id, data, options.timeoutMs, keyed)) as NormalsJobResult;
   }
 
+  /**
+   * Undo of hot updates: a worker removes the normals under the line's
+   * cluster-wide lock and announces the new version. With `update` (an
+   * idempotency key's id) a retry joins or answers the same job.
+   */
+  async removeNormals(line: string, ids: readonly string[], options: { update?: string; timeoutMs?: number } = {}): Promise<RemoveJobResult> {
+    await this.version(line);
+    const keyed = options.update !== undefined;
+    const id = keyed ? `${line}.r-${createHash('sha256').update(options.update!).digest('hex').slice(0, 40)}` : `${line}.${randomUUID()}`;
+    return (await this.#run(line, id, { kind: 'remove', line, ids: [...ids], update: options.update ?? `job:${id}` }, options.timeoutMs, keyed)) as RemoveJobResult;
+  }
+
+  /** The line's normals, from a worker at least at the cluster's current version. */
+  async listNormals(line: string, options: { timeoutMs?: number } = {}): Promise<ListNormalsJobResult> {
+    const minVersion = await this.version(line);
+    return (await this.#run(line, `${line}.${randomUUID()}`, { kind: 'list-normals', line, minVersion }, options.timeoutMs)) as ListNormalsJobResult;
+  }
+
   /** Sets the line's deployment threshold (a new store version, like a hot update). */
   async setThreshold(line: string, value: number, options: { timeoutMs?: number } = {}): Promise<ThresholdJobResult> {
     await this.version(line);
@@ -193,7 +214,7 @@ export class QueueClient {
   }
 
   /** Calls `listener` with every finished job's result on these lines, from any API node (BullMQ's event stream). */
-  async onCompleted(lines: readonly string[], listener: (line: string, result: PredictJobResult | NormalsJobResult | ThresholdJobResult) => void): Promise<void> {
+  async onCompleted(lines: readonly string[], listener: (line: string, result: JobResult) => void): Promise<void> {
     for (const line of lines) {
       const events = await this.#queueEvents(line);
       events.on('completed', ({ returnvalue }) => {
@@ -215,7 +236,7 @@ export class QueueClient {
     if (job === undefined || state === 'unknown') throw new HetmmError('E_ARGUMENT', `no job ${id} (unknown, or its result expired)`);
     const base = { id, line, state, attempts: job.attemptsStarted };
     if (state === 'completed') {
-      const value = job.returnvalue as PredictJobResult | NormalsJobResult | ThresholdJobResult;
+      const value = job.returnvalue as JobResult;
       return { ...base, result: value.kind === 'predict' ? await this.#prediction(line, id, value) : value };
     }
     if (state === 'failed') {

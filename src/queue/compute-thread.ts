@@ -10,7 +10,7 @@ import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { servedLineOptions } from '../detector/line.js';
 import { storedThreshold } from '../detector/threshold.js';
 import { HetmmError } from '../errors.js';
-import { describeLine, metaWithThreshold, renderMaps, storeVersion } from '../fit/line-state.js';
+import { describeLine, metaWithThreshold, normalsOf, renderMaps, storeVersion } from '../fit/line-state.js';
 import { watchStoreFile } from '../store/file-watch.js';
 import { TemplateStore, type StoreAppendItem } from '../store/index.js';
 import { loadImage, type LoadedImage } from '../image/index.js';
@@ -168,6 +168,16 @@ async function handle(request: ComputeRequest): Promise<unknown> {
       }
       const r = await change(l, () => l.detector.store.appendToFile(l.path, items, { lock: { purpose: request.purpose }, update, fence }));
       return { ...versioned(l.detector), merged: r.merged, appended: r.appended, duplicates: r.duplicates };
+    }
+    case 'remove': {
+      const l = line(request.line);
+      const r = await change(l, () => l.detector.store.removeFromFile(l.path, request.ids, { lock: { purpose: request.purpose }, update: request.update, fence: request.fence }));
+      return { ...versioned(l.detector), removed: r.removed, alreadyRemoved: r.alreadyRemoved };
+    }
+    case 'normals': {
+      const l = line(request.line);
+      await l.changes;
+      return { ...versioned(l.detector), ...normalsOf(l.detector.store) };
     }
     case 'dispose':
       for (const name of [...lines.keys()]) dropLine(name);

@@ -3,7 +3,7 @@ import type { DetectorOptions } from '../detector/detector.js';
 import type { LineDescription } from '../fit/line-state.js';
 import type { StoreChain } from '../store/template-store.js';
 import { WorkerThread } from '../threads/index.js';
-import type { MapName, MapsOption, PredictionFigures } from './protocol.js';
+import type { ListNormalsJobResult, MapName, MapsOption, PredictionFigures } from './protocol.js';
 
 type Op =
   | { op: 'init'; detector: Pick<DetectorOptions, 'model' | 'backend' | 'threads' | 'matchPrecision' | 'precision'> }
@@ -13,6 +13,8 @@ type Op =
   | { op: 'setThreshold'; line: string; value: number; purpose: string }
   | { op: 'predict'; line: string; image: Uint8Array; maps: MapsOption; maxPixels?: number }
   | { op: 'append'; line: string; images: Uint8Array[]; names: readonly string[]; append: AppendIdentity; purpose: string }
+  | { op: 'remove'; line: string; ids: readonly string[]; update: string; fence: number; purpose: string }
+  | { op: 'normals'; line: string }
   | { op: 'dispose' };
 
 export type ComputeRequest = Op;
@@ -77,6 +79,14 @@ export class ComputeThread {
   append(line: string, images: readonly Buffer[], names: readonly string[], append: AppendIdentity, purpose: string): Promise<Versioned & { merged: number; appended: number; duplicates: number }> {
     const copies = images.map((b) => new Uint8Array(b));
     return this.#call({ op: 'append', line, images: copies, names, append, purpose }, copies.map((c) => c.buffer as ArrayBuffer));
+  }
+  /** Removes normals by id from the line's store file, durably (one removal record); ids removed before change nothing. */
+  remove(line: string, ids: readonly string[], identity: { update: string; fence: number }, purpose: string): Promise<Versioned & { removed: string[]; alreadyRemoved: string[] }> {
+    return this.#call({ op: 'remove', line, ids, ...identity, purpose });
+  }
+  /** The line's normals as this thread's copy holds them. */
+  normals(line: string): Promise<Versioned & { removed: number; normals: ListNormalsJobResult['normals'] }> {
+    return this.#call({ op: 'normals', line });
   }
   async close(): Promise<void> {
     await this.#call({ op: 'dispose' }).catch(() => undefined);

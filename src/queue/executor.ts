@@ -22,12 +22,15 @@ import type {
   InspectionExecutor,
   LineInfo,
   LineLoad,
+  NormalsList,
   PredictOutcome,
   PredictRequest,
+  RemoveNormalsOutcome,
 } from '../server/executor.js';
 import { hotUpdateId } from '../store/update-id.js';
 import type { BlobStore } from './blob-store.js';
-import type { NormalsJobResult, PredictJobResult, ThresholdJobResult } from './protocol.js';
+import type { JobResult } from './protocol.js';
+import { isUnknownNormalError } from '../store/index.js';
 import { QueueClient } from './client.js';
 import { clusterMetrics, clusterStatus, type ClusterStatus } from './status.js';
 import type { QueueSettings } from './settings.js';
@@ -185,7 +188,22 @@ export class QueueExecutor implements InspectionExecutor {
     const update = options.key === undefined ? {} : { update: hotUpdateId(options.key) };
     const r = await abortable(this.client.addNormals(line, images, { ...update, maxPixels: this.#maxPixels }).catch(serverError), options.signal);
     await this.refresh();
-    return { line, added: r.added, duplicates: r.duplicates, templates: r.templates, version: r.version, ...(r.repeated === true ? { repeated: true } : {}) };
+    return { line, added: r.added, duplicates: r.duplicates, templates: r.templates, version: r.version, ...(r.ids === undefined ? {} : { ids: r.ids }), ...(r.repeated === true ? { repeated: true } : {}) };
+  }
+
+  async listNormals(line: string): Promise<NormalsList> {
+    this.lineInfo(line);
+    const r = await this.client.listNormals(line).catch(serverError);
+    return { line, version: r.version, templates: r.templates, removed: r.removed, normals: r.normals };
+  }
+
+  async removeNormals(line: string, ids: readonly string[], options: HotUpdateOptions = {}): Promise<RemoveNormalsOutcome> {
+    this.#refuseWhenClosing();
+    this.lineInfo(line);
+    const update = options.key === undefined ? {} : { update: hotUpdateId(options.key) };
+    const r = await abortable(this.client.removeNormals(line, ids, update).catch(unknownNormal), options.signal);
+    await this.refresh();
+    return { line, removed: r.removed, alreadyRemoved: r.alreadyRemoved, templates: r.templates, version: r.version };
   }
 
   /** Lines some worker cannot serve: its store failed to load, or the cluster refuses it (another lineage, off the chain). */
@@ -246,7 +264,7 @@ export class QueueExecutor implements InspectionExecutor {
     if (this.#closing) throw new ServerError('E_UNAVAILABLE', 'the server is shutting down', { retryAfter: 5 });
   }
 
-  #emitResult(line: string, result: PredictJobResult | NormalsJobResult | ThresholdJobResult): void {
+  #emitResult(line: string, result: JobResult): void {
     const at = new Date().toISOString();
     let event: ExecutorEvent;
     if (result.kind === 'predict') {
@@ -262,11 +280,11 @@ export class QueueExecutor implements InspectionExecutor {
         version: r.version,
         at,
       };
-    } else if (result.kind === 'normals' || result.kind === 'threshold') {
+    } else if (result.kind === 'normals' || result.kind === 'threshold' || result.kind === 'remove') {
       event = {
         type: 'store',
         line,
-        change: result.kind,
+        change: result.kind === 'remove' ? 'normals' : result.kind,
         templates: result.templates,
         version: result.version,
         ...(result.kind === 'threshold' ? { threshold: result.value } : {}),
@@ -275,6 +293,12 @@ export class QueueExecutor implements InspectionExecutor {
     } else return;
     this.#events.emit('event', event);
   }
+}
+
+/** An id the line never held: 404, like an unknown line (the worker's error keeps the library's words). */
+function unknownNormal(e: unknown): never {
+  if (isUnknownNormalError(e)) throw new ServerError('E_NOT_FOUND', (e as Error).message, { cause: e });
+  return serverError(e);
 }
 
 /** Redis down and timeouts keep their codes (503); anything else passes through. */

@@ -6,6 +6,7 @@
  * worker's.
  */
 import { HetmmError } from '../errors.js';
+import type { StoreNormal } from '../store/index.js';
 
 /** An image inside the job (base64) or in the blob store. */
 export type ImageRef = { readonly inline: string } | { readonly blob: string };
@@ -44,7 +45,23 @@ export interface ThresholdJobData {
   readonly value: number;
 }
 
-export type JobData = PredictJobData | NormalsJobData | ThresholdJobData;
+/** Undo of hot updates: remove normals by id (issue 21), under the line's lock like a hot update. */
+export interface RemoveJobData {
+  readonly kind: 'remove';
+  readonly line: string;
+  readonly ids: readonly string[];
+  /** the removal's id, recorded in its removal record (the client's idempotency key `key:...`, else `job:<job id>`) */
+  readonly update?: string;
+}
+
+/** The line's normals, from a worker at least at `minVersion`. */
+export interface ListNormalsJobData {
+  readonly kind: 'list-normals';
+  readonly line: string;
+  readonly minVersion: number;
+}
+
+export type JobData = PredictJobData | NormalsJobData | ThresholdJobData | RemoveJobData | ListNormalsJobData;
 
 export type MapsOption = 'none' | 'png' | 'npy';
 export type MapName = 'heatmapPng' | 'maskPng' | 'anomalyNpy';
@@ -97,7 +114,32 @@ export interface NormalsJobResult {
   readonly templates: number;
   readonly version: number;
   readonly worker: string;
+  /** per image, the id of the normal it is held as */
+  readonly ids?: readonly string[];
 }
+
+export interface RemoveJobResult {
+  readonly kind: 'remove';
+  readonly removed: readonly string[];
+  readonly alreadyRemoved: readonly string[];
+  readonly templates: number;
+  readonly version: number;
+  readonly worker: string;
+  /** set by the client: the earlier job's answer for the same update id */
+  readonly repeated?: boolean;
+}
+
+export interface ListNormalsJobResult {
+  readonly kind: 'list-normals';
+  readonly templates: number;
+  readonly removed: number;
+  readonly normals: readonly StoreNormal[];
+  readonly version: number;
+  readonly worker: string;
+}
+
+/** What a job answers, by kind. */
+export type JobResult = PredictJobResult | NormalsJobResult | ThresholdJobResult | RemoveJobResult | ListNormalsJobResult;
 
 /** One entry of a line's update stream. */
 export interface StoreUpdate {

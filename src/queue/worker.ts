@@ -28,7 +28,12 @@ import {
   updateToFields,
   type ImageRef,
   type JobData,
+  type JobResult,
+  type ListNormalsJobData,
+  type ListNormalsJobResult,
   type NormalsJobData,
+  type RemoveJobData,
+  type RemoveJobResult,
   type NormalsJobResult,
   type PredictJobData,
   type PredictJobResult,
@@ -346,7 +351,7 @@ export class QueueWorker {
     return worker;
   }
 
-  async #process(line: LineRuntime, job: Job<JobData>): Promise<PredictJobResult | NormalsJobResult | ThresholdJobResult> {
+  async #process(line: LineRuntime, job: Job<JobData>): Promise<JobResult> {
     const started = Date.now();
     this.#counters.active++;
     if (job.attemptsStarted > 1 || job.stalledCounter > 0) this.#counters.retried++;
@@ -356,7 +361,11 @@ export class QueueWorker {
       const result =
         data.kind === 'normals'
           ? await this.#addNormals(line, data, job.id!)
-          : data.kind === 'threshold'
+          : data.kind === 'remove'
+            ? await this.#removeNormals(line, data, job.id!)
+            : data.kind === 'list-normals'
+              ? await this.#listNormals(line, data)
+              : data.kind === 'threshold'
             ? await this.#setThreshold(line, data)
             : await this.#predict(line, job.id!, data, { enqueuedAt: job.timestamp, startedAt: started });
       this.#counters.processed++;
@@ -445,11 +454,45 @@ export class QueueWorker {
         }
         this.#log(`line ${line.name}: +${r.appended} templates (${r.duplicates} already held) -> ${r.count} (${r.merged} merged from the file), version ${r.version}`);
         await this.#publish().catch(() => undefined);
-        return { kind: 'normals', added: r.appended, duplicates: r.duplicates, templates: r.count, version: r.version, worker: this.id };
+        return { kind: 'normals', added: r.appended, duplicates: r.duplicates, templates: r.count, version: r.version, worker: this.id, ids };
       });
     } finally {
       await lock.release();
     }
+  }
+
+  /**
+   * Undo of hot updates (issue 21): like #addNormals, the cluster's single
+   * writer under the line's lock; one durable removal record in the store
+   * file (ids removed before change nothing: a retried job is harmless),
+   * then the announcement, which other workers apply by reading the record.
+   */
+  async #removeNormals(line: LineRuntime, data: RemoveJobData, jobId: string): Promise<RemoveJobResult> {
+    const lock = await this.#lineLock(line);
+    try {
+      return await line.serial.run(async () => {
+        await this.#applyAnnounced(line);
+        if (!(await lock.verify())) throw lostLock(line.name, lock);
+        const r = await this.#compute!.remove(line.name, data.ids, { update: data.update ?? `job:${jobId}`, fence: lock.fence }, `hetmm worker ${this.id}`);
+        this.#noteCopy(line, r);
+        if (r.version !== line.version) {
+          line.lastId = await this.#announce(line.name, lock, { version: r.version, kind: 'append', files: [], templates: r.count }, r.chain);
+          line.version = r.version;
+        }
+        this.#log(`line ${line.name}: -${r.removed.length} normals (${r.alreadyRemoved.length} removed before) -> ${r.count}, version ${r.version}`);
+        await this.#publish().catch(() => undefined);
+        return { kind: 'remove', removed: r.removed, alreadyRemoved: r.alreadyRemoved, templates: r.count, version: r.version, worker: this.id };
+      });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** The line's normals from this worker's copy, caught up to the version the client saw. */
+  async #listNormals(line: LineRuntime, data: ListNormalsJobData): Promise<ListNormalsJobResult> {
+    if (line.version < data.minVersion) await this.#catchUp(line, data.minVersion);
+    const r = await this.#compute!.normals(line.name);
+    return { kind: 'list-normals', templates: r.count, removed: r.removed, normals: r.normals, version: r.version, worker: this.id };
   }
 
   /** The line's cluster-wide writer lock and a fencing token above every one the store records. */

@@ -29,6 +29,7 @@ import { healthRoutes } from './routes/health.js';
 import { hotUpdateRoutes } from './routes/hot-update.js';
 import { jobRoutes } from './routes/jobs.js';
 import { lineRoutes } from './routes/lines.js';
+import { normalRoutes } from './routes/normals.js';
 import { pageRoutes } from './routes/page.js';
 import { predictionRoutes } from './routes/predictions.js';
 import { thresholdRoutes } from './routes/thresholds.js';
@@ -185,6 +186,7 @@ export async function createServer(options: ServerOptions = {}): Promise<Fastify
   await app.register(jobRoutes, context);
   await app.register(predictionRoutes, context);
   await app.register(hotUpdateRoutes, context);
+  await app.register(normalRoutes, context);
   await app.register(eventRoutes, context);
   await app.register(pageRoutes);
   await registerInspectionRoutes(app, { record: options.record, ...(options.shifts === undefined ? {} : { shifts: [...options.shifts] }) });

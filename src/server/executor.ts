@@ -16,6 +16,7 @@
  */
 
 import type { LineDescription, MapsOption, PredictionMaps } from '../fit/line-state.js';
+import type { StoreNormal } from '../store/index.js';
 
 export type { MapsOption, PredictionMaps };
 
@@ -103,6 +104,31 @@ export interface HotUpdateOutcome {
   readonly templates: number;
   /** store version after the update (durable: the file on disk holds it) */
   readonly version: number;
+  /** per image, the id of the normal it is held as (DELETE /v1/lines/{line}/normals/{id} undoes it) */
+  readonly ids?: readonly string[];
+}
+
+/** One normal of a line: id, position, file name, base or appended, when (the store's TemplateStore.normals()). */
+export type NormalInfo = StoreNormal;
+
+export interface NormalsList {
+  readonly line: string;
+  readonly version: number;
+  readonly templates: number;
+  /** normals removed so far */
+  readonly removed: number;
+  readonly normals: readonly NormalInfo[];
+}
+
+export interface RemoveNormalsOutcome {
+  readonly line: string;
+  /** ids removed by this call */
+  readonly removed: readonly string[];
+  /** ids removed before (a repeated removal): nothing changed for them */
+  readonly alreadyRemoved: readonly string[];
+  readonly templates: number;
+  /** store version after the removal (durable: the file on disk holds it) */
+  readonly version: number;
 }
 
 /** A line as /v1/lines/{line} shows it (the description both executors give, ../fit/line-state.ts). */
@@ -180,6 +206,14 @@ export interface InspectionExecutor {
   /** hot update; all images are decoded first: one bad image adds nothing */
   addNormals(line: string, images: readonly ImageUpload[], options?: HotUpdateOptions): Promise<HotUpdateOutcome>;
   setThreshold(line: string, value: number): Promise<LineInfo>;
+  /** the line's normals with their ids */
+  listNormals(line: string): Promise<NormalsList>;
+  /**
+   * undo of hot updates: removes normals by id, durable before the answer;
+   * an id removed before changes nothing (alreadyRemoved); an unknown id is
+   * E_NOT_FOUND and removes nothing; removing every normal is E_ARGUMENT
+   */
+  removeNormals(line: string, ids: readonly string[], options?: HotUpdateOptions): Promise<RemoveNormalsOutcome>;
   /** fits a new line from normal images (the HTTP layer runs it as a job) */
   createLine(line: string, images: readonly ImageUpload[], options: FitOptions, onProgress?: (p: FitProgress) => void): Promise<LineInfo>;
   deleteLine(line: string): Promise<void>;

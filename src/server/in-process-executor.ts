@@ -24,8 +24,8 @@ import { servedLineOptions } from '../detector/line.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { isHetmmError } from '../errors.js';
 import { fitStore } from '../fit/fit-store.js';
-import { describeLine, metaWithThreshold, renderMaps, storeVersion } from '../fit/line-state.js';
-import type { StoreSnapshot } from '../store/index.js';
+import { describeLine, metaWithThreshold, normalsOf, renderMaps, storeVersion } from '../fit/line-state.js';
+import { isUnknownNormalError, type StoreSnapshot } from '../store/index.js';
 import { watchStoreFile } from '../store/file-watch.js';
 import { DEFAULT_MAX_PIXELS } from '../image/index.js';
 import type { BackendPreference } from '../kernels/index.js';
@@ -45,8 +45,10 @@ import type {
   InspectionExecutor,
   LineInfo,
   LineLoad,
+  NormalsList,
   PredictOutcome,
   PredictRequest,
+  RemoveNormalsOutcome,
 } from './executor.js';
 import { abortError, LineQueue } from './line-queue.js';
 import { lineNameOfStore, storePathInDataDir, validateLineName } from './line-name.js';
@@ -261,8 +263,28 @@ export class InProcessExecutor implements InspectionExecutor {
       const result = await line.detector.store.appendToFile(line.file, items, { update, lock: { purpose: `hetmm serve: hot update of line ${line.name}` } });
       publish(line);
       if (result.appended > 0 || result.merged > 0) this.#emitStore(line, 'normals');
-      return { line: line.name, added: result.appended, duplicates: result.duplicates, templates: line.published.snapshot.count, version: line.published.version };
+      return { line: line.name, added: result.appended, duplicates: result.duplicates, templates: line.published.snapshot.count, version: line.published.version, ids: items.map((i) => i.id) };
     });
+  }
+
+  async listNormals(name: string): Promise<NormalsList> {
+    const line = this.#line(name);
+    // after the changes in progress: the list agrees with the version
+    await line.writes.catch(() => undefined);
+    return { line: line.name, version: line.published.version, ...normalsOf(line.detector.store) };
+  }
+
+  async removeNormals(name: string, ids: readonly string[], options: HotUpdateOptions = {}): Promise<RemoveNormalsOutcome> {
+    this.#refuseWhenClosing();
+    const line = this.#line(name);
+    return this.#change(line, async () => {
+      checkSignal(options.signal);
+      const store = line.detector.store;
+      const r = await store.removeFromFile(line.file, ids, { ...(options.key === undefined ? {} : { update: hotUpdateId(options.key) }), lock: { purpose: `hetmm serve: removal of normals of line ${line.name}` } });
+      publish(line);
+      if (r.removed.length > 0 || r.merged > 0) this.#emitStore(line, 'normals');
+      return { line: line.name, removed: r.removed, alreadyRemoved: r.alreadyRemoved, templates: line.published.snapshot.count, version: line.published.version };
+    }).catch(unknownNormal);
   }
 
   async setThreshold(name: string, value: number): Promise<LineInfo> {
@@ -561,6 +583,12 @@ export class InProcessExecutor implements InspectionExecutor {
   #emit(event: ExecutorEvent): void {
     this.#events.emit('event', event);
   }
+}
+
+/** An id the line never held: 404, like an unknown line. */
+function unknownNormal(e: unknown): never {
+  if (isUnknownNormalError(e)) throw new ServerError('E_NOT_FOUND', (e as Error).message, { cause: e });
+  throw e;
 }
 
 function checkSignal(signal: AbortSignal | undefined): void {

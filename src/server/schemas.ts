@@ -35,6 +35,10 @@ export type SchemaId =
   | 'JobLink'
   | 'JobAccepted'
   | 'HotUpdate'
+  | 'Normal'
+  | 'NormalList'
+  | 'NormalsRemoval'
+  | 'RemoveJobResult'
   | 'FitJob'
   | 'QueuedPrediction'
   | 'NormalsJobResult'
@@ -227,7 +231,48 @@ const HotUpdate = {
     repeated: { type: 'boolean', description: 'the same Idempotency-Key was applied before: nothing changed, this is its answer' },
     templates: { type: 'integer', description: 'template count after the update' },
     version: { type: 'integer', description: 'store version after the update (on disk)' },
+    ids: { type: 'array', items: string, description: 'per image, the id of the normal it is held as (DELETE /v1/lines/{line}/normals/{id} undoes it)' },
     note: string,
+  },
+} as const;
+
+const Normal = {
+  $id: 'Normal',
+  type: 'object',
+  required: ['id', 'index', 'file', 'kind'],
+  properties: {
+    id: { type: 'string', description: 'stable id (DELETE /v1/lines/{line}/normals/{id}, URL-encoded)' },
+    index: { type: 'integer', description: "position among the line's templates" },
+    file: { type: 'string', description: 'the file name recorded with it' },
+    kind: { type: 'string', enum: ['base', 'appended'], description: 'base: fitted; appended: a hot update' },
+    addedAt: { ...at, description: 'when it was appended, if recorded' },
+    update: { type: 'string', description: 'the hot update that appended it, if recorded' },
+  },
+} as const;
+
+const NormalList = {
+  $id: 'NormalList',
+  type: 'object',
+  required: ['line', 'version', 'templates', 'removed', 'normals'],
+  properties: {
+    line: string,
+    version: integer,
+    templates: integer,
+    removed: { type: 'integer', description: 'normals removed so far' },
+    normals: { type: 'array', items: ref('Normal') },
+  },
+} as const;
+
+const NormalsRemoval = {
+  $id: 'NormalsRemoval',
+  type: 'object',
+  required: ['line', 'removed', 'alreadyRemoved', 'templates', 'version'],
+  properties: {
+    line: string,
+    removed: { type: 'array', items: string, description: 'ids removed by this call (on disk)' },
+    alreadyRemoved: { type: 'array', items: string, description: 'ids removed before: nothing changed for them' },
+    templates: integer,
+    version: { type: 'integer', description: 'store version after the removal (on disk)' },
   },
 } as const;
 
@@ -280,7 +325,22 @@ const NormalsJobResult = {
   $id: 'NormalsJobResult',
   type: 'object',
   required: ['kind', 'added', 'duplicates', 'templates', 'version', 'worker'],
-  properties: { kind: { type: 'string', enum: ['normals'] }, added: integer, duplicates: integer, repeated: { type: 'boolean' }, templates: integer, version: integer, worker: string },
+  properties: { kind: { type: 'string', enum: ['normals'] }, added: integer, duplicates: integer, repeated: { type: 'boolean' }, templates: integer, version: integer, worker: string, ids: { type: 'array', items: string } },
+} as const;
+
+const RemoveJobResult = {
+  $id: 'RemoveJobResult',
+  type: 'object',
+  required: ['kind', 'removed', 'alreadyRemoved', 'templates', 'version', 'worker'],
+  properties: {
+    kind: { type: 'string', enum: ['remove'] },
+    removed: { type: 'array', items: string },
+    alreadyRemoved: { type: 'array', items: string },
+    repeated: { type: 'boolean' },
+    templates: integer,
+    version: integer,
+    worker: string,
+  },
 } as const;
 
 const ThresholdJobResult = {
@@ -301,7 +361,7 @@ const QueueJob = {
     state: { type: 'string', enum: ['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized', 'waiting-children', 'unknown'] },
     attempts: integer,
     // the kinds with a `kind` first: the serialiser writes the first branch that matches
-    result: { anyOf: [ref('NormalsJobResult'), ref('ThresholdJobResult'), ref('QueuedPrediction')] },
+    result: { anyOf: [ref('NormalsJobResult'), ref('RemoveJobResult'), ref('ThresholdJobResult'), ref('QueuedPrediction')] },
     error: ref('ErrorDetail'),
   },
 } as const;
@@ -323,9 +383,13 @@ const SHARED = [
   JobLink,
   JobAccepted,
   HotUpdate,
+  Normal,
+  NormalList,
+  NormalsRemoval,
   FitJob,
   QueuedPrediction,
   NormalsJobResult,
+  RemoveJobResult,
   ThresholdJobResult,
   QueueJob,
 ] as const satisfies ReadonlyArray<{ readonly $id: SchemaId }>;

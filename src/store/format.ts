@@ -22,7 +22,8 @@
  *   8   8  uint64 LE record length T (prefix to end magic inclusive)
  *   16  8  uint64 LE bitwise NOT of T (a damaged length is corruption, not a torn tail)
  *   24  4  uint32 LE record header length H
- *   28  H  record header JSON {lineage, first, count, files}
+ *   28  H  record header JSON {lineage, first, count, files}; a removal record
+ *          (version 4) has count 0, files [] and `remove`: [ids], and no data
  *   ..     zero padding to a multiple of 64 bytes from the record start
  *   ..     per layer in order: count*C*H*W elements of the store's dtype
  *   T-40 32 sha256 of record bytes [0, T-40)
@@ -35,10 +36,19 @@ export const STORE_MAGIC = Buffer.from('HETMMTS\0', 'latin1');
 export const STORE_END_MAGIC = Buffer.from('HETMMEND', 'latin1');
 /** The newest version (written when a store embeds its model; version 2 otherwise). */
 export const STORE_FORMAT_VERSION = 3;
+/**
+ * Version 4: a version 2 or 3 file that holds removal records (issue 21). The
+ * first removal patches the version field to 4 in place (before its record is
+ * written), so a reader that knows only versions 1-3 refuses the file as
+ * "written by a newer hetmm" instead of ignoring the removals. The base
+ * checksum of a version 4 file is computed as written, with the version field
+ * of its base (3 with an embedded model, else 2): see baseVersionOf.
+ */
+export const STORE_FORMAT_VERSION_WITH_REMOVALS = 4;
 /** The version of a store without an embedded model (readable by hetmm before version 3). */
 export const STORE_FORMAT_VERSION_WITHOUT_MODEL = 2;
 /** Versions this code reads (1: no lineage, no records; 2: no embedded model). */
-export const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
+export const READABLE_VERSIONS: readonly number[] = [1, 2, 3, 4];
 export const RECORD_MAGIC = Buffer.from('HETMMREC', 'latin1');
 export const RECORD_END_MAGIC = Buffer.from('HETMMRCE', 'latin1');
 export const RECORD_PREFIX_BYTES = 28;
@@ -99,6 +109,17 @@ export interface StoreHeader {
   readonly ids?: Array<string | null>;
   /** Optional: the highest writer fencing token of any update in the store (appendToFile's `fence`). */
   readonly fence?: number;
+  /** Optional: per base template how it came (null: fitted; else appended at `at`, ms since the epoch, by update `update`), kept through full saves */
+  readonly origins?: Array<TemplateOrigin | null>;
+  /** Optional: the ids of the normals removed so far in this lineage (removal records compacted into a full save), in order */
+  readonly removed?: string[];
+}
+
+/** How an appended template came into the store (StoreHeader.origins). */
+export interface TemplateOrigin {
+  /** ms since the epoch */
+  readonly at?: number;
+  readonly update?: string;
 }
 
 export function align(n: number, to = ALIGNMENT): number {
@@ -122,4 +143,16 @@ export interface RecordHeader {
   readonly ids?: Array<string | null>;
   /** optional: the writer's fencing token; a writer whose token is lower than one recorded is refused */
   readonly fence?: number;
+  /** optional: when the record was written, ms since the epoch */
+  readonly at?: number;
+  /**
+   * A removal record (version 4; count 0, no files, no data): the ids of the
+   * normals it removes. It removes the templates before it that hold these ids.
+   */
+  readonly remove?: string[];
+}
+
+/** The version field a base section was written (and checksummed) with: a version 4 file's base is a version 3 or 2 one. */
+export function baseVersionOf(version: number, hasModel: boolean): number {
+  return version === STORE_FORMAT_VERSION_WITH_REMOVALS ? (hasModel ? STORE_FORMAT_VERSION : STORE_FORMAT_VERSION_WITHOUT_MODEL) : version;
 }

@@ -31,10 +31,11 @@ import {
   RECORD_MAGIC,
   RECORD_PREFIX_BYTES,
   STORE_END_MAGIC,
-  STORE_FORMAT_VERSION,
+  STORE_FORMAT_VERSION_WITH_REMOVALS,
   STORE_MAGIC,
   TRAILER_BYTES,
   align,
+  baseVersionOf,
   bytesPerElement,
   type RecordHeader,
   type StoreHeader,
@@ -102,6 +103,10 @@ function validIds(ids: unknown, count: number): boolean {
   return Array.isArray(ids) && ids.length === count && ids.every((id) => id === null || (typeof id === 'string' && id.length > 0 && id.length <= 200));
 }
 
+function validOrigin(o: unknown): boolean {
+  return isObject(o) && (o.at === undefined || (Number.isSafeInteger(o.at) && (o.at as number) >= 0)) && (o.update === undefined || typeof o.update === 'string');
+}
+
 /** Structural validation of a parsed base header; returns why it is invalid, or undefined. */
 function headerProblem(h: unknown, version: number): string | undefined {
   if (!isObject(h)) return 'header is not a JSON object';
@@ -117,6 +122,10 @@ function headerProblem(h: unknown, version: number): string | undefined {
   if (!isObject(h.meta)) return 'header.meta must be an object';
   if (h.ids !== undefined && !validIds(h.ids, h.count as number)) return `header.ids must be ${String(h.count)} strings or nulls`;
   if (h.fence !== undefined && !(Number.isSafeInteger(h.fence) && (h.fence as number) >= 0)) return 'header.fence must be a non-negative integer';
+  if (h.origins !== undefined && !(Array.isArray(h.origins) && h.origins.length === h.count && h.origins.every((o) => o === null || validOrigin(o)))) {
+    return `header.origins must be ${String(h.count)} nulls or {at, update} objects`;
+  }
+  if (h.removed !== undefined && !(Array.isArray(h.removed) && validIds(h.removed, h.removed.length) && !h.removed.includes(null))) return 'header.removed must be ids';
   const b = h.backbone;
   if (!isObject(b) || typeof b.name !== 'string' || typeof b.modelSha256 !== 'string' || !Array.isArray(b.inputSize) || !Array.isArray(b.layers)) {
     return 'header.backbone must be {name, modelSha256, inputSize, layers}';
@@ -203,7 +212,7 @@ export async function indexStoreFile(handle: FileHandle, filePath: string): Prom
     throw formatError(filePath, `not a hetmm template store (bad magic ${JSON.stringify(prefix.subarray(0, 8).toString('latin1'))}, expected "HETMMTS\\0")`);
   }
   const version = prefix.readUInt32LE(8);
-  if (version > STORE_FORMAT_VERSION) {
+  if (version > STORE_FORMAT_VERSION_WITH_REMOVALS) {
     throw formatError(filePath, `written by a newer hetmm (format version ${version}; this hetmm reads versions ${READABLE_VERSIONS.join(', ')}): upgrade hetmm`);
   }
   if (!READABLE_VERSIONS.includes(version)) throw formatError(filePath, `unknown format version ${version}`);
@@ -241,7 +250,7 @@ export async function indexStoreFile(handle: FileHandle, filePath: string): Prom
   let count = header.count;
   let offset = baseEnd;
   while (offset < size) {
-    const entry = await readRecordHeader(handle, filePath, offset, size, lineage, count, per, bpe);
+    const entry = await readRecordHeader(handle, filePath, offset, size, lineage, count, per, bpe, version);
     if (entry === undefined) break; // torn tail
     records.push(entry);
     count += entry.header.count;
@@ -260,6 +269,7 @@ async function readRecordHeader(
   first: number,
   per: readonly number[],
   bpe: number,
+  version: number,
 ): Promise<RecordEntry | undefined> {
   const where = `append record at byte ${offset}`;
   const remaining = size - offset;
@@ -294,12 +304,16 @@ async function readRecordHeader(
   } catch (e) {
     throw formatError(filePath, `${where}: record header is not valid JSON (${(e as Error).message}): file corrupted`);
   }
+  // A removal record (version 4): no images, the ids it removes.
+  const removal = isObject(h) && h.count === 0 && version >= STORE_FORMAT_VERSION_WITH_REMOVALS && Array.isArray(h.remove) && h.remove.length > 0 && validIds(h.remove, h.remove.length) && !h.remove.includes(null);
   if (
     !isObject(h) ||
     h.lineage !== lineage ||
     h.first !== first ||
     !Number.isInteger(h.count) ||
-    (h.count as number) < 1 ||
+    ((h.count as number) < 1 && !removal) ||
+    (h.remove !== undefined && !removal) ||
+    (h.at !== undefined && !(Number.isSafeInteger(h.at) && (h.at as number) >= 0)) ||
     !Array.isArray(h.files) ||
     h.files.length !== h.count ||
     !h.files.every((f) => typeof f === 'string') ||
@@ -307,7 +321,7 @@ async function readRecordHeader(
     (h.update !== undefined && typeof h.update !== 'string') ||
     (h.fence !== undefined && !(Number.isSafeInteger(h.fence) && (h.fence as number) >= 0))
   ) {
-    throw formatError(filePath, `${where}: invalid record header (expected lineage ${lineage}, first ${first}, count >= 1 and as many file names)`);
+    throw formatError(filePath, `${where}: invalid record header (expected lineage ${lineage}, first ${first}, count >= 1 and as many file names, or a removal record)`);
   }
   const dataStart = offset + align(RECORD_PREFIX_BYTES + headerLength);
   const dataBytes = per.reduce((sum, p) => sum + p * (h.count as number) * bpe, 0);
@@ -336,7 +350,12 @@ export async function readBaseInto(
     await readHashed(handle, target, position, hash);
     position += target.length;
   };
-  await hashBytes(new Uint8Array(index.dataStart));
+  // A version 4 file's base was written (and checksummed) as version 2 or 3: the first removal patched the field.
+  const prefix = new Uint8Array(index.dataStart);
+  await readExactly(handle, prefix, 0);
+  Buffer.from(prefix.buffer, prefix.byteOffset, prefix.length).writeUInt32LE(baseVersionOf(index.version, index.header.model !== undefined), 8);
+  hash.update(prefix);
+  position = index.dataStart;
   for (let i = 0; i < index.header.layers.length; i++) {
     const l = index.header.layers[i]!;
     if (position < index.dataStart + l.offset) await hashBytes(new Uint8Array(index.dataStart + l.offset - position));
@@ -381,7 +400,8 @@ export async function readRecordInto(
   await readHashed(handle, head, record.offset, hash);
   let position = record.dataStart;
   const per = elementsPerImage(index.header);
-  for (let i = 0; i < per.length; i++) {
+  // a removal record (count 0) has no data
+  for (let i = 0; i < per.length && record.header.count > 0; i++) {
     const b = buffers[i]!;
     const bytes = record.header.count * per[i]! * b.BYTES_PER_ELEMENT;
     const target = new Uint8Array(b.buffer, b.byteOffset + atImage * per[i]! * b.BYTES_PER_ELEMENT, bytes);

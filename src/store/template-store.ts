@@ -43,6 +43,7 @@ import {
   STORE_END_MAGIC,
   STORE_FORMAT_VERSION,
   STORE_FORMAT_VERSION_WITHOUT_MODEL,
+  STORE_FORMAT_VERSION_WITH_REMOVALS,
   STORE_MAGIC,
   TRAILER_BYTES,
   align,
@@ -50,6 +51,8 @@ import {
   type StoreHeader,
   type StoreHeaderLayer,
   type StoreHeaderModel,
+  type RecordHeader,
+  type TemplateOrigin,
 } from './format.js';
 import { isStaleLockFile, processAlive, withFileLock, type LockOptions } from './lock.js';
 import {
@@ -118,10 +121,50 @@ export interface StoreAppendResult {
   readonly duplicates: number;
 }
 
+export interface StoreRemoveOptions {
+  /** the removal's id, recorded in its removal record (an idempotency key, a queue job id) */
+  readonly update?: string;
+  /** the writer's fencing token, as for appendToFile */
+  readonly fence?: number;
+  readonly lock?: LockOptions;
+}
+
+export interface StoreRemoveResult {
+  /** the file written (a symlink's target) */
+  readonly file: string;
+  /** the ids removed by this call */
+  readonly removed: string[];
+  /** ids that were removed before (a repeated removal): nothing written for them */
+  readonly alreadyRemoved: string[];
+  /** templates in the store after the removal */
+  readonly count: number;
+  /** templates other processes had appended since this store last read the file, now merged */
+  readonly merged: number;
+  /** true when the whole file was rewritten (a version 1 file, or unsaved in-memory appends) */
+  readonly rewritten: boolean;
+}
+
+/** One normal of a store (TemplateStore.normals). */
+export interface StoreNormal {
+  /** stable id: given at the append (`key:.../0`, `image:<sha256>`, `n-...`), or derived from the base (`t-<checksum>-<slot>`) */
+  readonly id: string;
+  /** position among the store's current templates */
+  readonly index: number;
+  /** source file name as recorded */
+  readonly file: string;
+  /** 'base': fitted (or a PTS sheet); 'appended': a hot update */
+  readonly kind: 'base' | 'appended';
+  /** when it was appended (ISO 8601), if recorded */
+  readonly addedAt?: string;
+  /** the hot update that appended it, if recorded */
+  readonly update?: string;
+}
+
 /** What this store's memory shares with a file: templates [0, count) equal the file's first `count`. */
 interface DiskLink {
   readonly file: string;
   readonly lineage: string;
+  /** file slots: templates of the base and of the append records, removed ones included */
   readonly count: number;
 }
 
@@ -138,7 +181,11 @@ export interface StoreChain {
   /** hex sha256 of the base section (its checksum as written in the file) */
   readonly base: string;
   readonly baseCount: number;
-  /** [template count, head, the record's fencing token (0: none)] after the base (head = base) and after each record, in order */
+  /**
+   * [position, head, the record's fencing token (0: none)] after the base (head = base) and after each record, in order.
+   * Position = templates + 2 x removed normals (each was appended, then removed): without removals the template count;
+   * it grows with every record, as the store version does (src/fit/line-state.ts).
+   */
   readonly heads: ReadonlyArray<readonly [number, string, number]>;
 }
 
@@ -164,6 +211,19 @@ export interface EmbeddedModel {
   readonly bytes: Uint8Array;
   readonly sha256: string;
   readonly description: BackboneDescription;
+}
+
+/** What a failed full rewrite restores (TemplateStore.#state). */
+interface MemoryState {
+  readonly layers: Array<Float32Array | Uint16Array>;
+  readonly files: string[];
+  readonly ids: Array<string | null>;
+  readonly origins: Array<TemplateOrigin | null>;
+  readonly removed: string[];
+  readonly count: number;
+  readonly slots: number;
+  readonly capacity: number;
+  readonly fence: number;
 }
 
 interface LayerBuffer {
@@ -198,6 +258,12 @@ export class TemplateStore {
   /** the file's chain (StoreChain) as far as memory holds it; undefined before the first save or load */
   #chain: { base: string; baseCount: number; heads: Array<readonly [number, string, number]> } | undefined;
   #count: number;
+  /** file slots memory's templates stand for: #count plus the ones removals dropped since the last full save or load */
+  #slots: number;
+  /** per template how it was appended (null: fitted, or not recorded) */
+  #origins: Array<TemplateOrigin | null>;
+  /** ids of the normals removed in this lineage so far, in order (a full save keeps them in its header) */
+  #removed: string[];
   #capacity: number;
   readonly #layers: LayerBuffer[];
   #lineage: string;
@@ -216,6 +282,9 @@ export class TemplateStore {
     this.#fence = 0;
     this.#chain = undefined;
     this.#count = 0;
+    this.#slots = 0;
+    this.#origins = [];
+    this.#removed = [];
     this.#capacity = 0;
     this.#layers = identity.layers.map((l) => ({
       name: l.name,
@@ -280,16 +349,42 @@ export class TemplateStore {
     return c === undefined ? undefined : { lineage: this.#lineage, base: c.base, baseCount: c.baseCount, heads: c.heads.slice() };
   }
 
-  #extendChain(record: { first: number; count: number; fence?: number }, recordChecksum: Buffer): void {
+  #extendChain(record: { count: number; fence?: number; remove?: readonly string[] }, recordChecksum: Buffer): void {
     const c = this.#chain;
     if (c === undefined) return;
-    const head = createHash('sha256').update(c.heads[c.heads.length - 1]![1]).update(recordChecksum).digest('hex');
-    c.heads.push([record.first + record.count, head, record.fence ?? 0]);
+    const [position, previous] = c.heads[c.heads.length - 1]!;
+    const head = createHash('sha256').update(previous).update(recordChecksum).digest('hex');
+    c.heads.push([position + (record.remove?.length ?? record.count), head, record.fence ?? 0]);
   }
 
   /** Whether the store holds an image with this id (StoreAppendItem.id). */
   hasId(id: string): boolean {
     return this.#idSet.has(id);
+  }
+
+  /** Normals removed so far in this store's lineage (removeFromFile); part of the store version. */
+  get removedCount(): number {
+    return this.#removed.length;
+  }
+
+  /** Whether a normal with this id was removed (and none with it added since). */
+  wasRemoved(id: string): boolean {
+    return !this.#idSet.has(id) && this.#removed.includes(id);
+  }
+
+  /** The store's normals in order: id, file name, base or appended, when (if recorded). */
+  normals(): StoreNormal[] {
+    return this.#files.map((file, index) => {
+      const origin = this.#origins[index] ?? null;
+      return {
+        id: this.#ids[index] ?? '',
+        index,
+        file,
+        kind: origin === null ? ('base' as const) : ('appended' as const),
+        ...(origin?.at === undefined ? {} : { addedAt: new Date(origin.at).toISOString() }),
+        ...(origin?.update === undefined ? {} : { update: origin.update }),
+      };
+    });
   }
 
   /** Memory held by the feature buffers, in bytes (capacity, so >= what count needs). */
@@ -327,7 +422,7 @@ export class TemplateStore {
    * Add one image's features (per layer [C, H, W] float32, L2-normalised
    * over C). Amortised O(1): buffers double when full.
    */
-  append(features: readonly Float32Array[], file: string, id?: string): void {
+  append(features: readonly Float32Array[], file: string, id?: string, origin: TemplateOrigin | null = null): void {
     if (features.length !== this.#layers.length) {
       throw new HetmmError('E_ARGUMENT', `Expected features for ${this.#layers.length} layers but received ${features.length}`);
     }
@@ -351,8 +446,10 @@ export class TemplateStore {
     });
     this.#files.push(file);
     this.#ids.push(id ?? null);
+    this.#origins.push(origin);
     if (id !== undefined) this.#idSet.add(id);
     this.#count = n + 1;
+    this.#slots++;
   }
 
   /**
@@ -407,6 +504,8 @@ export class TemplateStore {
       ...(model === undefined ? {} : { model }),
       ...(this.#idSet.size === 0 ? {} : { ids: this.#ids }),
       ...(this.#fence === 0 ? {} : { fence: this.#fence }),
+      ...(this.#origins.some((o) => o !== null) ? { origins: this.#origins } : {}),
+      ...(this.#removed.length === 0 ? {} : { removed: this.#removed }),
     };
     let headerBytes: Buffer;
     try {
@@ -458,6 +557,12 @@ export class TemplateStore {
         const disk = await openIndexed(target, filePath).catch(() => undefined);
         try {
           if (disk !== undefined && this.#linkedTo(target, disk.index)) await this.#mergeRecords(disk.handle, filePath, disk.index);
+          else if (disk !== undefined && disk.index.lineage === this.#lineage && this.#disk?.file === target && this.#disk.count === this.#slots) {
+            // Another process rewrote the file since (a threshold, a compaction): its templates, this store's meta.
+            const meta = this.meta;
+            await this.#replaceFrom(disk.handle, filePath, disk.index);
+            this.meta = meta;
+          }
         } finally {
           await disk?.handle.close();
         }
@@ -485,50 +590,104 @@ export class TemplateStore {
       this.#checkFeatures(item?.features, item?.file, `items[${i}]`);
       checkId(item.id, `items[${i}].id`);
     });
-    checkId(options.update, 'options.update');
-    if (options.fence !== undefined && !(Number.isSafeInteger(options.fence) && options.fence >= 0)) {
-      throw new HetmmError('E_ARGUMENT', `Expected options.fence as a non-negative integer but received ${String(options.fence)}`);
-    }
+    checkUpdateOptions(options);
+    // Every appended normal gets a stable id (issue 21): the caller's, else a fresh one recorded with it.
+    items = items.map((item) => (item.id === undefined ? { ...item, id: `n-${randomBytes(8).toString('hex')}` } : item));
+    const origin: TemplateOrigin = { at: Date.now(), ...(options.update === undefined ? {} : { update: options.update }) };
+    return this.#underLock(filePath, { purpose: 'hetmm append', ...options.lock }, async (target, disk) => {
+      if (disk === undefined) {
+        const fresh = this.#unseen(items, options, filePath);
+        await this.#changeAndWriteFull(target, filePath, options, () => this.#appendAll(fresh, origin), fresh.length > 0);
+        return { file: target, count: this.#count, appended: fresh.length, merged: 0, rewritten: fresh.length > 0, duplicates: items.length - fresh.length };
+      }
+      const { handle, index } = disk;
+      const merged = await this.#catchUpUnderLock(handle, filePath, index);
+      // Checked against the file's ids and tokens, read under the lock: a repeat or a stale writer writes nothing.
+      const fresh = this.#unseen(items, options, filePath);
+      const duplicates = items.length - fresh.length;
+      if (fresh.length === 0) return { file: target, count: this.#count, appended: 0, merged, rewritten: false, duplicates };
+      if (index.version >= 2 && this.#inStep(target, index)) {
+        await this.#writeRecord(handle, filePath, index, fresh, options, origin.at!);
+        this.#appendAll(fresh, origin);
+        if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
+        this.#disk = { file: target, lineage: this.#lineage, count: this.#slots };
+        return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: false, duplicates };
+      }
+      // A version 1 file, or memory that differs from the file (unsaved in-memory appends): rewrite it whole.
+      await this.#changeAndWriteFull(target, filePath, options, () => this.#appendAll(fresh, origin), true);
+      return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: true, duplicates };
+    });
+  }
+
+  /**
+   * Runs `body` under the file's writer lock (after removing dead writers'
+   * leftovers) with the file opened for writing and indexed (undefined when
+   * there is none); errors become write errors naming the file.
+   */
+  async #underLock<T>(filePath: string, lock: LockOptions, body: (target: string, disk: { handle: FileHandle; index: IndexedFile } | undefined) => Promise<T>): Promise<T> {
     const target = await targetOf(filePath);
     return withFileLock(
       target,
       async () => {
         await removeStaleTemps(target);
         const disk = await openIndexed(target, filePath, 'r+');
-        if (disk === undefined) {
-          const fresh = this.#unseen(items, options, filePath);
-          await this.#appendAndWriteFull(target, filePath, fresh, options);
-          return { file: target, count: this.#count, appended: fresh.length, merged: 0, rewritten: fresh.length > 0, duplicates: items.length - fresh.length };
-        }
-        const { handle } = disk;
         try {
-          const beforeMerge = this.#count;
-          const index = disk.index;
-          if (this.#linkedTo(target, index)) await this.#mergeRecords(handle, filePath, index);
-          else await this.#replaceFrom(handle, filePath, index);
-          const merged = this.#count - beforeMerge;
-          // Checked against the file's ids and tokens, read under the lock: a repeat or a stale writer writes nothing.
-          const fresh = this.#unseen(items, options, filePath);
-          const duplicates = items.length - fresh.length;
-          if (fresh.length === 0) return { file: target, count: this.#count, appended: 0, merged, rewritten: false, duplicates };
-          const inStep = this.#disk?.file === target && this.#disk.count === this.#count && this.#disk.count === index.count;
-          if (index.version >= 2 && inStep) {
-            await this.#writeRecord(handle, filePath, index, fresh, options);
-            this.#appendAll(fresh);
-            if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
-            this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
-            return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: false, duplicates };
-          }
-          // A version 1 file, or memory that differs from the file (unsaved in-memory appends): rewrite it whole.
-          await this.#appendAndWriteFull(target, filePath, fresh, options);
-          return { file: target, count: this.#count, appended: fresh.length, merged, rewritten: true, duplicates };
+          return await body(target, disk);
         } finally {
-          await handle.close();
+          await disk?.handle.close();
         }
       },
-      { purpose: 'hetmm append', ...options.lock },
+      lock,
     ).catch((e: unknown) => {
       throw asWriteError(e, filePath);
+    });
+  }
+
+  /**
+   * Removes normals by id (TemplateStore.normals), durably: under the file's
+   * writer lock, after merging other processes' changes, one removal record
+   * (no data: the ids) is appended and fsynced before this resolves; a
+   * version 2/3 file is first marked version 4 so that older hetmm refuses
+   * it rather than serve removed normals. The removed templates no longer
+   * take part in matching. An id removed before is a no-op (alreadyRemoved);
+   * an unknown id, or removing every normal, is E_ARGUMENT and nothing is
+   * written.
+   */
+  async removeFromFile(filePath: string, ids: readonly string[], options: StoreRemoveOptions = {}): Promise<StoreRemoveResult> {
+    isLittleEndian();
+    if (!Array.isArray(ids) || ids.length === 0) throw new HetmmError('E_ARGUMENT', 'Expected one or more normal ids to remove');
+    ids.forEach((id, i) => {
+      if (id === undefined) throw new HetmmError('E_ARGUMENT', `Expected ids[${i}] as a string`);
+      checkId(id, `ids[${i}]`);
+    });
+    checkUpdateOptions(options);
+    const unique = [...new Set(ids)];
+    return this.#underLock(filePath, { purpose: 'hetmm remove', ...options.lock }, async (target, disk) => {
+      if (disk === undefined) throw new HetmmError('E_STORE_READ', `cannot read template store '${filePath}': ENOENT (no such file)`);
+      const { handle, index } = disk;
+      const merged = await this.#catchUpUnderLock(handle, filePath, index);
+      this.#checkFence(options.fence, filePath);
+      const unknown = unique.filter((id) => !this.#idSet.has(id) && !this.#removed.includes(id));
+      if (unknown.length > 0) {
+        throw new HetmmError('E_ARGUMENT', `template store '${filePath}' ${UNKNOWN_NORMAL} ${unknown.map((id) => JSON.stringify(id)).join(', ')} (\`hetmm normals list\` shows the ids): nothing removed`);
+      }
+      const removing = unique.filter((id) => this.#idSet.has(id));
+      const alreadyRemoved = unique.filter((id) => !this.#idSet.has(id));
+      const result = (rewritten: boolean): StoreRemoveResult => ({ file: target, removed: removing, alreadyRemoved, count: this.#count, merged, rewritten });
+      if (removing.length === 0) return result(false);
+      if (removing.length >= this.#count) {
+        throw new HetmmError('E_ARGUMENT', `removing ${removing.length} normals would leave template store '${filePath}' without any (it holds ${this.#count}): nothing removed`);
+      }
+      if (index.version >= 2 && this.#inStep(target, index)) {
+        if (index.version < STORE_FORMAT_VERSION_WITH_REMOVALS) await markRemovals(handle);
+        await this.#writeRecord(handle, filePath, index, [], options, Date.now(), removing);
+        this.#dropIds(removing, false);
+        if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
+        return result(false);
+      }
+      // A version 1 file, or unsaved in-memory appends: the whole file is rewritten without them.
+      await this.#changeAndWriteFull(target, filePath, options, () => this.#dropIds(removing, false), true);
+      return result(true);
     });
   }
 
@@ -543,9 +702,9 @@ export class TemplateStore {
     if (file === undefined) throw new HetmmError('E_ARGUMENT', 'refresh() needs a file: this store was not loaded from or saved to one');
     const target = await targetOf(file);
     const before = this.#count;
-    if (this.#disk?.file === target && this.#count > this.#disk.count) {
+    if (this.#disk?.file === target && this.#slots > this.#disk.count) {
       // Merging now would put others' templates after these, out of the file's order, and again at the next write.
-      throw new HetmmError('E_ARGUMENT', `this store holds ${this.#count - this.#disk.count} templates not yet written to '${file}': save() or appendToFile() them before refresh()`);
+      throw new HetmmError('E_ARGUMENT', `this store holds ${this.#slots - this.#disk.count} templates not yet written to '${file}': save() or appendToFile() them before refresh()`);
     }
     await retryWhileChanging(file, async () => {
       const disk = await openIndexed(target, file);
@@ -560,19 +719,57 @@ export class TemplateStore {
     return this.#count - before;
   }
 
-  async #appendAndWriteFull(target: string, filePath: string, items: readonly StoreAppendItem[], options: StoreAppendOptions): Promise<void> {
-    if (items.length === 0) return;
-    const before = this.#count;
-    const fenceBefore = this.#fence;
-    this.#appendAll(items);
+  /** Applies `change` to memory and rewrites the whole file; on failure memory is as before. */
+  async #changeAndWriteFull(target: string, filePath: string, options: StoreSaveOptions & { fence?: number }, change: () => void, changed: boolean): Promise<void> {
+    if (!changed) return;
+    const before = this.#state();
+    change();
     if (options.fence !== undefined) this.#fence = Math.max(this.#fence, options.fence);
     try {
       await this.#writeFull(target, filePath, options);
     } catch (e) {
-      this.#rollback(before);
-      this.#fence = fenceBefore;
+      this.#restore(before);
       throw e;
     }
+  }
+
+  /** Under the file lock: brings memory up to the file (merging others' records, or reloading a replaced file); returns the templates gained. */
+  async #catchUpUnderLock(handle: FileHandle, filePath: string, index: IndexedFile): Promise<number> {
+    const before = this.#count;
+    if (this.#linkedTo(index.target, index)) await this.#mergeRecords(handle, filePath, index);
+    else await this.#replaceFrom(handle, filePath, index);
+    return this.#count - before;
+  }
+
+  /** Whether memory holds exactly the file's templates (so a record can be appended). */
+  #inStep(target: string, index: StoreFileIndex): boolean {
+    return this.#disk?.file === target && this.#disk.count === this.#slots && this.#disk.count === index.count;
+  }
+
+  /** What a failed full rewrite restores (the buffers are not touched: a change only ever replaces or appends past them). */
+  #state(): MemoryState {
+    return {
+      layers: this.#layers.map((l) => l.data),
+      files: this.#files.slice(),
+      ids: this.#ids.slice(),
+      origins: this.#origins.slice(),
+      removed: this.#removed.slice(),
+      count: this.#count,
+      slots: this.#slots,
+      capacity: this.#capacity,
+      fence: this.#fence,
+    };
+  }
+
+  #restore(s: MemoryState): void {
+    this.#layers.forEach((l, i) => {
+      l.data = s.layers[i]!;
+    });
+    [this.#files, this.#ids, this.#origins, this.#removed] = [s.files, s.ids, s.origins, s.removed];
+    this.#idSet = new Set(s.ids.filter((id): id is string => id !== null));
+    [this.#count, this.#slots, this.#fence] = [s.count, s.slots, s.fence];
+    // Rows past the old count may hold the failed change's templates: the next append reallocates rather than overwrite a snapshot's rows.
+    this.#capacity = s.count;
   }
 
   /**
@@ -581,12 +778,7 @@ export class TemplateStore {
    * whose fencing token is older than one the store records.
    */
   #unseen(items: readonly StoreAppendItem[], options: StoreAppendOptions, filePath: string): StoreAppendItem[] {
-    if (options.fence !== undefined && options.fence < this.#fence) {
-      throw new HetmmError(
-        'E_STORE_LOCKED',
-        `not written to template store '${filePath}': this writer's fencing token ${options.fence} is older than the store's ${this.#fence} (it lost the cluster lock to another writer)`,
-      );
-    }
+    this.#checkFence(options.fence, filePath);
     const seen = new Set<string>();
     return items.filter((item) => {
       if (item.id === undefined) return true;
@@ -596,37 +788,89 @@ export class TemplateStore {
     });
   }
 
+  #checkFence(fence: number | undefined, filePath: string): void {
+    if (fence !== undefined && fence < this.#fence) {
+      throw new HetmmError(
+        'E_STORE_LOCKED',
+        `not written to template store '${filePath}': this writer's fencing token ${fence} is older than the store's ${this.#fence} (it lost the cluster lock to another writer)`,
+      );
+    }
+  }
+
   /** Whether memory holds the file's first #disk.count templates and the file only grew since by whole records. */
   #linkedTo(target: string, index: StoreFileIndex): boolean {
     const d = this.#disk;
     if (d === undefined || d.file !== target || d.lineage !== index.lineage || index.lineage !== this.#lineage) return false;
     if (index.count < d.count || d.count < index.header.count) return false;
+    // Another base (a full save since): with removals compacted its slots are not ours.
+    if (this.#chain !== undefined && this.#chain.base !== index.baseChecksum.toString('hex')) return false;
     return d.count === index.count || index.records.some((r) => r.header.first === d.count);
   }
 
   /** Appends to memory the file's records past #disk.count (others' hot updates), verified. */
   async #mergeRecords(handle: FileHandle, filePath: string, index: StoreFileIndex): Promise<void> {
     const d = this.#disk!;
-    const records = index.records.filter((r) => r.header.first >= d.count);
+    // The records memory has not applied: the chain counts the applied ones (same base: #linkedTo).
+    const records = index.records.slice(this.#chain!.heads.length - 1);
+    if (records.length === 0) return;
     const extra = records.reduce((sum, r) => sum + r.header.count, 0);
-    if (extra === 0) return;
-    const pending = this.#count - d.count;
+    const pending = this.#slots - d.count;
     if (this.#count + extra > this.#capacity) this.#grow(this.#count + extra);
-    let at = this.#count;
     const checksums: Buffer[] = [];
     for (const r of records) {
-      checksums.push(await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), at));
-      at += r.header.count;
-    }
-    if (pending === 0) records.forEach((r, i) => this.#extendChain(r.header, checksums[i]!));
-    for (const r of records) {
-      this.#files.push(...r.header.files);
-      this.#addIds(r.header.ids ?? r.header.files.map(() => null));
+      if (r.header.remove !== undefined) checksums.push(await readRecordInto(handle, filePath, index, r, []));
+      else {
+        checksums.push(await readRecordInto(handle, filePath, index, r, this.#layers.map((l) => l.data), this.#count));
+        this.#takeRecord(r.header, index);
+      }
+      if (r.header.remove !== undefined) this.#dropIds(r.header.remove, false);
       this.#fence = Math.max(this.#fence, r.header.fence ?? 0);
     }
-    this.#count = at;
+    if (pending === 0) records.forEach((r, i) => this.#extendChain(r.header, checksums[i]!));
     // With unsaved in-memory appends the order differs from the file's: the link is only valid up to the old point.
     if (pending === 0) this.#disk = { ...d, count: index.count };
+  }
+
+  /** The bookkeeping of one append record whose data was just read into rows [count, count + record.count). */
+  #takeRecord(r: RecordHeader, index: StoreFileIndex): void {
+    this.#files.push(...r.files);
+    this.#addIds(r.ids ?? r.files.map(() => null), r.first, index.baseChecksum);
+    const origin: TemplateOrigin = { ...(r.at === undefined ? {} : { at: r.at }), ...(r.update === undefined ? {} : { update: r.update }) };
+    for (let i = 0; i < r.count; i++) this.#origins.push(origin);
+    this.#count += r.count;
+    this.#slots += r.count;
+  }
+
+  /**
+   * Drops the templates holding `ids` (a removal record, or removeFromFile).
+   * `inPlace` only while no snapshot can exist (a load): otherwise the kept
+   * rows are copied into new buffers, so snapshots and the int8 caches keyed
+   * by a buffer stay valid. Slots stay: the file still holds the rows.
+   */
+  #dropIds(ids: readonly string[], inPlace: boolean): void {
+    const drop = new Set(ids);
+    const keep: number[] = [];
+    for (let i = 0; i < this.#count; i++) if (!drop.has(this.#ids[i] ?? '')) keep.push(i);
+    this.#removed.push(...ids.filter((id) => this.#idSet.has(id)));
+    if (keep.length === this.#count) return;
+    const tail = keep.every((from, to) => from === to);
+    // The last templates removed (an undo right after its hot update): the rows before stay where they are, in the
+    // same buffers; the next append reallocates (capacity = count), so a snapshot that still holds them keeps them.
+    if (tail) this.#capacity = keep.length;
+    for (const l of tail ? [] : this.#layers) {
+      const per = l.elementsPerImage;
+      const next = inPlace ? l.data : l.data instanceof Float32Array ? new Float32Array(this.#capacity * per) : new Uint16Array(this.#capacity * per);
+      keep.forEach((from, to) => {
+        if (inPlace && from === to) return;
+        next.set(l.data.subarray(from * per, (from + 1) * per), to * per);
+      });
+      l.data = next;
+    }
+    this.#files = keep.map((i) => this.#files[i]!);
+    this.#ids = keep.map((i) => this.#ids[i] ?? null);
+    this.#origins = keep.map((i) => this.#origins[i] ?? null);
+    this.#idSet = new Set(this.#ids.filter((id): id is string => id !== null));
+    this.#count = keep.length;
   }
 
   /** Replaces memory with the file's contents (old buffers stay with old snapshots). */
@@ -639,6 +883,9 @@ export class TemplateStore {
       l.data = loaded.#layers[i]!.data;
     });
     this.#files = loaded.#files;
+    this.#origins = loaded.#origins;
+    this.#removed = loaded.#removed;
+    this.#slots = loaded.#slots;
     this.#ids = loaded.#ids;
     this.#idSet = loaded.#idSet;
     this.#fence = loaded.#fence;
@@ -667,22 +914,31 @@ export class TemplateStore {
     if (typeof file !== 'string') throw new HetmmError('E_ARGUMENT', `Expected ${what}.file to be a string but received ${typeof file}`);
   }
 
-  #appendAll(items: readonly StoreAppendItem[]): void {
+  #appendAll(items: readonly StoreAppendItem[], origin: TemplateOrigin | null = null): void {
     if (this.#count + items.length > this.#capacity) this.#grow(this.#count + items.length);
-    for (const item of items) this.append(item.features, item.file, item.id);
+    for (const item of items) this.append(item.features, item.file, item.id, origin);
   }
 
-  #addIds(ids: ReadonlyArray<string | null>): void {
-    for (const id of ids) {
+  /**
+   * Records the ids of templates at file slots [first, first + ids.length).
+   * A template without a recorded id (fitted, or appended by an older
+   * hetmm) gets one derived from the base checksum and its slot: the same in
+   * every process that reads the file; a full save records it.
+   */
+  #addIds(ids: ReadonlyArray<string | null>, first: number, baseChecksum: Buffer): void {
+    ids.forEach((given, k) => {
+      const id = given ?? derivedId(baseChecksum, first + k);
       this.#ids.push(id);
-      if (id !== null) this.#idSet.add(id);
-    }
+      this.#idSet.add(id);
+    });
   }
 
   /** Forgets templates [n, count) after a failed write; the next append reallocates, so snapshots that saw them stay intact. */
   #rollback(n: number): void {
+    this.#slots -= this.#count - n;
     this.#count = n;
     this.#files.length = n;
+    this.#origins.length = n;
     for (const id of this.#ids.splice(n)) if (id !== null) this.#idSet.delete(id);
     this.#capacity = n;
   }
@@ -698,14 +954,22 @@ export class TemplateStore {
     }
     if (count === this.#count) return;
     this.#rollback(count);
-    if (this.#disk !== undefined && this.#disk.count > count) this.#disk = undefined;
+    if (this.#disk !== undefined && this.#disk.count > this.#slots) this.#disk = undefined;
   }
 
   /** Appends one record holding `items` at the file's committed end (truncating a torn tail first). */
-  async #writeRecord(handle: FileHandle, filePath: string, index: StoreFileIndex, items: readonly StoreAppendItem[], options: StoreAppendOptions): Promise<void> {
+  async #writeRecord(
+    handle: FileHandle,
+    filePath: string,
+    index: StoreFileIndex,
+    items: readonly StoreAppendItem[],
+    options: StoreAppendOptions,
+    at: number,
+    remove?: readonly string[],
+  ): Promise<void> {
     const bpe = bytesPerElement(this.dtype);
     const layerBytes = this.#layers.reduce((sum, l) => sum + l.elementsPerImage * items.length * bpe, 0);
-    const header = {
+    const header: RecordHeader = {
       lineage: this.#lineage,
       first: index.count,
       count: items.length,
@@ -713,6 +977,8 @@ export class TemplateStore {
       ...(options.update === undefined ? {} : { update: options.update }),
       ...(items.some((i) => i.id !== undefined) ? { ids: items.map((i) => i.id ?? null) } : {}),
       ...(options.fence === undefined ? {} : { fence: options.fence }),
+      at,
+      ...(remove === undefined ? {} : { remove: remove.slice() }),
     };
     const { head, total } = recordHead(header, layerBytes);
     const start = index.committedEnd;
@@ -757,6 +1023,15 @@ export class TemplateStore {
 
   /** The full-file write of save(), without the lock. */
   async #writeFull(target: string, filePath: string, options: StoreSaveOptions): Promise<void> {
+    // Every saved template has an id in the header (issue 21): fitted ones get `t-<nonce of this save>-<index>`.
+    if (this.#ids.includes(null)) {
+      const nonce = randomBytes(4).toString('hex');
+      this.#ids.forEach((id, i) => {
+        if (id !== null) return;
+        this.#ids[i] = `t-${nonce}-${i}`;
+        this.#idSet.add(this.#ids[i]!);
+      });
+    }
     const { headerBytes, dataStart, header } = this.#layout();
     const temp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
     const hash = createHash('sha256');
@@ -808,7 +1083,8 @@ export class TemplateStore {
       throw e;
     }
     this.#disk = { file: target, lineage: this.#lineage, count: this.#count };
-    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count, checksum.toString('hex'), 0]] };
+    this.#slots = this.#count;
+    this.#chain = { base: checksum.toString('hex'), baseCount: this.#count, heads: [[this.#count + 2 * this.#removed.length, checksum.toString('hex'), 0]] };
     // Make the rename itself durable. Not possible on every platform (Windows): best effort.
     try {
       const dir = await open(path.dirname(target), 'r');
@@ -897,16 +1173,62 @@ export class TemplateStore {
     await readBaseInto(handle, filePath, index, buffers, model);
     if (m !== undefined) store.#model = { bytes: model!, sha256: m.sha256, description: m.description };
     const base = index.baseChecksum.toString('hex');
-    store.#chain = { base, baseCount: header.count, heads: [[header.count, base, 0]] };
-    for (const r of index.records) store.#extendChain(r.header, await readRecordInto(handle, filePath, index, r, buffers));
-    store.#files = [...header.files, ...index.records.flatMap((r) => r.header.files)];
-    store.#addIds(header.ids ?? header.files.map(() => null));
-    for (const r of index.records) store.#addIds(r.header.ids ?? r.header.files.map(() => null));
-    store.#fence = Math.max(header.fence ?? 0, ...index.records.map((r) => r.header.fence ?? 0));
-    store.#count = index.count;
+    store.#removed = [...(header.removed ?? [])];
+    store.#chain = { base, baseCount: header.count, heads: [[header.count + 2 * store.#removed.length, base, 0]] };
+    store.#files = [...header.files];
+    store.#addIds(header.ids ?? header.files.map(() => null), 0, index.baseChecksum);
+    store.#origins = header.origins === undefined ? header.files.map(() => null) : [...header.origins];
+    store.#count = header.count;
+    store.#slots = header.count;
     store.#capacity = index.count;
+    // Records in order; a removal record drops templates in place (nothing holds these buffers yet).
+    for (const r of index.records) {
+      if (r.header.remove !== undefined) {
+        store.#extendChain(r.header, await readRecordInto(handle, filePath, index, r, []));
+        store.#dropIds(r.header.remove, true);
+      } else {
+        store.#extendChain(r.header, await readRecordInto(handle, filePath, index, r, buffers, store.#count));
+        store.#takeRecord(r.header, index);
+      }
+    }
+    store.#fence = Math.max(header.fence ?? 0, ...index.records.map((r) => r.header.fence ?? 0));
+    store.#capacity = index.count; // the buffers' size (no snapshot exists yet: rows dropped at the tail may be reused)
     if (target !== undefined) store.#disk = { file: target, lineage: index.lineage, count: index.count };
     return store;
+  }
+}
+
+/**
+ * Marks a version 2/3 file as version 4 (it will hold removal records), in
+ * place and durably, before the first removal record is written: a reader
+ * that knows only versions 1-3 then refuses the file. The 4 bytes lie in one
+ * sector; the base checksum stays the one written (readers substitute the
+ * base's own version: format.ts baseVersionOf).
+ */
+async function markRemovals(handle: FileHandle): Promise<void> {
+  const field = Buffer.alloc(4);
+  field.writeUInt32LE(STORE_FORMAT_VERSION_WITH_REMOVALS, 0);
+  await handle.write(field, 0, 4, 8);
+  await handle.sync();
+}
+
+/** The words of removeFromFile's error for an id the store never held (servers answer it 404). */
+const UNKNOWN_NORMAL = 'holds no normal with id';
+
+/** Whether `e` is removeFromFile's refusal of an id the store never held (also after a trip through a queue, which keeps code and message). */
+export function isUnknownNormalError(e: unknown): boolean {
+  return e instanceof HetmmError && e.code === 'E_ARGUMENT' && e.message.includes(UNKNOWN_NORMAL);
+}
+
+/** The id of a template recorded without one: `t-` + the base checksum's first 8 hex digits + `-` + its file slot. */
+function derivedId(baseChecksum: Buffer, slot: number): string {
+  return `t-${baseChecksum.toString('hex').slice(0, 8)}-${slot}`;
+}
+
+function checkUpdateOptions(options: { update?: string; fence?: number }): void {
+  checkId(options.update, 'options.update');
+  if (options.fence !== undefined && !(Number.isSafeInteger(options.fence) && options.fence >= 0)) {
+    throw new HetmmError('E_ARGUMENT', `Expected options.fence as a non-negative integer but received ${String(options.fence)}`);
   }
 }
 

@@ -5,6 +5,8 @@
  *   node store-worker.js append FILE NAME...   one locked append per name, prints "ack NAME" after each
  *   node store-worker.js save-every K FILE NAME...  as append, but every K-th name by a full save (compaction)
  *   node store-worker.js read FILE ROUNDS      loads the store ROUNDS times, checks every template, prints "ok COUNT" per load
+ *   node store-worker.js churn FILE NAME...    appends each name (id "id-NAME"), and after every second one removes the one
+ *                                              before it: "start add NAME" / "ack add NAME", "start remove NAME" / "ack remove NAME"
  */
 import { TemplateStore } from '../../src/store/index.js';
 import { checkStoreContents, featuresOf } from './store-fixtures.js';
@@ -26,6 +28,23 @@ async function main(argv: string[]): Promise<void> {
         await store.appendToFile(file!, [{ features: featuresOf(name), file: name }]);
       }
       process.stdout.write(`ack ${name}\n`);
+    }
+    return;
+  }
+  if (mode === 'churn') {
+    const [file, ...names] = rest;
+    const store = await TemplateStore.load(file!);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      process.stdout.write(`start add ${name}\n`);
+      await store.appendToFile(file!, [{ features: featuresOf(name), file: name, id: `id-${name}` }]);
+      process.stdout.write(`ack add ${name}\n`);
+      if (i % 2 === 1) {
+        const previous = names[i - 1]!;
+        process.stdout.write(`start remove ${previous}\n`);
+        await store.removeFromFile(file!, [`id-${previous}`]);
+        process.stdout.write(`ack remove ${previous}\n`);
+      }
     }
     return;
   }

@@ -50,6 +50,7 @@ export async function infoCommand(args: string[], ctx: CliContext): Promise<numb
         ? { int8_backbone: { embedded: true, sha256: embedded.sha256, bytes: embedded.bytes.length } }
         : { int8_backbone: path.resolve(int8.model), int8_description: path.resolve(int8.description) }),
     files: store.files,
+    removed: store.removedCount,
   });
   report.out(`${positionals[0]}`);
   report.out(`  backbone   ${d.backbone.name} (sha256 ${d.backbone.modelSha256.slice(0, 16)}…), input ${d.backbone.inputSize.join('x')}`);
@@ -61,6 +62,7 @@ export async function infoCommand(args: string[], ctx: CliContext): Promise<numb
         : `int8 end to end (int8 backbone ${path.basename(int8.model)} + ${path.basename(int8.description)} beside the store)`;
   report.out(`  precision  ${precision}`);
   report.out(`  templates  ${d.count} (${d.dtype})`);
+  if (store.removedCount > 0) report.out(`  removed    ${store.removedCount} normals removed by id, not counted above (hetmm normals list)`);
   for (const l of d.layers) report.out(`  ${l.name.padEnd(10)} [${l.shape.join(', ')}] stride ${l.stride}`);
   report.out(`  size       ${mib(d.bytesOnDisk)} on disk, ${mib(d.bytesInMemory)} in memory`);
   const meta = d.meta as { preset?: { name?: string } | string; threshold?: StoredThreshold; tuning?: TuneRecord; pts?: unknown };
