@@ -20,6 +20,13 @@ export interface PredictionMaps {
   readonly anomalyNpy?: Buffer;
 }
 
+/**
+ * zlib level of the served PNGs: rendered per request, so encoding speed
+ * counts more than bytes (the same pixels; docs/PERFORMANCE.md, "The server
+ * on the pipelines").
+ */
+const SERVED_PNG_LEVEL = 1;
+
 /** The maps a request asked for, on the calibrated colour scale. */
 export async function renderMaps(p: Prediction, maps: MapsOption, threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
   if (maps === 'none') return {};
@@ -28,10 +35,10 @@ export async function renderMaps(p: Prediction, maps: MapsOption, threshold: Sto
     return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
   }
   const range = heatmapRange(p, threshold === undefined ? {} : { threshold }, threshold?.preset ?? '');
-  const heatmapPng = await renderHeatmapOverlay(p.image, p.pixelMap, p.height, p.width, { range, alpha: 0.5 });
+  const heatmapPng = await renderHeatmapOverlay(p.image, p.pixelMap, p.height, p.width, { range, alpha: 0.5, compressionLevel: SERVED_PNG_LEVEL });
   if (p.threshold === undefined) return { heatmapPng };
   const mask = new Uint8Array(p.height * p.width);
   for (let i = 0; i < mask.length; i++) mask[i] = p.pixelMap[i]! > p.threshold ? 1 : 0;
-  return { heatmapPng, maskPng: await encodeMaskPng(mask, p.height, p.width) };
+  return { heatmapPng, maskPng: await encodeMaskPng(mask, p.height, p.width, { compressionLevel: SERVED_PNG_LEVEL }) };
 }
 
