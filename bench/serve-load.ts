@@ -98,24 +98,33 @@ async function buildStore(file: string): Promise<void> {
 async function inProcess(file: string): Promise<{ imagesPerSecond: number; cpuSecondsPerImage: number; images: number }> {
   const detector = await Detector.open({ model, store: file });
   try {
-    // warm-up
-    for await (const r of detector.predictMany(queries.slice(0, 2))) if (r.error) throw r.error;
-    const sources = Array.from({ length: 4000 }, (_, i) => queries[i % queries.length]!);
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    let images = 0;
-    // predictMany over a long list, stopped after SECONDS (the generator is closed by the break)
-    for await (const r of detector.predictMany(sources)) {
-      if (r.error) throw r.error;
-      images++;
-      if (performance.now() - t0 > SECONDS * 1000) break;
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    return { imagesPerSecond: images / seconds, cpuSecondsPerImage: (cpu.user + cpu.system) / 1e6 / images, images };
+    return await timedPredictMany(detector, queries, { warmUp: 2 });
   } finally {
     detector.dispose();
   }
+}
+
+/** predictMany over `files`, cycled, after `warmUp` images, for SECONDS: images/s and CPU-seconds per image. */
+async function timedPredictMany(
+  detector: Detector,
+  files: readonly string[],
+  options: { warmUp: number; pipelines?: number },
+): Promise<{ imagesPerSecond: number; cpuSecondsPerImage: number; images: number }> {
+  const many = options.pipelines === undefined ? {} : { pipelines: options.pipelines };
+  for await (const r of detector.predictMany(files.slice(0, options.warmUp), many)) if (r.error) throw r.error; // pipelines: the threads start
+  const sources = Array.from({ length: 4000 }, (_, i) => files[i % files.length]!);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let images = 0;
+  // predictMany over a long list, stopped after SECONDS (the generator is closed by the break)
+  for await (const r of detector.predictMany(sources, many)) {
+    if (r.error) throw r.error;
+    images++;
+    if (performance.now() - t0 > SECONDS * 1000) break;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { imagesPerSecond: images / seconds, cpuSecondsPerImage: (cpu.user + cpu.system) / 1e6 / images, images };
 }
 
 function startServer(file: string, withModel = true): Promise<{ child: ChildProcess; base: string }> {
@@ -246,19 +255,7 @@ function int8Inputs(file: string): string[] {
 async function inProcessPipelines(file: string, files: readonly string[], pipelines: number): Promise<{ imagesPerSecond: number; cpuSecondsPerImage: number; images: number }> {
   const detector = await Detector.open({ store: file });
   try {
-    for await (const r of detector.predictMany(files.slice(0, 2 * pipelines), { pipelines })) if (r.error) throw r.error; // warm-up: the threads start
-    const sources = Array.from({ length: 4000 }, (_, i) => files[i % files.length]!);
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    let images = 0;
-    for await (const r of detector.predictMany(sources, { pipelines })) {
-      if (r.error) throw r.error;
-      images++;
-      if (performance.now() - t0 > SECONDS * 1000) break;
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    return { imagesPerSecond: images / seconds, cpuSecondsPerImage: (cpu.user + cpu.system) / 1e6 / images, images };
+    return await timedPredictMany(detector, files, { warmUp: 2 * pipelines, pipelines });
   } finally {
     detector.dispose();
   }
