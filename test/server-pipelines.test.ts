@@ -3,18 +3,22 @@
  * item 6): HTTP predictions of an int8 line go to single-threaded pipeline
  * threads (decode, int8 backbone, int8 matching, scoring and the PNG maps on
  * the thread), a hot update or a threshold set over HTTP reaches the very
- * next prediction of every thread, and a pipeline thread that dies answers
+ * next prediction of every thread (as does another process's `hetmm add`,
+ * within 1 s), and a pipeline thread that dies answers
  * E_INTERNAL (not a hang) and is restarted.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Detector } from '../src/detector/detector.js';
 import { fitStore } from '../src/fit/fit-store.js';
 import { watchThreads, type WorkerThread } from '../src/threads/index.js';
-import { tempDir } from './helpers/io-paths.js';
+import { repoRoot, tempDir } from './helpers/io-paths.js';
 import { addNormal, auth, bottleBroken, bottleGood, bottleTrain, postImage, readImage, startServer, TEST_TOKEN, type RunningServer } from './helpers/server.js';
 
+const run = promisify(execFile);
 const tmp = tempDir('server-pipelines');
 const storeFile = path.join(tmp, 'line.hetmm');
 /** pipelines per model (the executor's threads option) */
@@ -119,6 +123,19 @@ describe('the in-process server on pipelines', () => {
     for (const a of await predictAtOnce(probe, 4 * PIPELINES)) {
       assert.equal(a.threshold, value, 'the new threshold');
       assert.equal(a.label, 'ok');
+    }
+  });
+
+  it("another process's hetmm add reaches the next prediction of every pipeline within 1 s", async () => {
+    const probe = bottleBroken[2]!;
+    const before = await predictAtOnce(probe, 2);
+    await run(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'add', '-t', storeFile, probe, '--quiet']);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const expected = await scoreByDetector(probe);
+    assert.equal(expected.templates, before[0]!.templates + 1);
+    for (const a of await predictAtOnce(probe, 4 * PIPELINES)) {
+      assert.equal(a.templates, expected.templates, 'the added template');
+      assert.equal(a.score, expected.score, 'bit-identical to Detector.open on the file');
     }
   });
 
