@@ -175,7 +175,7 @@ async function main(): Promise<void> {
       const store = path.join(dir, `mt${templates}.hetmm`);
       const train = (await images(path.join(tile, 'train', 'good'))).slice(0, templates);
       const dtype = templates > 60 ? ['--dtype', 'float16'] : [];
-      execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', store, '--precision', 'int8', '--no-calibrate', ...dtype], { stdio: 'ignore' });
+      execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', store, '--precision', 'int8', '--preset', 'default', '--no-calibrate', ...dtype], { stdio: 'ignore' });
       const results = new Map<Mode, RunResult[][]>(modes.map((m) => [m, []]));
       for (let round = 0; round < rounds; round++) {
         for (let k = 0; k < modes.length; k++) {

@@ -9,9 +9,9 @@ const [goodDir = 'good', testDir = 'test'] = process.argv.slice(2);
 const { readdir } = await import('node:fs/promises');
 const list = async (dir: string): Promise<string[]> => (await readdir(dir)).map((f) => `${dir}/${f}`);
 // Given detector options, fitStore opens the detector itself and fits int8 end to end (the default:
-// the backbone quantised on the normals into line3.int8.onnx beside the store; precision: 'float'
-// for the float32 reference), adds the normals, calibrates a threshold for 1% false alarms with
-// that pipeline and saves (tune: true would also choose the preset).
+// the backbone quantised on the normals and embedded in line3.hetmm; precision: 'float' for the
+// float32 reference), adds the normals, calibrates a threshold for 1% false alarms with that
+// pipeline and saves. Options that name no preset would have it tuned on the normals (5 or more).
 const options: DetectorOptions = { preset: 'bottle', backend: 'auto' };
 const fitted = await fitStore(options, {
   files: await list(goodDir),

@@ -134,6 +134,36 @@ export const SETTINGS = {
     default: '30000',
     description: 'queue mode: how long a synchronous request waits for its job',
   },
+  history: {
+    variable: 'HETMM_HISTORY',
+    default: 'sqlite (with --data-dir), else off',
+    description: 'the inspection record of hetmm serve (overridden by --history): sqlite (DATA-DIR/inspections/record.sqlite), off, or a postgres://... URL (queue mode: one record for every API node)',
+  },
+  historySync: {
+    variable: 'HETMM_HISTORY_SYNC',
+    default: 'normal',
+    description: 'SQLite record durability: normal (an acknowledged inspection survives kill -9, not power loss) or full (also power loss; an fsync per row and file)',
+  },
+  historyMaxPerLine: {
+    variable: 'HETMM_HISTORY_MAX_PER_LINE',
+    default: '1000000',
+    description: 'inspections kept per line, the oldest dropped first (0: no limit; --history-max-per-line)',
+  },
+  historyMaxAgeDays: {
+    variable: 'HETMM_HISTORY_MAX_AGE_DAYS',
+    default: '365',
+    description: 'inspections older than this are dropped (0: no limit; --history-max-age-days)',
+  },
+  historyMaxFileMb: {
+    variable: 'HETMM_HISTORY_MAX_FILE_MB',
+    default: '10240',
+    description: 'disk budget of the record\'s image and heat-map files; the oldest files go first, their rows stay as "image expired" (0: no limit; --history-max-file-mb)',
+  },
+  shifts: {
+    variable: 'HETMM_SHIFTS',
+    default: '06:00,14:00,22:00',
+    description: 'shift start times of GET /v1/lines/{line}/inspections/counts when the request names none (in the request\'s utcOffset, else UTC)',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof SETTINGS;

@@ -25,7 +25,8 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['threads'],
   ['image', 'metrics'],
   ['backbone', 'models'],
-  ['store'],
+  // the template store and the inspection record (issue 21): durable files and databases
+  ['store', 'record'],
   ['kernels'],
   ['matching'],
   ['selection'],

@@ -48,7 +48,7 @@ function assertSheetsFromSources(sheets: FeatureStack, source: FeatureStack, lab
 }
 
 before(async () => {
-  const r = await run('fit', trainDir, '-o', full, '--quiet', '--calibrate', '4');
+  const r = await run('fit', trainDir, '-o', full, '--quiet', '--preset', 'default', '--calibrate', '4');
   assert.equal(r.code, 0, r.stderr);
 });
 
@@ -105,7 +105,7 @@ test('by default compress recalibrates: original templates scored against the sh
 
 test('fit --pts writes a compressed, calibrated store in one run', async () => {
   const out = path.join(tmp, 'grid-fit-pts.hetmm');
-  const r = await run('fit', trainDir, '-o', out, '--pts', '6', '--calibrate', '3', '--quiet');
+  const r = await run('fit', trainDir, '-o', out, '--pts', '6', '--preset', 'default', '--calibrate', '3', '--quiet');
   assert.equal(r.code, 0, r.stderr);
   const small = await TemplateStore.load(out);
   assert.equal(small.count, 6);

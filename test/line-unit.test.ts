@@ -19,7 +19,6 @@ const tmp = tempDir('line-unit');
 const bottle = path.join(datasetsDir, 'mvtec-bottle-xs/bottle');
 const trainDir = path.join(bottle, 'train/good');
 const broken = listImages(path.join(bottle, 'test/broken_large'))[0]!;
-const goodTest = listImages(path.join(bottle, 'test/good'));
 /** an int8 store as `hetmm fit` writes it by default */
 const base = path.join(tmp, 'base', 'line.hetmm');
 const cliMain = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -105,7 +104,7 @@ describe('finding 1: a failed refit never bricks the existing line', () => {
     try {
       const line = copyLine(disk.dir);
       const before = snapshotDir(disk.dir);
-      const r = await runCli('fit', trainDir, '-o', line, '--quiet');
+      const r = await runCli('fit', trainDir, '-o', line, '--preset', 'bottle', '--quiet');
       assert.equal(r.code, 5, r.stderr);
       assert.match(r.stderr, /could not write template store .*line\.hetmm.*ENOSPC.*untouched/);
       assertSameDir(before, disk.dir);
@@ -225,7 +224,7 @@ describe('finding 13: output paths, full disks, file names and restarts', () => 
 
   test('fit onto a full disk: exit 5, no partial files (no model file, no temp store)', { skip: needsRoot }, async () => {
     // 4 MiB: smaller than the int8 model (~9 MB) that fit used to write beside the store
-    await writeOntoFullDisk('full-fit', 'new.hetmm', (out) => ['fit', trainDir, '-o', out, '--quiet']);
+    await writeOntoFullDisk('full-fit', 'new.hetmm', (out) => ['fit', trainDir, '-o', out, '--preset', 'bottle', '--quiet']);
   });
 
   test('predict escapes file names on stdout: a newline or a terminal escape in a name stays one escaped line', async () => {

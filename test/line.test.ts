@@ -147,7 +147,7 @@ describe('a line created over HTTP', () => {
   it('is fitted as hetmm fit fits the same images: the same threshold, from the same scores, and the same predictions', async () => {
     const fitFile = path.join(tmp, 'fit', 'tiles.hetmm');
     mkdirSync(path.dirname(fitFile), { recursive: true });
-    const fit = await runCli('fit', '--model', defaultModelPath, '--precision', 'int8', '-o', fitFile, ...tiles, '--quiet');
+    const fit = await runCli('fit', '--model', defaultModelPath, '--precision', 'int8', '--preset', 'default', '-o', fitFile, ...tiles, '--quiet');
     assert.equal(fit.code, 0, fit.stderr);
 
     const dataDir = path.join(tmp, 'lines');

@@ -8,7 +8,6 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import { isHetmmError } from '../src/errors.js';
 import { cachedModelPath, locateModel, MODELS, modelEntry, pullModel, resolveModel, verifyModelFile } from '../src/models/index.js';
 import { datasetsDir, defaultModelPath, repoRoot, tempDir } from './helpers/io-paths.js';

@@ -296,7 +296,7 @@ console.log('done', n);
 describe('hetmm predict --pipelines', () => {
   const store = path.join(tmp, 'tile.hetmm');
   before(async () => {
-    const r = await runCli('fit', ...good.slice(0, 6), '-o', store, '--quiet');
+    const r = await runCli('fit', ...good.slice(0, 6), '-o', store, '--preset', 'default', '--quiet');
     assert.equal(r.code, 0, r.stderr);
   });
 

@@ -14,7 +14,7 @@ const defect = path.join(datasetsDir, 'mvtec-bottle-xs/bottle/test/broken_large/
 
 test('fit --precision int8 quantises the backbone on the fitted images; predict --precision int8 runs it with int8 matching', async () => {
   const store = path.join(tmp, 'bottle.hetmm');
-  const fit = await runCli('fit', good, '-o', store, '--precision', 'int8', '--no-calibrate', '--quiet');
+  const fit = await runCli('fit', good, '-o', store, '--precision', 'int8', '--preset', 'default', '--no-calibrate', '--quiet');
   assert.equal(fit.code, 0, fit.stderr);
   const loaded = await TemplateStore.load(store);
   assert.equal(loaded.meta[INT8_BACKBONE_META], 'embedded');

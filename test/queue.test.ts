@@ -11,7 +11,9 @@
  *   - Redis killed (-9) and restarted mid-run: no acknowledged job is lost,
  *     calls during the outage fail fast with E_UNAVAILABLE, then recover;
  *   - a store a worker cannot load is reported (status, metrics), not served;
- *   - SIGTERM lets a worker finish its job and exit 0.
+ *   - SIGTERM lets a worker finish its job and exit 0;
+ *   - the queue-mode answers over HTTP (async jobs, job results, changes)
+ *     validate against /openapi.json, nothing dropped by the serialiser.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,6 +32,7 @@ import { createServer } from '../src/server/index.js';
 import { clusterMetrics, clusterStatus } from '../src/queue/status.js';
 import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
 import { runCli } from './helpers/cli.js';
+import { captureAnswers, checkJsonAnswer, type Captured, type OpenApiDoc } from './helpers/openapi.js';
 import { TestRedis, redisAvailable } from './helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from './helpers/worker-process.js';
 
@@ -53,6 +56,9 @@ let nodeB: QueueClient;
 let serverA: FastifyInstance;
 let serverB: FastifyInstance;
 let executors: QueueExecutor[] = [];
+/** the answers of serverA and serverB before serialisation */
+let answersA: Captured[];
+let answersB: Captured[];
 const TOKEN = 'queue-test-token-0123456789';
 const workers: WorkerProcess[] = [];
 
@@ -102,6 +108,8 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     executors = await Promise.all([0, 1].map(() => QueueExecutor.open({ redisUrl: redis.url, blobs, settings: SETTINGS })));
     serverA = await createServer({ executor: executors[0]!, token: TOKEN, logger: false });
     serverB = await createServer({ executor: executors[1]!, token: TOKEN, logger: false });
+    answersA = captureAnswers(serverA);
+    answersB = captureAnswers(serverB);
   });
 
   after(async () => {
@@ -185,8 +193,15 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
   it('over HTTP (hetmm serve --redis): bit-for-bit predictions, hot update on one node seen by the other, async jobs, readiness and metrics', async () => {
     const post = (server: FastifyInstance, url: string, file: string, auth = false) =>
       server.inject({ method: 'POST', url, payload: readFileSync(file), headers: { 'content-type': 'image/jpeg', ...(auth ? { authorization: `Bearer ${TOKEN}` } : {}) } });
+    // a queue-mode answer as /openapi.json documents it, nothing dropped by the serialiser
+    const doc = (await serverA.inject({ url: '/openapi.json' })).json<OpenApiDoc>();
+    const documented = (server: FastifyInstance, route: string, response: { statusCode: number; body: string }, method = 'post'): void => {
+      const answers = server === serverA ? answersA : answersB;
+      checkJsonAnswer(doc, { path: route, method }, response.statusCode, response.body, answers.at(-1));
+    };
     const before = await post(serverB, `/v1/lines/${LINE}/predict?maps=npy&inline=true`, defects[2]!);
     assert.equal(before.statusCode, 200, before.body);
+    documented(serverB, '/v1/lines/{line}/predict', before);
     const body = before.json<{ score: number; templates: number; version: number; maps: { npy: string } }>();
     const local = await detector.predict(defects[2]!);
     assert.equal(body.score, local.score);
@@ -195,6 +210,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     assert.equal((await post(serverA, `/v1/lines/${LINE}/normals`, good[4]!)).statusCode, 401);
     const added = await post(serverA, `/v1/lines/${LINE}/normals?name=extra.jpg`, good[4]!, true);
     assert.equal(added.statusCode, 200, added.body);
+    documented(serverA, '/v1/lines/{line}/normals', added);
     const update = added.json<{ templates: number; version: number }>();
     assert.deepEqual([update.templates, update.version], [body.templates + 1, body.version + 1]);
     await detector.add([good[4]!]);
@@ -210,16 +226,23 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     // async: a job id at once, the result later
     const queued = await post(serverA, `/v1/lines/${LINE}/predict?async=true&maps=npy`, defects[4]!);
     assert.equal(queued.statusCode, 202, queued.body);
+    documented(serverA, '/v1/lines/{line}/predict', queued);
     const jobId = queued.json<{ job: { id: string } }>().job.id;
     let job: { state: string; result?: { score: number } } = { state: 'waiting' };
     for (let i = 0; i < 300 && job.state !== 'completed'; i++) {
-      job = (await serverB.inject({ url: `/v1/jobs/${jobId}` })).json();
+      const polled = await serverB.inject({ url: `/v1/jobs/${jobId}` });
+      documented(serverB, '/v1/jobs/{id}', polled, 'get');
+      job = polled.json();
       if (job.state !== 'completed') await sleep(100);
     }
     assert.equal(job.result!.score, (await detector.predict(defects[4]!)).score);
     // readiness names the line no worker can serve; metrics carry per-worker store versions
     const ready = await serverA.inject({ url: '/readyz' });
     assert.equal(ready.statusCode, 503);
+    documented(serverA, '/readyz', ready, 'get');
+    const lines = await serverA.inject({ url: '/v1/lines' });
+    documented(serverA, '/v1/lines', lines, 'get');
+    assert.ok(lines.json<{ lines: Array<{ name: string }> }>().lines.some((l) => l.name === LINE));
     assert.match(ready.body, /line 'broken': no worker serves it/);
     const metrics = (await serverA.inject({ url: '/metrics' })).body;
     assert.match(metrics, new RegExp(`hetmm_worker_store_version\\{worker="[^"]+",line="tile"\\} ${update.version}`));
@@ -227,6 +250,7 @@ describe('queue mode (real redis-server, worker processes)', { skip: redisAvaila
     // a threshold set through node A: one more revision, seen by node B and by the workers' labels
     const put = await serverA.inject({ method: 'PUT', url: `/v1/lines/${LINE}/threshold`, payload: { value: 0.25 }, headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal(put.statusCode, 200, put.body);
+    documented(serverA, '/v1/lines/{line}/threshold', put, 'put');
     assert.equal(put.json<{ version: number }>().version, update.version + 1);
     const labelled = (await post(serverB, `/v1/lines/${LINE}/predict`, defects[2]!)).json<{ label: string; threshold: number; version: number }>();
     assert.deepEqual([labelled.threshold, labelled.version], [0.25, update.version + 1]);

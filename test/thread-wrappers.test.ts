@@ -21,10 +21,9 @@ import { selectTemplates } from '../src/selection/index.js';
 import type { FeatureStack } from '../src/kernels/contract.js';
 import { watchThreads, type WorkerThread } from '../src/threads/index.js';
 import { expectHetmm } from './helpers/errors.js';
-import { datasetsDir, defaultModelPath, listImages, tempDir } from './helpers/io-paths.js';
+import { datasetsDir, defaultModelPath, listImages } from './helpers/io-paths.js';
 import { randomUnitMaps } from './helpers/random.js';
 
-const tmp = tempDir('thread-wrappers');
 const good = listImages(path.join(datasetsDir, 'magnetic-tile/magnetic_tile/train/good'));
 /** a stopped worker must not leave its caller waiting: each test ends well within this */
 const NO_HANG = { timeout: 120_000 };

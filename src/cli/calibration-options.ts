@@ -54,7 +54,7 @@ export function describeTuning(t: TuneRecord): string {
   const pct = (x: number): string => (x * 100).toFixed(1);
   const s = (p: TuneRecord['proxy']): string => `image AUROC ${pct(p.image_auroc)}, pixel AUROC ${pct(p.pixel_auroc)}, AUPRO ${pct(p.aupro)}`;
   return (
-    `preset tuning chose ${t.summary} in ${t.seconds.toFixed(1)} s (${t.candidates} candidates, ${t.windowsTried} window settings, seed ${t.seed}); ` +
+    `preset tuning chose ${t.summary} in ${t.seconds.toFixed(1)} s of its ${t.budgetSeconds} s budget (${t.candidates} candidates, ${t.windowsTried} window settings, seed ${t.seed}); ` +
     `proxy on synthetic defects: ${s(t.proxy)} (default: ${s(t.defaultProxy)})` +
     (t.bands === undefined
       ? ''

@@ -1,5 +1,6 @@
 /** Options shared by several commands, defined once (library defaults live in the library). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FEATURE_LAYERS } from '../backbone/description.js';
 import { Detector, type DetectorOptions } from '../detector/detector.js';
 import { HetmmError } from '../errors.js';
 import type { BackendPreference } from '../kernels/index.js';
@@ -23,12 +24,15 @@ export const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
+/** `--layer1`, `--layer2`, ...: one option per feature layer the backbone description names (FEATURE_LAYERS). */
+type LayerOption = `layer${number}`;
+export const LAYER_OPTION_NAMES: readonly LayerOption[] = Array.from({ length: FEATURE_LAYERS }, (_, i): LayerOption => `layer${i + 1}`);
+const LAYER_OPTIONS = Object.fromEntries(LAYER_OPTION_NAMES.map((name) => [name, { type: 'string' }])) as Record<LayerOption, { type: 'string' }>;
+
 export const PRESET_OPTIONS = {
   preset: { type: 'string' },
   config: { type: 'string' },
-  layer1: { type: 'string' },
-  layer2: { type: 'string' },
-  layer3: { type: 'string' },
+  ...LAYER_OPTIONS,
   'image-post': { type: 'string' },
   'pixel-post': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
@@ -126,12 +130,12 @@ export function numberOption(value: string | undefined, name: string): number | 
  * JSON --config, then per-layer/per-metric CLI overrides, in that order.
  */
 export function presetFromOptions(
-  values: { preset?: string; config?: string; layer1?: string; layer2?: string; layer3?: string; 'image-post'?: string; 'pixel-post'?: string },
+  values: { preset?: string; config?: string; 'image-post'?: string; 'pixel-post'?: string } & Partial<Record<LayerOption, string>>,
   fallback: string,
   category?: string,
 ): Preset | undefined {
-  const any =
-    values.preset ?? values.config ?? values.layer1 ?? values.layer2 ?? values.layer3 ?? values['image-post'] ?? values['pixel-post'];
+  const layers = LAYER_OPTION_NAMES.map((name) => values[name]);
+  const any = values.preset ?? values.config ?? layers.find((l) => l !== undefined) ?? values['image-post'] ?? values['pixel-post'];
   if (any === undefined && fallback === '') return undefined;
   let preset = resolvePreset(values.preset ?? (fallback || 'default'), category);
   if (values.config !== undefined) {
@@ -144,9 +148,8 @@ export function presetFromOptions(
     preset = applyOverrides(preset, overridesFromConfig(config));
   }
   const cli: { -readonly [K in keyof PresetOverrides]: PresetOverrides[K] } = {};
-  const layers = [values.layer1, values.layer2, values.layer3];
   if (layers.some((l) => l !== undefined)) {
-    cli.layers = layers.map((l, i) => (l === undefined ? undefined : parseLayerSpec(l, `--layer${i + 1}`))) as PresetOverrides['layers'];
+    cli.layers = layers.map((l, i) => (l === undefined ? undefined : parseLayerSpec(l, `--${LAYER_OPTION_NAMES[i]!}`))) as PresetOverrides['layers'];
   }
   if (values['image-post'] !== undefined) cli.image = parsePostProcess(values['image-post'], '--image-post', true);
   if (values['pixel-post'] !== undefined) cli.pixel = parsePostProcess(values['pixel-post'], '--pixel-post', false);

@@ -69,8 +69,8 @@ export function layerInputs(identity: BackboneIdentity, preset: Preset, features
  * pixel map (Detector.scoreResults; the pipeline threads).
  */
 export function scoreResults(identity: BackboneIdentity, preset: Preset, results: readonly MatchResult[], image?: LoadedImage): ReturnType<typeof scoreMap> {
-  // The band cue (a tuned preset's option) reads the decoded image (about 1 ms at 256x256). Without
-  // the image it is left out of the pixel map; the score never uses it.
+  // The band cue (a tuned preset's option) reads the decoded image (its cost: docs/PERFORMANCE.md).
+  // Without the image it is left out of the pixel map; the score never uses it.
   const { bands: cue, ...withoutBands } = preset;
   const bands = cue !== undefined && image !== undefined ? bandProfile(image.data, image.height, image.width) : undefined;
   return scoreMap(

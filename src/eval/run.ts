@@ -30,17 +30,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { Detector } from '../detector/detector.js';
 import { lineInt8Backbone, lineMatchPrecision } from '../detector/line.js';
-import { calibrateStore, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
+import { DEFAULT_CALIBRATION_SAMPLES, DEFAULT_FALSE_ALARM_RATE } from '../detector/calibrate.js';
 import { falseAlarmPredictionBound, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import { HetmmError, isHetmmError } from '../errors.js';
 import { encodeMaskPng, loadMask, renderHeatmapOverlay } from '../image/index.js';
 import type { FeatureDType } from '../kernels/contract.js';
 import type { BackendPreference } from '../kernels/index.js';
-import { resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
+import { isMvtecCategory, resolvePreset, type PostProcess, type Preset } from '../matching/index.js';
 import { TemplateStore } from '../store/index.js';
 import { readStoreMeta } from '../store/peek.js';
 import { fitStore, type FitStoreResult } from '../fit/fit-store.js';
-import type { TuneOptions } from '../fit/tune.js';
+import { MIN_TUNE_NORMALS, type TuneOptions } from '../fit/tune.js';
 import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';
 import { aupro, f1Max, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from '../metrics/index.js';
 import {
@@ -65,12 +65,18 @@ export interface EvaluateOptions {
   /** a user's own data in plain folders, instead of `data` */
   readonly folder?: FolderLayout;
   /**
-   * 'auto' (default: an MVTec category's official preset, else 'default'),
+   * 'auto' (default: an MVTec category's official preset, else tuned: see `tune`),
    * a preset name, a Preset, or a function choosing the preset per category
    */
   readonly preset?: string | Preset | ((category: string) => Preset);
-  /** tune the preset of each fitted store on synthetic defects from its normals (fitStore's tune); `preset` is then ignored */
-  readonly tune?: boolean | TuneOptions;
+  /**
+   * tune the preset of each fitted store on synthetic defects from its
+   * normals (fitStore's tune); `preset` is then ignored. Absent, with preset
+   * 'auto' (the default): a fitted category without an official MVTec preset
+   * is tuned when it has at least MIN_TUNE_NORMALS normals; a function
+   * decides per category
+   */
+  readonly tune?: boolean | TuneOptions | ((category: string) => boolean | TuneOptions);
   /** target false-alarm rate of the deployment threshold; default 0.01 */
   readonly falseAlarmRate?: number;
   /** a store file (one category only) or a directory of `<category>.hetmm`; default: fit train/good */
@@ -443,6 +449,18 @@ function failedImage(source: string, error: Error): HetmmError {
   return new HetmmError(code, `test image ${source}: ${error.message}`, { cause: error });
 }
 
+/**
+ * Whether (and how) to tune a category's preset: as asked, else under preset
+ * 'auto' when fitting a category that has no official MVTec preset (with
+ * fit's minimum number of normals; fewer keep the default preset).
+ */
+export function tuneFor(options: Pick<EvaluateOptions, 'tune' | 'preset' | 'templates'>, category: string): boolean | TuneOptions | undefined {
+  if (typeof options.tune === 'function') return options.tune(category);
+  if (options.tune !== undefined) return options.tune;
+  const auto = options.preset === undefined || options.preset === 'auto';
+  return auto && options.templates === undefined && !isMvtecCategory(category) ? { minNormals: MIN_TUNE_NORMALS } : undefined;
+}
+
 /** Fits (fitStore) or loads the category's store into the detector, calibrating, tuning, compressing and saving it as asked. */
 async function prepareStore(
   detector: Detector,
@@ -453,6 +471,7 @@ async function prepareStore(
   note: (message: string) => void,
   progress: (phase: EvaluatePhase, done: number, total: number) => void,
 ): Promise<FitStoreResult['tuning']> {
+  const tune = tuneFor(options, name);
   const preset = detector.preset;
   const identity = detector.backbone.identity;
   const falseAlarmRate = options.falseAlarmRate ?? DEFAULT_FALSE_ALARM_RATE;
@@ -464,7 +483,7 @@ async function prepareStore(
     if (options.dtype !== undefined && options.dtype !== store.dtype) {
       note(`--dtype ${options.dtype} ignored: the loaded store ${file} holds ${store.dtype} templates`);
     }
-    const tuning = options.tune !== undefined && options.tune !== false; // a tuned preset needs its own threshold
+    const tuning = tune !== undefined && tune !== false; // a tuned preset needs its own threshold
     if (tuning || storedThreshold(store.meta, preset.name) === undefined) {
       if (calibrate && store.count >= 2 && store.meta.pts === undefined) {
         note(`calibrating the store ${file} in memory for ${tuning ? 'the tuned preset' : `preset ${preset.name}`} (${Math.min(settled.calibrationSamples, store.count)} leave-one-out samples)`);
@@ -479,7 +498,7 @@ async function prepareStore(
   }
   const fitted = await fitStore(detector, {
     ...(options.templates === undefined ? { files: dataset.trainFiles } : {}),
-    ...(options.tune === undefined || options.tune === false ? {} : { tune: options.tune }),
+    ...(tune === undefined || tune === false ? {} : { tune }),
     ...(options.pts === undefined ? {} : { pts: options.pts, ptsWorkers: options.ptsWorkers ?? os.availableParallelism() }),
     calibrate,
     falseAlarmRate,

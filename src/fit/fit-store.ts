@@ -32,7 +32,7 @@ import { resolveModel } from '../models/index.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
 import { TemplateStore, type EmbeddedModel } from '../store/index.js';
-import { tunePreset, type TuneOptions, type TuneResult } from './tune.js';
+import { MIN_TUNE_NORMALS, tunePreset, type TuneOptions, type TuneResult } from './tune.js';
 
 export type FitPhase = 'quantize' | 'fit' | 'tune' | 'compress' | 'calibrate';
 
@@ -43,7 +43,13 @@ export interface FitStoreOptions {
   readonly onFailure?: (file: string, error: Error) => void;
   /** entries merged into the store's meta after the images are added (e.g. the int8 backbone's provenance) */
   readonly meta?: Record<string, unknown>;
-  /** choose the preset from the normals (synthetic defects); the detector's preset otherwise */
+  /**
+   * choose the preset from the normals (synthetic defects); the detector's
+   * preset otherwise. Absent, for a new store from detector options that name
+   * no preset: tune when there are at least MIN_TUNE_NORMALS normals (the
+   * default of `hetmm fit`). With `minNormals`, fewer normals keep the
+   * detector's preset, with a note.
+   */
   readonly tune?: boolean | TuneOptions;
   /** compress to K PTS sheets per pixel */
   readonly pts?: number;
@@ -106,6 +112,10 @@ export interface FitStoreResult {
 export async function fitStore(target: Detector | DetectorOptions, options: FitStoreOptions = {}): Promise<FitStoreResult> {
   if (options.output !== undefined) await TemplateStore.checkWritable(options.output);
   if (target instanceof Detector) return fitInto(target, options, { precision: 'float', quantizeSeconds: 0 });
+  // nobody chose a preset for this new store: tune it when there are enough normals
+  if (options.tune === undefined && target.preset === undefined && target.store === undefined) {
+    return fitStore(target, { ...options, tune: { minNormals: MIN_TUNE_NORMALS } });
+  }
   const files = options.files ?? [];
   // The default for a new store: int8 (an explicit `model` is used as given unless precision: 'int8' asks to quantise it).
   const fresh = files.length > 0 && target.store === undefined && options.output !== undefined && target.model === undefined;
@@ -210,8 +220,13 @@ async function fitInto(
   lap('fit');
 
   let tuning: TuneResult | undefined;
-  if (options.tune !== undefined && options.tune !== false) {
-    const tuneOptions = options.tune === true ? {} : options.tune;
+  const tuneOptions = options.tune === undefined || options.tune === false ? undefined : options.tune === true ? {} : options.tune;
+  const count = detector.store.count;
+  if (tuneOptions?.minNormals !== undefined && count < tuneOptions.minNormals) {
+    note(`preset ${detector.preset.name}, not tuned: ${count} normal image${count === 1 ? '' : 's'}, fewer than the ${tuneOptions.minNormals} that tuning needs by default`);
+  } else if (tuneOptions?.minNormals !== undefined && detector.store.snapshot().files.length < count) {
+    note(`preset ${detector.preset.name}, not tuned: the store holds PTS sheets, not the images tuning needs`);
+  } else if (tuneOptions !== undefined) {
     tuning = await tunePreset(detector, { ...tuneOptions, onProgress: (done, total) => progress('tune', done, total) });
     detector.preset = tuning.preset;
     detector.store.meta.tuning = tuning.record;

@@ -69,8 +69,23 @@ export interface TuneOptions {
   readonly bands?: boolean;
   /** the band cue is tried only when the normals' band structure (BandChoice.structure) is below this; default BAND_MAX_STRUCTURE */
   readonly bandMaxStructure?: number;
+  /**
+   * tune only when the store has at least this many normals, else keep the
+   * detector's preset and say so (fitStore); absent: tune whatever the count
+   * (at least 3, or E_ARGUMENT)
+   */
+  readonly minNormals?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
+
+/**
+ * The fewest normals a fit tunes on when nobody chose a preset. With 5, two
+ * are held out and each is matched against 4 (leave-one-out): the smallest
+ * bundled set, MVTec bottle with 5 normals, tuned to at least the default on
+ * every metric (docs/RESULTS.md). Below it the proxy matches a held-out image
+ * against 1-3 templates, which is not the line it will run as.
+ */
+export const MIN_TUNE_NORMALS = 5;
 
 export interface ProxyScores {
   readonly image_auroc: number;

@@ -45,7 +45,7 @@ export async function encodeMapPng16(map: Float32Array, h: number, w: number, ra
 export interface PngOptions {
   /**
    * 0-9. The same pixels either way; a serving door answering per request
-   * uses 1 (about half the encoding CPU, files about 20% larger; docs/PERFORMANCE.md).
+   * uses 1 (less encoding CPU, larger files: docs/PERFORMANCE.md, "The server on the pipelines").
    */
   readonly compressionLevel?: number;
 }

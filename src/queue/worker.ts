@@ -7,8 +7,8 @@
  *
  * The heavy work runs in a compute thread (./compute-thread.ts): the
  * backbone blocks its caller's thread for a whole forward pass, and on the
- * main thread that stalled BullMQ's lock renewal by up to 1.4 s on a loaded
- * machine. The main thread only talks to Redis; it publishes its measured
+ * main thread that stalled BullMQ's lock renewal on a loaded machine
+ * (docs/PERFORMANCE.md). The main thread only talks to Redis; it publishes its measured
  * event-loop delay (docs/SCALING.md).
  */
 import { randomBytes } from 'node:crypto';

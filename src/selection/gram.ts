@@ -104,8 +104,8 @@ function dotAt(stack: FeatureStack, p: number, i: number, j: number): number {
  * summed in ascending order exactly like {@link refineNearDuplicates}:
  * out[(p - p0) * N + i]. One pass over contiguous NCHW rows for the whole
  * range; per pixel, the same sums walk the stack with a stride of H*W
- * elements and miss the cache at every channel (measured: 5-14 ms per pixel
- * at N = 761, C = 256-1024, more than OPTICS itself).
+ * elements and miss the cache at every channel, which cost more than OPTICS
+ * itself (figures: docs/PERFORMANCE.md).
  */
 export function selfSimilarities(stack: FeatureStack, p0: number, p1: number, out: Float64Array): void {
   const [n, c, h, w] = stack.shape;

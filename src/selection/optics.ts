@@ -194,8 +194,8 @@ const SMALL_K = 32;
  * N // K, 12 for 761 -> 60): one pass keeping the k smallest so far sorted in
  * `best` (length >= k); a value enters only when below the current k-th,
  * which after the first few values is rare, so the pass costs about one
- * compare per element (measured 2-3x faster than the sampled pre-filter plus
- * quickselect at N = 761, k = 12). The k-th smallest is a value of the
+ * compare per element (faster than the sampled pre-filter plus quickselect
+ * at PTS sizes: docs/PERFORMANCE.md). The k-th smallest is a value of the
  * multiset, the same whichever way it is found.
  */
 function rowKthSmallestSmallK(src: Float64Array, offset: number, n: number, k: number, best: Float64Array, complement: boolean): number {

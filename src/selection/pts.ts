@@ -501,8 +501,7 @@ function copyBlockVectors(stack: FeatureStack, p0: number, p1: number, out: Floa
   // A plain loop rather than set(subarray()), which allocates a view per row:
   // N * C rows of only 48 pixels per block at N = 761, ~30 million views over
   // the Magnetic Tile store. Either way the copy costs about one cache and
-  // TLB miss per row (rows are H * W elements apart): ~40 ms per 48-pixel
-  // block of the C = 256 layer, 3.5 s for its 4096 pixels, measured alone.
+  // TLB miss per row (rows are H * W elements apart; figures: docs/PERFORMANCE.md).
   if (data instanceof Float32Array && out instanceof Float32Array) copyRows(data, out, n * c, hw, p0, count);
   else if (data instanceof Uint16Array && out instanceof Uint16Array) copyRows(data, out, n * c, hw, p0, count);
   else throw new HetmmError('E_INTERNAL', `copyBlockVectors: element types differ (${data.constructor.name} -> ${out.constructor.name})`);

@@ -77,3 +77,65 @@ export async function resolveToken(tokenFile: string | undefined, env?: Environm
   }
   return token;
 }
+
+// ---- named tokens (issue 21: the audit names who changed what, never the token) ----------------------
+
+/** Tokens by name; a name is what the audit records. */
+export type NamedTokens = ReadonlyMap<string, string>;
+
+/** The name a token file's bare (unnamed) token, and HETMM_TOKEN, are audited under. */
+export const DEFAULT_TOKEN_NAME = 'default';
+
+/**
+ * The tokens of a --token-file: one per line, `name:token` (name 1-64 of
+ * [A-Za-z0-9_.-]), or a bare token named 'default'; blank lines and lines
+ * starting with # are skipped. A file of one bare line (the old format)
+ * means what it meant before. No token configured: an empty map.
+ */
+export async function resolveNamedTokens(tokenFile: string | undefined, env?: Environment): Promise<NamedTokens> {
+  const tokens = new Map<string, string>();
+  if (tokenFile === undefined) {
+    const token = await resolveToken(undefined, env);
+    if (token !== undefined) tokens.set(DEFAULT_TOKEN_NAME, token);
+    return tokens;
+  }
+  let text: string;
+  try {
+    text = await readFile(tokenFile, 'utf8');
+  } catch (e) {
+    throw new HetmmError('E_ARGUMENT', `cannot read --token-file '${tokenFile}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  }
+  const seen = new Set<string>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const named = /^([A-Za-z0-9_.-]{1,64}):(\S+)$/.exec(line);
+    const [name, token] = named === null ? [DEFAULT_TOKEN_NAME, line] : [named[1]!, named[2]!];
+    const where = `--token-file '${tokenFile}' line ${i + 1}`;
+    if (token.length < 16) throw new HetmmError('E_ARGUMENT', `${where}: the token is too short: use at least 16 characters (e.g. openssl rand -hex 24)`);
+    if (tokens.has(name)) throw new HetmmError('E_ARGUMENT', `${where}: the name '${name}' is given twice`);
+    if (seen.has(token)) throw new HetmmError('E_ARGUMENT', `${where}: the same token under two names (the audit could not tell them apart)`);
+    tokens.set(name, token);
+    seen.add(token);
+  });
+  return tokens;
+}
+
+/**
+ * Like checkBearer, over named tokens: returns the name of the token sent
+ * (for the audit). Every configured token is compared (constant time each),
+ * so the time taken does not tell which one nearly matched.
+ */
+export function checkNamedBearer(tokens: NamedTokens, authorization: string | undefined): string {
+  if (tokens.size === 0) checkBearer(undefined, authorization);
+  const match = /^Bearer +(\S+) *$/i.exec(authorization ?? '');
+  if (match === null) {
+    checkBearer([...tokens.values()][0], authorization); // throws: no Bearer header
+    throw new ServerError('E_UNAUTHORIZED', 'wrong token');
+  }
+  const sent = digest(match[1]!);
+  let found: string | undefined;
+  for (const [name, token] of tokens) if (timingSafeEqual(sent, digest(token)) && found === undefined) found = name;
+  if (found === undefined) throw new ServerError('E_UNAUTHORIZED', 'wrong token');
+  return found;
+}

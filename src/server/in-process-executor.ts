@@ -56,7 +56,6 @@ import type {
   InspectionExecutor,
   LineInfo,
   LineLoad,
-  PredictionMaps,
   PredictOutcome,
   PredictRequest,
 } from './executor.js';

@@ -5,6 +5,7 @@
  * go first.
  */
 import { randomBytes } from 'node:crypto';
+import { ServerError } from './errors.js';
 import type { ImageUpload, PredictOutcome } from './executor.js';
 
 export interface KeptResult {
@@ -52,6 +53,18 @@ export class ResultCache {
 
   get(id: string): KeptResult | undefined {
     return this.#entries.get(id);
+  }
+
+  /** The kept prediction `id`; E_NOT_FOUND when it is not (or no longer) kept. */
+  kept(id: string): KeptResult {
+    const r = this.#entries.get(id);
+    if (r === undefined) {
+      throw new ServerError(
+        'E_NOT_FOUND',
+        `no recent prediction ${JSON.stringify(id.slice(0, 40))}: the server keeps its last ${this.#maxEntries} predictions in memory only, so they do not survive a restart`,
+      );
+    }
+    return r;
   }
 }
 

@@ -59,7 +59,7 @@ export const FLOAT_STEM_DEPTH = 2;
  * batch-norm gain next) caused 2/3 of the int8 backbone's feature error,
  * and stage 1's first input the largest share of the rest; a 3-channel
  * QLinearConv is no faster than the float Conv, and the two 64-channel 1x1
- * convs cost about 1 ms of CPU per image in float (docs/PERFORMANCE.md).
+ * convs cost little CPU in float (figures: docs/PERFORMANCE.md).
  */
 export function stemConvs(model: ModelProto, depth = FLOAT_STEM_DEPTH): Set<NodeProto> {
   const graph = graphOf(model);

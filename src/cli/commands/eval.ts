@@ -1,5 +1,6 @@
 import { HetmmError } from '../../errors.js';
-import { evaluate, type EvaluateEvent } from '../../eval/run.js';
+import { evaluate, tuneFor, type EvaluateEvent } from '../../eval/run.js';
+import { MIN_TUNE_NORMALS } from '../../fit/tune.js';
 import { formatPercent, formatTable, reportToJson } from '../../eval/report.js';
 import type { CliContext } from '../context.js';
 import { checkOutputFile, ensureOutputDir } from '../outputs.js';
@@ -27,8 +28,9 @@ the ROC at low false-alarm rates and the worst false positives and false
 negatives per category.
 
 --preset auto (the default) uses an MVTec category's official preset, else
-'default'; --preset tune chooses one per category from its normal images
-(synthetic defects, docs/TUNING.md). The deployment threshold is calibrated
+tunes one from the category's normal images when it has at least
+${MIN_TUNE_NORMALS} (as fit does; the default preset below that); --preset tune
+tunes every category (synthetic defects, docs/TUNING.md). The deployment threshold is calibrated
 for a false-alarm rate R (default 0.01) from up to N (default 1000)
 leave-one-out scores. --pts K compresses each store to K sheets per pixel with PTS.
 Folder layout: without --folder-normal-test every 5th normal image is held
@@ -92,6 +94,8 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
   const jsonToStdout = values.json === '-';
   const calibration = calibrationFromOptions(values);
   const tune = isTunePreset(values.preset);
+  // auto with no --config/--layerN/--*-post override: official MVTec presets, else tuned
+  const autoPreset = !tune && (values.preset ?? 'auto') === 'auto' && presetFromOptions({ ...values, preset: undefined }, '') === undefined;
   const reporter = new Reporter(ctx, { quiet: values.quiet, json: jsonToStdout });
   // --category a,b and --category a --category b both work.
   const categories = (values.category ?? []).flatMap((c) => c.split(',')).filter((c) => c !== '');
@@ -154,7 +158,12 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
         : {}),
       // per category: --preset (default auto) with --config / --layerN / --*-post overrides
       preset: (category: string) => presetFromOptions({ ...values, preset: tune ? 'default' : values.preset }, 'auto', category)!,
-      ...(tune ? { tune: calibration.tune } : {}),
+      // --preset tune: every category; auto (the default, no overrides): the categories without an official preset
+      ...(tune
+        ? { tune: calibration.tune }
+        : autoPreset
+          ? { tune: (category: string) => (tuneFor({ templates: values.templates }, category) === undefined ? false : { ...calibration.tune, minNormals: MIN_TUNE_NORMALS }) }
+          : {}),
       falseAlarmRate: calibration.falseAlarmRate,
       templates: values.templates,
       saveTemplates: values['save-templates'],

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { describeFalseAlarms } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
 import { fitStore } from '../../fit/fit-store.js';
+import { MIN_TUNE_NORMALS } from '../../fit/tune.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
@@ -9,7 +10,7 @@ import { BatchFailures } from '../batch.js';
 import { CALIBRATION_OPTIONS, calibrationFromOptions, describeTuning, isTunePreset } from '../calibration-options.js';
 import { backendOption, COMMON_OPTIONS, detectorOptions, INPUT_OPTIONS, INT8_OPTION, intOption, precisionOption, maxPixelsOption, parse, PRESET_OPTIONS, presetFromOptions } from '../options.js';
 
-export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME|tune] [--dtype float32|float16]
+export const FIT_USAGE = `usage: hetmm fit <dir-or-images...> -o STORE [--preset NAME|default|tune] [--dtype float32|float16]
                  [--false-alarm-rate R] [--calibrate N | --no-calibrate] [--pts K] [--seed S] [--tune-budget SECONDS]
                  [--precision float|int8] [--model PATH]
                  [--backend auto|reference|fast] [--max-pixels N] [--fail-fast] [--quiet] [--json]
@@ -20,8 +21,13 @@ OK / DEFECT: the order statistic of leave-one-out scores (all images up to
 --calibrate N, default 1000) for a false-alarm rate R on new good parts
 (--false-alarm-rate, default 0.01 = 1%; docs/THRESHOLDS.md). It prints the
 expected rate and its 95% upper bound, and says so when too few images
-support R. --preset tune chooses the preset from the normal images alone
-(synthetic defects, docs/TUNING.md). --pts K then compresses the store to K
+support R.
+Preset: with no --preset, fit tunes it from the normal images alone
+(synthetic defects, docs/TUNING.md) when there are at least ${MIN_TUNE_NORMALS} of them, and
+prints what it chose and how long it took (--tune-budget, default 240 s);
+with fewer it uses the default preset and says so. --preset default (or any
+named preset, --config, --layerN) opts out; --preset tune tunes from 3
+normals up. --pts K then compresses the store to K
 PTS sheets (as hetmm compress; calibration scores the images against them).
 An input that cannot be read or decoded is reported and the store is built
 from the others (exit 3); with --fail-fast the first stops the run and no
@@ -65,8 +71,10 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   const ptsSize = intOption(values.pts, 'pts', 1);
   const report = new Reporter(ctx, values);
   const files = await loadImagesFrom(positionals);
+  // --preset tune: always; no preset option at all: when there are enough normals (fitStore's minimum)
   const tune = isTunePreset(values.preset);
-  const preset = tune ? undefined : presetFromOptions(values, 'default');
+  const preset = tune ? undefined : presetFromOptions(values, '');
+  const tuneOptions = tune ? calibration.tune : preset === undefined ? { ...calibration.tune, minNormals: MIN_TUNE_NORMALS } : undefined;
   const t0 = performance.now();
   const failures = new BatchFailures(report, 'fit', values['fail-fast']);
   const bars = new Map<string, ReturnType<Reporter['progress']>>();
@@ -76,7 +84,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
     {
       files,
       onFailure: (file, error) => failures.add(file, error),
-      ...(tune ? { tune: calibration.tune } : {}),
+      ...(tuneOptions === undefined ? {} : { tune: tuneOptions }),
       ...(ptsSize === undefined ? {} : { pts: ptsSize, ptsGram: gramOf(backendOption(values.backend)) }),
       calibrate: calibration.calibrate,
       falseAlarmRate: calibration.falseAlarmRate,

@@ -1,5 +1,8 @@
 import path from 'node:path';
+import { setting } from '../../config.js';
 import { SharedDirBlobStore } from '../../queue/blob-store.js';
+import { openRecord, type InspectionRecord } from '../../record/index.js';
+import { registerInspectionRoutes } from '../../server/routes/inspections.js';
 import { QueueExecutor } from '../../queue/executor.js';
 import { createServer, resolveToken } from '../../server/index.js';
 import { lineNameOfStore, unservableStores } from '../../server/line-name.js';
@@ -12,6 +15,7 @@ export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...]
                    [--port 8080] [--host 127.0.0.1] [--allowed-hosts NAME,...] [--token-file FILE]
                    [--concurrency 2xN] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 67108864]
                    [--model PATH] [--backend auto|reference|fast] [--threads N] [--precision float|int8] [--log-level info]
+                   [--history sqlite|off|postgres://...] [--history-max-per-line N] [--history-max-age-days N] [--history-max-file-mb N]
 
 Serves the inspection page (http://HOST:PORT/) and the REST API (/v1/...,
 /openapi.json, /healthz, /readyz, /metrics). Each --store file is a line
@@ -38,7 +42,11 @@ float model).
 With --redis the server runs nothing itself: predictions and changes are
 jobs for \`hetmm worker\` processes (docs/SCALING.md); --blob-dir (default
 DIR/.blobs of --data-dir) is the directory the workers share for large
-images and result maps.`;
+images and result maps.
+The inspection record (--history; HETMM_HISTORY): sqlite by default with
+--data-dir (DIR/inspections), off otherwise; postgres://... in queue mode
+(images in the blob directory). GET /v1/lines/{line}/inspections and
+/v1/inspections/{id} read it. Retention: docs/SERVING.md.`;
 
 export async function serveCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values } = parse(
@@ -60,6 +68,10 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
       'log-level': { type: 'string' },
       redis: { type: 'string' },
       'blob-dir': { type: 'string' },
+      history: { type: 'string' },
+      'history-max-per-line': { type: 'string' },
+      'history-max-age-days': { type: 'string' },
+      'history-max-file-mb': { type: 'string' },
     },
     SERVE_USAGE,
   );
@@ -101,6 +113,13 @@ export async function serveCommand(args: string[], ctx: CliContext): Promise<num
     logger: { level: logLevel },
     ...(queue === undefined ? {} : { executor: queue }),
   });
+  const record = await openHistory(values, queue !== undefined).catch(async (e: unknown) => {
+    await app.close();
+    await queue?.close();
+    throw e;
+  });
+  await registerInspectionRoutes(app, { record, ...(setting('shifts') === undefined ? {} : { shifts: setting('shifts')!.split(',') }) });
+  app.addHook('onClose', async () => record?.close());
   const stopped = new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -140,6 +159,32 @@ async function openQueueExecutor(redisUrl: string, blobDir: string | undefined, 
   const dir = blobDir ?? (dataDir === undefined ? undefined : path.join(dataDir, '.blobs'));
   if (dir === undefined) throw new HetmmError('E_ARGUMENT', `serve --redis needs --blob-dir DIR (or --data-dir DIR): the directory workers share\n${SERVE_USAGE}`);
   return QueueExecutor.open({ redisUrl, blobs: new SharedDirBlobStore(dir), ...limits });
+}
+
+/** The inspection record asked for: --history, else HETMM_HISTORY, else sqlite in --data-dir (not in queue mode: one file cannot serve several API nodes). */
+async function openHistory(values: Record<string, unknown>, queueMode: boolean): Promise<InspectionRecord | undefined> {
+  const dataDir = values['data-dir'] as string | undefined;
+  const history = (values.history as string | undefined) ?? setting('history') ?? (dataDir !== undefined && !queueMode ? 'sqlite' : 'off');
+  const limit = (flag: string, name: 'historyMaxPerLine' | 'historyMaxAgeDays' | 'historyMaxFileMb'): number | undefined => {
+    const v = (values[flag] as string | undefined) ?? setting(name);
+    return v === undefined ? undefined : intOption(v, flag, 0);
+  };
+  const maxPerLine = limit('history-max-per-line', 'historyMaxPerLine');
+  const maxAgeDays = limit('history-max-age-days', 'historyMaxAgeDays');
+  const maxFileMb = limit('history-max-file-mb', 'historyMaxFileMb');
+  const sync = setting('historySync') ?? 'normal';
+  if (sync !== 'normal' && sync !== 'full') throw new HetmmError('E_ARGUMENT', `Expected HETMM_HISTORY_SYNC normal or full but received "${sync}"`);
+  return openRecord({
+    history,
+    ...(dataDir === undefined ? {} : { dataDir }),
+    ...((values['blob-dir'] ?? dataDir) === undefined ? {} : { filesDir: (values['blob-dir'] as string | undefined) ?? path.join(dataDir!, '.blobs') }),
+    synchronous: sync,
+    retention: {
+      ...(maxPerLine === undefined ? {} : { maxPerLine }),
+      ...(maxAgeDays === undefined ? {} : { maxAgeDays }),
+      ...(maxFileMb === undefined ? {} : { maxFileBytes: maxFileMb * 2 ** 20 }),
+    },
+  });
 }
 
 /** Each --store names a line (its file name without .hetmm), and no two the same one: usage errors (exit 2), before anything loads. */

@@ -15,8 +15,8 @@
  * Precision: options.precision, else 'float' (the registry in ../registry.ts
  * passes HETMM_MATCH_PRECISION here).
  * 'int8' (opt-in, AVX-512 VNNI CPUs) quantises query and templates per pixel
- * vector (./int8.ts) and runs matchLayer 3-5x faster end to end, with a
- * similarity error of about 1e-3 (docs/PERFORMANCE.md); shapes it does not
+ * vector (./int8.ts) and runs matchLayer several times faster, with a small
+ * similarity error (figures: docs/PERFORMANCE.md); shapes it does not
  * handle (width not a multiple of 16, windows over 15) use the float kernel
  * of the chosen variant. int8 always runs AVX-512 VNNI code.
  */
