@@ -10,7 +10,7 @@
  * in every process that reads the file, and needs nothing written besides
  * the change itself.
  */
-import type { Detector, Prediction } from '../detector/detector.js';
+import type { Detector } from '../detector/detector.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
 import { calibratedHeatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import type { TemplateStore } from '../store/index.js';

@@ -56,6 +56,7 @@ import type {
   InspectionExecutor,
   LineInfo,
   LineLoad,
+  PredictionMaps,
   PredictOutcome,
   PredictRequest,
 } from './executor.js';
