@@ -126,6 +126,9 @@ function publish(line: Line): void {
     version: storeVersion(store),
     threshold: storedThreshold(store.meta, line.detector.preset.name),
   };
+  // shared with the pipelines now (a new line: the whole store, before it serves; a change: its own templates),
+  // not in the first request after it
+  line.shared.state(line.published.snapshot, line.published.threshold?.value);
 }
 
 export class InProcessExecutor implements InspectionExecutor {
