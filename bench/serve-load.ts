@@ -2,8 +2,16 @@
  * Load test of `hetmm serve` on loopback, as ratios to in-process
  * Detector.predictMany measured in the same run (docs/SERVING.md).
  *
- *   npm run build && node dist/bench/serve-load.js [--seconds 30] [--soak 600] [--templates 60] [--out FILE.json]
+ *   npm run build && node dist/bench/serve-load.js [--seconds 30] [--soak 600] [--templates 60] [--stores float,int8] [--out FILE.json]
  *
+ * --stores int8 (issue 22): the default store of `hetmm fit` (int8 end to
+ * end), fitted from the first --templates Magnetic Tile normals; in-process
+ * `predictMany({ pipelines })` (hetmm predict's path, one pipeline per core,
+ * at most 8) over 24 Magnetic Tile test images, then the server at 4
+ * clients with ?maps=png and with ?maps=none, then in-process again: the
+ * ratio of the server's img/s to the mean of the two in-process runs.
+ *
+ * --stores float (the steps below):
  * 1. Builds a bottle store of --templates templates (the 10 normal bottle
  *    images of ../shared, repeated: the matching cost depends on the count,
  *    not on which images) in a temp dir.
@@ -21,7 +29,7 @@
  *    both and the ratios to their mean).
  * Everything stops by itself; the server child is killed on any exit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,12 +53,20 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '30' },
     soak: { type: 'string', default: '600' },
     templates: { type: 'string', default: '60' },
+    stores: { type: 'string', default: 'float,int8' },
     out: { type: 'string' },
   },
 });
 const SECONDS = Number(values.seconds);
 const SOAK = Number(values.soak);
 const TEMPLATES = Number(values.templates);
+const STORES = values.stores.split(',');
+const tile = path.resolve(repoRoot, '../shared/datasets/magnetic-tile/magnetic_tile');
+const jpgs = (dir: string): string[] =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith('.jpg') || f.endsWith('.png'))
+    .sort()
+    .map((f) => path.join(dir, f));
 
 const normals = [...pngs(path.join(bottle, 'train/good')), ...pngs(path.join(bottle, 'test/good'))];
 const queries = [...pngs(path.join(bottle, 'test/broken_large')), ...pngs(path.join(bottle, 'test/good'))];
@@ -82,28 +98,38 @@ async function buildStore(file: string): Promise<void> {
 async function inProcess(file: string): Promise<{ imagesPerSecond: number; cpuSecondsPerImage: number; images: number }> {
   const detector = await Detector.open({ model, store: file });
   try {
-    // warm-up
-    for await (const r of detector.predictMany(queries.slice(0, 2))) if (r.error) throw r.error;
-    const sources = Array.from({ length: 4000 }, (_, i) => queries[i % queries.length]!);
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    let images = 0;
-    // predictMany over a long list, stopped after SECONDS (the generator is closed by the break)
-    for await (const r of detector.predictMany(sources)) {
-      if (r.error) throw r.error;
-      images++;
-      if (performance.now() - t0 > SECONDS * 1000) break;
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    return { imagesPerSecond: images / seconds, cpuSecondsPerImage: (cpu.user + cpu.system) / 1e6 / images, images };
+    return await timedPredictMany(detector, queries, { warmUp: 2 });
   } finally {
     detector.dispose();
   }
 }
 
-function startServer(file: string): Promise<{ child: ChildProcess; base: string }> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--store', file, '--port', '0', '--model', model, '--log-level', 'warn'], {
+/** predictMany over `files`, cycled, after `warmUp` images, for SECONDS: images/s and CPU-seconds per image. */
+async function timedPredictMany(
+  detector: Detector,
+  files: readonly string[],
+  options: { warmUp: number; pipelines?: number },
+): Promise<{ imagesPerSecond: number; cpuSecondsPerImage: number; images: number }> {
+  const many = options.pipelines === undefined ? {} : { pipelines: options.pipelines };
+  for await (const r of detector.predictMany(files.slice(0, options.warmUp), many)) if (r.error) throw r.error; // pipelines: the threads start
+  const sources = Array.from({ length: 4000 }, (_, i) => files[i % files.length]!);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let images = 0;
+  // predictMany over a long list, stopped after SECONDS (the generator is closed by the break)
+  for await (const r of detector.predictMany(sources, many)) {
+    if (r.error) throw r.error;
+    images++;
+    if (performance.now() - t0 > SECONDS * 1000) break;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { imagesPerSecond: images / seconds, cpuSecondsPerImage: (cpu.user + cpu.system) / 1e6 / images, images };
+}
+
+function startServer(file: string, withModel = true): Promise<{ child: ChildProcess; base: string }> {
+  const args = ['serve', '--store', file, '--port', '0', ...(withModel ? ['--model', model] : []), '--log-level', 'warn'];
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   process.once('exit', () => child.kill('SIGKILL'));
@@ -145,7 +171,16 @@ interface LoadResult {
   eventLoopLagMaxMs: number;
 }
 
-async function load(base: string, line: string, clients: number, seconds: number, onTick?: () => Promise<void>): Promise<LoadResult> {
+async function load(
+  base: string,
+  line: string,
+  clients: number,
+  seconds: number,
+  onTick?: () => Promise<void>,
+  bodies: readonly Buffer[] = queryBytes,
+  query = '',
+  type = 'image/png',
+): Promise<LoadResult> {
   const latencies: number[] = [];
   let rejected = 0;
   let other = 0;
@@ -158,7 +193,7 @@ async function load(base: string, line: string, clients: number, seconds: number
     for (let i = k; performance.now() < deadline; i += clients) {
       const start = performance.now();
       try {
-        const r = await fetch(`${base}/v1/lines/${line}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(queryBytes[i % queryBytes.length]!) });
+        const r = await fetch(`${base}/v1/lines/${line}/predict${query}`, { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array(bodies[i % bodies.length]!) });
         const text = await r.text();
         if (r.status === 200) latencies.push(performance.now() - start);
         else if (r.status === 429) {
@@ -208,8 +243,78 @@ async function load(base: string, line: string, clients: number, seconds: number
   };
 }
 
+/** The int8 store (hetmm fit's default) of the first TEMPLATES Magnetic Tile normals, and 24 test images (6 of each of the first 4 classes). */
+function int8Inputs(file: string): string[] {
+  const train = jpgs(path.join(tile, 'train/good')).slice(0, TEMPLATES);
+  execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', file], { stdio: 'ignore' });
+  const classes = readdirSync(path.join(tile, 'test')).sort().slice(0, 4);
+  return classes.flatMap((c) => jpgs(path.join(tile, 'test', c)).slice(0, 6));
+}
+
+/** In-process pipelines (hetmm predict's path) over `files`, cycled, for SECONDS. */
+async function inProcessPipelines(file: string, files: readonly string[], pipelines: number): Promise<{ imagesPerSecond: number; cpuSecondsPerImage: number; images: number }> {
+  const detector = await Detector.open({ store: file });
+  try {
+    return await timedPredictMany(detector, files, { warmUp: 2 * pipelines, pipelines });
+  } finally {
+    detector.dispose();
+  }
+}
+
+/** The int8 part: server at 4 clients (PNG maps, no maps) against in-process pipelines before and after. */
+async function int8Run(dir: string): Promise<Record<string, unknown>> {
+  const file = path.join(dir, 'mt.hetmm');
+  log(`int8: fitting a ${TEMPLATES}-template Magnetic Tile store (hetmm fit, int8 end to end)`);
+  const files = int8Inputs(file);
+  const bodies = files.map((f) => readFileSync(f));
+  const pipelines = Math.max(1, Math.min(os.availableParallelism(), 8));
+  const loadStart = loadAverage();
+  log(`int8: in-process ${pipelines} pipelines (before)`);
+  const before = await inProcessPipelines(file, files, pipelines);
+  log(`  ${before.imagesPerSecond.toFixed(2)} img/s`);
+  const server = await startServer(file, false);
+  const points: Record<string, LoadResult> = {};
+  try {
+    const line = path.basename(file, '.hetmm');
+    for (const b of bodies.slice(0, 4)) await fetch(`${server.base}/v1/lines/${line}/predict?maps=png`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(b) });
+    for (const maps of ['png', 'none']) {
+      log(`int8: server, 4 clients, maps=${maps}`);
+      points[maps] = await load(server.base, line, 4, SECONDS, undefined, bodies, `?maps=${maps}`, 'image/jpeg');
+      log(`  ${JSON.stringify(points[maps])}`);
+    }
+  } finally {
+    server.child.kill('SIGTERM');
+    await new Promise((res) => server.child.once('exit', res));
+  }
+  log('int8: in-process pipelines (after)');
+  const afterRun = await inProcessPipelines(file, files, pipelines);
+  log(`  ${afterRun.imagesPerSecond.toFixed(2)} img/s`);
+  const baseline = (before.imagesPerSecond + afterRun.imagesPerSecond) / 2;
+  const ratio = (r: LoadResult): number => Math.round((r.imagesPerSecond / baseline) * 1000) / 1000;
+  return {
+    store: `int8 (hetmm fit default), ${TEMPLATES} Magnetic Tile normals; 24 test images`,
+    pipelines,
+    loadAverageStart: loadStart,
+    inProcessPipelines: { before, after: afterRun, meanImagesPerSecond: baseline },
+    server4ClientsPng: { ...points.png!, throughputRatio: ratio(points.png!) },
+    server4ClientsNoMaps: { ...points.none!, throughputRatio: ratio(points.none!) },
+    loadAverageEnd: loadAverage(),
+  };
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hetmm-serve-load-'));
+  if (!STORES.includes('float')) {
+    try {
+      const report = { command: `node dist/bench/serve-load.js --seconds ${SECONDS} --templates ${TEMPLATES} --stores int8`, int8: await int8Run(dir) };
+      const text = JSON.stringify(report, null, 2);
+      if (values.out !== undefined) writeFileSync(values.out, `${text}\n`);
+      process.stdout.write(`${text}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   const file = path.join(dir, 'bottle60.hetmm');
   const report: Record<string, unknown> = {
     command: `node dist/bench/serve-load.js --seconds ${SECONDS} --soak ${SOAK} --templates ${TEMPLATES}`,
@@ -277,6 +382,7 @@ async function main(): Promise<void> {
       soak: soak === undefined ? null : { ...soak, ...ratio(soak), memory },
       loadAverageEnd: loadAverage(),
     });
+    if (STORES.includes('int8')) report.int8 = await int8Run(dir);
     const text = JSON.stringify(report, null, 2);
     if (values.out !== undefined) writeFileSync(values.out, `${text}\n`);
     process.stdout.write(`${text}\n`);

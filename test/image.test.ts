@@ -338,6 +338,27 @@ test('heat-map overlay: jet colours, alpha blend, model and original sizes', asy
   await assert.rejects(renderHeatmapOverlay(fromBuffer, hot, 16, 16, { range: [0, 1], outSize: 'original' }), expectHetmm('E_ARGUMENT'));
 });
 
+test('heat-map overlay and mask: every pixel is jetColour blended over the image, at any PNG compression level', async () => {
+  const img = await loadImage(bottle, { size: [32, 32] });
+  const map = new Float32Array(32 * 32).map((_, i) => ((i * 7919) % 1009) / 1009 - 0.1); // values below, inside and above the range
+  const plane = 32 * 32;
+  const expected = new Uint8Array(plane * 3);
+  for (let i = 0; i < plane; i++) {
+    const t = (map[i]! - 0) / 0.8;
+    const colour = jetColour(t);
+    for (let c = 0; c < 3; c++) expected[i * 3 + c] = Math.round(0.7 * Math.round(Math.min(1, Math.max(0, img.data[c * plane + i]!)) * 255) + 0.3 * colour[c]!);
+  }
+  for (const compressionLevel of [undefined, 1, 9]) {
+    const png = await renderHeatmapOverlay(img, map, 32, 32, { range: [0, 0.8], alpha: 0.3, ...(compressionLevel === undefined ? {} : { compressionLevel }) });
+    const { data } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual(new Uint8Array(data), expected, `level ${compressionLevel ?? 'default'}`);
+    const mask = await encodeMaskPng(new Uint8Array([0, 1, 1, 0, 0, 1]), 2, 3, compressionLevel === undefined ? {} : { compressionLevel });
+    assert.deepEqual([...(await sharp(mask).toColourspace('b-w').raw().toBuffer())], [0, 255, 255, 0, 0, 255]);
+  }
+  await assert.rejects(renderHeatmapOverlay(img, map, 32, 32, { range: [0, 1], compressionLevel: 10 }), expectHetmm('E_ARGUMENT', 'compressionLevel'));
+  await assert.rejects(encodeMaskPng(new Uint8Array(1), 1, 1, { compressionLevel: 1.5 }), expectHetmm('E_ARGUMENT', 'compressionLevel'));
+});
+
 test('saveFloatMap writes a valid .npy (float32, shape (h, w))', async () => {
   const map = new Float32Array([1.5, -2.25, 3e-8, 65504, 0, -0]);
   const file = path.join(tmp, 'map.npy');

@@ -26,7 +26,7 @@ import { after, before, describe, it } from 'node:test';
 import { pipelinesOption, AUTO_PIPELINES_MIN_IMAGES } from '../src/cli/pipelines-option.js';
 import { Detector, type Prediction } from '../src/detector/detector.js';
 import { HetmmError } from '../src/errors.js';
-import type { FeatureStack, MatchOptions, QueryMap } from '../src/kernels/contract.js';
+import type { FeatureStack, MatchOptions, QueryMap, SharedLayer } from '../src/kernels/contract.js';
 import { loadBinding } from '../src/kernels/fast/binding.js';
 import { loadFastBackend, matchLayerInt8Reference, quantizeQueryInt8, quantizeTemplatesInt8 } from '../src/kernels/fast/index.js';
 import { referenceBackend } from '../src/kernels/reference/index.js';
@@ -110,6 +110,30 @@ describe('caller-thread kernels (matchSharedLayer)', () => {
       const reference = matchLayerInt8Reference(quantizeQueryInt8(query), quantizeTemplatesInt8(templates), k.n, options);
       assertClose(here.forward, reference.forward, 'forward vs int8 reference', 1e-6, 1e-5);
       assertClose(here.backward, reference.backward, 'backward vs int8 reference', 1e-6, 1e-5);
+    });
+  }
+
+  // a hot update shares only its own templates: into the earlier copy when it has room, rows other threads read untouched
+  for (const precision of ['float', 'int8'] as const) {
+    it(`${precision}: sharing a grown stack after an earlier share adds only the new templates and matches as a fresh share`, { skip: precision === 'int8' ? int8Skip : false }, async () => {
+      const k: Case = { n: 7, c: 12, h: 8, w: 16, f: 5, b: 3, dtype: 'float32' };
+      const { query, templates, options } = inputs(k, 90);
+      const fast = await loadFastBackend({ precision });
+      const view = (n: number): FeatureStack => ({ ...templates, shape: [n, k.c, k.h, k.w] });
+      const buffersOf = (layer: SharedLayer): ArrayBufferLike[] => (layer.kind === 'int8' ? [layer.templates.data.buffer, layer.templates.scale.buffer, layer.templates.sum.buffer] : [layer.stack.data.buffer]);
+      const first = fast.shareLayer(view(2), options);
+      const firstResult = fast.matchSharedLayer(first, query, options);
+      const grown = fast.shareLayer(view(3), options, first); // doubles: 3 > 2
+      assert.notDeepEqual(buffersOf(grown), buffersOf(first), 'a larger copy');
+      const inPlace = fast.shareLayer(view(4), options, grown); // room for 4
+      assert.deepEqual(buffersOf(inPlace), buffersOf(grown), 'the new template went into the same shared memory');
+      const again = fast.shareLayer(view(7), options, inPlace);
+      for (const [n, layer] of [[3, grown], [4, inPlace], [7, again]] as const) {
+        const fresh = fast.shareLayer(view(n), options);
+        assert.equal(layer.kind, fresh.kind);
+        assert.deepEqual(fast.matchSharedLayer(layer, query, options), fast.matchSharedLayer(fresh, query, options), `${n} templates`);
+      }
+      assert.deepEqual(fast.matchSharedLayer(first, query, options), firstResult, 'the first share still matches its 2 templates alone');
     });
   }
 

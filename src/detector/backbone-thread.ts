@@ -1,7 +1,7 @@
 /**
  * Decoding and the backbone on a worker thread (./backbone-worker.ts), for
  * Detector.predictMany (option backboneThread) and the server's uploads
- * (src/server/feature-thread.ts). onnxruntime-node runs a forward pass
+ * (until the server ran on pipelines). onnxruntime-node runs a forward pass
  * synchronously on the calling thread: on the main thread, the next image's
  * matching could not start, nor a finished match be scored, until it
  * returned, so the backbone and the matching pool took turns instead of

@@ -20,7 +20,7 @@ import { TemplateStore, type StoreNormal, type StoreRemoveOptions, type StoreRem
 import { storedThreshold } from './threshold.js';
 import { assertSameBackbone, lineTemplateSelection, openLineParts, presetFromMeta, type DetectorOptions } from './line.js';
 import { BackboneThread } from './backbone-thread.js';
-import { PipelinePool } from './pipelines.js';
+import { PipelinePool, SharedTemplates } from './pipelines.js';
 import { layerInputs, scoreResults, toPrediction, type Prediction } from './prediction.js';
 import { validateDetectorOptions, validateImageSource, validatePredictMany } from './validate.js';
 
@@ -50,6 +50,8 @@ export class Detector {
   #maxPixels: number | undefined;
   /** predictMany's pipeline threads, kept between calls (./pipelines.ts) */
   #pipelines: PipelinePool | undefined;
+  /** the templates the pipelines match, in shared memory (./pipelines.ts SharedTemplates) */
+  #shared: { readonly backend: KernelBackend; readonly preset: Preset; readonly templates: SharedTemplates } | undefined;
   /** onnxruntime threads the detector was opened with (predictMany's backbone thread uses the same) */
   #threads: number | undefined;
   /** template preselection (the line's templateSelection); undefined: exact ATMM over all templates */
@@ -85,6 +87,11 @@ export class Detector {
   /** The line's template preselection (k, grid, layer), or undefined: exact ATMM over all templates. */
   get templateSelection(): Required<TemplateSelection> | undefined {
     return this.#selector?.selection;
+  }
+
+  /** The preselection itself, for the server's pipelines (they take its descriptors in shared memory); undefined: exact. */
+  get templateSelector(): TemplateSelector | undefined {
+    return this.#selector;
   }
 
   /** Starts (or stops) template preselection; descriptors of the store's templates are computed at once. */
@@ -316,21 +323,14 @@ export class Detector {
     const { concurrency, backboneThread, pipelines } = validatePredictMany(sources, options);
     const snapshot = this.#store.snapshot();
     if (pipelines > 1 && snapshot.count > 0 && sources.length > 0) {
-      // kept for the next call while the store, preset and threshold stay the same (dispose() stops them)
-      const source = {
-        backbone: this.backbone,
-        backend: this.backend,
-        snapshot,
-        preset: this.preset,
-        threshold: this.threshold,
-        maxPixels: this.#maxPixels,
-        selector: this.#selector,
-      };
-      if (this.#pipelines?.fits(pipelines, source) !== true) {
+      // the templates are shared before any thread starts (a backend that cannot share them is refused first);
+      // the threads are kept for the next call while the backbone stays the same (dispose() stops them)
+      const state = this.#sharedTemplates().state(snapshot, this.threshold, this.#selector);
+      if (this.#pipelines?.fits(pipelines, this.backbone) !== true) {
         void this.#pipelines?.close();
-        this.#pipelines = new PipelinePool(pipelines, source);
+        this.#pipelines = new PipelinePool(pipelines, this.backbone);
       }
-      yield* this.#pipelines.run(sources);
+      yield* this.#pipelines.run(sources, state, this.#maxPixels);
       return;
     }
     const thread = backboneThread
@@ -368,6 +368,15 @@ export class Detector {
       await Promise.allSettled(inFlight); // a consumer that stops early: let started images finish before the thread goes
       await thread?.close();
     }
+  }
+
+  /** The store's templates in shared memory for pipelines, kept while the backend and preset stay the same. */
+  #sharedTemplates(): SharedTemplates {
+    const kept = this.#shared;
+    if (kept !== undefined && kept.backend === this.backend && kept.preset === this.preset) return kept.templates;
+    const templates = new SharedTemplates(this.backend, this.preset);
+    this.#shared = { backend: this.backend, preset: this.preset, templates };
+    return templates;
   }
 
   /** The deployment threshold stored with the templates, if it was calibrated with the current preset. */

@@ -1,21 +1,28 @@
 /**
- * Independent single-threaded pipelines (Detector.predictMany's `pipelines`):
- * N worker threads, each decoding an image, running the backbone in its own
- * 1-thread onnxruntime session and matching on its own thread
- * (matchSharedLayer: no shared kernel pool, no barrier), then scoring it.
- * On 2 cores, 2 pipelines of one thread each beat one pipeline of two
- * threads by ~18% (docs/PERFORMANCE.md, "Pipelines"): a multi-threaded
- * pipeline's threads meet at every onnxruntime operator and every matching
- * call, and wait there for each other.
+ * Independent single-threaded pipelines (Detector.predictMany's `pipelines`,
+ * and the in-process server's predictions): N worker threads, each decoding
+ * an image, running the backbone in its own 1-thread onnxruntime session and
+ * matching on its own thread (matchSharedLayer: no shared kernel pool, no
+ * barrier), then scoring it. On 2 cores, 2 pipelines of one thread each
+ * beat one pipeline of two threads (docs/PERFORMANCE.md, "Pipelines"): a
+ * multi-threaded pipeline's threads meet at every onnxruntime operator and
+ * every matching call, and wait there for each other.
  *
- * The templates are put into shared memory once, by the detector's backend
- * (its shareLayer capability: int8-quantised when it matches in int8), and
- * every pipeline reads the same copy with the backend of the same name and
- * precision (matchSharedLayer); a backend without that capability, or one
- * the threads cannot load by name, is an E_BACKEND error saying so, never a
- * quiet change of backend. A pipeline costs its own model session and
- * scratch (measured in docs/PERFORMANCE.md). A run matches against the
- * store as it was when the run started.
+ * A pool is one model's threads; what an image is matched against travels
+ * with each request (PipelineState: the templates in shared memory, their
+ * count, the preset, the threshold, the backend), so one pool serves every
+ * store of that model and a hot update reaches the very next prediction of
+ * every thread. The templates are put into shared memory by the detector's
+ * backend (its shareLayer capability: int8-quantised when it matches in
+ * int8), once per store and then only the appended ones (SharedTemplates),
+ * and every thread reads the same copy with the backend of the same name
+ * and precision (matchSharedLayer); a backend without that capability, or
+ * one the threads cannot load by name, is an E_BACKEND error saying so,
+ * never a quiet change of backend. A pipeline costs its own model session
+ * and scratch (measured in docs/PERFORMANCE.md).
+ *
+ * A thread that dies rejects its images with HetmmError E_INTERNAL; with
+ * `restart` (the server) the pool starts a new thread in its place.
  */
 import type { Backbone } from '../backbone/backbone.js';
 import type { BackboneDescription } from '../backbone/description.js';
@@ -25,13 +32,14 @@ import type { Preset } from '../matching/index.js';
 import type { TemplateSelection, TemplateSelector } from '../selection/nearest-templates.js';
 import type { StoreSnapshot } from '../store/index.js';
 import { WorkerThread } from '../threads/index.js';
+import type { MapsOption, PredictionMaps } from './maps.js';
 import type { Prediction } from './prediction.js';
+import type { StoredThreshold } from './threshold.js';
 
-/** What a pipeline thread needs besides its model (the 'init' message; shared memory is not copied). */
-export interface PipelineConfig {
-  readonly maxPixels?: number;
+/** What one image is matched against: sent with every request (shared memory is not copied). */
+export interface PipelineState {
   readonly preset: Preset;
-  /** per backbone layer, the snapshot's templates in shared memory */
+  /** per backbone layer, the templates in shared memory (SharedTemplates) */
   readonly layers: readonly SharedLayer[];
   readonly templates: number;
   readonly threshold?: number;
@@ -47,7 +55,7 @@ export interface PipelineSelection {
   readonly descriptors: Float32Array;
 }
 
-/** workerData of ./pipeline-worker.ts: the model, loaded while the templates are being shared. */
+/** workerData of ./pipeline-worker.ts: the model its thread loads. */
 export interface PipelineModel {
   readonly model: string;
   /** an embedded model's bytes (./store-backbone.ts) */
@@ -57,11 +65,44 @@ export interface PipelineModel {
   readonly modelSha256: string;
 }
 
-export type PipelineRequest = { readonly op: 'init'; readonly config: PipelineConfig } | { readonly op: 'predict'; readonly file: string };
+/** A served prediction (the server's answer): the figures and the rendered maps, not the maps' arrays. */
+export interface ServedPrediction {
+  readonly score: number;
+  readonly label?: 'ok' | 'defect';
+  readonly threshold?: number;
+  readonly templates: number;
+  readonly width: number;
+  readonly height: number;
+  readonly timings: { readonly decode: number; readonly backbone: number; readonly match: number; readonly score: number; readonly maps: number };
+  readonly maps: PredictionMaps;
+}
 
-/** A pipeline thread's answer: the prediction of a 'predict', nothing for 'init'. */
+/** An image decoded and its features extracted (a hot update's normals). */
+export interface PipelineFeatures {
+  readonly features: Float32Array[];
+  readonly decodeMs: number;
+  readonly backboneMs: number;
+}
+
+export type PipelineRequest =
+  | { readonly op: 'init' }
+  | { readonly op: 'predict'; readonly source: string; readonly state: PipelineState; readonly maxPixels?: number }
+  | {
+      readonly op: 'serve';
+      readonly source: Uint8Array;
+      readonly state: PipelineState;
+      readonly maxPixels?: number;
+      readonly maps: MapsOption;
+      /** the line's stored threshold, for the heat map's colour scale */
+      readonly mapThreshold?: StoredThreshold;
+    }
+  | { readonly op: 'features'; readonly source: Uint8Array; readonly maxPixels?: number };
+
+/** A pipeline thread's answer: by op, the prediction, the served prediction or the features. */
 export interface PipelineReply {
   readonly prediction?: Prediction;
+  readonly served?: ServedPrediction;
+  readonly features?: PipelineFeatures;
 }
 
 export interface PipelineOutcome {
@@ -70,36 +111,12 @@ export interface PipelineOutcome {
   readonly error?: Error;
 }
 
-/** What a pool's pipelines were built from: a detector state that differs needs new ones. */
-export interface PipelineSource {
-  readonly backbone: Backbone;
-  readonly backend: KernelBackend;
-  readonly snapshot: StoreSnapshot;
-  readonly preset: Preset;
-  readonly threshold: number | undefined;
-  readonly maxPixels: number | undefined;
-  readonly selector?: TemplateSelector | undefined;
-}
-
-function sameSource(a: PipelineSource, b: PipelineSource): boolean {
-  return (
-    a.backbone === b.backbone &&
-    a.backend === b.backend &&
-    a.snapshot.count === b.snapshot.count &&
-    a.snapshot.layers.every((stack, l) => stack.data.buffer === b.snapshot.layers[l]?.data.buffer) &&
-    a.preset === b.preset &&
-    a.threshold === b.threshold &&
-    a.maxPixels === b.maxPixels &&
-    a.selector === b.selector
-  );
-}
-
 /**
  * The backend's shareLayer, or E_BACKEND saying why pipelines cannot use it.
  * Asked before any thread starts: a thread stopped while onnxruntime loads
  * its model can abort the process at exit.
  */
-function sharingOf(backend: KernelBackend): NonNullable<KernelBackend['shareLayer']> {
+export function sharingOf(backend: KernelBackend): NonNullable<KernelBackend['shareLayer']> {
   if (backend.shareLayer === undefined || backend.matchSharedLayer === undefined) {
     throw new HetmmError(
       'E_BACKEND',
@@ -109,19 +126,49 @@ function sharingOf(backend: KernelBackend): NonNullable<KernelBackend['shareLaye
   return backend.shareLayer.bind(backend);
 }
 
-/** The pipelines' configuration: the snapshot's templates shared by the backend (`share`), at its precision. */
-function pipelineConfig(source: PipelineSource, share: NonNullable<KernelBackend['shareLayer']>): PipelineConfig {
-  const { backend, snapshot, preset } = source;
-  return {
-    ...(source.maxPixels === undefined ? {} : { maxPixels: source.maxPixels }),
-    preset,
-    layers: snapshot.layers.map((stack, l) => share(stack, preset.layers[l]!)),
-    templates: snapshot.count,
-    ...(source.threshold === undefined ? {} : { threshold: source.threshold }),
-    backend: backend.name,
-    precision: backend.precision ?? 'float',
-    ...(source.selector === undefined ? {} : { selection: { settings: source.selector.selection, descriptors: source.selector.sharedDescriptors(snapshot.layers) } }),
-  };
+/**
+ * One store's templates in shared memory, for the pipelines: shared by the
+ * detector's backend at its precision, once; later snapshots of the same
+ * growing buffers (appends: rows [0, count) are never written again, see
+ * src/store/template-store.ts) share only their new templates, so one copy
+ * serves every thread and every hot update costs its own templates only. A
+ * snapshot of other buffers (the store reallocated or re-read its file) is
+ * shared anew; the old copy goes with the last request that holds it.
+ */
+export class SharedTemplates {
+  readonly #backend: KernelBackend;
+  readonly #preset: Preset;
+  readonly #share: NonNullable<KernelBackend['shareLayer']>;
+  #shared: { readonly snapshot: StoreSnapshot; readonly layers: readonly SharedLayer[] } | undefined;
+
+  constructor(backend: KernelBackend, preset: Preset) {
+    this.#share = sharingOf(backend);
+    this.#backend = backend;
+    this.#preset = preset;
+  }
+
+  /** The pipelines' state for `snapshot` of the store, labelled with `threshold`; with `selector`, its descriptors in shared memory. */
+  state(snapshot: StoreSnapshot, threshold: number | undefined, selector?: TemplateSelector): PipelineState {
+    return {
+      preset: this.#preset,
+      layers: this.#layers(snapshot),
+      templates: snapshot.count,
+      ...(threshold === undefined ? {} : { threshold }),
+      backend: this.#backend.name,
+      precision: this.#backend.precision ?? 'float',
+      ...(selector === undefined ? {} : { selection: { settings: selector.selection, descriptors: selector.sharedDescriptors(snapshot.layers) } }),
+    };
+  }
+
+  #layers(snapshot: StoreSnapshot): readonly SharedLayer[] {
+    const before = this.#shared;
+    if (before?.snapshot === snapshot) return before.layers;
+    // the same buffers, as many or more templates: the earlier ones are unchanged
+    const extends_ = before !== undefined && snapshot.count >= before.snapshot.count && snapshot.layers.every((stack, l) => stack.data === before.snapshot.layers[l]?.data);
+    const layers = snapshot.layers.map((stack, l) => this.#share(stack, this.#preset.layers[l]!, extends_ ? before.layers[l] : undefined));
+    this.#shared = { snapshot, layers };
+    return layers;
+  }
 }
 
 /** One pipeline thread (src/threads/: it keeps the process alive only while it has work). */
@@ -130,66 +177,96 @@ function pipelineThread(model: PipelineModel): WorkerThread<PipelineRequest, Pip
 }
 
 /** images handed to a pipeline thread at a time: the one it works on and the next */
-const PIPELINE_DEPTH = 2;
+export const PIPELINE_DEPTH = 2;
 
 interface Task {
-  readonly file: string;
-  readonly resolve: (p: Prediction) => void;
+  readonly request: PipelineRequest;
+  readonly transfer: ArrayBuffer[];
+  readonly resolve: (reply: PipelineReply) => void;
   readonly reject: (e: unknown) => void;
 }
 
+interface Slot {
+  thread: WorkerThread<PipelineRequest, PipelineReply>;
+  /** settles when the thread loaded its model (rejects when it could not) */
+  ready: Promise<unknown>;
+  /** the thread answered 'init': a restart of a thread that never started would fail again */
+  started: boolean;
+}
+
+/** What a pool's threads run: the model of `backbone`. */
+export interface PipelinePoolOptions {
+  /** start a new thread in place of one that died (the server); default false (a run's images fail with E_INTERNAL) */
+  readonly restart?: boolean;
+}
+
 /**
- * `count` pipeline threads for one detector state (PipelineSource). Threads
- * take images from one queue, so concurrent runs share them fairly; idle
- * threads do not keep the process alive. close() stops them.
+ * `count` pipeline threads of one model. Threads take requests from one
+ * queue, so concurrent runs (and lines) share them fairly; idle threads do
+ * not keep the process alive. close() stops them.
  */
 export class PipelinePool {
   readonly count: number;
-  readonly #source: PipelineSource;
-  readonly #threads: WorkerThread<PipelineRequest, PipelineReply>[];
+  readonly #backbone: Backbone;
+  readonly #model: PipelineModel;
+  readonly #restart: boolean;
+  readonly #slots: Slot[];
   readonly #ready: Promise<unknown>;
   readonly #queue: Task[] = [];
+  #closed = false;
+  /** threads started in place of dead ones */
+  #restarts = 0;
 
-  constructor(count: number, source: PipelineSource) {
+  constructor(count: number, backbone: Backbone, options: PipelinePoolOptions = {}) {
     this.count = count;
-    this.#source = source;
-    const { backbone } = source;
-    const share = sharingOf(source.backend);
-    // the threads load their model while this thread shares the templates
-    const threads = Array.from(
-      { length: count },
-      () =>
-        pipelineThread({
-          model: backbone.modelPath,
-          ...(backbone.modelBytes === undefined ? {} : { modelBytes: backbone.modelBytes }),
-          description: backbone.description,
-          modelSha256: backbone.identity.modelSha256,
-        }),
-    );
-    this.#threads = threads;
+    this.#backbone = backbone;
+    this.#restart = options.restart === true;
+    this.#model = {
+      model: backbone.modelPath,
+      ...(backbone.modelBytes === undefined ? {} : { modelBytes: backbone.modelBytes }),
+      description: backbone.description,
+      modelSha256: backbone.identity.modelSha256,
+    };
+    const slots = Array.from({ length: count }, () => this.#startSlot());
+    this.#slots = slots;
     this.#ready = (async () => {
-      const config = pipelineConfig(source, share);
       // every thread's init settles before a failure closes them: one stopped while onnxruntime
       // loads its model can abort the process at exit
-      const inits = await Promise.allSettled(threads.map((t) => t.call({ op: 'init', config })));
+      const inits = await Promise.allSettled(slots.map((s) => s.ready));
       const failed = inits.find((r) => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
     })();
-    // reported to every run; the threads stop, so the detector's next run starts new ones
+    // reported to every request; the threads stop, so the detector's next run starts new ones
     this.#ready.catch(() => this.close());
   }
 
-  /** Whether this pool's pipelines serve `count` pipelines of this detector state. */
-  fits(count: number, source: PipelineSource): boolean {
-    return count === this.count && sameSource(source, this.#source) && this.#threads.some((t) => t.failure === undefined);
+  /** Resolves when every thread loaded its model; rejects with the first that could not. */
+  ready(): Promise<unknown> {
+    return this.#ready;
+  }
+
+  /** Whether this pool's threads are `count` pipelines of `backbone`, and some run. */
+  fits(count: number, backbone: Backbone): boolean {
+    return count === this.count && backbone === this.#backbone && this.alive;
+  }
+
+  /** true while a thread runs or can be restarted */
+  get alive(): boolean {
+    return !this.#closed && this.#slots.some((s) => s.thread.failure === undefined || (this.#restart && s.started));
+  }
+
+  /** threads started in place of dead ones (diagnostics, tests) */
+  get restarts(): number {
+    return this.#restarts;
   }
 
   /**
-   * Predicts `sources` and yields the outcomes in input order; a failing image
-   * yields an Error in its place. At most 3 images per pipeline are ahead of
-   * the consumer. Started images finish even when the consumer stops early.
+   * Predicts `sources` against `state` and yields the outcomes in input
+   * order; a failing image yields an Error in its place. At most 3 images
+   * per pipeline are ahead of the consumer. Started images finish even when
+   * the consumer stops early.
    */
-  async *run(sources: readonly string[]): AsyncGenerator<PipelineOutcome> {
+  async *run(sources: readonly string[], state: PipelineState, maxPixels?: number): AsyncGenerator<PipelineOutcome> {
     await this.#ready;
     // outcomes[i] is dropped once yielded: a run of thousands of images must not keep every prediction
     const outcomes: (Promise<PipelineOutcome> | undefined)[] = [];
@@ -198,8 +275,8 @@ export class PipelinePool {
       while (outcomes.length < sources.length && outcomes.length < consumed + (PIPELINE_DEPTH + 1) * this.count) {
         const source = sources[outcomes.length]!;
         outcomes.push(
-          this.#submit(source).then(
-            (prediction) => ({ source, prediction }),
+          this.#submit({ op: 'predict', source, state, ...(maxPixels === undefined ? {} : { maxPixels }) }).then(
+            (reply) => ({ source, prediction: reply.prediction! }),
             (e: unknown) => ({ source, error: e instanceof Error ? e : new Error(String(e)) }),
           ),
         );
@@ -219,39 +296,80 @@ export class PipelinePool {
     }
   }
 
+  /** Decodes `bytes` (moved to the thread), predicts it against `state` and renders `maps` there. */
+  async serve(bytes: Uint8Array, state: PipelineState, options: { maps: MapsOption; mapThreshold?: StoredThreshold; maxPixels?: number }): Promise<ServedPrediction> {
+    await this.#ready;
+    const request: PipelineRequest = { op: 'serve', source: bytes, state, ...options };
+    return (await this.#submit(request, transferable(bytes))).served!;
+  }
+
+  /** Decodes `bytes` (moved to the thread) and extracts its features. */
+  async features(bytes: Uint8Array, maxPixels?: number): Promise<PipelineFeatures> {
+    await this.#ready;
+    const request: PipelineRequest = { op: 'features', source: bytes, ...(maxPixels === undefined ? {} : { maxPixels }) };
+    return (await this.#submit(request, transferable(bytes))).features!;
+  }
+
   async close(): Promise<void> {
-    await Promise.all(this.#threads.map((t) => t.close()));
+    this.#closed = true;
+    await Promise.all(this.#slots.map((s) => s.thread.close()));
     this.#drain();
   }
 
-  #submit(file: string): Promise<Prediction> {
-    return new Promise<Prediction>((resolve, reject) => {
-      this.#queue.push({ file, resolve, reject });
+  #startSlot(): Slot {
+    const thread = pipelineThread(this.#model);
+    const slot: Slot = { thread, ready: thread.call({ op: 'init' }), started: false };
+    slot.ready.then(
+      () => {
+        slot.started = true;
+        this.#drain();
+      },
+      () => this.#drain(),
+    );
+    return slot;
+  }
+
+  #submit(request: PipelineRequest, transfer: ArrayBuffer[] = []): Promise<PipelineReply> {
+    return new Promise<PipelineReply>((resolve, reject) => {
+      this.#queue.push({ request, transfer, resolve, reject });
       this.#drain();
     });
   }
 
   #drain(): void {
+    if (this.#restart && !this.#closed) {
+      for (let i = 0; i < this.#slots.length; i++) {
+        const slot = this.#slots[i]!;
+        // a thread that ran and then died is replaced; one that never started would fail again
+        if (slot.thread.failure !== undefined && slot.started) {
+          this.#restarts++;
+          this.#slots[i] = this.#startSlot();
+        }
+      }
+    }
     // each thread gets its next image before it finishes the current one (PIPELINE_DEPTH), so it
     // never waits for this thread to be scheduled (on a loaded machine that wait was milliseconds)
     for (let depth = 1; depth <= PIPELINE_DEPTH; depth++) {
-      for (const thread of this.#threads) {
+      for (const slot of this.#slots) {
         if (this.#queue.length === 0) return;
-        if (thread.pending >= depth || thread.failure !== undefined) continue;
+        const thread = slot.thread;
+        if (!slot.started || thread.pending >= depth || thread.failure !== undefined) continue;
         const task = this.#queue.shift()!;
         thread
-          .call({ op: 'predict', file: task.file })
-          .then(
-            (reply) => task.resolve(reply.prediction!),
-            (e: unknown) => task.reject(e),
-          )
+          .call(task.request, task.transfer)
+          .then(task.resolve, task.reject)
           .finally(() => this.#drain());
       }
     }
-    // every thread stopped (a crash, or closed): the images no thread will take are errors, not lost
-    if (this.#threads.every((t) => t.failure !== undefined)) {
-      const failure = this.#threads[0]!.failure!;
+    // no thread runs or will (a crash, or closed): the requests no thread will take are errors, not lost
+    if (this.#queue.length > 0 && !this.alive) {
+      const failure = this.#slots.find((s) => s.thread.failure !== undefined)?.thread.failure ?? new HetmmError('E_INTERNAL', 'the pipeline threads were closed');
       for (const task of this.#queue.splice(0)) task.reject(failure);
     }
   }
+}
+
+/** The buffer of `bytes` when it can be moved to a thread (a view of its whole, unshared buffer). */
+function transferable(bytes: Uint8Array): ArrayBuffer[] {
+  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? [bytes.buffer] : [];
 }

@@ -11,23 +11,13 @@
  * in every process that reads the file, and needs nothing written besides
  * the change itself.
  */
-import type { Detector, Prediction } from '../detector/detector.js';
+import type { Detector } from '../detector/detector.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
-import { calibratedHeatmapRange, heatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
-import { encodeMaskPng, npyHeader, renderHeatmapOverlay } from '../image/index.js';
+import { calibratedHeatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import type { StoreNormal, TemplateStore } from '../store/index.js';
 
-/** Which maps a prediction returns: none, PNG images (heat-map overlay and mask), or the raw float map as .npy. */
-export type MapsOption = 'none' | 'png' | 'npy';
-
-export interface PredictionMaps {
-  /** colour heat map blended over the (resized) image, RGB PNG */
-  readonly heatmapPng?: Buffer;
-  /** pixels over the threshold, 8-bit grey PNG (only when the line has a threshold) */
-  readonly maskPng?: Buffer;
-  /** raw ATMM anomaly map, float32 .npy [height, width] */
-  readonly anomalyNpy?: Buffer;
-}
+export type { MapsOption, PredictionMaps } from '../detector/maps.js';
+export { renderMaps } from '../detector/maps.js';
 
 /** A line as /v1/lines/{line} shows it, less its name and version. */
 export interface LineDescription {
@@ -78,21 +68,6 @@ export function describeLine(detector: Detector, templates: number, t: StoredThr
     precision: int8BackboneName(detector.store.meta) === undefined ? 'float' : 'int8',
     matching: detector.backend.precision ?? 'float',
   };
-}
-
-/** The maps a request asked for, on the calibrated colour scale. */
-export async function renderMaps(p: Prediction, maps: MapsOption, threshold: StoredThreshold | undefined): Promise<PredictionMaps> {
-  if (maps === 'none') return {};
-  if (maps === 'npy') {
-    const data = Buffer.from(p.anomalyMap.buffer, p.anomalyMap.byteOffset, p.anomalyMap.byteLength);
-    return { anomalyNpy: Buffer.concat([npyHeader([p.height, p.width]), data]) };
-  }
-  const range = heatmapRange(p, threshold === undefined ? {} : { threshold }, threshold?.preset ?? '');
-  const heatmapPng = await renderHeatmapOverlay(p.image, p.pixelMap, p.height, p.width, { range, alpha: 0.5 });
-  if (p.threshold === undefined) return { heatmapPng };
-  const mask = new Uint8Array(p.height * p.width);
-  for (let i = 0; i < mask.length; i++) mask[i] = p.pixelMap[i]! > p.threshold ? 1 : 0;
-  return { heatmapPng, maskPng: await encodeMaskPng(mask, p.height, p.width) };
 }
 
 /**

@@ -41,12 +41,29 @@ export async function encodeMapPng16(map: Float32Array, h: number, w: number, ra
   return (await loadSharp())(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16').png().toBuffer();
 }
 
+/** zlib level of the PNGs written here, default sharp's (6). */
+export interface PngOptions {
+  /**
+   * 0-9. The same pixels either way; a serving door answering per request
+   * uses 1 (less encoding CPU, larger files: docs/PERFORMANCE.md, "The server on the pipelines").
+   */
+  readonly compressionLevel?: number;
+}
+
+function pngOptions(options: PngOptions): { compressionLevel?: number } {
+  const level = options.compressionLevel;
+  if (level === undefined) return {};
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new HetmmError('E_ARGUMENT', `Expected compressionLevel as an integer 0-9 but received ${String(level)}`);
+  return { compressionLevel: level };
+}
+
 /** An 8-bit grey PNG: 0 -> black, non-zero -> white (255). */
-export async function encodeMaskPng(mask: Uint8Array, h: number, w: number): Promise<Buffer> {
+export async function encodeMaskPng(mask: Uint8Array, h: number, w: number, options: PngOptions = {}): Promise<Buffer> {
   checkMap(mask, h, w, 'mask');
+  const png = pngOptions(options);
   const pixels = new Uint8Array(h * w);
   for (let i = 0; i < pixels.length; i++) pixels[i] = mask[i] ? 255 : 0;
-  return (await loadSharp())(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+  return (await loadSharp())(pixels, { raw: { width: w, height: h, channels: 1 } }).toColourspace('b-w').png(png).toBuffer();
 }
 
 /**
@@ -56,11 +73,15 @@ export async function encodeMaskPng(mask: Uint8Array, h: number, w: number): Pro
  */
 export function jetColour(t: number): [number, number, number] {
   const x = t > 0 ? (t < 1 ? t : 1) : 0;
-  const ch = (c: number): number => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * x - c))));
-  return [ch(3), ch(2), ch(1)];
+  return [jetChannel(x, 3), jetChannel(x, 2), jetChannel(x, 1)];
 }
 
-export interface OverlayOptions {
+/** One channel of jetColour for x in [0, 1] (c = 3 red, 2 green, 1 blue): the overlay's per-pixel loop, without an array per pixel. */
+function jetChannel(x: number, c: number): number {
+  return Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * x - c))));
+}
+
+export interface OverlayOptions extends PngOptions {
   /** Map values mapped to the colour scale's ends. */
   readonly range: readonly [number, number];
   /** Weight of the colour map over the image, in [0, 1]; default 0.5. */
@@ -84,6 +105,7 @@ export async function renderHeatmapOverlay(
   checkRange(options.range);
   const alpha = options.alpha ?? 0.5;
   if (!(alpha >= 0 && alpha <= 1)) throw new HetmmError('E_ARGUMENT', `Expected alpha in [0, 1] but received ${String(alpha)}`);
+  const png = pngOptions(options);
   const outSize = options.outSize ?? 'model';
   if (outSize !== 'model' && outSize !== 'original') {
     throw new HetmmError('E_ARGUMENT', `Expected outSize 'model' or 'original' but received ${JSON.stringify(outSize)}`);
@@ -129,10 +151,11 @@ export async function renderHeatmapOverlay(
   const [lo, hi] = options.range;
   const out = new Uint8Array(H * W * 3);
   for (let i = 0; i < H * W; i++) {
-    const colour = jetColour(normalise(resizedMap[i], lo, hi));
-    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round((1 - alpha) * basePixels[i * 3 + c] + alpha * colour[c]);
+    const x = normalise(resizedMap[i], lo, hi); // in [0, 1], as jetColour clamps it
+    // red, green, blue: jetColour's channels 3, 2, 1
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round((1 - alpha) * basePixels[i * 3 + c] + alpha * jetChannel(x, 3 - c));
   }
-  return (await loadSharp())(out, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+  return (await loadSharp())(out, { raw: { width: W, height: H, channels: 3 } }).png(png).toBuffer();
 }
 
 /**

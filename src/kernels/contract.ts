@@ -98,8 +98,13 @@ export interface KernelBackend {
    * such a layer synchronously on the calling thread (any thread the layer
    * was posted to, with the backend of the same name and precision loaded
    * there), with the same results as matchLayer. Both or neither.
+   * `previous`: a layer this backend shared of the same templates' first
+   * `previous` count (a store that grew by appends): only the new templates
+   * are shared, into its memory when it has room (rows below its count,
+   * which other threads may be matching, are never written), else into a
+   * larger copy (capacity doubling).
    */
-  shareLayer?(stack: FeatureStack, options: MatchOptions): SharedLayer;
+  shareLayer?(stack: FeatureStack, options: MatchOptions, previous?: SharedLayer): SharedLayer;
   matchSharedLayer?(layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult;
   /**
    * Capability: matchLayer against the templates `indices` of `templates`

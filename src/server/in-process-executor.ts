@@ -14,24 +14,35 @@
  * watched (src/store/file-watch.ts) and their appends are read and
  * published, serialised with this server's own changes.
  *
+ * Predictions run on the predict command's pipelines (src/detector/pipelines.ts):
+ * per backbone model a pool of single-threaded pipeline threads (decode,
+ * backbone, matching, scoring and the maps' PNG encoding), shared by the
+ * lines of that model. Each request carries its line's pinned state (the
+ * templates in shared memory, one copy per line extended by each append,
+ * the threshold), so the next prediction after a change uses it in every
+ * thread. A thread that dies answers its requests with E_INTERNAL and is
+ * restarted. Hot updates extract their normals' features on the same
+ * threads.
+ *
  * Version = templates + meta.revision (../fit/line-state.ts).
  */
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
+import os from 'node:os';
 import { Backbone } from '../backbone/backbone.js';
 import { Detector } from '../detector/detector.js';
 import { servedLineOptions } from '../detector/line.js';
+import { PIPELINE_DEPTH, PipelinePool, SharedTemplates, type PipelineFeatures } from '../detector/pipelines.js';
 import { storedThreshold, type StoredThreshold } from '../detector/threshold.js';
+import { setting } from '../config.js';
 import { isHetmmError } from '../errors.js';
 import { fitStore } from '../fit/fit-store.js';
-import { describeLine, metaWithThreshold, normalsOf, renderMaps, storeVersion } from '../fit/line-state.js';
+import { describeLine, metaWithThreshold, normalsOf, storeVersion } from '../fit/line-state.js';
 import { isUnknownNormalError, type StoreSnapshot } from '../store/index.js';
 import { watchStoreFile } from '../store/file-watch.js';
 import { DEFAULT_MAX_PIXELS } from '../image/index.js';
 import type { BackendPreference } from '../kernels/index.js';
 import { ServerError } from './errors.js';
-import { FeatureThread, type PreparedImage } from './feature-thread.js';
-import { int8BackboneName } from '../detector/store-backbone.js';
 import { quantizeOnThread } from '../detector/quantize-thread.js';
 import { hotUpdateId } from '../store/update-id.js';
 import type {
@@ -46,6 +57,7 @@ import type {
   LineInfo,
   LineLoad,
   NormalsList,
+  PredictionMaps,
   PredictOutcome,
   PredictRequest,
   RemoveNormalsOutcome,
@@ -60,6 +72,10 @@ export interface InProcessExecutorOptions {
   readonly dataDir?: string;
   readonly model?: string;
   readonly backend?: BackendPreference;
+  /**
+   * cores to use: the number of pipeline threads per backbone model (default
+   * the threads setting, HETMM_THREADS, else one per core; at most 8)
+   */
   readonly threads?: number;
   /**
    * Whole-pipeline precision, as Detector.open's: default each store's own
@@ -70,7 +86,7 @@ export interface InProcessExecutorOptions {
   readonly precision?: 'float' | 'int8';
   /** matching precision only (default: the line service's rule, src/detector/line.ts) */
   readonly matchPrecision?: 'float' | 'int8';
-  /** predictions computed at once per line; default 2 (overlaps one image's backbone with another's matching) */
+  /** predictions computed at once per line; default 2 per pipeline thread (each thread has its next image at hand) */
   readonly concurrency?: number;
   /** predictions waiting per line before 429; default 8 */
   readonly queueLimit?: number;
@@ -88,8 +104,12 @@ interface Line {
   readonly name: string;
   readonly file: string;
   readonly detector: Detector;
-  /** decoding and the backbone of this line's store (its int8 backbone for an int8 store), off the event loop */
-  readonly thread: FeatureThread;
+  /** the pipeline threads of this line's backbone model (an int8 store's own int8 backbone) */
+  readonly pool: PipelinePool;
+  /** its pool key (#pools) */
+  readonly poolKey: string;
+  /** the templates in shared memory, for the pipelines */
+  readonly shared: SharedTemplates;
   readonly queue: LineQueue;
   /** true for --store lines: the API does not delete the operator's file */
   readonly pinned: boolean;
@@ -108,6 +128,9 @@ function publish(line: Line): void {
     version: storeVersion(store),
     threshold: storedThreshold(store.meta, line.detector.preset.name),
   };
+  // shared with the pipelines now (a new line: the whole store, before it serves; a change: its own templates),
+  // not in the first request after it
+  line.shared.state(line.published.snapshot, line.published.threshold?.value, line.detector.templateSelector);
 }
 
 export class InProcessExecutor implements InspectionExecutor {
@@ -121,15 +144,12 @@ export class InProcessExecutor implements InspectionExecutor {
   readonly #events = new EventEmitter();
   #closing = false;
   /**
-   * Decoding and the backbone, off the event loop: one thread per backbone
-   * model. '' keys the server's own model (--model or the default), shared
-   * by the float stores and the lines created over HTTP (started with the
-   * first of them or with a data directory); each int8 store has its own int8 backbone (quantised on its
-   * normals), keyed by its path, hence its own thread.
+   * The pipeline threads, one pool per backbone model, keyed by the model's
+   * sha256: the float stores of the server's model share one, each int8
+   * store (its own int8 backbone, quantised on its normals) has its own.
+   * With its users (lines, fits in progress): the last one closes it.
    */
-  readonly #threads = new Map<string, Promise<FeatureThread>>();
-  /** the '' thread, started by open with a data directory */
-  #ownThread: FeatureThread | undefined;
+  readonly #pools = new Map<string, { readonly pool: PipelinePool; users: number }>();
   #pending = new Set<Promise<unknown>>();
 
   private constructor(options: InProcessExecutorOptions) {
@@ -157,8 +177,6 @@ export class InProcessExecutor implements InspectionExecutor {
       }
     }
     try {
-      // the server's own model: for lines created over HTTP (and the float stores, which start it anyway)
-      if (options.dataDir !== undefined) executor.#ownThread = await executor.#threadFor(undefined);
       for (const f of files) {
         if (executor.#lines.has(f.name) || executor.#broken.has(f.name)) throw new ServerError('E_ARGUMENT', `two stores would both serve line '${f.name}': rename one file`);
         let detector: Detector;
@@ -171,21 +189,24 @@ export class InProcessExecutor implements InspectionExecutor {
           executor.#broken.set(f.name, `${e.code}: ${e.message}`);
           continue;
         }
-        executor.#lines.set(f.name, executor.#newLine(f.name, f.file, detector, await executor.#threadFor(detector).catch((e: unknown) => {
+        try {
+          // the threads load their model before the server answers: a model that does not load fails the start
+          executor.#lines.set(f.name, await executor.#newLine(f.name, f.file, detector, f.pinned));
+        } catch (e) {
           detector.dispose();
           throw e;
-        }), f.pinned));
+        }
       }
     } catch (e) {
       for (const line of executor.#lines.values()) line.detector.dispose();
-      await executor.#closeThreads();
+      await executor.#closePools();
       throw e;
     }
     return executor;
   }
 
   ready(): boolean {
-    return !this.#closing && this.#ownThread?.alive !== false && [...this.#lines.values()].every((l) => l.thread.alive);
+    return !this.#closing && [...this.#lines.values()].every((l) => l.pool.alive);
   }
 
   lineNames(): string[] {
@@ -209,25 +230,28 @@ export class InProcessExecutor implements InspectionExecutor {
     }
     return this.#track(
       line.queue.run(async (queued) => {
-        const prepared = await this.#prepare(line.thread, request.image);
         checkSignal(request.signal);
-        // One instant: the snapshot, the threshold and the version agree.
+        // One instant: the snapshot, the threshold and the version agree; the request carries them to its thread.
         const pinned = line.published;
-        const p = await line.detector.predict(prepared.image, { snapshot: pinned.snapshot, threshold: pinned.threshold?.value, features: prepared.features });
+        const state = line.shared.state(pinned.snapshot, pinned.threshold?.value, line.detector.templateSelector);
+        const p = await this.#onPipeline(request.image, () =>
+          line.pool.serve(new Uint8Array(request.image.bytes), state, {
+            maps: request.maps,
+            ...(pinned.threshold === undefined ? {} : { mapThreshold: pinned.threshold }),
+            maxPixels: this.#maxPixels(),
+          }),
+        );
         checkSignal(request.signal);
-        const t1 = performance.now();
-        const maps = await renderMaps(p, request.maps, pinned.threshold);
-        const mapsMs = performance.now() - t1;
         const outcome: PredictOutcome = {
           line: line.name,
           score: p.score,
           ...(p.label === undefined ? {} : { label: p.label, threshold: p.threshold }),
           templates: p.templates,
           version: pinned.version,
-          width: prepared.image.originalWidth,
-          height: prepared.image.originalHeight,
-          timings: { queue: queued, decode: prepared.decodeMs, backbone: prepared.backboneMs, match: p.timings.match, score: p.timings.score, maps: mapsMs },
-          maps,
+          width: p.width,
+          height: p.height,
+          timings: { queue: queued, ...p.timings },
+          maps: asBuffers(p.maps),
         };
         this.#emit({
           type: 'verdict',
@@ -254,7 +278,7 @@ export class InProcessExecutor implements InspectionExecutor {
       const features: Float32Array[][] = [];
       for (const upload of images) {
         checkSignal(options.signal);
-        features.push((await this.#prepare(line.thread, upload)).features);
+        features.push((await this.#features(line.pool, upload)).features);
       }
       // One locked, fsynced append record; other processes' appends to the file are merged in too.
       // Images the store holds by id (a repeated key, a prediction marked twice) are not appended again.
@@ -328,7 +352,8 @@ export class InProcessExecutor implements InspectionExecutor {
     this.#creating.add(name);
     const file = storePathInDataDir(dataDir, name);
     const work = (async (): Promise<LineInfo> => {
-      let int8Thread: string | undefined;
+      // the pool the fit's features ran on (its model's), held until the line holds it
+      let fitPool: string | undefined;
       const stage = { quantize: 'quantize', fit: 'features', calibrate: 'calibrate' } as const;
       // hetmm fit's own path (fitStore), with the backbone on this server's threads: the same images give the same store and threshold
       const fitted = await fitStore(
@@ -350,27 +375,27 @@ export class InProcessExecutor implements InspectionExecutor {
               return quantizeOnThread({ images: images.map((i) => i.bytes), model, inputSize, maxPixels: this.#maxPixels(), ...(this.#options.threads === undefined ? {} : { threads: this.#options.threads }) });
             },
             features: async (detector, index) => {
-              if (precision === 'int8') int8Thread = detector.backbone.modelPath;
-              return this.#prepare(await this.#threadFor(detector, precision === 'int8'), images[index]!).then((p) => p.features);
+              if (fitPool === undefined) fitPool = this.#acquirePool(detector).key;
+              return this.#features(this.#pools.get(fitPool)!.pool, images[index]!).then((p) => p.features);
             },
           },
         },
       ).catch(async (e: unknown) => {
-        // an int8 line's feature thread (its embedded model's) is its own
-        if (int8Thread !== undefined) await this.#closeThread(int8Thread);
+        if (fitPool !== undefined) await this.#releasePool(fitPool);
         throw e;
       });
       const detector = fitted.detector;
       try {
         onProgress?.({ stage: 'save', done: 1, total: 1 });
-        const line = this.#newLine(name, file, detector, await this.#threadFor(detector), false);
+        const line = await this.#newLine(name, file, detector, false);
         this.#lines.set(name, line);
         this.#emitStore(line, 'created');
         return this.lineInfo(name);
       } catch (e) {
         detector.dispose();
-        if (int8BackboneName(detector.store.meta) !== undefined) await this.#closeThread(detector.backbone.modelPath);
         throw e;
+      } finally {
+        if (fitPool !== undefined) await this.#releasePool(fitPool);
       }
     })();
     try {
@@ -390,9 +415,9 @@ export class InProcessExecutor implements InspectionExecutor {
       this.#lines.delete(name);
       await line.queue.drained();
       await rm(line.file, { force: true });
-      // An int8 store's feature thread is its own. Its model is inside the store file (or, an older store,
-      // in sidecar files that other stores may name too: left in place, never deleted with a line).
-      if (int8BackboneName(line.detector.store.meta) !== undefined) await this.#closeThread(line.detector.backbone.modelPath);
+      // An int8 store's pipelines are its own (the last user closes a pool). Its model is inside the store file
+      // (or, an older store, in sidecar files that other stores may name too: left in place, never deleted with a line).
+      await this.#releasePool(line.poolKey);
       line.detector.dispose();
       this.#emit({ type: 'store', line: name, change: 'deleted', templates: 0, version: line.published.version, at: new Date().toISOString() });
     });
@@ -421,57 +446,63 @@ export class InProcessExecutor implements InspectionExecutor {
     for (const line of this.#lines.values()) await line.writes.catch(() => undefined);
     for (const line of this.#lines.values()) line.detector.dispose();
     this.#lines.clear();
-    await this.#closeThreads();
+    await this.#closePools();
   }
 
-  /** Closes the feature thread started under `key` (an int8 model's), unless a line still runs on it. */
-  async #closeThread(key: string): Promise<void> {
-    const pending = this.#threads.get(key);
-    if (pending === undefined) return;
-    const thread = await pending.catch(() => undefined);
-    if (thread !== undefined && [...this.#lines.values()].some((l) => l.thread === thread)) return;
-    this.#threads.delete(key);
-    await thread?.close();
+  /** This many pipelines per backbone model: the threads option, else the threads setting (HETMM_THREADS), else one per core; at most 8. */
+  #pipelineCount(): number {
+    const configured = this.#options.threads ?? Number(setting('threads') ?? NaN);
+    const count = Number.isInteger(configured) && configured > 0 ? configured : os.availableParallelism();
+    return Math.max(1, Math.min(count, MAX_PIPELINES));
   }
 
-  async #closeThreads(): Promise<void> {
-    const threads = [...this.#threads.values()];
-    this.#threads.clear();
-    await Promise.allSettled(threads.map(async (t) => (await t).close()));
-  }
-
-  /**
-   * The feature thread running `detector`'s backbone model (undefined: the
-   * server's own model, --model or the default), started on first use and
-   * checked to load the same model as the detector. `int8`: the detector runs
-   * an int8 store's own backbone (default: its store names one; a line being
-   * fitted int8 does not yet).
-   */
-  async #threadFor(detector: Detector | undefined, int8 = detector !== undefined && int8BackboneName(detector.store.meta) !== undefined): Promise<FeatureThread> {
-    const ownModel = detector === undefined || !int8;
-    const key = ownModel ? '' : detector.backbone.modelPath;
-    let pending = this.#threads.get(key);
-    if (pending === undefined) {
-      const o = this.#options;
-      const model = ownModel ? o.model : detector.backbone.modelPath;
-      pending = FeatureThread.start({ ...(model === undefined ? {} : { model }), ...(o.threads === undefined ? {} : { threads: o.threads }) }, undefined);
-      this.#threads.set(key, pending);
-      pending.catch(() => this.#threads.delete(key)); // a later line retries
+  /** The pipeline pool of `detector`'s backbone model, started on first use; one more user. */
+  #acquirePool(detector: Detector): { key: string; pool: PipelinePool } {
+    const key = detector.backbone.identity.modelSha256;
+    let entry = this.#pools.get(key);
+    if (entry === undefined || !entry.pool.alive) {
+      const pool = new PipelinePool(this.#pipelineCount(), detector.backbone, { restart: true });
+      pool.ready().catch(() => undefined); // reported to the line that starts it and to every request
+      entry = { pool, users: entry?.users ?? 0 };
+      this.#pools.set(key, entry);
     }
-    const thread = await pending;
-    if (detector !== undefined && thread.modelSha256 !== detector.backbone.identity.modelSha256) {
-      throw new ServerError('E_MODEL_INVALID', `the feature thread loaded another model than the store's detector (${detector.backbone.modelPath} changed on disk?)`);
-    }
-    return thread;
+    entry.users++;
+    return { key, pool: entry.pool };
   }
 
-  #newLine(name: string, file: string, detector: Detector, thread: FeatureThread, pinned: boolean): Line {
+  /** One user less of the pool under `key`; the last one closes it. */
+  async #releasePool(key: string): Promise<void> {
+    const entry = this.#pools.get(key);
+    if (entry === undefined || --entry.users > 0) return;
+    this.#pools.delete(key);
+    await entry.pool.close();
+  }
+
+  async #closePools(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(pools.map((p) => p.pool.close()));
+  }
+
+  /** A line serving `detector`, its pipelines started (and their model loaded). */
+  async #newLine(name: string, file: string, detector: Detector, pinned: boolean): Promise<Line> {
+    // a backend that cannot share its templates with the pipelines is refused before any thread starts
+    const shared = new SharedTemplates(detector.backend, detector.preset);
+    const { key, pool } = this.#acquirePool(detector);
+    try {
+      await pool.ready();
+    } catch (e) {
+      await this.#releasePool(key);
+      throw e;
+    }
     const line: Line = {
       name,
       file,
       detector,
-      thread,
-      queue: new LineQueue(this.#options.concurrency ?? 2, this.#options.queueLimit ?? 8),
+      pool,
+      poolKey: key,
+      shared,
+      queue: new LineQueue(this.#options.concurrency ?? PIPELINE_DEPTH * pool.count, this.#options.queueLimit ?? 8),
       pinned,
       published: undefined as unknown as Published,
       writes: Promise.resolve(),
@@ -526,10 +557,16 @@ export class InProcessExecutor implements InspectionExecutor {
     return [...this.#broken.entries()].map(([line, reason]) => ({ line, state: 'failed' as const, reason }));
   }
 
-  /** Decodes an upload and extracts its features on the line's feature thread; errors name the upload. */
-  async #prepare(thread: FeatureThread, upload: ImageUpload): Promise<PreparedImage> {
+  /** Decodes an upload and extracts its features on a pipeline thread. */
+  #features(pool: PipelinePool, upload: ImageUpload): Promise<PipelineFeatures> {
+    // a copy: the upload stays with its request (a prediction's "mark as normal"), the copy moves to the thread
+    return this.#onPipeline(upload, () => pool.features(new Uint8Array(upload.bytes), this.#maxPixels()));
+  }
+
+  /** Runs `work` on the pipelines for `upload`; errors name the upload. */
+  async #onPipeline<T>(upload: ImageUpload, work: () => Promise<T>): Promise<T> {
     try {
-      return await thread.prepare(upload.bytes, this.#maxPixels());
+      return await work();
     } catch (e) {
       // The library names the source '<buffer>'; the operator knows the upload by its name.
       if (isHetmmError(e)) e.message = e.message.replace("'<buffer>'", JSON.stringify(upload.name));
@@ -589,6 +626,20 @@ export class InProcessExecutor implements InspectionExecutor {
 function unknownNormal(e: unknown): never {
   if (isUnknownNormalError(e)) throw new ServerError('E_NOT_FOUND', (e as Error).message, { cause: e });
   throw e;
+}
+
+/** pipelines per model at most (each holds its own model session) */
+const MAX_PIPELINES = 8;
+
+/** Maps from a pipeline thread (views, after the structured copy) as Buffers again. */
+function asBuffers(maps: PredictionMaps): PredictionMaps {
+  const wrap = (b: Uint8Array | undefined): Buffer | undefined => (b === undefined ? undefined : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  const out: { heatmapPng?: Buffer; maskPng?: Buffer; anomalyNpy?: Buffer } = {};
+  for (const k of ['heatmapPng', 'maskPng', 'anomalyNpy'] as const) {
+    const b = wrap(maps[k]);
+    if (b !== undefined) out[k] = b;
+  }
+  return out;
 }
 
 function checkSignal(signal: AbortSignal | undefined): void {

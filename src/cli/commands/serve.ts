@@ -12,7 +12,7 @@ import { backendOption, COMMON_OPTIONS, INT8_OPTION, intOption, parse, precision
 
 export const SERVE_USAGE = `usage: hetmm serve --store STORE [--store STORE ...] | --data-dir DIR | --redis URL [--blob-dir DIR]
                    [--port 8080] [--host 127.0.0.1] [--allowed-hosts NAME,...] [--token-file FILE]
-                   [--concurrency 2] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 67108864]
+                   [--concurrency 2xN] [--queue 8] [--timeout 30] [--body-limit-mb 32] [--max-pixels 67108864]
                    [--model PATH] [--backend auto|reference|fast] [--threads N] [--precision float|int8] [--log-level info]
                    [--history sqlite|off|postgres://...] [--history-max-per-line N] [--history-max-age-days N] [--history-max-file-mb N]
 
@@ -27,6 +27,10 @@ they arrived at or one of --allowed-hosts are refused (403, against DNS
 rebinding). A store in --data-dir that does not open is listed as broken
 (GET /v1/lines) and the other lines are served. SIGTERM or SIGINT finishes
 accepted work and stops. Details: docs/SERVING.md.
+Predictions run on N single-threaded pipelines per backbone model (as
+hetmm predict --pipelines): --threads N, default HETMM_THREADS, else one per
+core (at most 8); --concurrency predictions per line at once, default 2 per
+pipeline.
 Precision: each store's own by default: a store fitted int8 end to end (the
 default of hetmm fit) runs the int8 backbone embedded in it
 for uploads and hot updates, and int8 matching; a float store the float

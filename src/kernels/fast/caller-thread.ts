@@ -31,17 +31,29 @@ export function nativeQuantizer(binding: NativeBinding): MapQuantizer {
  * int8 kernel handles the shape): quantised straight into shared memory, about
  * a quarter of the float32 bytes. Float: one copy of the features.
  */
-export function shareLayer(binding: NativeBinding, variant: NativeVariant, precision: MatchPrecision, stack: FeatureStack, options: MatchOptions): SharedLayer {
+export function shareLayer(
+  binding: NativeBinding,
+  variant: NativeVariant,
+  precision: MatchPrecision,
+  stack: FeatureStack,
+  options: MatchOptions,
+  previous?: SharedLayer,
+): SharedLayer {
   const [n, c, h, w] = stack.shape;
   if (precision === 'int8' && int8Supports(w, options)) {
     if (binding.info().int8 !== true) throw new HetmmError('E_BACKEND', 'int8 matching needs a CPU with AVX-512 VNNI');
     const offsetOf = binding.alignmentOffset.bind(binding);
     const sharedBytes: ByteAllocator = alignedBytes((array) => offsetOf(array), (bytes) => new Uint8Array(new SharedArrayBuffer(bytes)));
     const view = stack.data.subarray(0, n * c * h * w);
-    const q = quantizeTemplatesInt8({ ...stack, data: view }, undefined, nativeQuantizer(binding), sharedBytes);
-    return { kind: 'int8', shape: [n, c, h, w], templates: { ...q, scale: sharedCopy(q.scale), sum: sharedCopy(q.sum) } };
+    // the templates quantised before are kept; new ones go past their count (a reader's rows are never written)
+    const before = previous?.kind === 'int8' && previous.shape[1] === c && previous.shape[2] === h && previous.shape[3] === w && previous.shape[0] <= n ? previous.templates : undefined;
+    const q = quantizeTemplatesInt8({ ...stack, data: view }, before, nativeQuantizer(binding), sharedBytes);
+    // a grown copy's scales and sums are plain arrays: shared once, then extended in place
+    const scale = q.scale.buffer instanceof SharedArrayBuffer ? q.scale : sharedCopy(q.scale);
+    const sum = q.sum.buffer instanceof SharedArrayBuffer ? q.sum : sharedCopy(q.sum);
+    return { kind: 'int8', shape: [n, c, h, w], templates: { ...q, scale, sum } };
   }
-  return { ...shareFloatLayer(stack), variant };
+  return { ...shareFloatLayer(stack, previous), variant };
 }
 
 /** The addon's query quantiser and aligned allocator, made once per thread: matchSharedLayer runs per layer per image. */

@@ -59,7 +59,7 @@ export interface FastBackend extends KernelBackend {
   /** l2NormalisePixels (src/backbone/backbone.ts) in native code (native/pixel_norm.c), bit-identical results */
   readonly l2NormalisePixels: PixelNormaliser;
   /** shared-memory matching (the contract's capability), int8-quantised where matchLayer matches in int8 */
-  shareLayer(stack: FeatureStack, options: MatchOptions): SharedLayer;
+  shareLayer(stack: FeatureStack, options: MatchOptions, previous?: SharedLayer): SharedLayer;
   /** matchLayerHere / matchLayerInt8Here: synchronous, single-threaded, on the calling thread */
   matchSharedLayer(layer: SharedLayer, query: QueryMap, options: MatchOptions): MatchResult;
   /** matchLayer / matchSharedLayer against some templates: the indices go to the kernels (no copy) */
@@ -188,7 +188,7 @@ function makeBackend(binding: NativeBinding, variant: NativeVariant, precision: 
       return out;
     },
 
-    shareLayer: (stack, options) => shareLayer(binding, variant, precision, stack, options),
+    shareLayer: (stack, options, previous) => shareLayer(binding, variant, precision, stack, options, previous),
 
     matchSharedLayer: (layer, query, options) => matchSharedLayer(binding, variant, layer, query, options),
 

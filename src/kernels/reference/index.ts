@@ -31,7 +31,7 @@ export const referenceBackend: KernelBackend = {
     return l2NormalisePixels(src, channels, height, width, offset);
   },
 
-  shareLayer: (stack) => shareFloatLayer(stack),
+  shareLayer: (stack, _options, previous) => shareFloatLayer(stack, previous),
 
   matchSharedLayer: (layer, query, options) => {
     if (layer.kind !== 'float') throw new HetmmError('E_BACKEND', 'the reference backend matches in float only, and this layer was shared int8-quantised');
