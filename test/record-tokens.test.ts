@@ -63,11 +63,17 @@ test('operator actions over HTTP are audited under the name of the token that ma
     assert.equal(put.status, 200, await put.clone().text());
     const add = await addNormal(server.base, 'bottle', readImage(bottleGood[0]!), 'extra.png', { authorization: `Bearer ${B}` });
     assert.equal(add.status, 200, await add.clone().text());
+    const { ids } = (await add.clone().json()) as { ids: string[] };
+    const undo = await fetch(`${server.base}/v1/lines/bottle/normals/${encodeURIComponent(ids[0]!)}`, { method: 'DELETE', headers: { authorization: `Bearer ${A}` } });
+    assert.equal(undo.status, 200, await undo.clone().text());
     const wrong = await addNormal(server.base, 'bottle', readImage(bottleGood[0]!), 'x.png', { authorization: 'Bearer not-a-token-0123456789' });
     assert.equal(wrong.status, 401);
     const audit = await record.audit('bottle');
     const rows = audit.items.map((a) => [a.action, a.tokenName]).reverse();
-    assert.deepEqual(rows, [['threshold', 'alice'], ['mark-normal', 'bob']]);
+    assert.deepEqual(rows, [['threshold', 'alice'], ['mark-normal', 'bob'], ['remove-normal', 'alice']]);
+    const removal = audit.items.find((a) => a.action === 'remove-normal')!;
+    assert.deepEqual((removal.before as { ids: string[] }).ids, ids);
+    assert.deepEqual((audit.items.find((a) => a.action === 'mark-normal')!.after as { ids: string[] }).ids, ids);
     const threshold = audit.items.find((a) => a.action === 'threshold')!;
     assert.equal((threshold.after as { threshold: number }).threshold, 0.5);
     assert.equal(typeof (threshold.before as { threshold: number }).threshold, 'number');

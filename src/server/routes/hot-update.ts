@@ -52,7 +52,7 @@ export async function hotUpdateRoutes(
         const outcome = await deadline.race(executor.addNormals(line, images, { signal: deadline.signal, ...(key === undefined ? {} : { key }) }));
         if (outcome.added > 0 && outcome.repeated !== true) {
           const names = images.map((i) => i.name);
-          await record?.addAudit({ line, action: 'mark-normal', before: { templates: outcome.templates - outcome.added }, after: { templates: outcome.templates, version: outcome.version, images: names }, tokenName: request.tokenName });
+          await record?.addAudit({ line, action: 'mark-normal', before: { templates: outcome.templates - outcome.added }, after: { templates: outcome.templates, version: outcome.version, images: names, ...(outcome.ids === undefined ? {} : { ids: outcome.ids }) }, tokenName: request.tokenName });
         }
         if (outcome.repeated === true) return { ...outcome, note: 'this update was already applied (the same Idempotency-Key): nothing changed; this is its answer' };
         return outcome.duplicates === 0

@@ -19,7 +19,7 @@ const NORMAL_PARAMS = {
   },
 } as const;
 
-export async function normalRoutes(app: FastifyInstance, { executor }: Pick<RouteContext, 'executor'>): Promise<void> {
+export async function normalRoutes(app: FastifyInstance, { executor, record }: Pick<RouteContext, 'executor' | 'record'>): Promise<void> {
   app.get<{ Params: { line: string } }>(
     '/v1/lines/:line/normals',
     {
@@ -44,6 +44,14 @@ export async function normalRoutes(app: FastifyInstance, { executor }: Pick<Rout
         response: { 200: answer('removed (on disk), or removed before', 'NormalsRemoval'), ...errors(...LINE_ERRORS, ...MUTATING_ERRORS) },
       },
     },
-    async (request) => executor.removeNormals(request.params.line, [request.params.id]),
+    async (request) => {
+      const line = request.params.line;
+      const outcome = await executor.removeNormals(line, [request.params.id]);
+      if (outcome.removed.length > 0) {
+        const before = outcome.templates + outcome.removed.length;
+        await record?.addAudit({ line, action: 'remove-normal', before: { templates: before, ids: outcome.removed }, after: { templates: outcome.templates, version: outcome.version }, tokenName: request.tokenName });
+      }
+      return outcome;
+    },
   );
 }
