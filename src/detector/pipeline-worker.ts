@@ -102,6 +102,9 @@ async function handle(request: PipelineRequest): Promise<PipelineReply | Transfe
     case 'init':
       await ready;
       return {};
+    case 'backend':
+      await backendOf(request.backend, request.precision);
+      return {};
     case 'predict': {
       const prediction = await predictImage(request.source, request.state, request.maxPixels);
       return transferring({ prediction }, ownBuffers([prediction.image.data, prediction.anomalyMap, prediction.pixelMap, prediction.proMap]));

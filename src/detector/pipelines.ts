@@ -86,6 +86,8 @@ export interface PipelineFeatures {
 
 export type PipelineRequest =
   | { readonly op: 'init' }
+  /** loads a backend by name on the thread: a run checks it once, so a backend the threads cannot load fails the run, not each image */
+  | { readonly op: 'backend'; readonly backend: string; readonly precision: MatchPrecision }
   | { readonly op: 'predict'; readonly source: string; readonly state: PipelineState; readonly maxPixels?: number }
   | {
       readonly op: 'serve';
@@ -268,6 +270,7 @@ export class PipelinePool {
    */
   async *run(sources: readonly string[], state: PipelineState, maxPixels?: number): AsyncGenerator<PipelineOutcome> {
     await this.#ready;
+    await this.#submit({ op: 'backend', backend: state.backend, precision: state.precision });
     // outcomes[i] is dropped once yielded: a run of thousands of images must not keep every prediction
     const outcomes: (Promise<PipelineOutcome> | undefined)[] = [];
     let consumed = 0;
