@@ -3,6 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 const MAX_RECENT = 60;
+/** how long "Undo" stays offered after marking an image normal */
+const UNDO_SECONDS = 8;
 
 const state = {
   line: undefined,
@@ -13,6 +15,8 @@ const state = {
   filter: 'all',
   events: undefined,
   record: false, // the server keeps an inspection record (GET /v1/lines/{line}/inspections answers)
+  highestScore: undefined, // the highest score in the record's histogram of the line (threshold sanity warning)
+  undo: undefined, // {line, ids, item, deadline, timer} while Undo is offered
 };
 
 const CODE_WORDS = {
@@ -41,6 +45,40 @@ function clearError() {
   $('error').hidden = true;
   $('error-text').textContent = '';
 }
+
+/** An error next to the control that needed it (where the eye is), not at the top of the page. */
+function showFieldError(id, text) {
+  const box = $(id);
+  box.textContent = text;
+  box.hidden = false;
+  box.scrollIntoView({ block: 'nearest' });
+}
+
+function clearFieldError(id) {
+  $(id).hidden = true;
+  $(id).textContent = '';
+}
+
+const errorWords = (error) => `${CODE_WORDS[error.code] ?? 'Something went wrong.'} (${error.message})`;
+
+/**
+ * An in-page confirmation (a modal <dialog>): answers true only for the confirm button.
+ * Cancel has the focus first, Escape cancels, and the focus goes back where it was.
+ */
+function confirmAction({ title, text, confirm }) {
+  const dialog = $('confirm');
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-ok').textContent = confirm;
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    dialog.showModal();
+  });
+}
+
+const hasToken = () => $('token').value.trim() !== '';
+const NO_TOKEN = 'Enter the token under Access first: this changes the line.';
 
 /** fetch that answers {ok, status, body} and turns network failures and the server's error shape into {error}. */
 async function api(path, init = {}) {
@@ -83,6 +121,8 @@ async function loadLines() {
     r.body.changes === 'disabled'
       ? 'Changes are disabled on this server (started without a token): images can be inspected, not marked normal.'
       : 'Marking images normal and changing the threshold need the server token.';
+  $('threshold-apply').disabled = r.body.changes === 'disabled';
+  $('threshold-apply').title = r.body.changes === 'disabled' ? 'Changes are disabled on this server (started without a token)' : '';
   const select = $('line');
   select.replaceChildren(
     ...r.body.lines.map((l) => {
@@ -107,10 +147,13 @@ async function selectLine(name) {
   history.replaceState(null, '', `#${encodeURIComponent(name)}`);
   state.recent = [];
   state.shown = undefined;
+  state.highestScore = undefined;
+  endUndo();
   renderGallery();
   renderResult();
   await refreshInfo();
   await loadRecord(name);
+  await loadNormals();
   connectEvents();
 }
 
@@ -132,7 +175,10 @@ async function loadRecord(name) {
     heatmapUrl: i.heatmap,
     own: false,
   }));
+  older.forEach(labelNow);
   state.recent = [...state.recent, ...older].slice(0, MAX_RECENT);
+  const h = await api(`/v1/lines/${encodeURIComponent(name)}/inspections/histogram`);
+  if (h.ok && state.line === name && typeof h.body.max === 'number') state.highestScore = h.body.max;
   renderGallery();
   updateThresholdBounds();
   updateFlipPreview();
@@ -149,6 +195,11 @@ async function refreshInfo() {
 
 function setInfo(info) {
   state.info = info;
+  // observation 5: what is on screen follows the line's threshold at once
+  const before = state.recent.map((item) => item.label);
+  state.recent.forEach(labelNow);
+  if (state.recent.some((item, i) => item.label !== before[i])) renderGallery();
+  renderResult();
   $('info-templates').textContent = String(info.templates);
   $('info-threshold').textContent = info.threshold ? fmt(info.threshold.value) : 'none (scores only)';
   $('info-version').textContent = String(info.version);
@@ -183,6 +234,7 @@ function connectEvents() {
       return;
     }
     void refreshInfo();
+    void loadNormals();
   });
   source.addEventListener('verdict', (e) => {
     const ev = JSON.parse(e.data);
@@ -239,7 +291,23 @@ async function inspectFiles(files) {
   $('busy').textContent = list.length > 1 ? `Inspected ${list.length} images.` : '';
 }
 
+/**
+ * Labels `item` with the line's current threshold (the record keeps the verdict at inspection time;
+ * the screen shows today's): the first time it differs, the verdict at inspection is kept beside it.
+ */
+function labelNow(item) {
+  const threshold = state.info?.threshold?.value;
+  if (threshold === undefined || item.threshold === threshold) return;
+  if (item.inspectedThreshold === undefined && item.threshold !== undefined) {
+    item.inspectedThreshold = item.threshold;
+    item.inspectedLabel = item.label;
+  }
+  item.threshold = threshold;
+  item.label = item.score > threshold ? 'defect' : 'ok';
+}
+
 function addRecent(item) {
+  labelNow(item);
   state.recent = [item, ...state.recent.filter((r) => r.id !== item.id)].slice(0, MAX_RECENT);
   renderGallery();
   updateThresholdBounds();
@@ -271,7 +339,12 @@ function renderResult() {
   $('score-bar').dataset.label = item.label ?? 'none';
   $('threshold-mark').hidden = item.threshold === undefined;
   if (item.threshold !== undefined) $('threshold-mark').style.left = `${(item.threshold / top) * 100}%`;
-  $('result-name').textContent = `${item.name} · ${item.templates} templates · store version ${item.version}`;
+  const inspected =
+    item.inspectedThreshold === undefined || fmt(item.inspectedThreshold) === fmt(item.threshold)
+      ? ''
+      : ` · inspected at threshold ${fmt(item.inspectedThreshold)} as ${verdictText({ label: item.inspectedLabel })}`;
+  const templates = item.templates === undefined ? '' : ` · ${item.templates} templates`;
+  $('result-name').textContent = `${item.name}${templates} · store version ${item.version}${inspected}`;
   const img = $('result-image');
   if (item.imageUrl) img.src = item.imageUrl;
   else img.removeAttribute('src');
@@ -281,7 +354,7 @@ function renderResult() {
   const mark = $('mark');
   mark.disabled = item.id === undefined || state.changes === 'disabled' || item.marked === true;
   mark.textContent = item.marked ? 'Marked as normal' : 'Mark as normal';
-  mark.classList.toggle('primary', item.label === 'defect');
+  // never the primary button: teaching a DEFECT as normal must not be the obvious next click
   mark.title = state.changes === 'disabled' ? 'Changes are disabled on this server' : 'Add this image to the line’s normal templates (hot update)';
 }
 
@@ -289,15 +362,28 @@ async function markNormal() {
   const item = state.shown;
   if (item === undefined) return;
   clearError();
-  if ($('token').value.trim() === '') {
-    showError('Cannot mark as normal', { code: 'E_UNAUTHORIZED', message: 'no token entered' });
-    $('token').focus();
+  clearFieldError('mark-error');
+  if (!hasToken()) {
+    showFieldError('mark-error', NO_TOKEN);
     return;
   }
+  const line = state.line;
+  const verdict =
+    item.threshold === undefined
+      ? `It scored ${fmt(item.score)} (the line has no threshold).`
+      : `It scored ${fmt(item.score)} against the threshold ${fmt(item.threshold)}: ${verdictText(item)}.`;
+  const confirmed = await confirmAction({
+    title: `Mark as normal on line “${line}”?`,
+    text:
+      `“${item.name}” becomes one of the normal templates of line “${line}”. ${verdict} ` +
+      `From the next inspection on, parts like it count as normal. You can undo it for ${UNDO_SECONDS} seconds, later under Added normals.`,
+    confirm: 'Mark as normal',
+  });
+  if (!confirmed || state.line !== line) return;
   const before = state.info?.templates;
   $('mark').disabled = true;
   $('mark-status').textContent = 'Adding to the normal templates…';
-  const r = await api(`/v1/lines/${encodeURIComponent(state.line)}/normals`, {
+  const r = await api(`/v1/lines/${encodeURIComponent(line)}/normals`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...authHeaders() },
     body: JSON.stringify({ prediction: item.id }),
@@ -305,14 +391,154 @@ async function markNormal() {
   if (!r.ok) {
     $('mark').disabled = false;
     $('mark-status').textContent = '';
-    showError(`Could not mark “${item.name}” as normal`, r.error);
+    showFieldError('mark-error', `Could not mark “${item.name}” as normal: ${errorWords(r.error)}`);
     return;
   }
   item.marked = true;
+  item.normalIds = r.body.ids;
   renderResult();
   renderGallery();
   $('mark-status').textContent = `Added: the line now has ${r.body.templates} templates${before === undefined ? '' : ` (was ${before})`}, store version ${r.body.version}. It counts from the next inspection on.`;
+  if (Array.isArray(r.body.ids) && r.body.ids.length > 0) offerUndo(line, r.body.ids, item);
   await refreshInfo();
+  await loadNormals();
+}
+
+// ---- undo of "Mark as normal" -------------------------------------------------------------------------------
+
+function offerUndo(line, ids, item) {
+  endUndo();
+  state.undo = { line, ids, item, deadline: Date.now() + UNDO_SECONDS * 1000, timer: setInterval(tickUndo, 250) };
+  $('undo-button').disabled = false;
+  $('undo').hidden = false;
+  tickUndo();
+}
+
+function tickUndo() {
+  const undo = state.undo;
+  if (undo === undefined) return;
+  const left = Math.ceil((undo.deadline - Date.now()) / 1000);
+  if (left <= 0) {
+    endUndo();
+    return;
+  }
+  $('undo-countdown').textContent = `Undo marking “${undo.item.name}” normal: ${left} ${left === 1 ? 'second' : 'seconds'} left.`;
+}
+
+function endUndo() {
+  if (state.undo !== undefined) clearInterval(state.undo.timer);
+  state.undo = undefined;
+  $('undo').hidden = true;
+  $('undo-countdown').textContent = '';
+}
+
+async function undoMark() {
+  const undo = state.undo;
+  if (undo === undefined) return;
+  clearInterval(undo.timer);
+  $('undo-button').disabled = true;
+  $('undo-countdown').textContent = 'Undoing…';
+  clearFieldError('mark-error');
+  let last;
+  for (const id of undo.ids) {
+    const r = await api(`/v1/lines/${encodeURIComponent(undo.line)}/normals/${encodeURIComponent(id)}`, { method: 'DELETE', headers: authHeaders() });
+    if (!r.ok) {
+      state.undo = undefined;
+      $('undo').hidden = true;
+      showFieldError('mark-error', `Could not undo: ${errorWords(r.error)} The normal is listed under Added normals.`);
+      await loadNormals();
+      return;
+    }
+    last = r.body;
+  }
+  state.undo = undefined;
+  $('undo').hidden = true;
+  undo.item.marked = false;
+  renderResult();
+  renderGallery();
+  $('mark-status').textContent = `Undone: “${undo.item.name}” is no longer a normal; line ${undo.line} has ${last.templates} templates again (store version ${last.version}).`;
+  await refreshInfo();
+  await loadNormals();
+}
+
+// ---- the line's normals ------------------------------------------------------------------------------------
+
+async function loadNormals() {
+  const line = state.line;
+  if (line === undefined) return;
+  const r = await api(`/v1/lines/${encodeURIComponent(line)}/normals`);
+  if (state.line !== line) return;
+  if (!r.ok) {
+    showFieldError('normals-error', `Could not list the normals: ${errorWords(r.error)}`);
+    return;
+  }
+  clearFieldError('normals-error');
+  // an image marked here and removed since (here, by Undo or elsewhere) is no longer "marked normal"
+  const present = new Set(r.body.normals.map((n) => n.id));
+  let unmarked = false;
+  for (const item of state.recent) {
+    if (item.marked && item.normalIds?.length > 0 && !item.normalIds.some((id) => present.has(id))) {
+      item.marked = false;
+      unmarked = true;
+    }
+  }
+  if (unmarked) {
+    renderGallery();
+    renderResult();
+  }
+  const appended = r.body.normals
+    .filter((n) => n.kind === 'appended')
+    .sort((a, b) => (b.addedAt ?? '').localeCompare(a.addedAt ?? '') || b.index - a.index);
+  const base = r.body.normals.length - appended.length;
+  $('normals-count').textContent = String(appended.length);
+  // Base normals are what the threshold was calibrated on: removing one is a deliberate act (hetmm normals remove), not a page click.
+  $('normals-base').textContent =
+    `${base} fitted normal${base === 1 ? '' : 's'} from hetmm fit (not removable here: the threshold was calibrated on them; use hetmm normals remove).` +
+    (appended.length === 0 ? ' No normals added since.' : '');
+  $('normals-list').replaceChildren(
+    ...appended.map((normal) => {
+      const li = document.createElement('li');
+      const file = document.createElement('span');
+      file.className = 'file';
+      file.textContent = normal.file;
+      const when = document.createElement('time');
+      if (normal.addedAt) {
+        when.dateTime = normal.addedAt;
+        when.textContent = new Date(normal.addedAt).toLocaleString();
+      } else when.textContent = 'time not recorded';
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Remove';
+      remove.setAttribute('aria-label', `Remove ${normal.file} from the normals`);
+      remove.disabled = state.changes === 'disabled';
+      remove.addEventListener('click', () => void removeNormal(line, normal));
+      li.append(file, when, remove);
+      return li;
+    }),
+  );
+}
+
+async function removeNormal(line, normal) {
+  clearFieldError('normals-error');
+  if (!hasToken()) {
+    showFieldError('normals-error', NO_TOKEN);
+    return;
+  }
+  const when = normal.addedAt ? ` (added ${new Date(normal.addedAt).toLocaleString()})` : '';
+  const confirmed = await confirmAction({
+    title: `Remove “${normal.file}”?`,
+    text: `Remove “${normal.file}”${when} from the normal templates of line “${line}”? From the next inspection on, parts like it are judged without it.`,
+    confirm: 'Remove',
+  });
+  if (!confirmed) return;
+  const r = await api(`/v1/lines/${encodeURIComponent(line)}/normals/${encodeURIComponent(normal.id)}`, { method: 'DELETE', headers: authHeaders() });
+  if (!r.ok) {
+    showFieldError('normals-error', `Could not remove “${normal.file}”: ${errorWords(r.error)}`);
+    return;
+  }
+  $('normals-status').textContent = `Removed “${normal.file}”: line ${line} has ${r.body.templates} templates (store version ${r.body.version}).`;
+  await refreshInfo();
+  await loadNormals();
 }
 
 // ---- gallery ----------------------------------------------------------------------------------------------------
@@ -371,11 +597,41 @@ function updateThresholdBounds() {
   $('threshold-range').max = String(Number(max.toPrecision(3)));
 }
 
+/** The threshold box's value, or why it cannot be a threshold (checked before anything is sent). */
+function readThreshold() {
+  const box = $('threshold-number');
+  const raw = box.value.trim();
+  if (box.validity.badInput) return { error: 'This is not a number.' };
+  if (raw === '') return { error: 'Enter a threshold.' };
+  const value = Number(raw);
+  if (!Number.isFinite(value)) return { error: 'This is not a number.' };
+  if (value <= 0) return { error: 'The threshold must be above 0 (at 0 or below every part would be DEFECT).' };
+  return { value };
+}
+
+/** The highest score seen: the record's histogram, else this page's recent inspections. */
+function highestScore() {
+  const scores = state.recent.map((r) => r.score);
+  if (state.highestScore !== undefined) scores.push(state.highestScore);
+  return scores.length === 0 ? undefined : Math.max(...scores);
+}
+
+function updateThresholdWarning(value) {
+  const highest = highestScore();
+  const warn = value !== undefined && highest !== undefined && value > highest * 2;
+  $('threshold-warning').hidden = !warn;
+  $('threshold-warning').textContent = warn
+    ? `Warning: more than twice the highest score seen (${fmt(highest)}): every part would be OK.`
+    : '';
+}
+
 function updateFlipPreview() {
-  const value = Number($('threshold-number').value);
+  const { value } = readThreshold();
   const current = state.info?.threshold?.value;
-  if (!Number.isFinite(value)) {
-    $('flip-preview').textContent = 'Enter a number.';
+  updateThresholdWarning(value);
+  if (value !== undefined) clearFieldError('threshold-error');
+  if (value === undefined) {
+    $('flip-preview').textContent = 'Enter a number above 0.';
     return;
   }
   if (state.recent.length === 0) {
@@ -391,9 +647,15 @@ function updateFlipPreview() {
 
 async function applyThreshold() {
   clearError();
-  const value = Number($('threshold-number').value);
-  if (!Number.isFinite(value) || value < 0) {
-    showError('Cannot apply the threshold', { code: 'E_ARGUMENT', message: 'the threshold must be a number of 0 or more' });
+  clearFieldError('threshold-error');
+  $('threshold-status').textContent = '';
+  const { value, error } = readThreshold();
+  if (error !== undefined) {
+    showFieldError('threshold-error', `Not applied: ${error}`);
+    return;
+  }
+  if (!hasToken()) {
+    showFieldError('threshold-error', NO_TOKEN);
     return;
   }
   const r = await api(`/v1/lines/${encodeURIComponent(state.line)}/threshold`, {
@@ -402,7 +664,7 @@ async function applyThreshold() {
     body: JSON.stringify({ value }),
   });
   if (!r.ok) {
-    showError('Could not change the threshold', r.error);
+    showFieldError('threshold-error', `Could not change the threshold: ${errorWords(r.error)}`);
     return;
   }
   $('threshold-status').textContent = `Threshold is now ${fmt(r.body.threshold?.value)} (store version ${r.body.version}).`;
@@ -437,6 +699,7 @@ function wire() {
   });
   $('line').addEventListener('change', () => void selectLine($('line').value));
   $('mark').addEventListener('click', () => void markNormal());
+  $('undo-button').addEventListener('click', () => void undoMark());
   $('error-close').addEventListener('click', clearError);
   for (const radio of document.querySelectorAll('input[name="filter"]')) {
     radio.addEventListener('change', () => {
