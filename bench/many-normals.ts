@@ -168,7 +168,7 @@ if (values.child !== undefined) {
   const full = path.join(values.work, `n${nAll}.hetmm`);
   if (!existsSync(full)) {
     const t0 = performance.now();
-    run([cli, 'fit', ...dataset.trainFiles, '-o', full, '--no-calibrate', '--dtype', 'float16', '--quiet'], 'fit');
+    run([cli, 'fit', ...dataset.trainFiles, '-o', full, '--preset', 'default', '--no-calibrate', '--dtype', 'float16', '--quiet'], 'fit');
     console.log(`fit ${nAll} templates: ${((performance.now() - t0) / 1000).toFixed(1)} s (load ${load()})`);
   }
   const storeOf = (n: number): string => (n >= nAll ? full : path.join(values.work, `n${n}.hetmm`));

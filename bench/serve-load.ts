@@ -246,7 +246,7 @@ async function load(
 /** The int8 store (hetmm fit's default) of the first TEMPLATES Magnetic Tile normals, and 24 test images (6 of each of the first 4 classes). */
 function int8Inputs(file: string): string[] {
   const train = jpgs(path.join(tile, 'train/good')).slice(0, TEMPLATES);
-  execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', file], { stdio: 'ignore' });
+  execFileSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'fit', ...train, '-o', file, '--preset', 'default'], { stdio: 'ignore' });
   const classes = readdirSync(path.join(tile, 'test')).sort().slice(0, 4);
   return classes.flatMap((c) => jpgs(path.join(tile, 'test', c)).slice(0, 6));
 }
