@@ -40,7 +40,7 @@ import { isMvtecCategory, resolvePreset, type PostProcess, type Preset } from '.
 import { TemplateStore } from '../store/index.js';
 import { readStoreMeta } from '../store/peek.js';
 import { fitStore, type FitStoreResult } from '../fit/fit-store.js';
-import { MIN_TUNE_NORMALS, type TuneOptions } from '../fit/tune.js';
+import { autoTune, type TuneOptions } from '../fit/tune.js';
 import { listMvtecCategories, readFolderDataset, readMvtecCategory, type Dataset, type FolderLayout } from './datasets.js';
 import { aupro, f1Max, imageAuroc, pixelAuroc, proHetmm, type MetricResult } from '../metrics/index.js';
 import {
@@ -454,11 +454,11 @@ function failedImage(source: string, error: Error): HetmmError {
  * 'auto' when fitting a category that has no official MVTec preset (with
  * fit's minimum number of normals; fewer keep the default preset).
  */
-export function tuneFor(options: Pick<EvaluateOptions, 'tune' | 'preset' | 'templates'>, category: string): boolean | TuneOptions | undefined {
+export function tuneFor(options: Pick<EvaluateOptions, 'tune' | 'preset' | 'templates'>, category: string, base?: TuneOptions): boolean | TuneOptions | undefined {
   if (typeof options.tune === 'function') return options.tune(category);
   if (options.tune !== undefined) return options.tune;
   const auto = options.preset === undefined || options.preset === 'auto';
-  return auto && options.templates === undefined && !isMvtecCategory(category) ? { minNormals: MIN_TUNE_NORMALS } : undefined;
+  return auto && options.templates === undefined && !isMvtecCategory(category) ? autoTune(base) : undefined;
 }
 
 /** Fits (fitStore) or loads the category's store into the detector, calibrating, tuning, compressing and saving it as asked. */

@@ -32,7 +32,7 @@ import { resolveModel } from '../models/index.js';
 import type { StoredThreshold } from '../detector/threshold.js';
 import { compressStore, type CompressResult, type PtsGramChoice } from '../selection/compress-store.js';
 import { TemplateStore, type EmbeddedModel } from '../store/index.js';
-import { MIN_TUNE_NORMALS, tunePreset, type TuneOptions, type TuneResult } from './tune.js';
+import { autoTune, tunePreset, type TuneOptions, type TuneResult } from './tune.js';
 
 export type FitPhase = 'quantize' | 'fit' | 'tune' | 'compress' | 'calibrate';
 
@@ -114,7 +114,7 @@ export async function fitStore(target: Detector | DetectorOptions, options: FitS
   if (target instanceof Detector) return fitInto(target, options, { precision: 'float', quantizeSeconds: 0 });
   // nobody chose a preset for this new store: tune it when there are enough normals
   if (options.tune === undefined && target.preset === undefined && target.store === undefined) {
-    return fitStore(target, { ...options, tune: { minNormals: MIN_TUNE_NORMALS } });
+    return fitStore(target, { ...options, tune: autoTune() });
   }
   const files = options.files ?? [];
   // The default for a new store: int8 (an explicit `model` is used as given unless precision: 'int8' asks to quantise it).

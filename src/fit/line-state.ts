@@ -12,6 +12,7 @@
  * the change itself.
  */
 import type { Detector } from '../detector/detector.js';
+import { HetmmError } from '../errors.js';
 import { int8BackboneName } from '../detector/store-backbone.js';
 import { calibratedHeatmapRange, storedThreshold, type StoredThreshold } from '../detector/threshold.js';
 import type { StoreNormal, TemplateStore } from '../store/index.js';
@@ -76,6 +77,18 @@ export function describeLine(detector: Detector, templates: number, t: StoredThr
  * the store was never calibrated). Returns the store meta to write: one
  * more revision (a change that is not an append).
  */
+/**
+ * A hand-set threshold, checked once for every door (both executors, the
+ * queue worker): a score is above 0, so 0 (an empty box sent as a number),
+ * a negative or a non-finite value is E_ARGUMENT.
+ */
+export function checkThresholdValue(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || !(value > 0)) {
+    throw new HetmmError('E_ARGUMENT', `Expected the threshold as a finite number above 0 but received ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 export function metaWithThreshold(detector: Detector, value: number): Record<string, unknown> {
   const store = detector.store;
   const old = storedThreshold(store.meta, detector.preset.name);

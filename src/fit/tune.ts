@@ -87,6 +87,11 @@ export interface TuneOptions {
  */
 export const MIN_TUNE_NORMALS = 5;
 
+/** The tuning of a fit that names no preset (every door): `base`'s seed and budget, only with MIN_TUNE_NORMALS normals or more. */
+export function autoTune(base: TuneOptions = {}): TuneOptions {
+  return { ...base, minNormals: MIN_TUNE_NORMALS };
+}
+
 export interface ProxyScores {
   readonly image_auroc: number;
   readonly pixel_auroc: number;

@@ -11,6 +11,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { HetmmError } from '../errors.js';
+import { checkThresholdValue } from '../fit/line-state.js';
 import { DEFAULT_MAX_PIXELS } from '../image/index.js';
 import { ServerError } from '../server/errors.js';
 import type {
@@ -218,9 +219,7 @@ export class QueueExecutor implements InspectionExecutor {
   async setThreshold(line: string, value: number): Promise<LineInfo> {
     this.#refuseWhenClosing();
     this.lineInfo(line);
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new ServerError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(value)}`);
-    }
+    checkThresholdValue(value);
     const r = await this.client.setThreshold(line, value).catch(serverError);
     await this.refresh();
     const info = this.lineInfo(line);

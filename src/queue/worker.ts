@@ -18,6 +18,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { DetectorOptions } from '../detector/detector.js';
 import { HetmmError, isHetmmError } from '../errors.js';
+import { checkThresholdValue } from '../fit/line-state.js';
 import type { BlobStore } from './blob-store.js';
 import type { StoreChain } from '../store/template-store.js';
 import { ComputeThread, type LineDescription, type Versioned } from './compute.js';
@@ -507,9 +508,7 @@ export class QueueWorker {
 
   /** A threshold change: like a hot update (lock, file first, then the announcement), the new metadata travels on the stream. */
   async #setThreshold(line: LineRuntime, data: ThresholdJobData): Promise<ThresholdJobResult> {
-    if (typeof data.value !== 'number' || !Number.isFinite(data.value)) {
-      throw new HetmmError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(data.value)}`);
-    }
+    checkThresholdValue(data.value);
     const lock = await this.#lineLock(line);
     try {
       return await line.serial.run(async () => {

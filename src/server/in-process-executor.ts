@@ -37,7 +37,7 @@ import { storedThreshold, type StoredThreshold } from '../detector/threshold.js'
 import { setting } from '../config.js';
 import { isHetmmError } from '../errors.js';
 import { fitStore } from '../fit/fit-store.js';
-import { describeLine, metaWithThreshold, normalsOf, storeVersion } from '../fit/line-state.js';
+import { checkThresholdValue, describeLine, metaWithThreshold, normalsOf, storeVersion } from '../fit/line-state.js';
 import { isUnknownNormalError, type StoreSnapshot } from '../store/index.js';
 import { watchStoreFile } from '../store/file-watch.js';
 import { DEFAULT_MAX_PIXELS } from '../image/index.js';
@@ -314,9 +314,7 @@ export class InProcessExecutor implements InspectionExecutor {
   async setThreshold(name: string, value: number): Promise<LineInfo> {
     this.#refuseWhenClosing();
     const line = this.#line(name);
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new ServerError('E_ARGUMENT', `Expected the threshold as a finite number but received ${JSON.stringify(value)}`);
-    }
+    checkThresholdValue(value);
     return this.#change(line, async () => {
       const store = line.detector.store;
       const before = store.meta;

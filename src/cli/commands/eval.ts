@@ -162,7 +162,7 @@ export async function evalCommand(args: string[], ctx: CliContext): Promise<numb
       ...(tune
         ? { tune: calibration.tune }
         : autoPreset
-          ? { tune: (category: string) => (tuneFor({ templates: values.templates }, category) === undefined ? false : { ...calibration.tune, minNormals: MIN_TUNE_NORMALS }) }
+          ? { tune: (category: string) => tuneFor({ templates: values.templates }, category, calibration.tune) ?? false }
           : {}),
       falseAlarmRate: calibration.falseAlarmRate,
       templates: values.templates,

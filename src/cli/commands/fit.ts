@@ -2,7 +2,7 @@ import path from 'node:path';
 import { describeFalseAlarms } from '../../detector/threshold.js';
 import { HetmmError } from '../../errors.js';
 import { fitStore } from '../../fit/fit-store.js';
-import { MIN_TUNE_NORMALS } from '../../fit/tune.js';
+import { autoTune, MIN_TUNE_NORMALS } from '../../fit/tune.js';
 import { loadImagesFrom } from '../../image/index.js';
 import type { CliContext } from '../context.js';
 import { Reporter } from '../context.js';
@@ -74,7 +74,7 @@ export async function fitCommand(args: string[], ctx: CliContext): Promise<numbe
   // --preset tune: always; no preset option at all: when there are enough normals (fitStore's minimum)
   const tune = isTunePreset(values.preset);
   const preset = tune ? undefined : presetFromOptions(values, '');
-  const tuneOptions = tune ? calibration.tune : preset === undefined ? { ...calibration.tune, minNormals: MIN_TUNE_NORMALS } : undefined;
+  const tuneOptions = tune ? calibration.tune : preset === undefined ? autoTune(calibration.tune) : undefined;
   const t0 = performance.now();
   const failures = new BatchFailures(report, 'fit', values['fail-fast']);
   const bars = new Map<string, ReturnType<Reporter['progress']>>();
